@@ -1,0 +1,211 @@
+"""The contract between the engine and anything that drives it (window, CLI, tests).
+
+Requests are immutable records holding everything a job needs. Events are small
+immutable records, one class per kind, each carrying the job id. Nothing here imports
+torch or Qt: the window depends on this module only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+STARTER_MODEL = "starter"
+"""Model name meaning the small model bundled under resources/ (the default)."""
+
+
+class SchedulerName(StrEnum):
+    """Samplers by the names users know from other applications."""
+
+    EULER = "Euler"
+    EULER_A = "Euler a"
+    DPMPP_2M = "DPM++ 2M"
+    DPMPP_2M_KARRAS = "DPM++ 2M Karras"
+    DPMPP_SDE = "DPM++ SDE"
+    DDIM = "DDIM"
+    DDPM = "DDPM"
+    UNIPC = "UniPC"
+    LCM = "LCM"
+
+
+class ErrorKind(StrEnum):
+    """Whose fault a failure was."""
+
+    BAD_INPUT = "bad_input"  # the user can fix it (size, steps, mask ...)
+    MODEL = "model"  # missing, corrupt or unsupported model file; offline hub id
+    OUT_OF_MEMORY = "out_of_memory"  # suggest a smaller size or the CPU
+    INTERNAL = "internal"  # a bug: the message carries the traceback in `detail`
+
+
+class EventKind(StrEnum):
+    QUEUED = "queued"
+    MODEL_LOADING = "model_loading"
+    STARTED = "started"
+    STEP = "step"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class EngineError(Exception):
+    """An error with a kind and a message a person can act on."""
+
+    def __init__(self, kind: ErrorKind, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ResumeFrom:
+    """Continue a finished (or cancelled) job's trajectory from one of its steps.
+
+    The engine keeps every job's per-step latents; a request carrying ResumeFrom
+    re-runs only the steps after `step` (1-based: the state after that many steps),
+    with the request's own prompt, seed and guidance. Steps and scheduler come from
+    the source job.
+    """
+
+    job_id: int
+    step: int
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
+
+    init_image and mask are PIL images of size width x height. The mask is white
+    (255) where the picture is repainted and black where it is kept.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 20
+    guidance_scale: float = 5.0
+    seed: int | None = None  # None: the engine picks one and reports it
+    batch_size: int = 1
+    width: int = 128
+    height: int = 128
+    scheduler: str = SchedulerName.DPMPP_2M.value
+    model: str = STARTER_MODEL  # "starter", a diffusers folder, a .safetensors file, a hub id
+    init_image: Image.Image | None = None
+    strength: float = 0.75  # image-to-image and inpaint: how much is repainted
+    mask: Image.Image | None = None
+    mask_blur: int = 4  # pixels of feathering at the mask edge
+    inpaint_only_masked: bool = False  # crop to the mask (+ padding), work at full size
+    inpaint_padding: int = 32  # pixels around the mask when inpaint_only_masked
+    resume: ResumeFrom | None = None
+
+    @property
+    def mode(self) -> str:
+        if self.mask is not None:
+            return "inpaint"
+        if self.init_image is not None:
+            return "img2img"
+        return "txt2img"
+
+    def with_changes(self, **changes: Any) -> GenerationRequest:
+        return replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Queued:
+    job_id: int
+    position: int  # jobs ahead of this one (0 = next)
+    kind: EventKind = field(default=EventKind.QUEUED, init=False)
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    job_id: int
+    model: str
+    stage: str  # human words: "downloading unet/diffusion_pytorch_model.safetensors"
+    progress: float  # 0..1 for the whole load, or -1 when unknown
+    kind: EventKind = field(default=EventKind.MODEL_LOADING, init=False)
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: int
+    total_steps: int
+    model: str
+    device: str  # e.g. "cpu (float32)"
+    seeds: tuple[int, ...]
+    kind: EventKind = field(default=EventKind.STARTED, init=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One denoising step. Previews are uint8 arrays H x W x 3 of the first batch image."""
+
+    job_id: int
+    step: int  # 1..total
+    total: int
+    elapsed: float  # seconds since sampling began
+    preview: np.ndarray  # estimate of the final image (x0)
+    noisy_preview: np.ndarray  # the noisy latent x_t itself
+    kind: EventKind = field(default=EventKind.STEP, init=False)
+
+
+@dataclass(frozen=True)
+class Finished:
+    job_id: int
+    images: tuple[Image.Image, ...]
+    seeds: tuple[int, ...]
+    request: GenerationRequest  # the full parameters, seed filled in
+    timings: dict[str, float]  # "load", "sampling", "decode", "total" (seconds)
+    # The whole trajectory, one entry per step, for scrubbing after the run.
+    step_previews: tuple[np.ndarray, ...] = ()
+    noisy_step_previews: tuple[np.ndarray, ...] = ()
+    kind: EventKind = field(default=EventKind.FINISHED, init=False)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job_id: int
+    step: int  # steps completed before the cancel took effect (0 if never started)
+    kind: EventKind = field(default=EventKind.CANCELLED, init=False)
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int
+    error: ErrorKind
+    message: str  # one or two sentences a person can act on
+    detail: str = ""  # traceback for INTERNAL errors
+    kind: EventKind = field(default=EventKind.FAILED, init=False)
+
+
+Event = Queued | ModelLoading | Started | Step | Finished | Cancelled | Failed
+
+TERMINAL_KINDS = frozenset({EventKind.FINISHED, EventKind.CANCELLED, EventKind.FAILED})
+
+
+class EngineLike(Protocol):
+    """What the window and the CLI use. engine.worker.Engine implements it; GUI tests
+    may use a scripted fake with the same surface."""
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call listener(event) for every event, on the worker thread; it must be quick."""
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue a job and return its id at once (never blocks on the worker)."""
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued or running job; True if it was still pending or running."""
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel everything, stop the worker and join it within timeout seconds."""
+
+    @property
+    def device_description(self) -> str:
+        """e.g. "cpu (float32)"; available before any model is loaded."""
