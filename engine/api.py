@@ -62,6 +62,10 @@ class EngineError(Exception):
         self.detail = detail
 
 
+class JobCancelled(Exception):
+    """Raised inside the worker (e.g. between model-loading stages) when a job is cancelled."""
+
+
 @dataclass(frozen=True)
 class ResumeFrom:
     """Continue a finished (or cancelled) job's trajectory from one of its steps.
