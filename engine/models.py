@@ -1,0 +1,345 @@
+"""Model sources, loading and release.
+
+A model is named by a source string: "starter" (the bundled model), a local diffusers
+folder, a single-file checkpoint (.safetensors; pickles only when allowed) or a hub
+repo id. ModelManager keeps one model loaded, reuses it across jobs and releases it
+before another one is loaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderTiny,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
+
+import engine
+from engine import devices
+from engine.api import STARTER_MODEL, EngineError, ErrorKind, JobCancelled
+
+Progress = Callable[[str, float], None]
+ShouldCancel = Callable[[], bool]
+
+FAMILIES = ("sd1", "sd2", "sdxl")
+PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
+CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
+PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
+# Components a text-to-image pipeline can do without (we never load a safety checker).
+_SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def starter_model_dir() -> Path:
+    return Path(engine.__file__).resolve().parent.parent / "resources" / "starter-model"
+
+
+@dataclass
+class LoadedModel:
+    source: str  # as requested ("starter", folder, file, hub id)
+    family: str  # "sd1" | "sd2" | "sdxl"
+    pipe: DiffusionPipeline  # StableDiffusionPipeline or StableDiffusionXLPipeline
+    # Model-shipped latent-to-RGB (factors per latent channel, bias); None: family default.
+    latent_rgb: tuple[list[list[float]], list[float]] | None
+    tiny_vae: AutoencoderTiny | None  # only when TAESD weights are present locally
+    is_inpaint_unet: bool  # unet in_channels == 9
+    device: torch.device
+    dtype: torch.dtype
+
+
+def _check_cancel(should_cancel: ShouldCancel) -> None:
+    if should_cancel():
+        raise JobCancelled()
+
+
+def _model_error(message: str) -> EngineError:
+    return EngineError(ErrorKind.MODEL, message)
+
+
+def read_latent_rgb(path: Path) -> tuple[list[list[float]], list[float]] | None:
+    """Read {"factors": [[r, g, b] per latent channel], "bias": [r, g, b]} if present."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        factors = [[float(v) for v in row] for row in data["factors"]]
+        bias = [float(v) for v in data.get("bias", [0.0, 0.0, 0.0])]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _model_error(f"{path} is not a valid latent-to-RGB file: {exc}") from exc
+    if not factors or any(len(row) != 3 for row in factors) or len(bias) != 3:
+        raise _model_error(
+            f"{path} must hold "
+            '{"factors": [[r, g, b] for each latent channel], "bias": [r, g, b]}.'
+        )
+    return factors, bias
+
+
+def family_of_pipeline(pipe: DiffusionPipeline) -> str:
+    if isinstance(pipe, StableDiffusionXLPipeline) or hasattr(pipe, "text_encoder_2"):
+        return "sdxl"
+    # SD 2.x uses OpenCLIP ViT-H (1024-wide); SD 1.x uses CLIP ViT-L (768-wide) or smaller.
+    te = getattr(pipe, "text_encoder", None)
+    if te is not None and getattr(te.config, "hidden_size", 0) == 1024:
+        return "sd2"
+    return "sd1"
+
+
+class ModelManager:
+    """Keeps at most one model loaded on the chosen device and dtype."""
+
+    def __init__(
+        self,
+        device: str = "auto",
+        dtype: str = "auto",
+        allow_pickle: bool = False,
+        *,
+        config_root: Path | None = None,
+        cache_dir: Path | None = None,
+        tiny_vae_dirs: dict[str, Path] | None = None,
+    ) -> None:
+        self._policy = devices.resolve(device, dtype)
+        self.allow_pickle = allow_pickle
+        self._config_root = config_root
+        self._cache_dir = cache_dir
+        self._tiny_vae_dirs = dict(tiny_vae_dirs or {})
+        self._current: LoadedModel | None = None
+        self._current_key: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self._policy.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._policy.dtype
+
+    @property
+    def device_description(self) -> str:
+        return self._policy.description
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    def get(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
+        """Return the model for source, loading it (and releasing another) if needed."""
+        key = self._key(source)
+        if self._current is not None and self._current_key == key:
+            return self._current
+        self.release()
+        _check_cancel(should_cancel)
+        try:
+            model = self._load(source, progress, should_cancel)
+        except (EngineError, JobCancelled):
+            raise
+        except torch.OutOfMemoryError as exc:
+            raise EngineError(
+                ErrorKind.OUT_OF_MEMORY,
+                f"Not enough memory to load {source} on {self.device}; close other programs "
+                "or choose the CPU.",
+            ) from exc
+        except Exception as exc:  # any library failure while loading is a model problem
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(
+                ErrorKind.MODEL,
+                f"Could not load the model {source}: {first}",
+                detail=repr(exc),
+            ) from exc
+        self._current, self._current_key = model, key
+        return model
+
+    def release(self) -> None:
+        """Drop the loaded model and give its memory back."""
+        if self._current is None:
+            return
+        self._current = None
+        self._current_key = None
+        gc.collect()
+        devices.empty_cache(self.device)
+
+    # ------------------------------------------------------------------ sources
+
+    def _key(self, source: str) -> str:
+        if source == STARTER_MODEL:
+            return str(starter_model_dir())
+        path = Path(source).expanduser()
+        if path.exists():
+            return str(path.resolve())
+        return source
+
+    def _load(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
+        if source == STARTER_MODEL:
+            folder = starter_model_dir()
+            if not (folder / "model_index.json").is_file():
+                raise _model_error(
+                    f"The bundled starter model is missing from {folder}; reinstall "
+                    "DiffusionDesk or open another model."
+                )
+            return self._load_folder(folder, source, progress, should_cancel)
+        path = Path(source).expanduser()
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise _model_error(
+                    f"{path} is not a diffusers model folder (it has no model_index.json); "
+                    "open the folder that contains model_index.json, or a .safetensors file."
+                )
+            return self._load_folder(path, source, progress, should_cancel)
+        if path.is_file():
+            return self._load_single_file(path, source, progress, should_cancel)
+        if (
+            path.suffix.lower() in CHECKPOINT_SUFFIXES
+            or path.is_absolute()
+            or source.startswith(("./", "../", "~"))
+        ):
+            raise _model_error(
+                f"The model file or folder {source} does not exist; check the path or choose "
+                "another model."
+            )
+        if _HUB_ID.match(source):
+            folder = download_from_hub(source, progress, should_cancel, cache_dir=self._cache_dir)
+            return self._load_folder(folder, source, progress, should_cancel)
+        raise _model_error(
+            f"The model {source} does not exist: it is neither a local folder or file nor a "
+            'Hugging Face hub id like "stabilityai/sd-turbo".'
+        )
+
+    # ------------------------------------------------------------------ folders
+
+    def _load_folder(
+        self, folder: Path, source: str, progress: Progress, should_cancel: ShouldCancel
+    ) -> LoadedModel:
+        index = json.loads((folder / "model_index.json").read_text())
+        class_name = str(index.get("_class_name", ""))
+        pipe_cls = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
+        wanted = [
+            name
+            for name, value in index.items()
+            if not name.startswith("_")
+            and isinstance(value, list)
+            and len(value) == 2
+            and value[0] is not None
+            and name not in _SKIPPED_COMPONENTS
+        ]
+        # Tokenizers and schedulers are quick; load the big parts last so progress moves.
+        wanted.sort(key=lambda n: ("tokenizer" not in n and "scheduler" not in n, n))
+        components: dict[str, object] = {}
+        for i, name in enumerate(wanted):
+            _check_cancel(should_cancel)
+            progress(f"loading {name}", i / (len(wanted) + 1))
+            library, cls_name = index[name]
+            components[name] = self._load_component(folder, name, library, cls_name)
+        _check_cancel(should_cancel)
+        progress(f"moving to {self.device}", len(wanted) / (len(wanted) + 1))
+        skipped = {n: None for n in _SKIPPED_COMPONENTS if n in index or n == "safety_checker"}
+        if pipe_cls is StableDiffusionXLPipeline:
+            skipped.pop("safety_checker", None)
+        pipe = pipe_cls.from_pretrained(
+            folder,
+            **components,
+            **skipped,
+            local_files_only=True,
+            **({"requires_safety_checker": False} if pipe_cls is StableDiffusionPipeline else {}),
+        )
+        model = self._finish(pipe, source, read_latent_rgb(folder / "latent_rgb.json"), folder)
+        progress("ready", 1.0)
+        return model
+
+    def _load_component(self, folder: Path, name: str, library: str, cls_name: str) -> object:
+        if library not in ("diffusers", "transformers"):
+            raise _model_error(
+                f"{folder} needs the component {name} from {library!r}, which DiffusionDesk "
+                "does not load; only diffusers and transformers components are supported."
+            )
+        cls = getattr(importlib.import_module(library), cls_name, None)
+        if cls is None:
+            raise _model_error(
+                f"{folder}: the component {name} is a {library}.{cls_name}, which this "
+                f"version of {library} does not know."
+            )
+        sub = folder / name
+        is_module = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+        if not is_module:
+            return cls.from_pretrained(folder, subfolder=name, local_files_only=True)
+        has_safetensors = any(sub.glob("*.safetensors"))
+        if not has_safetensors:
+            pickles = [p for p in sub.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+            if pickles and not self.allow_pickle:
+                raise _model_error(
+                    f"{folder}: the {name} weights are only in pickle format ({pickles[0].name}); "
+                    f"they are refused because {PICKLE_REASON}. Use a .safetensors version, or "
+                    "allow pickle files in the settings if you trust the source."
+                )
+            if not pickles:
+                raise _model_error(f"{folder}: the {name} weights are missing from {sub}.")
+        return cls.from_pretrained(
+            folder,
+            subfolder=name,
+            torch_dtype=self.dtype,
+            local_files_only=True,
+            use_safetensors=has_safetensors,
+        )
+
+    # ------------------------------------------------------------------ common
+
+    def _finish(
+        self,
+        pipe: DiffusionPipeline,
+        source: str,
+        latent_rgb: tuple[list[list[float]], list[float]] | None,
+        local_dir: Path | None,
+        family: str | None = None,
+    ) -> LoadedModel:
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        family = family or family_of_pipeline(pipe)
+        tiny_vae = self._find_tiny_vae(family, local_dir)
+        return LoadedModel(
+            source=source,
+            family=family,
+            pipe=pipe,
+            latent_rgb=latent_rgb,
+            tiny_vae=tiny_vae,
+            is_inpaint_unet=int(pipe.unet.config.in_channels) == 9,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def _find_tiny_vae(self, family: str, local_dir: Path | None) -> AutoencoderTiny | None:
+        candidates: list[Path] = []
+        if local_dir is not None:
+            candidates.append(local_dir / "taesd")
+        if family in self._tiny_vae_dirs:
+            candidates.append(Path(self._tiny_vae_dirs[family]))
+        for folder in candidates:
+            if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+                tiny = AutoencoderTiny.from_pretrained(
+                    folder, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
+                )
+                return tiny.to(self.device).eval()
+        return None
+
+    # ------------------------------------------------------------------ single files
+
+    def _load_single_file(
+        self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
+    ) -> LoadedModel:
+        raise _model_error(f"Single-file checkpoints are not supported yet: {path}")
+
+
+def download_from_hub(
+    repo_id: str, progress: Progress, should_cancel: ShouldCancel, cache_dir: Path | None = None
+) -> Path:
+    raise _model_error(
+        f"Can't reach the Hugging Face hub to download {repo_id}; connect to the internet "
+        "or open a local model folder or .safetensors file."
+    )
