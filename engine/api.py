@@ -170,6 +170,8 @@ class Finished:
     # The whole trajectory, one entry per step, for scrubbing after the run.
     step_previews: tuple[np.ndarray, ...] = ()
     noisy_step_previews: tuple[np.ndarray, ...] = ()
+    # Things the person should know that did not stop the job (e.g. a truncated prompt).
+    warnings: tuple[str, ...] = ()
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 
 
@@ -199,7 +201,10 @@ class EngineLike(Protocol):
     may use a scripted fake with the same surface."""
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """Call listener(event) for every event, on the worker thread; it must be quick."""
+        """Call listener(event) for every event; it must be quick and thread-safe.
+
+        Events come from the worker thread, except Queued (emitted inside submit) and
+        the Cancelled of a job cancelled before it started (emitted inside cancel)."""
 
     def submit(self, request: GenerationRequest) -> int:
         """Queue a job and return its id at once (never blocks on the worker)."""
