@@ -1,0 +1,270 @@
+"""Train the starter model from scratch on this machine's CPU, resumably.
+
+    python -m starter.train [--run runs/starter] [--unet-steps 4000] [--max-minutes 150]
+
+Stages, each skipped when its output exists: (1) the autoencoder on random crops of
+generated pictures, (2) a fixed data set of generated pictures encoded to latents,
+(3) the UNet and the text encoder together (caption dropout for classifier-free
+guidance, offset noise for flat colours, min-SNR weighting, EMA), checkpointed every
+few hundred steps. Then `python -m starter.export` writes the diffusers folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.training_utils import EMAModel, compute_snr
+
+from starter.architecture import (
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    build_vae,
+)
+from starter.captions import caption, sample_scene
+from starter.shapes import render
+
+DATA_SEED = 1234
+CAPTION_DROPOUT = 0.1
+NOISE_OFFSET = 0.1
+
+
+def log(run: Path, record: dict) -> None:
+    record["time"] = round(time.time(), 1)
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def to_tensor(images: list) -> torch.Tensor:
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- stage 1
+
+
+def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
+    out = run / "vae.pt"
+    if out.exists():
+        return
+    torch.manual_seed(0)
+    rng = np.random.default_rng(DATA_SEED + 1)
+    vae = build_vae().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
+    t0 = time.time()
+    for step in range(1, steps + 1):
+        images = [render(sample_scene(rng)) for _ in range(batch)]
+        x = to_tensor(images)
+        # Random crops: the autoencoder is convolutional, and crops are 4x cheaper.
+        i, j = rng.integers(0, 128 - crop + 1, size=2)
+        x = x[:, :, i : i + crop, j : j + crop]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            posterior = vae.encode(x).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+        rec = F.mse_loss(recon.float(), x) + 0.5 * F.l1_loss(recon.float(), x)
+        kl = posterior.kl().mean() / (x.shape[1] * crop * crop)
+        loss = rec + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps:
+            log(
+                run,
+                {
+                    "stage": "vae",
+                    "step": step,
+                    "loss": round(rec.item(), 5),
+                    "kl": round(kl.item(), 3),
+                    "elapsed": round(time.time() - t0),
+                },
+            )
+    save_atomic(vae.state_dict(), out)
+
+
+# ----------------------------------------------------------------------------- stage 2
+
+
+@torch.no_grad()
+def encode_dataset(run: Path, count: int, chunk: int = 256) -> None:
+    out = run / "latents.pt"
+    if out.exists():
+        return
+    vae = build_vae()
+    vae.load_state_dict(torch.load(run / "vae.pt"))
+    vae.eval()
+    rng = np.random.default_rng(DATA_SEED)
+    means, stds, captions, scenes = [], [], [], []
+    t0 = time.time()
+    for start in range(0, count, chunk):
+        batch_scenes = [sample_scene(rng) for _ in range(min(chunk, count - start))]
+        # Several phrasings per picture; one is drawn per use during training.
+        captions += [[caption(s, rng) for _ in range(4)] for s in batch_scenes]
+        scenes += batch_scenes
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            moments = vae.quant_conv(vae.encoder(to_tensor([render(s) for s in batch_scenes])))
+        mean, logvar = moments.float().chunk(2, dim=1)
+        means.append(mean.half())
+        stds.append(torch.exp(0.5 * logvar.clamp(-30, 20)).half())
+        if (start // chunk) % 20 == 0:
+            log(run, {"stage": "encode", "done": start + chunk, "elapsed": round(time.time() - t0)})
+    all_means = torch.cat(means)
+    scaling = float(1.0 / all_means.float().std())
+    save_atomic(
+        {"mean": all_means, "std": torch.cat(stds), "captions": captions, "scaling": scaling}, out
+    )
+    log(run, {"stage": "encode", "scaling_factor": scaling})
+
+
+# ----------------------------------------------------------------------------- stage 3
+
+
+def train_unet(run: Path, steps: int, batch: int, lr: float, max_minutes: float) -> None:
+    data = torch.load(run / "latents.pt")
+    scaling = data["scaling"]
+    tokenizer = build_tokenizer(run / "tokenizer")
+    all_captions: list[list[str]] = data["captions"]
+    n = len(all_captions)
+
+    torch.manual_seed(0)
+    unet, text_encoder = build_unet(), build_text_encoder(tokenizer)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    ema_unet = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+    ema_text = EMAModel(text_encoder.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+    noise_scheduler = build_scheduler()
+    ckpt_path = run / "unet_ckpt.pt"
+    step = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        unet.load_state_dict(ckpt["unet"])
+        text_encoder.load_state_dict(ckpt["text_encoder"])
+        opt.load_state_dict(ckpt["opt"])
+        ema_unet.load_state_dict(ckpt["ema_unet"])
+        ema_text.load_state_dict(ckpt["ema_text"])
+        step = ckpt["step"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    rng = np.random.default_rng(DATA_SEED + 100 + step)
+
+    def lr_at(s: int) -> float:
+        warm = 200
+        if s < warm:
+            return lr * (s + 1) / warm
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+    def checkpoint() -> None:
+        save_atomic(
+            {
+                "unet": unet.state_dict(),
+                "text_encoder": text_encoder.state_dict(),
+                "opt": opt.state_dict(),
+                "ema_unet": ema_unet.state_dict(),
+                "ema_text": ema_text.state_dict(),
+                "step": step,
+                "torch_rng": torch.get_rng_state(),
+                "scaling": scaling,
+            },
+            ckpt_path,
+        )
+
+    unet.train()
+    text_encoder.train()
+    t0 = time.time()
+    losses: list[float] = []
+    while step < steps:
+        idx = torch.from_numpy(rng.integers(0, n, size=batch))
+        latents = (
+            data["mean"][idx].float() + data["std"][idx].float() * torch.randn(batch, 4, 16, 16)
+        ) * scaling
+        texts = [
+            "" if rng.random() < CAPTION_DROPOUT else all_captions[i][rng.integers(4)]
+            for i in idx.tolist()
+        ]
+        tokens = tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        noise = torch.randn_like(latents) + NOISE_OFFSET * torch.randn(batch, 4, 1, 1)
+        timesteps = torch.randint(0, 1000, (batch,))
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cond = text_encoder(tokens)[0]
+            pred = unet(noisy, timesteps, cond).sample
+        snr = compute_snr(noise_scheduler, timesteps)
+        weights = torch.clamp(snr, max=5.0) / snr
+        loss = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3)) * weights
+        loss = loss.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_unet.step(unet.parameters())
+        ema_text.step(text_encoder.parameters())
+        step += 1
+        losses.append(loss.item())
+        if step % 25 == 0:
+            log(
+                run,
+                {
+                    "stage": "unet",
+                    "step": step,
+                    "loss": round(float(np.mean(losses)), 5),
+                    "lr": round(lr_at(step), 6),
+                    "elapsed": round(time.time() - t0),
+                },
+            )
+            losses.clear()
+        if step % 200 == 0 or step == steps:
+            checkpoint()
+        if (time.time() - t0) / 60 > max_minutes:
+            checkpoint()
+            log(run, {"stage": "unet", "stopped": "time limit", "step": step})
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/starter"))
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--images", type=int, default=36000)
+    parser.add_argument("--unet-steps", type=int, default=3200)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=150.0,
+        help="stop the UNet stage (checkpointed) after this long; rerun resumes",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.run.mkdir(parents=True, exist_ok=True)
+    train_vae(args.run, args.vae_steps)
+    encode_dataset(args.run, args.images)
+    train_unet(args.run, args.unet_steps, args.batch, args.lr, args.max_minutes)
+
+
+if __name__ == "__main__":
+    main()
