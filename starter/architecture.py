@@ -44,7 +44,8 @@ def bpe(pieces: list[str], merges: list[tuple[str, str]]) -> list[str]:
     rank = {pair: i for i, pair in enumerate(merges)}
     while len(pieces) > 1:
         pairs = [
-            (rank.get((a, b), len(rank)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))
+            (rank.get((a, b), len(rank)), i)
+            for i, (a, b) in enumerate(zip(pieces, pieces[1:], strict=False))
         ]
         best, i = min(pairs)
         if best == len(rank):
