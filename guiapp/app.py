@@ -1,0 +1,109 @@
+"""`diffusiondesk`: open the window; the engine starts in the background.
+
+The engine (torch, diffusers) is imported and built on a helper thread so the window
+appears at once and never freezes while torch loads; Generate is enabled when the
+engine is attached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication
+
+from engine.api import EngineLike
+from guiapp.bridge import EngineBridge
+from guiapp.icons import icon
+from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.theme import apply_dark_theme
+from guiapp.window import MainWindow
+
+
+class EngineStarter(QObject):
+    """Builds the engine on a helper thread and hands it to the GUI thread."""
+
+    ready = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, factory: Callable[[], EngineLike], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self.engine: EngineLike | None = None
+        self._thread = threading.Thread(target=self._run, name="engine-starter", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            engine = self._factory()
+        except Exception as exc:  # noqa: BLE001 - shown inline in the window
+            self.failed.emit(f"The engine could not start: {exc}")
+            return
+        self.engine = engine
+        self.ready.emit(engine)
+
+
+def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> EngineLike:
+    from engine.worker import Engine  # imports torch: only ever on the starter thread
+
+    return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle)
+
+
+def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
+    def attach(engine: EngineLike) -> None:
+        if window.closed:
+            engine.shutdown(5.0)
+        else:
+            window.bridge.attach(engine)
+
+    starter.ready.connect(attach, Qt.ConnectionType.QueuedConnection)
+    starter.failed.connect(window.error_area.show_error, Qt.ConnectionType.QueuedConnection)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="diffusiondesk", description="DiffusionDesk window")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading .ckpt/.pt pickle checkpoints (they can run code)",
+    )
+    parser.add_argument("--model", default=None, help="model to select at start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    QApplication.setOrganizationName(ORGANIZATION)
+    QApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setWindowIcon(icon("app"))
+    apply_dark_theme(app)
+    window = MainWindow(EngineBridge())
+    if args.model:
+        window.model.model = args.model
+    starter = EngineStarter(
+        lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
+    )
+    attach_when_ready(window, starter)
+    window.show()
+    starter.start()
+    code = app.exec()
+    starter.join(10.0)
+    if starter.engine is not None and window.bridge.engine is not starter.engine:
+        starter.engine.shutdown(5.0)  # became ready after the window closed
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The one place where engine events cross from the worker thread into the GUI thread.
+
+The engine calls our listener on its worker thread. The listener only appends the
+event to a lock-protected list (a newer Step of a job replaces an undelivered older
+one: stale previews are dropped, never queued) and pokes the GUI thread through a
+queued signal. The GUI thread delivers the pending events as Qt signals, step
+previews at most once per frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+
+from engine.api import (
+    Cancelled,
+    EngineLike,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    ModelLoading,
+    Queued,
+    Started,
+    Step,
+)
+
+FRAME_SECONDS = 1.0 / 60.0
+
+
+class EngineBridge(QObject):
+    """Submits requests to an engine and re-emits its events as GUI-thread signals."""
+
+    queued = Signal(object)  # Queued
+    modelLoading = Signal(object)  # ModelLoading
+    started = Signal(object)  # Started
+    step = Signal(object)  # Step (only the newest per job, at most once per frame)
+    finished = Signal(object)  # Finished
+    cancelled = Signal(object)  # Cancelled
+    failed = Signal(object)  # Failed
+    engineAttached = Signal(str)  # device description
+
+    _wake = Signal()  # emitted on the worker thread, delivered on the GUI thread
+
+    def __init__(self, engine: EngineLike | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._engine: EngineLike | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Event] = []
+        self._wake_posted = False
+        self._last_step_delivery = 0.0
+        self.previews_delivered = 0
+        self.previews_dropped = 0
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.timeout.connect(self._deliver)
+        self._wake.connect(self._on_wake, Qt.ConnectionType.QueuedConnection)
+        if engine is not None:
+            self.attach(engine)
+
+    # ------------------------------------------------------------------ engine side
+
+    @property
+    def engine(self) -> EngineLike | None:
+        return self._engine
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    def attach(self, engine: EngineLike) -> None:
+        if self._engine is not None:
+            raise RuntimeError("an engine is already attached")
+        self._engine = engine
+        engine.add_listener(self._listen)
+        self.engineAttached.emit(engine.device_description)
+
+    def submit(self, request: GenerationRequest) -> int:
+        if self._engine is None:
+            raise RuntimeError("the engine is still starting")
+        return self._engine.submit(request)
+
+    def cancel(self, job_id: int) -> bool:
+        return self._engine.cancel(job_id) if self._engine is not None else False
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the engine (joins its worker within `timeout`) and stop delivering events."""
+        self._frame_timer.stop()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown(timeout)
+        with self._lock:
+            self._pending.clear()
+
+    def _listen(self, event: Event) -> None:
+        """Called on the worker thread: must be quick and must not touch Qt widgets."""
+        with self._lock:
+            if isinstance(event, Step):
+                for i, old in enumerate(self._pending):
+                    if isinstance(old, Step) and old.job_id == event.job_id:
+                        del self._pending[i]
+                        self.previews_dropped += 1
+                        break
+            self._pending.append(event)
+            if self._wake_posted:
+                return
+            self._wake_posted = True
+        self._wake.emit()
+
+    # ------------------------------------------------------------------ GUI side
+
+    def _on_wake(self) -> None:
+        if self._frame_timer.isActive():
+            return
+        wait = self._last_step_delivery + FRAME_SECONDS - time.perf_counter()
+        if wait > 0 and self._has_pending_step():
+            self._frame_timer.start(max(1, int(wait * 1000)))
+        else:
+            self._deliver()
+
+    def _has_pending_step(self) -> bool:
+        with self._lock:
+            return any(isinstance(e, Step) for e in self._pending)
+
+    def flush(self) -> None:
+        """Deliver everything pending now (used at the end of tests and benchmarks)."""
+        self._frame_timer.stop()
+        self._deliver()
+
+    def _deliver(self) -> None:
+        with self._lock:
+            events, self._pending = self._pending, []
+            self._wake_posted = False
+        for event in events:
+            if isinstance(event, Step):
+                self._last_step_delivery = time.perf_counter()
+                self.previews_delivered += 1
+                self.step.emit(event)
+            elif isinstance(event, Queued):
+                self.queued.emit(event)
+            elif isinstance(event, ModelLoading):
+                self.modelLoading.emit(event)
+            elif isinstance(event, Started):
+                self.started.emit(event)
+            elif isinstance(event, Finished):
+                self.finished.emit(event)
+            elif isinstance(event, Cancelled):
+                self.cancelled.emit(event)
+            elif isinstance(event, Failed):
+                self.failed.emit(event)

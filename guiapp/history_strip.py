@@ -1,0 +1,127 @@
+"""Thumbnails of finished images; click shows one, "Reuse parameters" fills the form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.api import GenerationRequest
+from guiapp.icons import icon
+
+THUMB = 72
+ENTRY_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass
+class HistoryEntry:
+    path: Path
+    image: QImage
+    request: GenerationRequest | None  # None: a PNG without parameters
+    seed: int | None = None
+    job_id: int | None = None
+    step_previews: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    noisy_step_previews: tuple[np.ndarray, ...] = field(default=(), repr=False)
+
+
+class HistoryStrip(QWidget):
+    entrySelected = Signal(object)  # HistoryEntry
+    reuseRequested = Signal(object)  # HistoryEntry
+    saveAsRequested = Signal(object)
+    copyRequested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("historyStrip")
+        self.list = QListWidget()
+        self.list.setObjectName("historyList")
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setFlow(QListView.Flow.LeftToRight)
+        self.list.setWrapping(False)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setFixedHeight(THUMB + 34)
+        self.list.setSpacing(4)
+        self.list.setToolTip("Finished images: click to show, double-click to reuse parameters")
+        self.reuse_button = QPushButton(icon("recycle"), "Reuse parameters")
+        self.reuse_button.setObjectName("reuseButton")
+        self.reuse_button.setToolTip("Fill the form with this image's parameters")
+        self.save_button = QPushButton(icon("save"), "Save as…")
+        self.save_button.setToolTip("Save the selected image elsewhere (Ctrl+Shift+S)")
+        self.copy_button = QPushButton(icon("copy"), "Copy")
+        self.copy_button.setToolTip("Copy the selected image to the clipboard (Ctrl+Shift+C)")
+        buttons = QVBoxLayout()
+        for button in (self.reuse_button, self.save_button, self.copy_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+
+        self.list.itemClicked.connect(lambda item: self.entrySelected.emit(self._entry(item)))
+        self.list.currentItemChanged.connect(self._current_changed)
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.reuseRequested.emit(self._entry(item))
+        )
+        self.reuse_button.clicked.connect(lambda: self._emit_current(self.reuseRequested))
+        self.save_button.clicked.connect(lambda: self._emit_current(self.saveAsRequested))
+        self.copy_button.clicked.connect(lambda: self._emit_current(self.copyRequested))
+        self._update_buttons()
+
+    @staticmethod
+    def _entry(item: QListWidgetItem) -> HistoryEntry:
+        return item.data(ENTRY_ROLE)
+
+    def entries(self) -> list[HistoryEntry]:
+        return [self._entry(self.list.item(i)) for i in range(self.list.count())]
+
+    def current(self) -> HistoryEntry | None:
+        item = self.list.currentItem()
+        return self._entry(item) if item is not None else None
+
+    def add(self, entry: HistoryEntry, select: bool = True) -> None:
+        thumb = QPixmap.fromImage(entry.image).scaled(
+            THUMB,
+            THUMB,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        item = QListWidgetItem(QIcon(thumb), "" if entry.seed is None else str(entry.seed))
+        item.setData(ENTRY_ROLE, entry)
+        tip = entry.request.prompt if entry.request is not None else "(no parameters)"
+        item.setToolTip(f"{entry.path.name}\n{tip}")
+        self.list.insertItem(0, item)
+        if select:
+            self.list.blockSignals(True)
+            self.list.setCurrentItem(item)
+            self.list.blockSignals(False)
+        self._update_buttons()
+
+    def _current_changed(self, current: QListWidgetItem | None, _previous: object) -> None:
+        self._update_buttons()
+        if current is not None:
+            self.entrySelected.emit(self._entry(current))
+
+    def _emit_current(self, signal: Signal) -> None:
+        entry = self.current()
+        if entry is not None:
+            signal.emit(entry)
+
+    def _update_buttons(self) -> None:
+        entry = self.current()
+        self.reuse_button.setEnabled(entry is not None and entry.request is not None)
+        self.save_button.setEnabled(entry is not None)
+        self.copy_button.setEnabled(entry is not None)

@@ -1,0 +1,33 @@
+"""Undoable mask edits for QUndoStack: each command holds the mask before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtGui import QImage, QUndoCommand
+
+
+class MaskEdit(QUndoCommand):
+    """Replace the whole mask (a brush stroke, clear, invert ...).
+
+    The edit is already applied when the command is pushed (strokes paint live), so
+    the first redo() does nothing.
+    """
+
+    def __init__(
+        self, text: str, before: QImage, after: QImage, apply: Callable[[QImage], None]
+    ) -> None:
+        super().__init__(text)
+        self._before = before
+        self._after = after
+        self._apply = apply
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        self._apply(self._after)
+
+    def undo(self) -> None:
+        self._apply(self._before)

@@ -1,0 +1,74 @@
+"""What the window remembers between runs (QSettings): geometry, panels, last
+parameters, output folder."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
+
+from guiapp.state import FormValues
+
+ORGANIZATION = "DiffusionDesk"
+APPLICATION = "DiffusionDesk"
+
+
+def default_output_folder() -> Path:
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    base = Path(pictures) if pictures else Path.home() / "Pictures"
+    return base / "DiffusionDesk"
+
+
+def _coerce(value: object, kind: type) -> object:
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    return kind(value)
+
+
+class AppSettings:
+    def __init__(self, settings: QSettings | None = None) -> None:
+        self.qsettings = settings or QSettings(ORGANIZATION, APPLICATION)
+
+    def load_form(self) -> FormValues:
+        values = FormValues()
+        for f in fields(FormValues):
+            key = f"parameters/{f.name}"
+            if self.qsettings.contains(key):
+                kind = type(getattr(values, f.name))
+                with contextlib.suppress(TypeError, ValueError):
+                    setattr(values, f.name, _coerce(self.qsettings.value(key), kind))
+        return values
+
+    def save_form(self, values: FormValues) -> None:
+        for f in fields(FormValues):
+            self.qsettings.setValue(f"parameters/{f.name}", getattr(values, f.name))
+
+    def output_folder(self) -> Path:
+        value = self.qsettings.value("output/folder")
+        return Path(str(value)) if value else default_output_folder()
+
+    def set_output_folder(self, folder: Path) -> None:
+        self.qsettings.setValue("output/folder", str(folder))
+
+    def geometry(self) -> QByteArray | None:
+        value = self.qsettings.value("window/geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    def window_state(self) -> QByteArray | None:
+        value = self.qsettings.value("window/state")
+        return value if isinstance(value, QByteArray) else None
+
+    def save_window(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qsettings.setValue("window/geometry", geometry)
+        self.qsettings.setValue("window/state", state)
+
+    def brush_size(self) -> int:
+        return int(self.qsettings.value("canvas/brush_size", 24))
+
+    def set_brush_size(self, size: int) -> None:
+        self.qsettings.setValue("canvas/brush_size", size)
+
+    def sync(self) -> None:
+        self.qsettings.sync()
