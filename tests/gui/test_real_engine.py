@@ -1,0 +1,96 @@
+"""The window over the real engine with a tiny random-weight model (no download)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gui.helpers import drag_on_canvas
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from guiapp.imaging import qimage_to_array
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("engine.worker") is None, reason="engine.worker not written yet"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def real_window(make_window, tiny_model: Path):
+    from engine.worker import Engine
+
+    window = make_window(Engine(device="cpu"))
+    window.model.model = str(tiny_model)
+    window.model.width = window.model.height = 64
+    window.model.steps = 3
+    window.model.scheduler = "Euler"
+    window.model.random_seed = False
+    window.model.seed = 1
+    return window
+
+
+def test_generate_with_the_real_engine(qtbot, real_window) -> None:
+    window = real_window
+    qtbot.keyClicks(window.prompt_panel.prompt_edit, " red")
+    qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
+    assert window.canvas.previews_shown >= 1
+    entry = window.history.entries()[0]
+    assert entry.path.exists()
+    with Image.open(entry.path) as image:
+        assert image.size == (64, 64)
+        assert "parameters" in image.info
+    assert window.scrubber.slider.maximum() == 3
+    assert window.error_area.message() == ""
+
+
+def test_inpaint_with_the_real_engine_keeps_unmasked_pixels(qtbot, real_window) -> None:
+    window = real_window
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB")
+    window._put_on_canvas(picture)
+    canvas = window.canvas
+    canvas.set_hardness(1.0)
+    canvas.set_brush_size(16)
+    drag_on_canvas(canvas, [(20, 20), (44, 20)])
+    window.model.mask_blur = 0
+    window.model.strength = 1.0
+    before = qimage_to_array(canvas.image())
+    mask = canvas.mask_array()
+    qtbot.mouseClick(window.inpaint_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
+    assert window.error_area.message() == ""
+    after = qimage_to_array(canvas.image())
+    changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 2
+    outside = mask == 0
+    # far from the brush (beyond any feathering) nothing may change
+    far = outside.copy()
+    far[8:33, 8:57] = False
+    assert not changed[far].any()
+    assert changed[mask == 255].mean() > 0.5
+
+
+def test_bad_model_path_is_an_inline_error_and_next_job_works(
+    qtbot, real_window, tiny_model
+) -> None:
+    window = real_window
+    window.model.model = str(tiny_model.parent / "does-not-exist")
+    window.generate()
+    qtbot.waitUntil(lambda: window.error_area.message() != "", timeout=60000)
+    assert "Model problem" in window.error_area.message()
+    window.model.model = str(tiny_model)
+    window.generate()
+    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
