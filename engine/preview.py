@@ -1,0 +1,200 @@
+"""Cheap step previews: the model's estimate of the final image (x0), and the noisy x_t.
+
+diffusers' step callback hands over only the noisy latents (diffusers issue 3579), so
+X0Tap wraps the scheduler's step() to catch the x0 estimate the scheduler computes
+anyway. Latents become RGB through a linear map per model family (microseconds), or
+through a tiny autoencoder (TAESD) when its weights are present, within a time budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+Factors = tuple[list[list[float]], list[float]]
+
+# Linear maps from the SD VAE's (scaled) latents to RGB in [-1, 1], as in ComfyUI's
+# latent_formats: SD 1.x and 2.x share a VAE; SDXL has its own.
+SD_FACTORS: Factors = (
+    [
+        [0.3512, 0.2297, 0.3227],
+        [0.3250, 0.4974, 0.2350],
+        [-0.2829, 0.1762, 0.2721],
+        [-0.2120, -0.2616, -0.7177],
+    ],
+    [0.0, 0.0, 0.0],
+)
+SDXL_FACTORS: Factors = (
+    [
+        [0.3651, 0.4232, 0.4341],
+        [-0.2533, -0.0042, 0.1068],
+        [0.1076, 0.1111, -0.0362],
+        [-0.3165, -0.2492, -0.2188],
+    ],
+    [0.1084, -0.0175, -0.0011],
+)
+TAESD_BUDGET = 0.01  # share of sampling time the tiny autoencoder may take
+MAX_PREVIEW_SIDE = 512
+
+
+def family_factors(family: str) -> Factors:
+    return SDXL_FACTORS if family == "sdxl" else SD_FACTORS
+
+
+def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """H x W x 3 tensor in [-1, 1] -> uint8 array."""
+    return ((rgb.float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+
+
+class LatentRGB:
+    """latents (B x C x H x W) -> uint8 H x W x 3 of the first image by a linear map."""
+
+    def __init__(self, factors: Factors) -> None:
+        self._factors = torch.tensor(factors[0], dtype=torch.float32)
+        self._bias = torch.tensor(factors[1], dtype=torch.float32)
+
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        lat = latents[0]
+        if self._factors.device != lat.device or self._factors.dtype != lat.dtype:
+            self._factors = self._factors.to(lat.device, lat.dtype)
+            self._bias = self._bias.to(lat.device, lat.dtype)
+        channels = min(lat.shape[0], self._factors.shape[0])
+        rgb = torch.einsum("chw,cr->hwr", lat[:channels], self._factors[:channels]) + self._bias
+        return _to_uint8(rgb)
+
+
+def _x0_from_sigma(scheduler: Any, model_output: torch.Tensor, sample: torch.Tensor) -> Any:
+    """x0 from the scheduler's noise level, for schedulers that do not return it."""
+    step_index = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if step_index is None or sigmas is None:
+        return None
+    # step() has already advanced the index: the sample belonged to the previous one.
+    sigma = sigmas[max(step_index - 1, 0)].to(sample.device, sample.dtype)
+    prediction = scheduler.config.prediction_type
+    if float(scheduler.init_noise_sigma) > 1.0:  # k-diffusion space: x = x0 + sigma * eps
+        alpha, sig = 1.0, sigma
+        sample_vp = sample / (sigma**2 + 1) ** 0.5
+    else:  # variance-preserving space: x = alpha * x0 + sigma_vp * eps
+        alpha = 1.0 / (sigma**2 + 1) ** 0.5
+        sig = sigma * alpha
+        sample_vp = sample
+    if prediction == "epsilon":
+        return (sample - sig * model_output) / alpha
+    if prediction == "v_prediction":
+        a = 1.0 / (sigma**2 + 1) ** 0.5
+        return a * sample_vp - sigma * a * model_output
+    return model_output  # "sample": the model predicts x0 itself
+
+
+class X0Tap:
+    """Wraps scheduler.step() on one scheduler instance and keeps its latest x0 estimate.
+
+    functools.wraps keeps step()'s signature visible, so pipelines still hand over
+    their generator (ancestral samplers) and eta.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.x0: torch.Tensor | None = None
+        self.before_first_step: Callable[[], None] | None = None
+        config = scheduler.config
+        x0_in_history = hasattr(scheduler, "model_outputs") and (
+            getattr(config, "algorithm_type", "") in ("dpmsolver++", "sde-dpmsolver++")
+            or bool(getattr(config, "predict_x0", False))
+        )
+        step = scheduler.step
+
+        @functools.wraps(step)
+        def tapped_step(
+            model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *a: Any, **kw: Any
+        ) -> Any:
+            if self.before_first_step is not None:
+                hook, self.before_first_step = self.before_first_step, None
+                hook()
+            out = step(model_output, timestep, sample, *a, **kw)
+            pred = getattr(out, "pred_original_sample", None)
+            if pred is None and isinstance(out, tuple) and len(out) > 1:
+                pred = out[1]
+            if pred is None and x0_in_history:
+                pred = scheduler.model_outputs[-1]
+            if pred is None:
+                pred = _x0_from_sigma(scheduler, model_output, sample)
+            self.x0 = pred
+            return out
+
+        scheduler.step = tapped_step
+
+
+class Previewer:
+    """Turns a step's latents into small RGB pictures.
+
+    keep: (original image, mask) for inpainting, so the preview shows the original
+    picture where it will be kept (the final composite does the same).
+    """
+
+    def __init__(
+        self,
+        factors: Factors,
+        tiny_vae: Any = None,
+        keep: tuple[Image.Image, Image.Image] | None = None,
+    ) -> None:
+        self.linear = LatentRGB(factors)
+        self.tiny_vae = tiny_vae
+        self._keep = keep
+        self._keep_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._taesd_seconds = 0.0
+
+    def noisy(self, latents_vp: torch.Tensor) -> np.ndarray:
+        return self._sized(self.linear(latents_vp), latents_vp)
+
+    def x0(self, x0: torch.Tensor, sampling_elapsed: float) -> np.ndarray:
+        if self.tiny_vae is not None and self._taesd_seconds <= TAESD_BUDGET * sampling_elapsed:
+            start = time.perf_counter()
+            rgb = self._taesd(x0)
+            self._taesd_seconds += time.perf_counter() - start
+        else:
+            rgb = self._sized(self.linear(x0), x0)
+        return self._composite(rgb)
+
+    @torch.no_grad()
+    def _taesd(self, x0: torch.Tensor) -> np.ndarray:
+        vae = self.tiny_vae
+        decoded = vae.decode(x0[:1].to(vae.device, vae.dtype)).sample[0]
+        rgb = _to_uint8(decoded.permute(1, 2, 0))
+        h, w = rgb.shape[:2]
+        if max(h, w) > MAX_PREVIEW_SIDE:
+            scale = MAX_PREVIEW_SIDE / max(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+        return rgb
+
+    def _sized(self, rgb: np.ndarray, latents: torch.Tensor) -> np.ndarray:
+        """With a tiny autoencoder, linear previews are scaled up to its size."""
+        if self.tiny_vae is None:
+            return rgb
+        h, w = latents.shape[-2] * 8, latents.shape[-1] * 8
+        if max(h, w) > MAX_PREVIEW_SIDE:
+            scale = MAX_PREVIEW_SIDE / max(h, w)
+            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+
+    def _composite(self, rgb: np.ndarray) -> np.ndarray:
+        if self._keep is None:
+            return rgb
+        h, w = rgb.shape[:2]
+        if self._keep_arrays is None or self._keep_arrays[0].shape[:2] != (h, w):
+            image, mask = self._keep
+            original = np.asarray(
+                image.convert("RGB").resize((w, h), Image.Resampling.BOX), dtype=np.float32
+            )
+            alpha = np.asarray(mask.convert("L").resize((w, h), Image.Resampling.BOX))
+            self._keep_arrays = (original, alpha.astype(np.float32)[..., None] / 255.0)
+        original, alpha = self._keep_arrays
+        return (original * (1 - alpha) + rgb * alpha).round().astype(np.uint8)

@@ -1,0 +1,350 @@
+"""Engine: one long-lived worker thread that owns every torch object, fed by a queue."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import validation
+from engine.api import (
+    Cancelled,
+    EngineError,
+    ErrorKind,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    JobCancelled,
+    ModelLoading,
+    Queued,
+    Started,
+    Step,
+)
+from engine.sampling import Sampler, Trajectory
+
+log = logging.getLogger(__name__)
+
+KEEP_TRAJECTORIES = 8  # finished jobs whose per-step latents stay available for resume
+KEEP_RESULTS = 32  # finished jobs whose terminal event wait() can still return
+
+
+@dataclass(eq=False)
+class _Job:
+    id: int
+    request: GenerationRequest
+    state: str = "queued"  # queued -> running -> done
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Event | None = None
+    steps_done: int = 0
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def steps_to_run(request: GenerationRequest) -> int:
+    """How many denoising steps a fresh job runs (diffusers' get_timesteps rule)."""
+    if request.init_image is None:
+        return request.steps
+    return min(int(request.steps * request.strength), request.steps)
+
+
+class Engine:
+    """Implements api.EngineLike. All public methods are safe to call from any thread."""
+
+    def __init__(
+        self,
+        models: Any = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        allow_pickle: bool = False,
+        max_pixels: int = validation.MAX_PIXELS,
+        keep_trajectories: int = KEEP_TRAJECTORIES,
+    ) -> None:
+        if models is None:
+            from engine.models import ModelManager
+
+            models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
+        self._models = models
+        self._max_pixels = max_pixels
+        self._keep_trajectories = keep_trajectories
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._jobs: OrderedDict[int, _Job] = OrderedDict()
+        self._pending: list[int] = []
+        self._ids = itertools.count(1)
+        self._closed = False
+        # Worker-thread state.
+        self._sampler = Sampler()
+        self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
+        self._last_model: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="diffusiondesk-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def device_description(self) -> str:
+        return self._models.device_description
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def submit(self, request: GenerationRequest) -> int:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine has been shut down")
+            job = _Job(next(self._ids), request)
+            self._jobs[job.id] = job
+            position = len(self._pending)
+            self._pending.append(job.id)
+        self._emit(Queued(job.id, position))
+        self._queue.put(job)
+        return job.id
+
+    def cancel(self, job_id: int) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state == "done":
+                return False
+            job.cancel.set()
+            if job.state == "running":
+                return True
+            job.state = "done"
+            self._pending.remove(job_id)
+        self._finish(job, Cancelled(job_id, 0))
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            waiting = list(self._pending)
+            running = [j for j in self._jobs.values() if j.state == "running"]
+        for job_id in waiting:
+            self.cancel(job_id)
+        for job in running:
+            job.cancel.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the engine's worker did not stop within %.1f s", timeout)
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Event | None:
+        """The job's terminal event (Finished, Cancelled or Failed), or None on timeout."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        job.done.wait(timeout)
+        return job.result
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> Event | None:
+        """Submit and wait: for scripts, the command line and tests."""
+        return self.wait(self.submit(request), timeout)
+
+    def trajectory(self, job_id: int) -> Trajectory | None:
+        """A recent job's per-step latents (CPU tensors) and previews, for replay."""
+        return self._trajectories.get(job_id)
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, event: Event) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an engine listener failed on %s", type(event).__name__)
+
+    def _finish(self, job: _Job, event: Event) -> None:
+        job.result = event
+        self._emit(event)
+        job.done.set()
+        with self._lock:
+            done = [i for i, j in self._jobs.items() if j.done.is_set()]
+            for old in done[:-KEEP_RESULTS]:
+                del self._jobs[old]
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                job = self._queue.get()
+                if job is None:
+                    break
+                with self._lock:
+                    if job.state != "queued":
+                        continue  # cancelled while waiting
+                    job.state = "running"
+                    self._pending.remove(job.id)
+                self._run_guarded(job)
+        finally:
+            self._sampler.reset()
+            self._trajectories.clear()
+            self._models.release()
+            free_memory()
+
+    def _run_guarded(self, job: _Job) -> None:
+        event: Event
+        out_of_memory = False
+        try:
+            event = self._run(job)
+        except JobCancelled:
+            event = Cancelled(job.id, job.steps_done)
+        except EngineError as exc:
+            event = Failed(job.id, exc.kind, exc.message, exc.detail)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                out_of_memory = True
+                r = job.request
+                event = Failed(
+                    job.id,
+                    ErrorKind.OUT_OF_MEMORY,
+                    f"Out of memory making {r.batch_size} image(s) of {r.width}x{r.height} on "
+                    f"{self.device_description}; choose a smaller size or batch, or the CPU.",
+                    traceback.format_exc(),
+                )
+            else:
+                log.exception("job %d failed", job.id)
+                event = Failed(
+                    job.id,
+                    ErrorKind.INTERNAL,
+                    f"Internal error: {type(exc).__name__}: {exc}",
+                    traceback.format_exc(),
+                )
+        if out_of_memory:  # outside the except block, so the traceback's tensors are gone
+            free_memory()
+        with self._lock:
+            job.state = "done"
+        self._finish(job, event)
+
+    def _run(self, job: _Job) -> Finished:
+        r = job.request
+        start = time.perf_counter()
+        validation.check_request(r, max_pixels=self._max_pixels)
+        resume = None
+        batch, total = r.batch_size, steps_to_run(r)
+        if r.resume is not None:
+            resume = (self._resume_source(r), r.resume.step)
+            batch, total = resume[0].latents[0].shape[0], resume[0].total
+        seed = r.seed if r.seed is not None else random.randrange(2**32)
+        seeds = [seed + i for i in range(batch)]
+
+        if r.model != self._last_model:
+            self._sampler.reset()  # let the old model's memory go before loading another
+        self._last_model = r.model
+        model = self._models.get(
+            r.model,
+            progress=lambda stage, fraction: self._emit(
+                ModelLoading(job.id, r.model, stage, fraction)
+            ),
+            should_cancel=job.cancel.is_set,
+        )
+        loaded = time.perf_counter()
+        if job.cancel.is_set():
+            raise JobCancelled()
+        self._emit(Started(job.id, total, r.model, self.device_description, tuple(seeds)))
+
+        def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
+            job.steps_done = step
+            self._emit(Step(job.id, step, of, elapsed, x0, noisy))
+
+        result = self._sampler.run(
+            model,
+            r,
+            seeds,
+            on_step=on_step,
+            should_cancel=job.cancel.is_set,
+            resume=resume,
+            keep=lambda trajectory: self._keep(job.id, trajectory),
+        )
+        end = time.perf_counter()
+        filled = r.with_changes(seed=seed, batch_size=batch)
+        if resume is not None:
+            source = resume[0]
+            filled = filled.with_changes(
+                steps=source.steps,
+                scheduler=source.scheduler,
+                width=source.width,
+                height=source.height,
+            )
+        trajectory = result.trajectory
+        return Finished(
+            job_id=job.id,
+            images=tuple(result.images),
+            seeds=tuple(seeds),
+            request=filled,
+            timings={
+                "load": loaded - start,
+                "sampling": result.sampling_seconds,
+                "decode": result.decode_seconds,
+                "total": end - start,
+            },
+            step_previews=tuple(trajectory.previews),
+            noisy_step_previews=tuple(trajectory.noisy_previews),
+            warnings=tuple(result.warnings),
+        )
+
+    def _resume_source(self, r: GenerationRequest) -> Trajectory:
+        assert r.resume is not None
+        job_id, step = r.resume.job_id, r.resume.step
+        source = self._trajectories.get(job_id)
+        if source is None:
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"Job {job_id} has no stored steps to continue from (the engine keeps the "
+                f"last {self._keep_trajectories} jobs).",
+            )
+        done = len(source.latents)
+        if not 1 <= step <= done:
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"Job {job_id} has steps 1 to {done}; choose one of those to continue from.",
+            )
+        if step >= source.total:
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"Step {step} is job {job_id}'s last step: nothing is left to run.",
+            )
+        return source
+
+    def _keep(self, job_id: int, trajectory: Trajectory) -> None:
+        self._trajectories[job_id] = trajectory
+        while len(self._trajectories) > self._keep_trajectories:
+            self._trajectories.popitem(last=False)
