@@ -25,7 +25,7 @@ from diffusers import (
 )
 
 import engine
-from engine import devices
+from engine import devices, hub, single_file
 from engine.api import STARTER_MODEL, EngineError, ErrorKind, JobCancelled
 
 Progress = Callable[[str, float], None]
@@ -37,6 +37,7 @@ CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
+MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -206,7 +207,7 @@ class ModelManager:
                 "another model."
             )
         if _HUB_ID.match(source):
-            folder = download_from_hub(source, progress, should_cancel, cache_dir=self._cache_dir)
+            folder = hub.download(source, progress, should_cancel, cache_dir=self._cache_dir)
             return self._load_folder(folder, source, progress, should_cancel)
         raise _model_error(
             f"The model {source} does not exist: it is neither a local folder or file nor a "
@@ -218,6 +219,7 @@ class ModelManager:
     def _load_folder(
         self, folder: Path, source: str, progress: Progress, should_cancel: ShouldCancel
     ) -> LoadedModel:
+        hub.check_supported(str(folder), folder / "model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
         class_name = str(index.get("_class_name", ""))
         pipe_cls = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
@@ -333,13 +335,34 @@ class ModelManager:
     def _load_single_file(
         self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
     ) -> LoadedModel:
-        raise _model_error(f"Single-file checkpoints are not supported yet: {path}")
-
-
-def download_from_hub(
-    repo_id: str, progress: Progress, should_cancel: ShouldCancel, cache_dir: Path | None = None
-) -> Path:
-    raise _model_error(
-        f"Can't reach the Hugging Face hub to download {repo_id}; connect to the internet "
-        "or open a local model folder or .safetensors file."
-    )
+        suffix = path.suffix.lower()
+        if suffix not in CHECKPOINT_SUFFIXES:
+            raise _model_error(
+                f"{path.name} is not a model checkpoint DiffusionDesk can open; choose a "
+                ".safetensors file or a diffusers model folder."
+            )
+        if suffix in PICKLE_SUFFIXES and not self.allow_pickle:
+            raise _model_error(
+                f"{path.name} is a pickle checkpoint and was refused because {PICKLE_REASON}. "
+                "Use a .safetensors version of the model, or allow pickle files in the "
+                "settings if you trust where it came from."
+            )
+        progress(f"reading {path.name}", 0.0)
+        checkpoint = single_file.read_checkpoint(path)
+        _check_cancel(should_cancel)
+        spec = single_file.inspect_checkpoint(checkpoint, path)
+        config_dir = (self._config_root or MODEL_CONFIGS) / spec.family
+        stages = single_file.component_loaders(spec, checkpoint, config_dir, self.dtype)
+        components: dict[str, object] = {}
+        for i, (name, load) in enumerate(stages):
+            _check_cancel(should_cancel)
+            progress(f"loading {name}", (i + 1) / (len(stages) + 2))
+            components[name] = load()
+        del checkpoint
+        _check_cancel(should_cancel)
+        progress(f"moving to {self.device}", (len(stages) + 1) / (len(stages) + 2))
+        pipe = single_file.assemble(spec, components, config_dir)
+        sidecar = path.with_name(path.stem + ".latent_rgb.json")
+        model = self._finish(pipe, source, read_latent_rgb(sidecar), None, spec.family)
+        progress("ready", 1.0)
+        return model

@@ -167,3 +167,251 @@ def test_starter_resolves_to_the_bundled_folder(
     monkeypatch.setattr(models, "starter_model_dir", lambda: tiny_folder)
     model = ModelManager(device="cpu").get("starter", Recorder(), never)
     assert model.source == "starter" and model.family == "sd1"
+
+
+# --------------------------------------------------------------------------- single files
+
+
+def tiny_sdxl_pipeline(tmp: Path):  # noqa: ANN201
+    """A tiny SDXL pipeline, the way diffusers' own SDXL tests build one."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from tiny_models import tiny_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 24,  # time ids + pooled text
+        cross_attention_dim=16 + 24,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    tokenizer = tiny_tokenizer(tmp / "tok")
+    # The two encoders must differ in width, as in SDXL (768 and 1280): diffusers tells
+    # them apart by it.
+    configs = [
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=width,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            projection_dim=width,
+            hidden_act="gelu",
+        )
+        for width in (16, 24)
+    ]
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(configs[0]),
+        text_encoder_2=CLIPTextModelWithProjection(configs[1]),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+        add_watermarker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def tiny_configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Config folders for the tiny models, in the layout of engine/model_configs/."""
+    root = tmp_path_factory.mktemp("configs")
+    sd = StableDiffusionPipeline.from_pretrained(save_tiny_model(root / "sd1"))
+    sd.save_pretrained(root / "sd2")
+    save_tiny_model(root / "sd1-inpaint", inpaint_unet=True)
+    tiny_sdxl_pipeline(root / "build").save_pretrained(root / "sdxl")
+    return root
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test on any attempt to open a network connection."""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def write_checkpoint(pipe, family: str, path: Path, extra: dict | None = None) -> Path:  # noqa: ANN001
+    from ldm_checkpoint import pipeline_to_ldm
+    from safetensors.torch import save_file
+
+    state = pipeline_to_ldm(pipe, family)
+    state.update(extra or {})
+    if path.suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save({"state_dict": state, "global_step": 1}, path)
+    return path
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2"])
+def test_single_file_sd_loads_offline_with_the_same_weights(
+    family: str, tiny_configs: Path, tmp_path: Path, no_network: None
+) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / family)
+    path = write_checkpoint(reference, family, tmp_path / f"{family}.safetensors")
+    progress = Recorder()
+    model = ModelManager(device="cpu", config_root=tiny_configs).get(str(path), progress, never)
+    assert model.family == family
+    assert isinstance(model.pipe, StableDiffusionPipeline)
+    assert not model.is_inpaint_unet
+    for name in ("unet", "vae", "text_encoder"):
+        assert_same_weights(getattr(reference, name), getattr(model.pipe, name))
+    assert model.pipe.scheduler.config.prediction_type == "epsilon"
+    stages = [s for s, _ in progress.events]
+    assert stages[0] == f"reading {path.name}"
+    assert {"loading unet", "loading vae", "loading text_encoder"} <= set(stages)
+    assert stages[-1] == "ready"
+    out = model.pipe("a red circle", num_inference_steps=2, height=32, width=32, output_type="np")
+    assert out.images.shape == (1, 32, 32, 3)
+
+
+def test_single_file_sd2_v_prediction_marker(
+    tiny_configs: Path, tmp_path: Path, no_network: None
+) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd2")
+    path = write_checkpoint(
+        reference, "sd2", tmp_path / "v.safetensors", {"v_pred": torch.tensor([])}
+    )
+    model = ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
+    assert model.pipe.scheduler.config.prediction_type == "v_prediction"
+    # ... and the A1111 convention: an original-config YAML next to the file.
+    plain = write_checkpoint(reference, "sd2", tmp_path / "y.safetensors")
+    (tmp_path / "y.yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
+    model = ModelManager(device="cpu", config_root=tiny_configs).get(str(plain), Recorder(), never)
+    assert model.pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_single_file_sdxl_loads_offline(
+    tiny_configs: Path, tmp_path: Path, no_network: None
+) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    reference = StableDiffusionXLPipeline.from_pretrained(tiny_configs / "sdxl")
+    path = write_checkpoint(reference, "sdxl", tmp_path / "xl.safetensors")
+    model = ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
+    assert model.family == "sdxl"
+    assert isinstance(model.pipe, StableDiffusionXLPipeline)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        assert_same_weights(getattr(reference, name), getattr(model.pipe, name))
+    out = model.pipe("a red circle", num_inference_steps=2, height=32, width=32, output_type="np")
+    assert out.images.shape == (1, 32, 32, 3)
+
+
+def test_single_file_inpainting_unet(tiny_configs: Path, tmp_path: Path) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1-inpaint")
+    path = write_checkpoint(reference, "sd1", tmp_path / "inpaint.safetensors")
+    model = ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
+    assert model.is_inpaint_unet
+    assert_same_weights(reference.unet, model.pipe.unet)
+
+
+def test_pickle_checkpoints_are_refused_unless_allowed(tiny_configs: Path, tmp_path: Path) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    path = write_checkpoint(reference, "sd1", tmp_path / "old.ckpt")
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL
+    assert "pickle" in err.value.message and "arbitrary code" in err.value.message
+    manager = ModelManager(device="cpu", allow_pickle=True, config_root=tiny_configs)
+    model = manager.get(str(path), Recorder(), never)
+    assert_same_weights(reference.unet, model.pipe.unet)
+
+
+def test_truncated_safetensors_is_a_model_error(tiny_configs: Path, tmp_path: Path) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    path = write_checkpoint(reference, "sd1", tmp_path / "whole.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu", config_root=tiny_configs).get(str(cut), Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL
+    assert "truncated or damaged" in err.value.message
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(EngineError, match="download it again"):
+        ModelManager(device="cpu").get(str(junk), Recorder(), never)
+
+
+def test_unsupported_architectures(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    unrelated = tmp_path / "classifier.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 2), "fc.bias": torch.zeros(2)}, unrelated)
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu").get(str(unrelated), Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL
+    assert "not a Stable Diffusion checkpoint" in err.value.message
+    assert "SDXL" in err.value.message  # says what does work
+
+    flux_like = tmp_path / "flux.safetensors"
+    save_file(
+        {"model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(2)},
+        flux_like,
+    )
+    with pytest.raises(EngineError, match="no text encoder DiffusionDesk recognises"):
+        ModelManager(device="cpu").get(str(flux_like), Recorder(), never)
+
+    other = tmp_path / "model.gguf"
+    other.write_bytes(b"GGUF")
+    with pytest.raises(EngineError, match="not a model checkpoint DiffusionDesk can open"):
+        ModelManager(device="cpu").get(str(other), Recorder(), never)
+
+
+def test_cancel_between_single_file_stages(tiny_configs: Path, tmp_path: Path) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    path = write_checkpoint(reference, "sd1", tmp_path / "c.safetensors")
+    progress = Recorder()
+
+    def cancel_after_text_encoder() -> bool:
+        return any(stage == "loading text_encoder" for stage, _ in progress.events)
+
+    manager = ModelManager(device="cpu", config_root=tiny_configs)
+    with pytest.raises(JobCancelled):
+        manager.get(str(path), progress, cancel_after_text_encoder)
+    assert "loading unet" not in [s for s, _ in progress.events]
+    assert manager.current is None

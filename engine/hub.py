@@ -1,0 +1,151 @@
+"""Downloading diffusers models from the Hugging Face hub, with progress and cancel."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from tqdm import tqdm
+
+from engine.api import EngineError, ErrorKind, JobCancelled
+
+Progress = Callable[[str, float], None]
+ShouldCancel = Callable[[], bool]
+
+# Only what a text-to-image pipeline needs, in safetensors: no pickles, no fp16/EMA
+# duplicates, no safety checker, no single-file copies at the repo root.
+ALLOW_PATTERNS = [
+    "model_index.json",
+    "latent_rgb.json",
+    "scheduler/*.json",
+    "tokenizer/*",
+    "tokenizer_2/*",
+    "text_encoder/config.json",
+    "text_encoder/*.safetensors",
+    "text_encoder/*.safetensors.index.json",
+    "text_encoder_2/config.json",
+    "text_encoder_2/*.safetensors",
+    "text_encoder_2/*.safetensors.index.json",
+    "unet/config.json",
+    "unet/*.safetensors",
+    "unet/*.safetensors.index.json",
+    "vae/config.json",
+    "vae/*.safetensors",
+    "taesd/config.json",
+    "taesd/*.safetensors",
+]
+IGNORE_PATTERNS = ["*.fp16.*", "*.bf16.*", "*non_ema*", "*.ema.*", "*.msgpack", "*.onnx*"]
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def offline_message(repo_id: str) -> str:
+    return (
+        f"Can't reach the Hugging Face hub to download {repo_id}; connect to the internet "
+        "or open a local model folder or .safetensors file."
+    )
+
+
+def progress_bar_class(label: str, progress: Progress, should_cancel: ShouldCancel) -> type[tqdm]:
+    """A tqdm class for snapshot_download that forwards byte counts to progress()."""
+
+    class ForwardingBar(tqdm):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.pop("name", None)
+            kwargs["file"] = io.StringIO()  # nothing on the console
+            kwargs["disable"] = False  # a disabled tqdm does not count
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            # Runs on hub download threads; raising here aborts the download.
+            if should_cancel():
+                raise JobCancelled()
+            shown = super().update(n)
+            if self.unit == "B" and self.total:
+                progress(f"downloading {label}", min(1.0, self.n / self.total))
+            return shown
+
+    return ForwardingBar
+
+
+def download(
+    repo_id: str,
+    progress: Progress,
+    should_cancel: ShouldCancel,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Fetch (or find in the cache) what repo_id needs; return the local snapshot folder."""
+    progress(f"looking up {repo_id} on the Hugging Face hub", -1.0)
+    bar = progress_bar_class(repo_id, progress, should_cancel)
+    try:
+        # model_index.json first: refuse unsupported pipelines before gigabytes move.
+        index_dir = Path(
+            snapshot_download(
+                repo_id, allow_patterns=["model_index.json"], cache_dir=cache_dir, tqdm_class=bar
+            )
+        )
+        check_supported(repo_id, index_dir / "model_index.json")
+        if should_cancel():
+            raise JobCancelled()
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                allow_patterns=ALLOW_PATTERNS,
+                ignore_patterns=IGNORE_PATTERNS,
+                cache_dir=cache_dir,
+                tqdm_class=bar,
+            )
+        )
+    except (JobCancelled, EngineError):
+        raise
+    except GatedRepoError as exc:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{repo_id} is gated: accept its licence on huggingface.co and log in "
+            "(hf auth login), or open a local copy.",
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"There is no model {repo_id} on the Hugging Face hub (or it is private); "
+            "check the name.",
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise EngineError(ErrorKind.MODEL, f"{repo_id}: {exc}") from exc
+    except LocalEntryNotFoundError as exc:
+        # Raised when the hub cannot be reached (or HF_HUB_OFFLINE is set) and the files
+        # are not in the local cache.
+        raise EngineError(ErrorKind.MODEL, offline_message(repo_id)) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise EngineError(
+            ErrorKind.MODEL, f"Downloading {repo_id} from the Hugging Face hub failed: {exc}"
+        ) from exc
+    return folder
+
+
+def check_supported(repo_id: str, model_index: Path) -> None:
+    try:
+        index = json.loads(model_index.read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{repo_id} is not a diffusers model (it has no readable model_index.json); "
+            "DiffusionDesk opens Stable Diffusion 1.x, 2.x and SDXL models.",
+        ) from exc
+    missing = [c for c in REQUIRED_COMPONENTS if not isinstance(index.get(c), list)]
+    if missing:
+        kind = index.get("_class_name", "an unknown pipeline")
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{repo_id} is a {kind}, not a Stable Diffusion 1.x, 2.x or SDXL model "
+            f"(it has no {', '.join(missing)}); choose another model.",
+        )

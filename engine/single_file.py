@@ -1,0 +1,254 @@
+"""Single-file checkpoints (original Stable Diffusion layout) loaded with no network.
+
+diffusers' from_single_file converts the weights; the configs it would otherwise fetch
+from the hub ship under engine/model_configs/<family>/ and are passed as local folders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from engine.api import EngineError, ErrorKind
+
+CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIXES = ("first_stage_model.", "vae.")
+SD1_CLIP = "cond_stage_model.transformer."
+SD2_OPEN_CLIP = "cond_stage_model.model."
+SDXL_CLIP_L = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP = "conditioner.embedders.1.model."
+SDXL_REFINER_OPEN_CLIP = "conditioner.embedders.0.model."
+# ComfyUI's test for SD 2.x v-prediction weights: this norm's bias spreads wider in them.
+_SD2_V_PROBE = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+_V_PARAMETERIZATION = re.compile(r"parameterization:\s*[\"']?v[\"']?\s*$", re.MULTILINE)
+
+
+def _error(message: str) -> EngineError:
+    return EngineError(ErrorKind.MODEL, message)
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    family: str  # "sd1" | "sd2" | "sdxl"
+    in_channels: int  # 4, or 9 for inpainting UNets
+    v_prediction: bool
+    zero_snr: bool
+    name: str
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's flat state dict; MODEL errors for unreadable files."""
+    if path.suffix.lower() == ".safetensors":
+        try:
+            state = load_file(path)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise _error(
+                f"{path.name} is not a readable .safetensors file ({exc}); it may be "
+                "truncated or damaged: download it again."
+            ) from exc
+    else:
+        try:
+            # Only reached when the user allowed pickles: old .ckpt files hold
+            # training objects that weights_only loading rejects.
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise _error(
+                f"{path.name} could not be read as a PyTorch checkpoint ({exc}); it may be "
+                "truncated or damaged: download it again."
+            ) from exc
+    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise _error(f"{path.name} holds no model weights.")
+    return state
+
+
+def _has_prefix(keys: list[str], prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in keys)
+
+
+def inspect_checkpoint(checkpoint: dict[str, torch.Tensor], path: Path) -> CheckpointSpec:
+    """Find the model family from the state-dict keys, or explain why it is unsupported."""
+    keys = list(checkpoint)
+    supported = (
+        "DiffusionDesk opens Stable Diffusion 1.x, 2.x and SDXL checkpoints "
+        "(and diffusers model folders)."
+    )
+    if not _has_prefix(keys, UNET_PREFIX):
+        sample = ", ".join(keys[:3])
+        raise _error(
+            f"{path.name} is not a Stable Diffusion checkpoint (it has no UNet weights; "
+            f"its first keys are {sample}). {supported}"
+        )
+    if _has_prefix(keys, SDXL_OPEN_CLIP) or _has_prefix(keys, SDXL_CLIP_L):
+        family = "sdxl"
+    elif _has_prefix(keys, SDXL_REFINER_OPEN_CLIP):
+        raise _error(
+            f"{path.name} is an SDXL refiner, which only refines another model's images. "
+            f"{supported}"
+        )
+    elif _has_prefix(keys, SD2_OPEN_CLIP):
+        family = "sd2"
+    elif _has_prefix(keys, SD1_CLIP):
+        family = "sd1"
+    else:
+        raise _error(
+            f"{path.name} has a UNet but no text encoder DiffusionDesk recognises "
+            f"(it may be an SD3, Flux or other architecture). {supported}"
+        )
+    if not any(_has_prefix(keys, p) for p in VAE_PREFIXES):
+        raise _error(f"{path.name} has no VAE weights; use a checkpoint that includes its VAE.")
+    conv_in = checkpoint.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    in_channels = int(conv_in.shape[1]) if conv_in is not None and conv_in.ndim == 4 else 0
+    if in_channels not in (4, 9):
+        raise _error(
+            f"{path.name}'s UNet takes {in_channels} input channels, so it is not a "
+            f"text-to-image or inpainting model (an upscaler or pix2pix model?). {supported}"
+        )
+    return CheckpointSpec(
+        family=family,
+        in_channels=in_channels,
+        v_prediction=_is_v_prediction(checkpoint, path, family, in_channels),
+        zero_snr="ztsnr" in checkpoint,
+        name=path.name,
+    )
+
+
+def _is_v_prediction(
+    checkpoint: dict[str, torch.Tensor], path: Path, family: str, in_channels: int
+) -> bool:
+    # The A1111 convention: an original-config YAML next to the file.
+    sidecar = path.with_suffix(".yaml")
+    if sidecar.is_file():
+        try:
+            return bool(_V_PARAMETERIZATION.search(sidecar.read_text(errors="replace")))
+        except OSError:
+            pass
+    if "v_pred" in checkpoint:  # marker key some trainers (and ComfyUI) write
+        return True
+    if family == "sd2" and in_channels == 4:
+        probe = checkpoint.get(_SD2_V_PROBE)
+        return probe is not None and float(torch.std(probe.float(), unbiased=False)) > 0.09
+    return False
+
+
+def _tokenizer(config_dir: Path, name: str) -> CLIPTokenizer:
+    folder = config_dir / name
+    if (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file():
+        return CLIPTokenizer.from_pretrained(config_dir, subfolder=name, local_files_only=True)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings.pop("tokenizer_class", None)
+    return CLIPTokenizer(
+        str(CLIP_TOKENIZER / "vocab.json"), str(CLIP_TOKENIZER / "merges.txt"), **settings
+    )
+
+
+def _text_encoder(
+    cls: type, checkpoint: dict, config_dir: Path, name: str, dtype: torch.dtype
+) -> torch.nn.Module:
+    try:
+        model = create_diffusers_clip_model_from_ldm(
+            cls,
+            checkpoint,
+            subfolder=name,
+            config=str(config_dir),
+            torch_dtype=dtype,
+            local_files_only=True,
+        )
+    except ValueError as exc:
+        raise _error(f"The checkpoint's text encoder could not be read: {exc}") from exc
+    if any(p.is_meta for p in model.parameters()):
+        raise _error(
+            "The checkpoint's text encoder is incomplete (some weights are missing or have "
+            "unexpected shapes); it may be damaged or of an unsupported variant."
+        )
+    return model
+
+
+def component_loaders(
+    spec: CheckpointSpec, checkpoint: dict, config_dir: Path, dtype: torch.dtype
+) -> list[tuple[str, Callable[[], object]]]:
+    """The loading stages, in order, each a (component name, loader) pair."""
+    if not (config_dir / "model_index.json").is_file():
+        raise _error(f"The bundled configuration for {spec.family} is missing from {config_dir}.")
+    unet_overrides: dict[str, object] = {"in_channels": spec.in_channels}
+    if spec.family == "sd2" and not spec.v_prediction:
+        unet_overrides["sample_size"] = 64  # SD 2.x base models are 512 px, epsilon
+    common = {"config": str(config_dir), "local_files_only": True, "torch_dtype": dtype}
+
+    stages: list[tuple[str, Callable[[], object]]] = [
+        ("tokenizer", lambda: _tokenizer(config_dir, "tokenizer")),
+        ("scheduler", lambda: _scheduler(spec, config_dir)),
+        (
+            "text_encoder",
+            lambda: _text_encoder(CLIPTextModel, checkpoint, config_dir, "text_encoder", dtype),
+        ),
+    ]
+    if spec.family == "sdxl":
+        stages += [
+            ("tokenizer_2", lambda: _tokenizer(config_dir, "tokenizer_2")),
+            (
+                "text_encoder_2",
+                lambda: _text_encoder(
+                    CLIPTextModelWithProjection, checkpoint, config_dir, "text_encoder_2", dtype
+                ),
+            ),
+        ]
+    stages += [
+        (
+            "unet",
+            lambda: UNet2DConditionModel.from_single_file(
+                checkpoint, subfolder="unet", **common, **unet_overrides
+            ),
+        ),
+        ("vae", lambda: AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common)),
+    ]
+    return stages
+
+
+def _scheduler(spec: CheckpointSpec, config_dir: Path) -> object:
+    index = DiffusionPipeline.load_config(config_dir)
+    cls = getattr(diffusers, index["scheduler"][1])
+    overrides: dict[str, object] = {
+        "prediction_type": "v_prediction" if spec.v_prediction else "epsilon"
+    }
+    if spec.zero_snr:
+        overrides.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return cls.from_pretrained(
+        config_dir, subfolder="scheduler", local_files_only=True, **overrides
+    )
+
+
+def assemble(spec: CheckpointSpec, components: dict, config_dir: Path) -> DiffusionPipeline:
+    if spec.family == "sdxl":
+        index = DiffusionPipeline.load_config(config_dir)
+        return StableDiffusionXLPipeline(
+            **components,
+            force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)),
+            add_watermarker=False,
+        )
+    return StableDiffusionPipeline(
+        **components,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
