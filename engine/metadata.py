@@ -1,0 +1,331 @@
+"""Generation parameters in PNG files: written with each image, read back into a request.
+
+Two text chunks: "parameters" in the AUTOMATIC1111 format that other tools read and
+write, and "diffusiondesk", a complete JSON record of the request. Reading prefers our
+JSON and falls back to parsing A1111 text (from us or from other tools).
+
+This module must not import torch: the window uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from engine.api import STARTER_MODEL, GenerationRequest, ResumeFrom, SchedulerName
+
+A1111_KEY = "parameters"
+JSON_KEY = "diffusiondesk"
+RECORD_VERSION = 1
+APP_NAME = "DiffusionDesk"
+
+# Request fields that hold images: not stored, only noted in the record.
+_IMAGE_FIELDS = ("init_image", "mask")
+
+# Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
+# to ours. Samplers we do not have map to the closest one of the same kind (ancestral
+# samplers to "Euler a", deterministic ones to "Euler").
+_SAMPLERS: dict[str, SchedulerName] = {
+    "euler": SchedulerName.EULER,
+    "euler a": SchedulerName.EULER_A,
+    "euler ancestral": SchedulerName.EULER_A,
+    "dpm++ 2m": SchedulerName.DPMPP_2M,
+    "dpm++ 2m karras": SchedulerName.DPMPP_2M_KARRAS,
+    "dpm++ sde": SchedulerName.DPMPP_SDE,
+    "dpm++ sde karras": SchedulerName.DPMPP_SDE,
+    "dpm++ 2m sde": SchedulerName.DPMPP_SDE,
+    "dpm++ 2m sde karras": SchedulerName.DPMPP_SDE,
+    "dpm++ 2m sde exponential": SchedulerName.DPMPP_SDE,
+    "dpm++ 2m sde heun": SchedulerName.DPMPP_SDE,
+    "dpm++ 3m sde": SchedulerName.DPMPP_SDE,
+    "dpm++ 3m sde karras": SchedulerName.DPMPP_SDE,
+    "ddim": SchedulerName.DDIM,
+    "ddpm": SchedulerName.DDPM,
+    "unipc": SchedulerName.UNIPC,
+    "lcm": SchedulerName.LCM,
+    "lms": SchedulerName.EULER,
+    "lms karras": SchedulerName.EULER,
+    "heun": SchedulerName.EULER,
+    "dpm2": SchedulerName.EULER,
+    "dpm2 karras": SchedulerName.EULER,
+    "plms": SchedulerName.EULER,
+    "dpm2 a": SchedulerName.EULER_A,
+    "dpm2 a karras": SchedulerName.EULER_A,
+    "dpm++ 2s a": SchedulerName.EULER_A,
+    "dpm++ 2s a karras": SchedulerName.EULER_A,
+    "dpm fast": SchedulerName.EULER,
+    "dpm adaptive": SchedulerName.EULER,
+    "restart": SchedulerName.EULER,
+}
+
+# "Key: value" pairs of the A1111 parameters line; values with commas are JSON-quoted.
+_PARAM = re.compile(r'\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_NEGATIVE = "Negative prompt:"
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _quote(value: str) -> str:
+    if "," not in value and "\n" not in value and ":" not in value and '"' not in value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def model_name(model: str) -> str:
+    """The short model name for the A1111 "Model" field: a file or folder's stem."""
+    if model == STARTER_MODEL:
+        return model
+    path = Path(model)
+    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.is_absolute() or path.exists():
+        return path.stem or model
+    return model  # a hub id stays whole
+
+
+def format_a1111(request: GenerationRequest, seed: int) -> str:
+    """The "parameters" text: prompt, "Negative prompt: ..." line, then "Key: value, ..."."""
+    params: list[tuple[str, str]] = [
+        ("Steps", str(request.steps)),
+        ("Sampler", str(request.scheduler)),
+        ("CFG scale", str(float(request.guidance_scale))),
+        ("Seed", str(seed)),
+        ("Size", f"{request.width}x{request.height}"),
+        ("Model", model_name(request.model)),
+    ]
+    if request.batch_size != 1:
+        params.append(("Batch size", str(request.batch_size)))
+    if request.mode != "txt2img":
+        params.append(("Denoising strength", str(float(request.strength))))
+    if request.mode == "inpaint":
+        params.append(("Mask blur", str(request.mask_blur)))
+        if request.inpaint_only_masked:
+            params.append(("Inpaint area", "Only masked"))
+            params.append(("Masked area padding", str(request.inpaint_padding)))
+    params.append(("Version", APP_NAME))
+    lines = [request.prompt]
+    if request.negative_prompt:
+        lines.append(f"{_NEGATIVE} {request.negative_prompt}")
+    lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in params))
+    return "\n".join(lines)
+
+
+def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
+    """Every field of the request (images only as flags), with this image's seed."""
+    record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
+    for f in dataclasses.fields(GenerationRequest):
+        value = getattr(request, f.name)
+        if f.name in _IMAGE_FIELDS:
+            record[f"has_{f.name}"] = value is not None
+        elif isinstance(value, ResumeFrom):
+            record[f.name] = dataclasses.asdict(value)
+        else:
+            record[f.name] = value
+    record["seed"] = seed
+    record["mode"] = request.mode
+    return record
+
+
+def png_info(request: GenerationRequest, seed: int) -> PngInfo:
+    info = PngInfo()
+    info.add_text(A1111_KEY, format_a1111(request, seed))  # iTXt if not Latin-1
+    info.add_text(JSON_KEY, json.dumps(to_record(request, seed), ensure_ascii=True))
+    return info
+
+
+def save_png(
+    image: Image.Image, path: str | os.PathLike[str], request: GenerationRequest, seed: int
+) -> Path:
+    """Write image as a PNG with its parameters, atomically: the file at path is either
+    the old one or the complete new one, never half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", pnginfo=png_info(request, seed))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_texts(source: str | os.PathLike[str] | Image.Image) -> dict[str, str]:
+    """The text chunks of a PNG (or an already opened image); {} if it has none."""
+    if isinstance(source, Image.Image):
+        return _texts_of(source)
+    with Image.open(source) as image:
+        return _texts_of(image)
+
+
+def _texts_of(image: Image.Image) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for key, value in {**image.info, **getattr(image, "text", {})}.items():
+        if isinstance(value, str):
+            texts[key] = value
+        elif isinstance(value, bytes) and key == A1111_KEY:
+            texts[key] = value.decode("utf-8", errors="replace")
+    return texts
+
+
+def read_parameters(source: str | os.PathLike[str] | Image.Image) -> GenerationRequest | None:
+    """The request an image was made with: from our JSON when present, else from the
+    A1111 "parameters" text; None when the image carries neither."""
+    texts = read_texts(source)
+    if JSON_KEY in texts:
+        request = from_record(texts[JSON_KEY])
+        if request is not None:
+            return request
+    if A1111_KEY in texts:
+        return parse_a1111(texts[A1111_KEY])
+    return None
+
+
+def from_record(text: str) -> GenerationRequest | None:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+        return None
+    known = {f.name: f for f in dataclasses.fields(GenerationRequest)}
+    values: dict[str, Any] = {}
+    defaults = GenerationRequest(prompt="")
+    for name, value in record.items():
+        if name not in known or name in _IMAGE_FIELDS:
+            continue
+        if name == "resume":
+            values[name] = _resume(value)
+            continue
+        default = getattr(defaults, name)
+        values[name] = _coerce(value, default)
+    return GenerationRequest(**values)
+
+
+def _resume(value: Any) -> ResumeFrom | None:
+    if isinstance(value, dict):
+        try:
+            return ResumeFrom(job_id=int(value["job_id"]), step=int(value["step"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """value converted to the default's type; the default when it does not fit."""
+    if value is None:
+        return None if default is None else default
+    try:
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        return default
+    return value
+
+
+def sampler_from_name(name: str) -> str | None:
+    """Our scheduler name for a sampler name another tool wrote, or None if unknown."""
+    key = " ".join(name.strip().lower().replace("_", " ").split())
+    key = key.replace("dpmpp", "dpm++").replace("ancestral", "a")
+    if key in _SAMPLERS:
+        return _SAMPLERS[key].value
+    for ours in SchedulerName:  # our own names, exact
+        if ours.value.lower() == key:
+            return ours.value
+    return None
+
+
+def parse_a1111_fields(text: str) -> tuple[str, str, dict[str, str]]:
+    """Split A1111 text into (prompt, negative prompt, {key: value}), as A1111 does:
+    the last line holds the "Key: value" pairs, a line starting with "Negative prompt:"
+    starts the negative prompt, and everything before it is the prompt."""
+    *lines, last = text.strip().split("\n")
+    pairs = _PARAM.findall(last)
+    if len(pairs) < 3:  # no parameters line: it is part of the prompt
+        lines.append(last)
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
+    for line in lines:
+        if line.startswith(_NEGATIVE) and not in_negative:
+            in_negative = True
+            line = line[len(_NEGATIVE) :].lstrip()
+        (negative if in_negative else prompt).append(line)
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        value = value.strip()
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        fields[key.strip()] = value
+    return "\n".join(prompt).strip(), "\n".join(negative).strip(), fields
+
+
+def parse_a1111(text: str) -> GenerationRequest:
+    """A request from A1111-format text; keys we do not know are ignored."""
+    prompt, negative, fields = parse_a1111_fields(text)
+    values: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
+
+    def number(key: str, kind: type) -> Any:
+        raw = fields.get(key)
+        if raw is None:
+            return None
+        try:
+            return kind(float(raw)) if kind is int else kind(raw)
+        except ValueError:
+            return None
+
+    for key, name, kind in (
+        ("Steps", "steps", int),
+        ("CFG scale", "guidance_scale", float),
+        ("Seed", "seed", int),
+        ("Batch size", "batch_size", int),
+        ("Mask blur", "mask_blur", int),
+        ("Masked area padding", "inpaint_padding", int),
+    ):
+        value = number(key, kind)
+        if value is not None:
+            values[name] = value
+    size = _SIZE.match(fields.get("Size", ""))
+    if size:
+        values["width"], values["height"] = int(size.group(1)), int(size.group(2))
+    sampler = fields.get("Sampler")
+    if sampler:
+        schedule = fields.get("Schedule type", "").strip().lower()
+        if schedule == "karras" and "karras" not in sampler.lower():
+            sampler = f"{sampler} Karras"
+        mapped = sampler_from_name(sampler)
+        if mapped is not None:
+            values["scheduler"] = mapped
+    # With hires fix, "Denoising strength" belongs to the upscaling pass, not to us.
+    if not any(k.startswith("Hires") for k in fields):
+        strength = number("Denoising strength", float)
+        if strength is not None:
+            values["strength"] = strength
+    if fields.get("Inpaint area", "").strip().lower() == "only masked":
+        values["inpaint_only_masked"] = True
+    return GenerationRequest(**values)
