@@ -1,0 +1,193 @@
+"""diffusiondesk-cli: generate images from the command line with the same engine as the window.
+
+Exit status: 0 done, 1 the job failed (one line on stderr says why), 2 bad arguments,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from PIL import Image, UnidentifiedImageError
+
+from engine.api import (
+    STARTER_MODEL,
+    Cancelled,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    ModelLoading,
+    SchedulerName,
+    Started,
+    Step,
+)
+
+PROG = "diffusiondesk-cli"
+
+
+class _CliError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Make images with diffusion models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    g = commands.add_parser("generate", help="make one image (or a batch) and save it as PNG")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--steps", type=int, default=20)
+    g.add_argument("--guidance", type=float, default=5.0, help="guidance (CFG) scale")
+    g.add_argument("--seed", type=int, default=None, help="default: a random seed, printed")
+    g.add_argument("--width", type=int, default=None, help="default: the init image's, or 128")
+    g.add_argument("--height", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument(
+        "--scheduler",
+        default=SchedulerName.DPMPP_2M.value,
+        help="one of: " + ", ".join(s.value for s in SchedulerName),
+    )
+    g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
+    g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
+    g.add_argument("--strength", type=float, default=0.75)
+    g.add_argument("--mask", type=Path, default=None, help="white = repaint, black = keep")
+    g.add_argument("--mask-blur", type=int, default=4)
+    g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
+    g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--output", type=Path, required=True, help="FILE.png")
+    return parser
+
+
+def _open_image(path: Path, what: str, mode: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except FileNotFoundError:
+        raise _CliError(f"{what} {path} does not exist") from None
+    except UnidentifiedImageError:
+        raise _CliError(f"{what} {path} is not an image file") from None
+    except OSError as exc:
+        raise _CliError(f"cannot read {what} {path}: {exc}") from None
+
+
+def build_request(args: argparse.Namespace) -> GenerationRequest:
+    init = _open_image(args.init, "--init", "RGB") if args.init else None
+    mask = _open_image(args.mask, "--mask", "L") if args.mask else None
+    if mask is not None and init is None:
+        raise _CliError("--mask needs --init: the image to paint into")
+    if args.output.suffix.lower() != ".png":
+        raise _CliError(f"--output must be a .png file, got {args.output}")
+    width, height = init.size if init is not None else (128, 128)
+    return GenerationRequest(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        width=args.width if args.width is not None else width,
+        height=args.height if args.height is not None else height,
+        scheduler=args.scheduler,
+        model=args.model,
+        init_image=init,
+        strength=args.strength,
+        mask=mask,
+        mask_blur=args.mask_blur,
+        inpaint_only_masked=args.only_masked,
+        inpaint_padding=args.padding,
+    )
+
+
+class _Progress:
+    """One self-rewriting line on stderr."""
+
+    def __init__(self, out: TextIO, quiet: bool) -> None:
+        self.out, self.quiet = out, quiet
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, ModelLoading):
+            done = f" {event.progress:4.0%}" if event.progress >= 0 else ""
+            self._line(f"model: {event.stage}{done}")
+        elif isinstance(event, Started):
+            self._line(f"running on {event.device}, seed {event.seeds[0]}")
+        elif isinstance(event, Step):
+            filled = round(30 * event.step / event.total)
+            bar = "#" * filled + "." * (30 - filled)
+            self._line(f"[{bar}] {event.step}/{event.total} steps  {event.elapsed:.1f}s")
+        elif isinstance(event, Finished | Cancelled | Failed):
+            self.out.write("\n")
+            self.out.flush()
+
+    def _line(self, text: str) -> None:
+        self.out.write("\r" + text.ljust(60))
+        self.out.flush()
+
+
+def output_paths(output: Path, count: int) -> list[Path]:
+    return [output if i == 0 else output.with_name(f"{output.stem}-{i}.png") for i in range(count)]
+
+
+def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
+    from engine import metadata
+
+    metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+
+
+def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
+    from engine.worker import Engine  # torch loads here, after the arguments are checked
+
+    request = build_request(args)
+    engine = Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    engine.add_listener(_Progress(err, args.quiet))
+    job = None
+    try:
+        job = engine.submit(request)
+        result = engine.wait(job)
+    except KeyboardInterrupt:
+        if job is not None:
+            engine.cancel(job)
+            engine.wait(job, 10)
+        err.write(f"{PROG}: interrupted\n")
+        return 130
+    finally:
+        engine.shutdown(10)
+    if isinstance(result, Failed):
+        err.write(f"{PROG}: error: {result.message}\n")
+        return 1
+    if not isinstance(result, Finished):
+        err.write(f"{PROG}: error: the job was cancelled\n")
+        return 1
+    for warning in result.warnings:
+        err.write(f"{PROG}: warning: {warning}\n")
+    for image, seed, path in zip(
+        result.images, result.seeds, output_paths(args.output, len(result.images)), strict=True
+    ):
+        save_image(image, path, result.request, seed)
+        out.write(f"saved {path} (seed {seed})\n")
+    return 0
+
+
+def main(argv: list[str] | None = None, *, models: object = None) -> int:
+    """models: a ModelManager stand-in (tests); by default the real one."""
+    args = _parser().parse_args(argv)
+    try:
+        return generate(args, sys.stdout, sys.stderr, models)
+    except _CliError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

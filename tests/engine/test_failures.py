@@ -1,0 +1,92 @@
+"""A failing job never kills the worker; errors say whose fault they were."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from engine_helpers import TINY, request
+
+from engine.api import ErrorKind, Failed, Finished
+
+
+@contextlib.contextmanager
+def unet_hook(tiny_models, hook):
+    unet = tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.unet
+    handle = unet.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_unknown_model_fails_and_the_next_job_runs(engine):
+    result = engine.generate(request(model="/nowhere/model.safetensors"), 60)
+    assert isinstance(result, Failed) and result.error == ErrorKind.MODEL
+    assert isinstance(engine.generate(request(), 60), Finished)
+
+
+def test_internal_error_carries_a_traceback(engine, tiny_models):
+    def boom(*_):
+        raise ValueError("boom")
+
+    with unet_hook(tiny_models, boom):
+        result = engine.generate(request(), 60)
+    assert isinstance(result, Failed) and result.error == ErrorKind.INTERNAL
+    assert "boom" in result.message and "Traceback" in result.detail
+    assert isinstance(engine.generate(request(), 60), Finished)
+
+
+def test_out_of_memory_is_reported_and_memory_freed(engine, tiny_models, monkeypatch):
+    import engine.worker as worker
+
+    freed = []
+    monkeypatch.setattr(worker, "free_memory", lambda: freed.append(True))
+
+    def oom(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    with unet_hook(tiny_models, oom):
+        result = engine.generate(request(), 60)
+    assert isinstance(result, Failed) and result.error == ErrorKind.OUT_OF_MEMORY
+    assert "smaller size" in result.message
+    assert freed
+    with unet_hook(tiny_models, lambda *_: (_ for _ in ()).throw(RuntimeError("out of memory"))):
+        again = engine.generate(request(), 60)
+    assert isinstance(again, Failed) and again.error == ErrorKind.OUT_OF_MEMORY
+    assert isinstance(engine.generate(request(), 60), Finished)
+
+
+def test_nan_output_suggests_float32(engine, tiny_models, recorder):
+    def nan(_module, _inputs, output):
+        output[0].fill_(float("nan"))
+        return output
+
+    with unet_hook(tiny_models, nan):
+        result = engine.generate(request(steps=5), 60)
+    assert isinstance(result, Failed) and result.error == ErrorKind.MODEL
+    assert "float32" in result.message
+    assert len(recorder.of(result.job_id)) < 5 + 4  # stopped at the first bad step
+    assert isinstance(engine.generate(request(), 60), Finished)
+
+
+def test_black_output_suggests_float32(engine, tiny_models):
+    vae = tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.vae
+
+    def black(_module, _inputs, output):
+        return output * 0 - 1
+
+    handle = vae.decoder.register_forward_hook(black)
+    try:
+        result = engine.generate(request(), 60)
+    finally:
+        handle.remove()
+    assert isinstance(result, Failed) and "float32" in result.message
+
+
+def test_a_failing_listener_does_not_stop_the_engine(engine):
+    def bad_listener(_event):
+        raise RuntimeError("listener bug")
+
+    engine.add_listener(bad_listener)
+    assert isinstance(engine.generate(request(), 60), Finished)

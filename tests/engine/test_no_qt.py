@@ -1,0 +1,37 @@
+"""engine/ never imports Qt: importing every engine module pulls in no Qt module."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import engine
+
+CODE = """
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+banned = ("PySide6", "shiboken6", "PyQt5", "PyQt6", "guiapp")
+qt = sorted(m for m in sys.modules if m.split(".")[0] in banned)
+print(",".join(qt))
+sys.exit(1 if qt else 0)
+"""
+
+
+def test_engine_imports_no_qt():
+    root = Path(engine.__file__).parent
+    names = ["engine"] + [
+        f"engine.{m.name}" for m in pkgutil.iter_modules([str(root)]) if not m.name.startswith("_")
+    ]
+    assert {"engine.worker", "engine.sampling", "engine.cli", "engine.preview"} <= set(names)
+    done = subprocess.run(
+        [sys.executable, "-c", CODE, *names],
+        cwd=root.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
