@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -415,3 +418,104 @@ def test_cancel_between_single_file_stages(tiny_configs: Path, tmp_path: Path) -
         manager.get(str(path), progress, cancel_after_text_encoder)
     assert "loading unet" not in [s for s, _ in progress.events]
     assert manager.current is None
+
+
+# --------------------------------------------------------------------------- the hub
+
+OFFLINE_MESSAGE = (
+    "Can't reach the Hugging Face hub to download stabilityai/sd-turbo; connect to the "
+    "internet or open a local model folder or .safetensors file."
+)
+
+
+@pytest.mark.slow  # a fresh Python process importing torch and diffusers
+@pytest.mark.parametrize("offline_flag", ["1", ""])
+def test_hub_id_without_network_says_what_to_do(offline_flag: str, tmp_path: Path) -> None:
+    """For real, in a fresh process: with HF_HUB_OFFLINE=1, and with the real network
+    (unreachable here; where it is reachable this case is skipped)."""
+    import os
+
+    code = (
+        "from engine.models import ModelManager\n"
+        "from engine.api import EngineError\n"
+        "try:\n"
+        "    ModelManager(device='cpu').get('stabilityai/sd-turbo', lambda s, f: None,"
+        " lambda: False)\n"
+        "except EngineError as e:\n"
+        "    print(e.kind.value + '|' + e.message)\n"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": offline_flag}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    if not offline_flag and not out.stdout.strip():
+        pytest.skip("the Hugging Face hub is reachable from here")
+    assert out.stdout.strip() == f"model|{OFFLINE_MESSAGE}", out.stderr[-2000:]
+
+
+def make_hub_cache(cache: Path, repo_id: str, model_folder: Path) -> Path:
+    """Lay a diffusers folder out as huggingface_hub's cache holds a downloaded repo."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / commit
+    shutil.copytree(model_folder, snapshot)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_hub_id_loads_from_the_local_hub_cache_offline(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cache = tmp_path / "hub"
+    snapshot = make_hub_cache(cache, "someone/tiny-sd", tiny_folder)
+    progress = Recorder()
+    model = ModelManager(device="cpu", cache_dir=cache).get("someone/tiny-sd", progress, never)
+    assert model.source == "someone/tiny-sd" and model.family == "sd1"
+    stages = [s for s, _ in progress.events]
+    assert stages[0] == "looking up someone/tiny-sd on the Hugging Face hub"
+    assert "loading unet" in stages and stages[-1] == "ready"
+    assert (snapshot / "model_index.json").is_file()
+
+
+def test_hub_id_of_an_unsupported_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    folder = tmp_path / "flux"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers", "X"]})
+    )
+    cache = tmp_path / "hub"
+    make_hub_cache(cache, "someone/flux", folder)
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu", cache_dir=cache).get("someone/flux", Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL
+    assert "FluxPipeline, not a Stable Diffusion" in err.value.message
+
+
+def test_download_progress_is_forwarded_and_cancellable() -> None:
+    from engine import hub
+
+    progress = Recorder()
+    cancel = {"now": False}
+    bar_class = hub.progress_bar_class("org/model", progress, lambda: cancel["now"])
+    bar = bar_class(total=200, unit="B", desc="Downloading bytes")
+    bar.update(50)
+    bar.update(150)
+    assert progress.events == [("downloading org/model", 0.25), ("downloading org/model", 1.0)]
+    cancel["now"] = True
+    with pytest.raises(JobCancelled):
+        bar.update(1)
+    bar.close()
+    cancel["now"] = False
+    files = bar_class(total=3, unit="it")  # the per-file counter does not report bytes
+    files.update(1)
+    assert len(progress.events) == 2
