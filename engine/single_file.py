@@ -147,7 +147,9 @@ def _is_v_prediction(
         return True
     if family == "sd2" and in_channels == 4:
         probe = checkpoint.get(_SD2_V_PROBE)
-        return probe is not None and float(torch.std(probe.float(), unbiased=False)) > 0.09
+        if probe is None or probe.is_meta:
+            return False
+        return float(torch.std(probe.float(), unbiased=False)) > 0.09
     return False
 
 
