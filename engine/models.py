@@ -95,6 +95,15 @@ def family_of_pipeline(pipe: DiffusionPipeline) -> str:
     return "sd1"
 
 
+def _only_variant(weight_files: list[str]) -> str | None:
+    """ "fp16" when a folder holds only variant weights (model.fp16.safetensors), else None."""
+    variants = {n.split(".")[-2] for n in weight_files if n.count(".") >= 2}
+    plain = [n for n in weight_files if n.count(".") == 1]
+    if plain or len(variants) != 1:
+        return None
+    return variants.pop()
+
+
 class ModelManager:
     """Keeps at most one model loaded on the chosen device and dtype."""
 
@@ -143,7 +152,7 @@ class ModelManager:
             model = self._load(source, progress, should_cancel)
         except (EngineError, JobCancelled):
             raise
-        except torch.OutOfMemoryError as exc:
+        except (torch.OutOfMemoryError, MemoryError) as exc:
             raise EngineError(
                 ErrorKind.OUT_OF_MEMORY,
                 f"Not enough memory to load {source} on {self.device}; close other programs "
@@ -201,6 +210,8 @@ class ModelManager:
             path.suffix.lower() in CHECKPOINT_SUFFIXES
             or path.is_absolute()
             or source.startswith(("./", "../", "~"))
+            or path.parent != Path(".")
+            and path.parent.is_dir()  # "models/x" beside "models/"
         ):
             raise _model_error(
                 f"The model file or folder {source} does not exist; check the path or choose "
@@ -272,8 +283,8 @@ class ModelManager:
         is_module = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
         if not is_module:
             return cls.from_pretrained(folder, subfolder=name, local_files_only=True)
-        has_safetensors = any(sub.glob("*.safetensors"))
-        if not has_safetensors:
+        safetensors = sorted(p.name for p in sub.glob("*.safetensors"))
+        if not safetensors:
             pickles = [p for p in sub.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
             if pickles and not self.allow_pickle:
                 raise _model_error(
@@ -288,7 +299,8 @@ class ModelManager:
             subfolder=name,
             torch_dtype=self.dtype,
             local_files_only=True,
-            use_safetensors=has_safetensors,
+            use_safetensors=bool(safetensors),
+            variant=_only_variant(safetensors),
         )
 
     # ------------------------------------------------------------------ common

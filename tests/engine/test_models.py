@@ -589,3 +589,31 @@ def test_shipped_clip_tokenizer(family: str, pad_id: int) -> None:
     assert len(ids) == 77 and ids[-1] == pad_id
     if family == "sdxl":
         assert _tokenizer(MODEL_CONFIGS / family, "tokenizer_2").pad_token_id == 0
+
+
+def test_folder_with_only_fp16_variant_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "variant"
+    pipe = StableDiffusionPipeline.from_pretrained(save_tiny_model(tmp_path / "src"))
+    pipe.save_pretrained(folder, variant="fp16")
+    assert not (folder / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    model = ModelManager(device="cpu").get(str(folder), Recorder(), never)
+    assert model.pipe.unet.dtype == torch.float32
+    assert_same_weights(pipe.unet, model.pipe.unet)
+
+
+def test_missing_relative_path_is_not_taken_for_a_hub_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EngineError, match="does not exist; check the path"):
+        ModelManager(device="cpu").get("models/sd15", Recorder(), never)
+
+
+def test_weights_missing_from_a_folder(tmp_path: Path) -> None:
+    folder = save_tiny_model(tmp_path / "m")
+    for f in (folder / "vae").glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu").get(str(folder), Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL and "vae weights are missing" in err.value.message
