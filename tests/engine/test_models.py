@@ -617,3 +617,57 @@ def test_weights_missing_from_a_folder(tmp_path: Path) -> None:
     with pytest.raises(EngineError) as err:
         ModelManager(device="cpu").get(str(folder), Recorder(), never)
     assert err.value.kind == ErrorKind.MODEL and "vae weights are missing" in err.value.message
+
+
+# --------------------------------------------------------------------------- with the engine
+
+
+@pytest.mark.slow
+def test_engine_generates_from_single_files_with_the_real_manager(
+    tiny_configs: Path, tmp_path: Path, no_network: None
+) -> None:
+    """The worker drives ModelManager: loading events, then images; switching models
+    (SD 1.x file, then an SDXL file) releases the first; the PNG keeps the parameters."""
+    import time
+
+    from diffusers import StableDiffusionXLPipeline
+    from engine_helpers import Recorder as EventRecorder
+
+    from engine import metadata
+    from engine.api import TERMINAL_KINDS, Finished, GenerationRequest, ModelLoading
+    from engine.worker import Engine
+
+    sd1 = write_checkpoint(
+        StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1"),
+        "sd1",
+        tmp_path / "sd1.safetensors",
+    )
+    xl = write_checkpoint(
+        StableDiffusionXLPipeline.from_pretrained(tiny_configs / "sdxl"),
+        "sdxl",
+        tmp_path / "xl.safetensors",
+    )
+    manager = ModelManager(device="cpu", config_root=tiny_configs)
+    engine = Engine(manager)
+    events = EventRecorder()
+    engine.add_listener(events)
+    try:
+        base = GenerationRequest(prompt="a red circle", steps=2, width=32, height=32, seed=3)
+        jobs = [engine.submit(base.with_changes(model=str(p))) for p in (sd1, xl)]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(
+            any(e.kind in TERMINAL_KINDS for e in events.of(j)) for j in jobs
+        ):
+            time.sleep(0.05)
+        for job in jobs:
+            finished = events.of(job, Finished)
+            assert finished, events.of(job)
+            assert finished[0].images[0].size == (32, 32)
+            stages = [e.stage for e in events.of(job, ModelLoading)]
+            assert stages[0].startswith("reading ") and stages[-1] == "ready"
+        assert manager.current is not None and manager.current.family == "sdxl"
+        done = events.of(jobs[1], Finished)[0]
+        path = metadata.save_png(done.images[0], tmp_path / "xl.png", done.request, done.seeds[0])
+        assert metadata.read_parameters(path) == done.request.with_changes(seed=done.seeds[0])
+    finally:
+        engine.shutdown(10)
