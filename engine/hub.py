@@ -55,8 +55,19 @@ def offline_message(repo_id: str) -> str:
     )
 
 
-def progress_bar_class(label: str, progress: Progress, should_cancel: ShouldCancel) -> type[tqdm]:
-    """A tqdm class for snapshot_download that forwards byte counts to progress()."""
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def progress_bar_class(
+    label: str, progress: Progress, should_cancel: ShouldCancel, total_bytes: int | None = None
+) -> type[tqdm]:
+    """A tqdm class for snapshot_download that forwards byte counts to progress().
+
+    total_bytes, when known beforehand, is the size of everything to download: the hub's
+    own byte bar only learns its total file by file, as parallel downloads start.
+    """
+    reported = [-1.0]
 
     class ForwardingBar(tqdm):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -70,11 +81,34 @@ def progress_bar_class(label: str, progress: Progress, should_cancel: ShouldCanc
             if should_cancel():
                 raise JobCancelled()
             shown = super().update(n)
-            if self.unit == "B" and self.total:
-                progress(f"downloading {label}", min(1.0, self.n / self.total))
+            # Only the bytes-written bar: the network-transfer bar ("Downloading bytes")
+            # counts compressed Xet traffic against an estimated total.
+            if self.unit != "B" or str(self.desc).startswith("Downloading bytes"):
+                return shown
+            total = total_bytes or self.total
+            if total:
+                fraction = min(1.0, self.n / total)
+                if fraction - reported[0] >= 0.005 or (fraction == 1.0 != reported[0]):
+                    reported[0] = fraction
+                    progress(f"downloading {label} ({_size(self.n)} of {_size(total)})", fraction)
             return shown
 
     return ForwardingBar
+
+
+def _bytes_to_fetch(repo_id: str, cache_dir: Path | None) -> int | None:
+    """How many bytes the download will fetch (0: all cached); None when unknown."""
+    try:
+        plan = snapshot_download(
+            repo_id,
+            allow_patterns=ALLOW_PATTERNS,
+            ignore_patterns=IGNORE_PATTERNS,
+            cache_dir=cache_dir,
+            dry_run=True,
+        )
+    except Exception:  # the real download below reports errors properly
+        return None
+    return sum(f.file_size or 0 for f in plan if f.will_download)
 
 
 def download(
@@ -85,17 +119,23 @@ def download(
 ) -> Path:
     """Fetch (or find in the cache) what repo_id needs; return the local snapshot folder."""
     progress(f"looking up {repo_id} on the Hugging Face hub", -1.0)
-    bar = progress_bar_class(repo_id, progress, should_cancel)
     try:
         # model_index.json first: refuse unsupported pipelines before gigabytes move.
         index_dir = Path(
             snapshot_download(
-                repo_id, allow_patterns=["model_index.json"], cache_dir=cache_dir, tqdm_class=bar
+                repo_id,
+                allow_patterns=["model_index.json"],
+                cache_dir=cache_dir,
+                tqdm_class=progress_bar_class(repo_id, lambda s, f: None, should_cancel),
             )
         )
         check_supported(repo_id, index_dir / "model_index.json")
         if should_cancel():
             raise JobCancelled()
+        total = _bytes_to_fetch(repo_id, cache_dir)
+        if total:
+            progress(f"downloading {repo_id} ({_size(total)})", 0.0)
+        bar = progress_bar_class(repo_id, progress, should_cancel, total_bytes=total)
         folder = Path(
             snapshot_download(
                 repo_id,

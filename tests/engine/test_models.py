@@ -507,10 +507,11 @@ def test_download_progress_is_forwarded_and_cancellable() -> None:
     progress = Recorder()
     cancel = {"now": False}
     bar_class = hub.progress_bar_class("org/model", progress, lambda: cancel["now"])
-    bar = bar_class(total=200, unit="B", desc="Downloading bytes")
+    bar = bar_class(total=200, unit="B", desc="Reconstructing")
     bar.update(50)
     bar.update(150)
-    assert progress.events == [("downloading org/model", 0.25), ("downloading org/model", 1.0)]
+    assert [f for _, f in progress.events] == [0.25, 1.0]
+    assert all(s.startswith("downloading org/model (") for s, _ in progress.events)
     cancel["now"] = True
     with pytest.raises(JobCancelled):
         bar.update(1)
@@ -518,7 +519,26 @@ def test_download_progress_is_forwarded_and_cancellable() -> None:
     cancel["now"] = False
     files = bar_class(total=3, unit="it")  # the per-file counter does not report bytes
     files.update(1)
+    transfer = bar_class(total=10, unit="B", desc="Downloading bytes")  # network estimate
+    transfer.update(5)
     assert len(progress.events) == 2
+
+
+def test_download_progress_against_the_known_total() -> None:
+    """The hub's byte bar learns its total file by file; the planned total is used."""
+    from engine import hub
+
+    progress = Recorder()
+    bar_class = hub.progress_bar_class("org/model", progress, never, total_bytes=3_000_000_000)
+    bar = bar_class(total=1000, unit="B", desc="Reconstructing")
+    bar.update(1000)  # a small first file: not 100 %
+    bar.total += 2_999_999_000
+    for _ in range(300):
+        bar.update(10_000_000)  # 1 % steps are reported, the rest is throttled
+    assert progress.events[0] == ("downloading org/model (0 MB of 3.0 GB)", 1000 / 3e9)
+    assert progress.events[-1] == ("downloading org/model (3.0 GB of 3.0 GB)", 1.0)
+    fractions = [f for _, f in progress.events]
+    assert fractions == sorted(fractions) and len(fractions) < 250
 
 
 # --------------------------------------------------------------------------- shipped configs
