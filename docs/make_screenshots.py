@@ -1,0 +1,140 @@
+"""Take the README's screenshots of the real window with the real engine.
+
+Run under a real X server (Xvfb), not the offscreen platform:
+    xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb \
+        python docs/make_screenshots.py [--model PATH]
+Writes docs/screenshot-generating.png (mid-generation) and
+docs/screenshot-inpainting.png (mid-inpaint, preview inside the picture) and
+docs/screenshot-inpainted.png (after inpainting).
+Uses the bundled starter model when present, else a tiny random-weight model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QGuiApplication  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from engine.api import STARTER_MODEL  # noqa: E402
+from guiapp.app import share_the_gil_fairly  # noqa: E402
+from guiapp.bridge import EngineBridge  # noqa: E402
+from guiapp.settings import AppSettings  # noqa: E402
+from guiapp.theme import apply_dark_theme  # noqa: E402
+from guiapp.window import MainWindow  # noqa: E402
+
+DOCS = ROOT / "docs"
+
+
+def wait_until(app: QApplication, condition: Callable[[], bool], seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        app.processEvents()
+        time.sleep(0.005)
+
+
+def settle(app: QApplication, seconds: float = 0.3) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def grab(window: MainWindow, name: str) -> None:
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    pixmap = screen.grabWindow(window.winId())
+    if pixmap.isNull() or pixmap.width() < 100:
+        pixmap = window.grab()
+    path = DOCS / name
+    pixmap.save(str(path))
+    print(f"wrote {path} ({pixmap.width()}x{pixmap.height()})")
+
+
+def brush(window: MainWindow, points: list[tuple[float, float]]) -> None:
+    canvas = window.canvas
+    viewport = canvas.viewport()
+    to_view = [canvas.mapFromScene(QPointF(x, y)) for x, y in points]
+    QTest.mousePress(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, to_view[0]
+    )
+    for p in to_view[1:]:
+        QTest.mouseMove(viewport, p, 5)
+    QTest.mouseRelease(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, to_view[-1]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--prompt", default="a red circle on a blue background")
+    parser.add_argument("--inpaint-prompt", default="a yellow star on a blue background")
+    args = parser.parse_args()
+    share_the_gil_fairly()
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    apply_dark_theme(app)
+    scratch = Path(tempfile.mkdtemp(prefix="dd-shots-"))
+    model = args.model
+    if model is None:
+        if (ROOT / "resources" / "starter-model").exists():
+            model = STARTER_MODEL
+        else:
+            from tiny_models import save_tiny_model
+
+            model = str(save_tiny_model(scratch / "tiny-model"))
+
+    from engine.worker import Engine
+
+    settings = AppSettings(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(EngineBridge(Engine(device="cpu")), settings)
+    window.set_output_folder(scratch / "out")
+    window.resize(1320, 860)
+    window.show()
+    m = window.model
+    m.model, m.steps, m.random_seed, m.seed = model, args.steps, False, 7
+    m.width = m.height = 128
+    m.prompt = args.prompt
+    settle(app, 1.0)
+
+    # 1. mid-generation
+    steps_seen: list[int] = []
+    window.bridge.step.connect(lambda e: steps_seen.append(e.step))
+    window.generate()
+    wait_until(app, lambda: any(s >= args.steps // 2 for s in steps_seen))
+    grab(window, "screenshot-generating.png")
+    wait_until(app, lambda: len(window.history.entries()) == 1)
+    settle(app)
+
+    # 2. brush a mask over the middle, inpaint with another prompt
+    canvas = window.canvas
+    canvas.set_brush_size(34)
+    window.mask_toolbar.softness_slider.setValue(40)
+    brush(window, [(40, 64), (64, 50), (88, 64), (64, 80), (48, 70)])
+    m.prompt = args.inpaint_prompt
+    m.strength = 1.0
+    steps_seen.clear()
+    window.inpaint()
+    wait_until(app, lambda: any(s >= args.steps // 2 for s in steps_seen))
+    grab(window, "screenshot-inpainting.png")
+    wait_until(app, lambda: len(window.history.entries()) == 2)
+    window.mask_toolbar.clear_action.trigger()  # show the result without the red overlay
+    settle(app)
+    grab(window, "screenshot-inpainted.png")
+    window.close()
+
+
+if __name__ == "__main__":
+    main()

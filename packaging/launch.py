@@ -1,0 +1,5 @@
+"""Entry script for the PyInstaller bundle: the same as the `diffusiondesk` command."""
+
+from guiapp.app import main
+
+raise SystemExit(main())
