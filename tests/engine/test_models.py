@@ -691,3 +691,136 @@ def test_engine_generates_from_single_files_with_the_real_manager(
         assert metadata.read_parameters(path) == done.request.with_changes(seed=done.seeds[0])
     finally:
         engine.shutdown(10)
+
+
+# --------------------------------------------------------------------------- a local hub
+
+
+class FakeHub:
+    """Just enough of the Hugging Face hub's HTTP API, on localhost, to serve one repo."""
+
+    commit = "a" * 40
+
+    def __init__(self, repo_id: str, folder: Path) -> None:
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        files = {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def reply(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(code)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0]
+                hub.requests.append(f"{self.command} {path}")
+                as_json = {"Content-Type": "application/json"}
+                if path == f"/api/models/{repo_id}/revision/main":
+                    info = {
+                        "id": repo_id,
+                        "sha": hub.commit,
+                        "siblings": [{"rfilename": f} for f in files],
+                    }
+                    return self.reply(200, json.dumps(info).encode(), as_json)
+                if path == f"/api/models/{repo_id}/tree/{hub.commit}":
+                    tree = [
+                        {
+                            "type": "file",
+                            "path": f,
+                            "size": len(b),
+                            "oid": hashlib.sha1(b).hexdigest(),
+                        }
+                        for f, b in files.items()
+                    ]
+                    return self.reply(200, json.dumps(tree).encode(), as_json)
+                prefix = f"/{repo_id}/resolve/{hub.commit}/"
+                if path.startswith(prefix) and path[len(prefix) :] in files:
+                    body = files[path[len(prefix) :]]
+                    return self.reply(
+                        200,
+                        body,
+                        {
+                            "X-Repo-Commit": hub.commit,
+                            "ETag": f'"{hashlib.sha1(body).hexdigest()}"',
+                            "Content-Type": "application/octet-stream",
+                        },
+                    )
+                return self.reply(404, b"{}", {"X-Error-Code": "EntryNotFound"})
+
+            do_HEAD = do_GET  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def fake_hub(tiny_folder: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    import huggingface_hub.constants as hub_constants
+
+    hub = FakeHub("someone/tiny-sd", tiny_folder)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(
+        hub_constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    yield hub
+    hub.close()
+
+
+def test_hub_download_with_progress_from_a_local_hub(fake_hub: FakeHub, tmp_path: Path) -> None:
+    """The real download code (snapshot_download over HTTP) against a hub on localhost."""
+    progress = Recorder()
+    manager = ModelManager(device="cpu", cache_dir=tmp_path / "cache")
+    model = manager.get("someone/tiny-sd", progress, never)
+    assert model.family == "sd1" and model.source == "someone/tiny-sd"
+    downloads = [(s, f) for s, f in progress.events if s.startswith("downloading")]
+    assert downloads[-1][1] == 1.0 and len(downloads) >= 2
+    assert [f for _, f in downloads] == sorted(f for _, f in downloads)
+    assert any("unet/diffusion_pytorch_model.safetensors" in r for r in fake_hub.requests)
+    assert not any("safety_checker" in r for r in fake_hub.requests)
+    # Already in the cache: a second manager loads without downloading the weights again.
+    fake_hub.requests.clear()
+    ModelManager(device="cpu", cache_dir=tmp_path / "cache").get(
+        "someone/tiny-sd", Recorder(), never
+    )
+    assert not any(
+        r.startswith("GET /someone/tiny-sd/resolve") and "safetensors" in r
+        for r in fake_hub.requests
+    )
+
+
+def test_cancel_during_a_download(fake_hub: FakeHub, tmp_path: Path) -> None:
+    progress = Recorder()
+
+    def cancel_once_downloading() -> bool:
+        return any(s.startswith("downloading") for s, _ in progress.events)
+
+    manager = ModelManager(device="cpu", cache_dir=tmp_path / "cache")
+    with pytest.raises(JobCancelled):
+        manager.get("someone/tiny-sd", progress, cancel_once_downloading)
+    assert manager.current is None
