@@ -535,7 +535,7 @@ def test_download_progress_against_the_known_total() -> None:
     bar.total += 2_999_999_000
     for _ in range(300):
         bar.update(10_000_000)  # 1 % steps are reported, the rest is throttled
-    assert progress.events[0] == ("downloading org/model (0 MB of 3.0 GB)", 1000 / 3e9)
+    assert progress.events[0] == ("downloading org/model (1 kB of 3.0 GB)", 1000 / 3e9)
     assert progress.events[-1] == ("downloading org/model (3.0 GB of 3.0 GB)", 1.0)
     fractions = [f for _, f in progress.events]
     assert fractions == sorted(fractions) and len(fractions) < 250
