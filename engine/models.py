@@ -41,8 +41,18 @@ MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def resources_dir() -> Path:
+    return Path(engine.__file__).resolve().parent.parent / "resources"
+
+
 def starter_model_dir() -> Path:
-    return Path(engine.__file__).resolve().parent.parent / "resources" / "starter-model"
+    return resources_dir() / "starter-model"
+
+
+def default_tiny_vae_dirs() -> dict[str, Path]:
+    """Where bundled TAESD weights would live: resources/taesd (SD 1/2), taesdxl (SDXL)."""
+    root = resources_dir()
+    return {"sd1": root / "taesd", "sd2": root / "taesd", "sdxl": root / "taesdxl"}
 
 
 @dataclass
@@ -96,7 +106,7 @@ def family_of_pipeline(pipe: DiffusionPipeline) -> str:
 
 
 def _only_variant(weight_files: list[str]) -> str | None:
-    """ "fp16" when a folder holds only variant weights (model.fp16.safetensors), else None."""
+    """The variant ("fp16") when a folder holds only variant weights, else None."""
     variants = {n.split(".")[-2] for n in weight_files if n.count(".") >= 2}
     plain = [n for n in weight_files if n.count(".") == 1]
     if plain or len(variants) != 1:
@@ -117,11 +127,16 @@ class ModelManager:
         cache_dir: Path | None = None,
         tiny_vae_dirs: dict[str, Path] | None = None,
     ) -> None:
+        """device: "auto", "cuda", "mps" or "cpu"; dtype: "auto", "float32", "float16" or
+        "bfloat16". config_root replaces engine/model_configs (tests); cache_dir the hub
+        cache; tiny_vae_dirs maps a family to a folder with TAESD weights."""
         self._policy = devices.resolve(device, dtype)
         self.allow_pickle = allow_pickle
         self._config_root = config_root
         self._cache_dir = cache_dir
-        self._tiny_vae_dirs = dict(tiny_vae_dirs or {})
+        self._tiny_vae_dirs = dict(
+            default_tiny_vae_dirs() if tiny_vae_dirs is None else tiny_vae_dirs
+        )
         self._current: LoadedModel | None = None
         self._current_key: str | None = None
 

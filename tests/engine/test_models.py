@@ -824,3 +824,35 @@ def test_cancel_during_a_download(fake_hub: FakeHub, tmp_path: Path) -> None:
     with pytest.raises(JobCancelled):
         manager.get("someone/tiny-sd", progress, cancel_once_downloading)
     assert manager.current is None
+
+
+def test_configured_tiny_vae_for_a_single_file(tiny_configs: Path, tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    from engine.models import default_tiny_vae_dirs
+
+    assert default_tiny_vae_dirs()["sdxl"].name == "taesdxl"
+    taesd = tmp_path / "taesd"
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(taesd)
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    path = write_checkpoint(reference, "sd1", tmp_path / "m.safetensors")
+    factors = [[0.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.5], [0.1, 0.1, 0.1]]
+    (tmp_path / "m.latent_rgb.json").write_text(json.dumps({"factors": factors, "bias": [0, 0, 0]}))
+    manager = ModelManager(device="cpu", config_root=tiny_configs, tiny_vae_dirs={"sd1": taesd})
+    model = manager.get(str(path), Recorder(), never)
+    assert isinstance(model.tiny_vae, AutoencoderTiny)
+    assert model.latent_rgb == (factors, [0.0, 0.0, 0.0])
+    plain = ModelManager(device="cpu", config_root=tiny_configs, tiny_vae_dirs={})
+    assert plain.get(str(path), Recorder(), never).tiny_vae is None
+
+
+def test_bad_latent_rgb_file_is_a_model_error(tmp_path: Path) -> None:
+    folder = save_tiny_model(tmp_path / "m")
+    (folder / "latent_rgb.json").write_text(json.dumps({"factors": [[1, 2]], "bias": [0, 0, 0]}))
+    with pytest.raises(EngineError, match="latent"):
+        ModelManager(device="cpu").get(str(folder), Recorder(), never)
