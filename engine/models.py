@@ -12,6 +12,7 @@ import gc
 import importlib
 import json
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,7 @@ class ModelManager:
             raise EngineError(
                 ErrorKind.MODEL,
                 f"Could not load the model {source}: {first}",
-                detail=repr(exc),
+                detail=traceback.format_exc(),
             ) from exc
         self._current, self._current_key = model, key
         return model
@@ -385,9 +386,10 @@ class ModelManager:
             _check_cancel(should_cancel)
             progress(f"loading {name}", (i + 1) / (len(stages) + 2))
             components[name] = load()
-        del checkpoint
+        n_stages = len(stages)
+        del checkpoint, stages, load  # the loaders hold the checkpoint too
         _check_cancel(should_cancel)
-        progress(f"moving to {self.device}", (len(stages) + 1) / (len(stages) + 2))
+        progress(f"moving to {self.device}", (n_stages + 1) / (n_stages + 2))
         pipe = single_file.assemble(spec, components, config_dir)
         sidecar = path.with_name(path.stem + ".latent_rgb.json")
         model = self._finish(pipe, source, read_latent_rgb(sidecar), None, spec.family)

@@ -94,6 +94,10 @@ def inspect_checkpoint(checkpoint: dict[str, torch.Tensor], path: Path) -> Check
         "(and diffusers model folders)."
     )
     if not _has_prefix(keys, UNET_PREFIX):
+        if any("lora_" in k or ".lora." in k for k in keys[:200]):
+            raise _error(
+                f"{path.name} is a LoRA, an add-on for a model, not a model itself. {supported}"
+            )
         sample = ", ".join(keys[:3])
         raise _error(
             f"{path.name} is not a Stable Diffusion checkpoint (it has no UNet weights; "

@@ -856,3 +856,35 @@ def test_bad_latent_rgb_file_is_a_model_error(tmp_path: Path) -> None:
     (folder / "latent_rgb.json").write_text(json.dumps({"factors": [[1, 2]], "bias": [0, 0, 0]}))
     with pytest.raises(EngineError, match="latent"):
         ModelManager(device="cpu").get(str(folder), Recorder(), never)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_half_precision_checkpoint_loads_in_the_chosen_dtype(
+    precision: str, tiny_configs: Path, tmp_path: Path
+) -> None:
+    from ldm_checkpoint import pipeline_to_ldm
+    from safetensors.torch import save_file
+
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    state = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in pipeline_to_ldm(reference, "sd1").items()
+    }
+    save_file(state, tmp_path / "pruned-fp16.safetensors")
+    manager = ModelManager(device="cpu", dtype=precision, config_root=tiny_configs)
+    model = manager.get(str(tmp_path / "pruned-fp16.safetensors"), Recorder(), never)
+    expected = getattr(torch, precision)
+    assert model.dtype == expected
+    for part in (model.pipe.unet, model.pipe.vae, model.pipe.text_encoder):
+        assert {p.dtype for p in part.parameters()} == {expected}
+
+
+def test_a_lora_is_not_a_model(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "style.safetensors"
+    save_file(
+        {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 4)}, path
+    )
+    with pytest.raises(EngineError, match="is a LoRA"):
+        ModelManager(device="cpu").get(str(path), Recorder(), never)
