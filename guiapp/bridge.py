@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
@@ -53,6 +54,8 @@ class EngineBridge(QObject):
         self._last_step_delivery = 0.0
         self.previews_delivered = 0
         self.previews_dropped = 0
+        # Seconds the GUI thread spent delivering each batch (all connected slots included).
+        self.delivery_seconds: deque[float] = deque(maxlen=100_000)
         self._frame_timer = QTimer(self)
         self._frame_timer.setSingleShot(True)
         self._frame_timer.timeout.connect(self._deliver)
@@ -130,6 +133,11 @@ class EngineBridge(QObject):
         self._deliver()
 
     def _deliver(self) -> None:
+        began = time.perf_counter()
+        self._deliver_pending()
+        self.delivery_seconds.append(time.perf_counter() - began)
+
+    def _deliver_pending(self) -> None:
         with self._lock:
             events, self._pending = self._pending, []
             self._wake_posted = False
