@@ -315,6 +315,10 @@ def test_the_window_does_not_import_torch() -> None:
     code = (
         "import os, sys; os.environ['QT_QPA_PLATFORM']='offscreen';"
         "import guiapp.window, guiapp.app, guiapp.bridge;"
+        "from PIL import Image; from engine.api import GenerationRequest;"
+        "from guiapp.output_writer import read_parameters;"
+        "guiapp.window.input_problems(GenerationRequest(prompt='x'));"
+        "read_parameters(Image.new('RGB', (8, 8)));"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     root = Path(__file__).resolve().parents[2]
