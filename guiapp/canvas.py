@@ -58,6 +58,7 @@ class Canvas(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.NoDrag)
         self.setMouseTracking(True)
         self.setAcceptDrops(False)  # the window handles drops
+        self.viewport().setAcceptDrops(False)
         self.setBackgroundBrush(QColor(24, 24, 28))
 
         self._image_item = QGraphicsPixmapItem()

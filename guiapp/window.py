@@ -403,6 +403,8 @@ class MainWindow(QMainWindow):
             self.queue_view.set_status(event.job_id, ahead)
 
     def _on_model_loading(self, event: ModelLoading) -> None:
+        self._running = event.job_id  # Esc during loading cancels this job
+        self.queue_view.set_status(event.job_id, "loading model")
         self.progress.show_loading(event.stage, event.progress)
         self.statusBar().showMessage(f"Loading model {event.model}: {event.stage}")
 
@@ -478,17 +480,17 @@ class MainWindow(QMainWindow):
     def _on_cancelled(self, event: Cancelled) -> None:
         self.queue_view.remove_job(event.job_id)
         record = self._jobs.get(event.job_id)
-        if event.job_id == self._running:
+        if event.job_id == self._running or self._running is None:
             self._running = None
             total = record.total if record else 0
-            self.progress.show_idle(
-                f"cancelled at step {event.step}/{total}", bool(self.queue_view.job_ids())
-            )
-            self._set_caption(f"job #{event.job_id} cancelled at step {event.step}")
+            text = f"cancelled at step {event.step}/{total}" if total else "cancelled"
+            self.progress.show_idle(text, bool(self.queue_view.job_ids()))
+            if total:
+                self._set_caption(f"job #{event.job_id} cancelled at step {event.step}")
 
     def _on_failed(self, event: Failed) -> None:
         self.queue_view.remove_job(event.job_id)
-        if event.job_id == self._running:
+        if event.job_id == self._running or self._running is None:
             self._running = None
             self.progress.show_idle("failed", bool(self.queue_view.job_ids()))
             self.canvas.show_document()

@@ -45,6 +45,8 @@ class FakeEngine:
         self.fail_next: tuple[ErrorKind, str] | None = None
         # Set `gate` to hold every job after its first step until the test releases it.
         self.gate: threading.Event | None = None
+        # Set `loading_gate` to hold every job while its model "loads".
+        self.loading_gate: threading.Event | None = None
         self._listeners: list[Callable[[Event], None]] = []
         self._ids = itertools.count(1)
         self._queue: queue.Queue[tuple[int, GenerationRequest] | None] = queue.Queue()
@@ -79,8 +81,9 @@ class FakeEngine:
     def shutdown(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._cancelled.update(self._pending)
-        if self.gate is not None:
-            self.gate.set()
+        for gate in (self.gate, self.loading_gate):
+            if gate is not None:
+                gate.set()
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -123,7 +126,13 @@ class FakeEngine:
             self.fail_next = None
             self._emit(Failed(job_id, kind, message))
             return
-        self._emit(ModelLoading(job_id, request.model, "loading", 1.0))
+        self._emit(ModelLoading(job_id, request.model, "loading unet", -1.0))
+        if self.loading_gate is not None:
+            self.loading_gate.wait(10)
+            if self._is_cancelled(job_id):
+                self._emit(Cancelled(job_id, 0))
+                return
+        self._emit(ModelLoading(job_id, request.model, "loaded", 1.0))
         seed = request.seed if request.seed is not None else 1234
         seeds = tuple(seed + i for i in range(request.batch_size))
         total = request.steps

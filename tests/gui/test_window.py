@@ -102,6 +102,19 @@ def test_escape_cancels_within_a_step_and_keeps_the_preview(qtbot, window, fake_
     assert job is not None
 
 
+def test_escape_while_the_model_loads_cancels_that_job(qtbot, window, fake_engine) -> None:
+    fake_engine.loading_gate = threading.Event()
+    first = window.generate()
+    second = window.generate()
+    qtbot.waitUntil(lambda: "loading model" in window.progress.text())
+    assert window.progress.cancel_button.isEnabled()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    fake_engine.loading_gate.set()
+    qtbot.waitUntil(lambda: len(window.history.entries()) == 1)
+    assert window.history.entries()[0].job_id == second
+    assert first not in window.queue_view.job_ids()
+
+
 def test_bad_input_shows_inline_error_and_next_job_works(qtbot, window) -> None:
     window.model.width = 100
     assert window.generate() is None
