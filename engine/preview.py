@@ -47,25 +47,31 @@ def family_factors(family: str) -> Factors:
     return SDXL_FACTORS if family == "sdxl" else SD_FACTORS
 
 
-def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
-    """H x W x 3 tensor in [-1, 1] -> uint8 array."""
-    return ((rgb.float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 array in [-1, 1] -> uint8."""
+    return np.clip((rgb + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_numpy(latents: torch.Tensor) -> np.ndarray:
+    """The first image's latents as a float32 C x H x W array on the CPU."""
+    return latents[0].detach().to("cpu", torch.float32).numpy()
 
 
 class LatentRGB:
-    """latents (B x C x H x W) -> uint8 H x W x 3 of the first image by a linear map."""
+    """latents (B x C x H x W tensor, or C x H x W array) -> uint8 H x W x 3 of the first image.
+
+    Plain numpy on the CPU: tiny torch ops wake the intra-op thread pool, which costs
+    milliseconds on a busy machine, while this takes microseconds.
+    """
 
     def __init__(self, factors: Factors) -> None:
-        self._factors = torch.tensor(factors[0], dtype=torch.float32)
-        self._bias = torch.tensor(factors[1], dtype=torch.float32)
+        self._factors = np.asarray(factors[0], dtype=np.float32)
+        self._bias = np.asarray(factors[1], dtype=np.float32)
 
-    def __call__(self, latents: torch.Tensor) -> np.ndarray:
-        lat = latents[0]
-        if self._factors.device != lat.device or self._factors.dtype != lat.dtype:
-            self._factors = self._factors.to(lat.device, lat.dtype)
-            self._bias = self._bias.to(lat.device, lat.dtype)
+    def __call__(self, latents: torch.Tensor | np.ndarray) -> np.ndarray:
+        lat = latents if isinstance(latents, np.ndarray) else to_numpy(latents)
         channels = min(lat.shape[0], self._factors.shape[0])
-        rgb = torch.einsum("chw,cr->hwr", lat[:channels], self._factors[:channels]) + self._bias
+        rgb = np.einsum("chw,cr->hwr", lat[:channels], self._factors[:channels]) + self._bias
         return _to_uint8(rgb)
 
 
@@ -91,6 +97,22 @@ def _x0_from_sigma(scheduler: Any, model_output: torch.Tensor, sample: torch.Ten
         a = 1.0 / (sigma**2 + 1) ** 0.5
         return a * sample_vp - sigma * a * model_output
     return model_output  # "sample": the model predicts x0 itself
+
+
+def k_space(scheduler: Any) -> bool:
+    """True for k-diffusion style schedulers whose samples are x0 + sigma * eps."""
+    return float(scheduler.init_noise_sigma) > 1.0
+
+
+def vp_scale(scheduler: Any, in_k_space: bool) -> float:
+    """Factor that brings the scheduler's current sample to variance-preserving form,
+    as scale_model_input would, without a torch op."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    if not in_k_space or sigmas is None or index is None:
+        return 1.0
+    sigma = float(sigmas[min(index, len(sigmas) - 1)])
+    return 1.0 / (sigma**2 + 1) ** 0.5
 
 
 class X0Tap:
@@ -151,7 +173,7 @@ class Previewer:
         self._keep_arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._taesd_seconds = 0.0
 
-    def noisy(self, latents_vp: torch.Tensor) -> np.ndarray:
+    def noisy(self, latents_vp: torch.Tensor | np.ndarray) -> np.ndarray:
         return self._sized(self.linear(latents_vp), latents_vp)
 
     def x0(self, x0: torch.Tensor, sampling_elapsed: float) -> np.ndarray:
@@ -167,7 +189,7 @@ class Previewer:
     def _taesd(self, x0: torch.Tensor) -> np.ndarray:
         vae = self.tiny_vae
         decoded = vae.decode(x0[:1].to(vae.device, vae.dtype)).sample[0]
-        rgb = _to_uint8(decoded.permute(1, 2, 0))
+        rgb = _to_uint8(decoded.permute(1, 2, 0).float().cpu().numpy())
         h, w = rgb.shape[:2]
         if max(h, w) > MAX_PREVIEW_SIDE:
             scale = MAX_PREVIEW_SIDE / max(h, w)
@@ -175,7 +197,7 @@ class Previewer:
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
         return rgb
 
-    def _sized(self, rgb: np.ndarray, latents: torch.Tensor) -> np.ndarray:
+    def _sized(self, rgb: np.ndarray, latents: torch.Tensor | np.ndarray) -> np.ndarray:
         """With a tiny autoencoder, linear previews are scaled up to its size."""
         if self.tiny_vae is None:
             return rgb

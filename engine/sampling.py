@@ -27,7 +27,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image, ImageFilter
 
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
-from engine.preview import Previewer, X0Tap, family_factors
+from engine.preview import Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.schedulers import make_scheduler
 
 if TYPE_CHECKING:
@@ -317,6 +317,7 @@ class Sampler:
         factors = model.latent_rgb or family_factors(model.family)
         previewer = Previewer(factors, model.tiny_vae, kept)
         clock = {"start": 0.0, "last": 0.0}
+        space = {"k": False}
 
         def on_step_end(_pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             latents = kwargs["latents"]
@@ -324,12 +325,15 @@ class Sampler:
             if resume is None and i == 0:
                 trajectory.start_index = steps - _pipe.num_timesteps
             state = latents.detach().to("cpu", copy=True)
-            if not torch.isfinite(state).all():
+            values = (state if state.dtype == torch.float32 else state.float()).numpy()
+            if not np.isfinite(values).all():
                 raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="NaN values"))
+            if i == 0:
+                space["k"] = k_space(scheduler)
             elapsed = now - clock["start"]
             x0 = tap.x0 if tap.x0 is not None else latents
-            preview = previewer.x0(x0.detach(), elapsed)
-            noisy = previewer.noisy(scheduler.scale_model_input(latents.detach(), t))
+            preview = previewer.x0(x0, elapsed)
+            noisy = previewer.noisy(values[0] * vp_scale(scheduler, space["k"]))
             trajectory.latents.append(state)
             trajectory.previews.append(preview)
             trajectory.noisy_previews.append(noisy)

@@ -29,10 +29,13 @@ class TinyModels:
         self.loads: list[str] = []
         self.released = 0
         self.before_load: Callable[[], None] | None = None
+        self.variants: dict[str, LoadedModel] = {}  # extra sources, e.g. with a tiny VAE
 
     def get(
         self, source: str, progress: Callable[[str, float], None], should_cancel: Callable[[], bool]
     ) -> LoadedModel:
+        if source in self.variants:
+            return self.variants[source]
         if source not in (TINY, TINY_INPAINT):
             raise EngineError(ErrorKind.MODEL, f"The model {source} does not exist.")
         for i, stage in enumerate(("tokenizer", "text_encoder", "unet", "vae")):

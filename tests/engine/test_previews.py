@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from engine_helpers import request
@@ -59,3 +61,34 @@ def test_x0_tap_matches_scheduler_for_every_kind():
             sample = alpha * x0_true + sigma * alpha * eps
         scheduler.step(eps, t, sample)
         torch.testing.assert_close(tap.x0, x0_true, atol=1e-4, rtol=1e-4)
+
+
+def test_model_shipped_latent_rgb_factors_are_used(engine, tiny_models):
+    base = tiny_models.get("tiny", lambda *_: None, lambda: False)
+    factors = ([[0.0, 0.0, 0.0]] * 4, [1.0, -1.0, 0.0])
+    tiny_models.variants["shipped"] = dataclasses.replace(base, latent_rgb=factors)
+    result = engine.generate(request(model="shipped", steps=2), 60)
+    assert isinstance(result, Finished), result
+    for preview in result.step_previews:
+        assert (preview == np.array([255, 0, 128], np.uint8)).all()
+
+
+def test_tiny_autoencoder_previews_at_image_size(engine, tiny_models):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    taesd = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
+    calls = []
+    taesd.decoder.register_forward_hook(lambda *_: calls.append(1))
+    base = tiny_models.get("tiny", lambda *_: None, lambda: False)
+    tiny_models.variants["taesd"] = dataclasses.replace(base, tiny_vae=taesd)
+    result = engine.generate(request(model="taesd", steps=3, width=64, height=32), 60)
+    assert isinstance(result, Finished), result
+    assert calls  # decoded with the tiny autoencoder at least once
+    for preview in (*result.step_previews, *result.noisy_step_previews):
+        assert preview.shape == (32, 64, 3) and preview.dtype == np.uint8

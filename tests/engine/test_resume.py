@@ -54,3 +54,17 @@ def test_resume_of_unknown_job_or_step_is_bad_input(engine):
     assert isinstance(too_far, Failed) and "steps 1 to 3" in too_far.message
     last = engine.generate(request(resume=ResumeFrom(source.job_id, 3)), 60)
     assert isinstance(last, Failed) and "nothing is left" in last.message
+
+
+def test_resume_a_cancelled_job(engine):
+    def cancel_at_two(event):
+        if isinstance(event, Step) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    engine.add_listener(cancel_at_two)
+    job = engine.submit(request(steps=6, scheduler="Euler"))
+    engine.wait(job, 60)
+    engine.remove_listener(cancel_at_two)
+    resumed = engine.generate(request(resume=ResumeFrom(job, 2)), 60)
+    assert isinstance(resumed, Finished), resumed
+    assert len(resumed.step_previews) == 6
