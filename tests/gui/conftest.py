@@ -21,7 +21,13 @@ from guiapp.bridge import EngineBridge  # noqa: E402
 from guiapp.settings import AppSettings  # noqa: E402
 from guiapp.window import MainWindow  # noqa: E402
 
-pytestmark = pytest.mark.gui
+GUI_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if GUI_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.gui)
 
 
 class _TimerTracker:
