@@ -23,7 +23,8 @@ from engine.api import STARTER_MODEL, SchedulerName
 from guiapp.icons import icon
 from guiapp.state import ViewModel
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # what the dice rolls (and the engine picks)
+LARGEST_SEED = 2**53 - 1  # what the box takes: seeds from other tools can be larger
 SIZE_STEP = 8
 
 
@@ -64,10 +65,10 @@ class ParameterPanel(QWidget):
         self._bind_spin(self.guidance_spin, "guidance_scale")
 
         # seed: number, dice, reuse last, random toggle
-        self.seed_spin = QDoubleSpinBox()  # seeds go up to 2**32 - 1, past QSpinBox's int
+        self.seed_spin = QDoubleSpinBox()  # seeds go past QSpinBox's 32-bit int
         self.seed_spin.setObjectName("seed")
         self.seed_spin.setDecimals(0)
-        self.seed_spin.setRange(0, MAX_SEED)
+        self.seed_spin.setRange(0, LARGEST_SEED)
         self.seed_spin.setToolTip("Seed: the same seed and parameters give the same picture.")
         self.random_check = QCheckBox("Random")
         self.random_check.setObjectName("randomSeed")

@@ -66,7 +66,7 @@ class ViewModel(QObject):
     negative_promptChanged = Signal(str)
     stepsChanged = Signal(int)
     guidance_scaleChanged = Signal(float)
-    seedChanged = Signal(int)
+    seedChanged = Signal(object)  # seeds can exceed a 32-bit int
     random_seedChanged = Signal(bool)
     widthChanged = Signal(int)
     heightChanged = Signal(int)

@@ -99,3 +99,16 @@ def test_view_model_emits_only_on_change(qtbot) -> None:  # noqa: ANN001
     assert (request.steps, request.seed) == (30, 42)
     model.random_seed = True
     assert model.build_request().seed is None
+
+
+def test_seeds_beyond_32_bits_survive_the_form(qtbot) -> None:
+    from guiapp.parameter_panel import ParameterPanel
+
+    model = ViewModel()
+    panel = ParameterPanel(model)
+    qtbot.addWidget(panel)
+    model.seed = 2**40 + 3
+    assert model.seed == 2**40 + 3
+    assert int(panel.seed_spin.value()) == 2**40 + 3
+    panel.seed_spin.setValue(2**45 + 1)
+    assert model.seed == 2**45 + 1
