@@ -19,6 +19,16 @@ from engine.api import EngineError, ErrorKind, JobCancelled
 from engine.models import LoadedModel, ModelManager
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> object:
+    """Tiny models gain nothing from threads; on a loaded machine, spinning OpenMP
+    threads make them a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, float]] = []
