@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -79,6 +80,20 @@ def share_the_gil_fairly() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
+def route_uncaught_errors(window: MainWindow) -> None:
+    """A bug in a slot must not pass silently or kill the window: print it and show it
+    inline (with the traceback behind the Copy button)."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
+        previous(kind, error, tb)  # type: ignore[arg-type]
+        if threading.current_thread() is threading.main_thread() and not window.closed:
+            detail = "".join(traceback.format_exception(kind, error, tb))  # type: ignore[arg-type]
+            window.error_area.show_error(f"Internal error: {error}", detail)
+
+    sys.excepthook = hook
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="diffusiondesk", description="DiffusionDesk window")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
     )
     attach_when_ready(window, starter)
+    route_uncaught_errors(window)
     window.show()
     starter.start()
     code = app.exec()
