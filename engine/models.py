@@ -36,6 +36,7 @@ FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
+ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
 MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
@@ -306,7 +307,7 @@ class ModelManager:
                 raise _model_error(
                     f"{folder}: the {name} weights are only in pickle format ({pickles[0].name}); "
                     f"they are refused because {PICKLE_REASON}. Use a .safetensors version, or "
-                    "allow pickle files in the settings if you trust the source."
+                    f"{ALLOW_PICKLE_HINT} if you trust the source."
                 )
             if not pickles:
                 raise _model_error(f"{folder}: the {name} weights are missing from {sub}.")
@@ -372,8 +373,8 @@ class ModelManager:
         if suffix in PICKLE_SUFFIXES and not self.allow_pickle:
             raise _model_error(
                 f"{path.name} is a pickle checkpoint and was refused because {PICKLE_REASON}. "
-                "Use a .safetensors version of the model, or allow pickle files in the "
-                "settings if you trust where it came from."
+                f"Use a .safetensors version of the model, or {ALLOW_PICKLE_HINT} if you "
+                "trust where it came from."
             )
         progress(f"reading {path.name}", 0.0)
         checkpoint = single_file.read_checkpoint(path)
