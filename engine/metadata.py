@@ -168,7 +168,8 @@ def save_png(
 
 
 def read_texts(source: str | os.PathLike[str] | Image.Image) -> dict[str, str]:
-    """The text chunks of a PNG (or an already opened image); {} if it has none."""
+    """The text chunks of a PNG (or an already opened image); {} if it has none. For
+    JPEG and WebP, an EXIF UserComment stands for the "parameters" chunk."""
     if isinstance(source, Image.Image):
         return _texts_of(source)
     with Image.open(source) as image:
@@ -182,7 +183,37 @@ def _texts_of(image: Image.Image) -> dict[str, str]:
             texts[key] = value
         elif isinstance(value, bytes) and key == A1111_KEY:
             texts[key] = value.decode("utf-8", errors="replace")
+    if A1111_KEY not in texts:
+        comment = _exif_user_comment(image)
+        if comment:
+            texts[A1111_KEY] = comment
     return texts
+
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+
+
+def _exif_user_comment(image: Image.Image) -> str | None:
+    """A1111 writes the parameters of JPEG and WebP images into EXIF UserComment:
+    an 8-byte charset prefix, then the text (UTF-16 for "UNICODE")."""
+    try:
+        raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except Exception:  # malformed EXIF is not our problem to report
+        return None
+    if isinstance(raw, str):
+        return raw.strip("\x00").strip() or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix.startswith(b"UNICODE"):
+        # The standard says big-endian, but some writers use little-endian: keep the
+        # reading that looks most like text.
+        readings = [body.decode(enc, errors="replace") for enc in ("utf_16_be", "utf_16_le")]
+        text = max(readings, key=lambda t: sum(c.isascii() and c.isprintable() for c in t))
+    else:
+        text = body.decode("utf-8", errors="replace")
+    return text.strip("\x00").strip() or None
 
 
 def read_parameters(source: str | os.PathLike[str] | Image.Image) -> GenerationRequest | None:

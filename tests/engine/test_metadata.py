@@ -213,3 +213,15 @@ def test_metadata_does_not_import_torch() -> None:
     code = "import sys, engine.metadata; sys.exit('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+@pytest.mark.parametrize(("fmt", "encoding"), [("JPEG", "utf_16_be"), ("WEBP", "utf_16_le")])
+def test_reads_a1111_jpeg_and_webp_exif(tmp_path: Path, fmt: str, encoding: str) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + A1111_SAMPLE.encode(encoding)
+    path = tmp_path / f"a.{fmt.lower()}"
+    image().save(path, format=fmt, exif=exif)
+    request = metadata.read_parameters(path)
+    assert request is not None
+    assert request.seed == 3870561722 and request.scheduler == "DPM++ 2M Karras"
+    assert request.negative_prompt == "lowres, bad anatomy, text, watermark"
