@@ -33,6 +33,8 @@ class QueueView(QWidget):
         self.setObjectName("queueView")
         self.list = QListWidget()
         self.list.setObjectName("queueList")
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setToolTip("Jobs in order; select one and press Remove (or Delete)")
         self.remove_button = QPushButton(icon("remove"), "Remove")
         self.remove_button.setObjectName("removeJobButton")

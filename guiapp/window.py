@@ -109,6 +109,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self.resize(1280, 820)
+        self.resizeDocks(
+            [self.controls_dock, self.queue_dock], [340, 210], Qt.Orientation.Horizontal
+        )
         geometry, state = self.settings.geometry(), self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
