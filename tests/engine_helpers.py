@@ -14,6 +14,9 @@ from tiny_models import tiny_pipeline
 from engine.api import EngineError, ErrorKind, Event, GenerationRequest, JobCancelled
 from engine.models import LoadedModel
 
+# Seconds to wait for a job: generous, because the tests share a busy machine. Not a
+# timing assertion: a healthy tiny job takes well under a second.
+WAIT = 600
 TINY = "tiny"
 TINY_INPAINT = "tiny-inpaint"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from engine_helpers import request
+from engine_helpers import WAIT, request
 
 from engine.api import Cancelled, Finished, Started, Step
 
@@ -19,8 +19,8 @@ def test_cancel_while_queued(engine, recorder, tiny_models):
     cancelled = engine.wait(second, 5)  # at once, even though the worker is busy
     release.set()
     assert isinstance(cancelled, Cancelled) and cancelled.step == 0
-    assert isinstance(engine.wait(first, 60), Finished)
-    assert isinstance(engine.wait(third, 60), Finished)
+    assert isinstance(engine.wait(first, WAIT), Finished)
+    assert isinstance(engine.wait(third, WAIT), Finished)
     assert recorder.of(second, Started) == []
     assert not engine.cancel(second)  # already over
     order = [e.job_id for e in recorder.events if isinstance(e, Started)]
@@ -33,11 +33,11 @@ def test_cancel_while_loading(engine, recorder, tiny_models):
 
     tiny_models.before_load = cancel_during_load
     job = engine.submit(request())
-    result = engine.wait(job, 60)
+    result = engine.wait(job, WAIT)
     assert isinstance(result, Cancelled) and result.step == 0
     assert recorder.of(job, Started) == []
     tiny_models.before_load = None
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_cancel_while_running_stops_within_one_step(engine, recorder):
@@ -47,12 +47,12 @@ def test_cancel_while_running_stops_within_one_step(engine, recorder):
 
     engine.add_listener(cancel_at_step_two)
     job = engine.submit(request(steps=20))
-    result = engine.wait(job, 60)
+    result = engine.wait(job, WAIT)
     assert isinstance(result, Cancelled), result
     assert result.step == 2
     assert [s.step for s in recorder.of(job, Step)] == [1, 2]
     engine.remove_listener(cancel_at_step_two)
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_cancel_inside_a_step_interrupts_the_unet(engine, tiny_models):
@@ -69,7 +69,7 @@ def test_cancel_inside_a_step_interrupts_the_unet(engine, tiny_models):
     handle = unet.down_blocks[0].register_forward_hook(cancel_on_third_block)
     try:
         job = engine.submit(request(steps=20))
-        result = engine.wait(job, 60)
+        result = engine.wait(job, WAIT)
     finally:
         handle.remove()
     assert isinstance(result, Cancelled), result

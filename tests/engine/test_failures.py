@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from engine_helpers import TINY, request
+from engine_helpers import TINY, WAIT, request
 
 from engine.api import ErrorKind, Failed, Finished
 
@@ -21,9 +21,9 @@ def unet_hook(tiny_models, hook):
 
 
 def test_unknown_model_fails_and_the_next_job_runs(engine):
-    result = engine.generate(request(model="/nowhere/model.safetensors"), 60)
+    result = engine.generate(request(model="/nowhere/model.safetensors"), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.MODEL
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_internal_error_carries_a_traceback(engine, tiny_models):
@@ -31,10 +31,10 @@ def test_internal_error_carries_a_traceback(engine, tiny_models):
         raise ValueError("boom")
 
     with unet_hook(tiny_models, boom):
-        result = engine.generate(request(), 60)
+        result = engine.generate(request(), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.INTERNAL
     assert "boom" in result.message and "Traceback" in result.detail
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_out_of_memory_is_reported_and_memory_freed(engine, tiny_models, monkeypatch):
@@ -47,14 +47,14 @@ def test_out_of_memory_is_reported_and_memory_freed(engine, tiny_models, monkeyp
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
     with unet_hook(tiny_models, oom):
-        result = engine.generate(request(), 60)
+        result = engine.generate(request(), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.OUT_OF_MEMORY
     assert "smaller size" in result.message
     assert freed
     with unet_hook(tiny_models, lambda *_: (_ for _ in ()).throw(RuntimeError("out of memory"))):
-        again = engine.generate(request(), 60)
+        again = engine.generate(request(), WAIT)
     assert isinstance(again, Failed) and again.error == ErrorKind.OUT_OF_MEMORY
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_nan_output_suggests_float32(engine, tiny_models, recorder):
@@ -63,11 +63,11 @@ def test_nan_output_suggests_float32(engine, tiny_models, recorder):
         return output
 
     with unet_hook(tiny_models, nan):
-        result = engine.generate(request(steps=5), 60)
+        result = engine.generate(request(steps=5), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.MODEL
     assert "float32" in result.message
     assert len(recorder.of(result.job_id)) < 5 + 4  # stopped at the first bad step
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_black_output_suggests_float32(engine, tiny_models):
@@ -78,7 +78,7 @@ def test_black_output_suggests_float32(engine, tiny_models):
 
     handle = vae.decoder.register_forward_hook(black)
     try:
-        result = engine.generate(request(), 60)
+        result = engine.generate(request(), WAIT)
     finally:
         handle.remove()
     assert isinstance(result, Failed) and "float32" in result.message
@@ -89,4 +89,4 @@ def test_a_failing_listener_does_not_stop_the_engine(engine):
         raise RuntimeError("listener bug")
 
     engine.add_listener(bad_listener)
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_helpers import TINY, TINY_INPAINT, box_mask, picture, request
+from engine_helpers import TINY, TINY_INPAINT, WAIT, box_mask, picture, request
 
 from engine.api import (
     EventKind,
@@ -19,7 +19,7 @@ from engine.api import (
 
 def test_text_to_image_events_in_order(engine, recorder):
     job = engine.submit(request(steps=3))
-    result = engine.wait(job, 60)
+    result = engine.wait(job, WAIT)
     assert isinstance(result, Finished), result
     kinds = [e.kind for e in recorder.of(job)]
     assert kinds[0] == EventKind.QUEUED
@@ -39,7 +39,7 @@ def test_text_to_image_events_in_order(engine, recorder):
 
 def test_image_to_image_runs_strength_share_of_steps(engine, recorder):
     init = picture()
-    result = engine.generate(request(steps=4, init_image=init, strength=0.5), 60)
+    result = engine.generate(request(steps=4, init_image=init, strength=0.5), WAIT)
     assert isinstance(result, Finished), result
     steps = recorder.of(result.job_id, Step)
     assert [s.step for s in steps] == [1, 2]
@@ -49,7 +49,7 @@ def test_image_to_image_runs_strength_share_of_steps(engine, recorder):
 
 @pytest.mark.parametrize("name", [s.value for s in SchedulerName])
 def test_every_scheduler_runs(engine, name):
-    result = engine.generate(request(scheduler=name, steps=2), 60)
+    result = engine.generate(request(scheduler=name, steps=2), WAIT)
     assert isinstance(result, Finished), result
     assert np.asarray(result.images[0]).std() > 0
 
@@ -69,7 +69,7 @@ def test_inpaint_keeps_outside_pixels_exactly(engine, model, only_masked):
         inpaint_only_masked=only_masked,
         inpaint_padding=4,
     )
-    result = engine.generate(r, 60)
+    result = engine.generate(r, WAIT)
     assert isinstance(result, Finished), result
     out, orig = np.asarray(result.images[0]), np.asarray(init)
     inside = np.asarray(mask) > 127
@@ -81,7 +81,7 @@ def test_inpaint_keeps_outside_pixels_exactly(engine, model, only_masked):
 
 
 def test_text_to_image_with_an_inpainting_unet(engine):
-    result = engine.generate(request(model=TINY_INPAINT), 60)
+    result = engine.generate(request(model=TINY_INPAINT), WAIT)
     assert isinstance(result, Finished), result
     assert result.images[0].size == (32, 32)
 
@@ -89,6 +89,6 @@ def test_text_to_image_with_an_inpainting_unet(engine):
 def test_model_is_loaded_once_and_reused(engine, tiny_models):
     before = len(tiny_models.loads)
     for _ in range(2):
-        assert isinstance(engine.generate(request(steps=1), 60), Finished)
+        assert isinstance(engine.generate(request(steps=1), WAIT), Finished)
     assert tiny_models.loads[before:] == [TINY, TINY]  # the stand-in counts get() calls
     assert engine._sampler._base is tiny_models._built[TINY].pipe

@@ -6,14 +6,14 @@ import dataclasses
 
 import numpy as np
 import torch
-from engine_helpers import request
+from engine_helpers import WAIT, request
 
 from engine.api import Finished, Step
 from engine.preview import SD_FACTORS, LatentRGB, X0Tap
 
 
 def test_step_events_carry_uint8_previews(engine, recorder):
-    result = engine.generate(request(steps=4, width=64, height=32), 60)
+    result = engine.generate(request(steps=4, width=64, height=32), WAIT)
     assert isinstance(result, Finished), result
     steps = recorder.of(result.job_id, Step)
     assert [s.step for s in steps] == [1, 2, 3, 4]
@@ -27,7 +27,7 @@ def test_step_events_carry_uint8_previews(engine, recorder):
 
 
 def test_x0_preview_differs_from_noisy_and_approaches_the_result(engine):
-    result = engine.generate(request(steps=6, scheduler="Euler", width=64, height=64), 60)
+    result = engine.generate(request(steps=6, scheduler="Euler", width=64, height=64), WAIT)
     assert isinstance(result, Finished), result
     latents = engine.trajectory(result.job_id).latents
     final = LatentRGB(SD_FACTORS)(latents[-1]).astype(float)
@@ -67,7 +67,7 @@ def test_model_shipped_latent_rgb_factors_are_used(engine, tiny_models):
     base = tiny_models.get("tiny", lambda *_: None, lambda: False)
     factors = ([[0.0, 0.0, 0.0]] * 4, [1.0, -1.0, 0.0])
     tiny_models.variants["shipped"] = dataclasses.replace(base, latent_rgb=factors)
-    result = engine.generate(request(model="shipped", steps=2), 60)
+    result = engine.generate(request(model="shipped", steps=2), WAIT)
     assert isinstance(result, Finished), result
     for preview in result.step_previews:
         assert (preview == np.array([255, 0, 128], np.uint8)).all()
@@ -87,7 +87,7 @@ def test_tiny_autoencoder_previews_at_image_size(engine, tiny_models):
     taesd.decoder.register_forward_hook(lambda *_: calls.append(1))
     base = tiny_models.get("tiny", lambda *_: None, lambda: False)
     tiny_models.variants["taesd"] = dataclasses.replace(base, tiny_vae=taesd)
-    result = engine.generate(request(model="taesd", steps=3, width=64, height=32), 60)
+    result = engine.generate(request(model="taesd", steps=3, width=64, height=32), WAIT)
     assert isinstance(result, Finished), result
     assert calls  # decoded with the tiny autoencoder at least once
     for preview in (*result.step_previews, *result.noisy_step_previews):

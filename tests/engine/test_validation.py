@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from engine_helpers import box_mask, picture, request
+from engine_helpers import WAIT, box_mask, picture, request
 from PIL import Image
 
 from engine import validation
@@ -74,20 +74,20 @@ def test_validation_does_not_need_torch():
 
 
 def test_engine_reports_bad_input_and_keeps_serving(engine):
-    result = engine.generate(request(width=513), 60)
+    result = engine.generate(request(width=513), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.BAD_INPUT
     assert "multiple of 8, got 513" in result.message
-    bad_mask = engine.generate(request(init_image=picture(), mask=box_mask((40, 32))), 60)
+    bad_mask = engine.generate(request(init_image=picture(), mask=box_mask((40, 32))), WAIT)
     assert isinstance(bad_mask, Failed) and "same size" in bad_mask.message
-    assert isinstance(engine.generate(request(), 60), Finished)
+    assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
 def test_long_prompt_runs_and_says_it_was_truncated(engine):
     long_prompt = " ".join(["a red circle on a blue square"] * 15)
-    result = engine.generate(request(prompt=long_prompt), 60)
+    result = engine.generate(request(prompt=long_prompt), WAIT)
     assert isinstance(result, Finished), result
     assert len(result.warnings) == 1
     assert "the text encoder takes 75" in result.warnings[0]
     assert "ignored" in result.warnings[0]
-    short = engine.generate(request(), 60)
+    short = engine.generate(request(), WAIT)
     assert short.warnings == ()
