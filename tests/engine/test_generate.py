@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_helpers import TINY, TINY_INPAINT, WAIT, box_mask, picture, request
+from engine_helpers import TINY, TINY_INPAINT, TINY_SDXL, WAIT, box_mask, picture, request
 
 from engine.api import (
     EventKind,
@@ -92,3 +92,18 @@ def test_model_is_loaded_once_and_reused(engine, tiny_models):
         assert isinstance(engine.generate(request(steps=1), WAIT), Finished)
     assert tiny_models.loads[before:] == [TINY, TINY]  # the stand-in counts get() calls
     assert engine._sampler._base is tiny_models._built[TINY].pipe
+
+
+def test_sdxl_text_image_and_inpaint(engine):
+    first = engine.generate(request(model=TINY_SDXL, steps=2), WAIT)
+    assert isinstance(first, Finished), first
+    assert first.images[0].size == (32, 32)
+    init, mask = picture(), box_mask()
+    img2img = engine.generate(request(model=TINY_SDXL, init_image=init, steps=2), WAIT)
+    assert isinstance(img2img, Finished), img2img
+    r = request(model=TINY_SDXL, init_image=init, mask=mask, steps=2, strength=1.0)
+    inpaint = engine.generate(r, WAIT)
+    assert isinstance(inpaint, Finished), inpaint
+    outside = np.asarray(mask) <= 127
+    out = np.asarray(inpaint.images[0])
+    np.testing.assert_array_equal(out[outside], np.asarray(init)[outside])
