@@ -182,12 +182,32 @@ def _text_encoder(
         )
     except ValueError as exc:
         raise _error(f"The checkpoint's text encoder could not be read: {exc}") from exc
+    return _complete(model, "text encoder")
+
+
+def _incomplete(part: str) -> EngineError:
+    return _error(
+        f"The checkpoint's {part} is incomplete (some weights are missing or shaped "
+        "differently from a standard model); the file may be damaged, or it is a pruned "
+        "or distilled variant DiffusionDesk does not support."
+    )
+
+
+def _complete(model: torch.nn.Module, part: str) -> torch.nn.Module:
+    # Weights the checkpoint lacks (or holds in another shape) stay on the meta device.
     if any(p.is_meta for p in model.parameters()):
-        raise _error(
-            "The checkpoint's text encoder is incomplete (some weights are missing or have "
-            "unexpected shapes); it may be damaged or of an unsupported variant."
-        )
+        raise _incomplete(part)
     return model
+
+
+def _from_single_file(cls: type, checkpoint: dict, part: str, **kwargs: object) -> object:
+    try:
+        model = cls.from_single_file(checkpoint, **kwargs)
+    except (RuntimeError, ValueError) as exc:
+        if "meta" in str(exc):  # diffusers moves a half-filled model and fails
+            raise _incomplete(part) from exc
+        raise
+    return _complete(model, part)
 
 
 def component_loaders(
@@ -222,11 +242,19 @@ def component_loaders(
     stages += [
         (
             "unet",
-            lambda: UNet2DConditionModel.from_single_file(
-                checkpoint, subfolder="unet", **common, **unet_overrides
+            lambda: _from_single_file(
+                UNet2DConditionModel,
+                checkpoint,
+                "UNet",
+                subfolder="unet",
+                **common,
+                **unet_overrides,
             ),
         ),
-        ("vae", lambda: AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common)),
+        (
+            "vae",
+            lambda: _from_single_file(AutoencoderKL, checkpoint, "VAE", subfolder="vae", **common),
+        ),
     ]
     return stages
 

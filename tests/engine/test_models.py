@@ -898,3 +898,27 @@ def test_a_lora_is_not_a_model(tmp_path: Path) -> None:
     )
     with pytest.raises(EngineError, match="is a LoRA"):
         ModelManager(device="cpu").get(str(path), Recorder(), never)
+
+
+@pytest.mark.parametrize(
+    ("dropped", "part"),
+    [
+        ("model.diffusion_model.out.2.weight", "UNet"),
+        ("first_stage_model.decoder.conv_out.weight", "VAE"),
+        ("cond_stage_model.transformer.text_model.final_layer_norm.weight", "text encoder"),
+    ],
+)
+def test_checkpoint_with_missing_weights(
+    dropped: str, part: str, tiny_configs: Path, tmp_path: Path
+) -> None:
+    reference = StableDiffusionPipeline.from_pretrained(tiny_configs / "sd1")
+    path = write_checkpoint(reference, "sd1", tmp_path / "m.safetensors")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(path)
+    del state[dropped]
+    save_file(state, path)
+    with pytest.raises(EngineError) as err:
+        ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
+    assert err.value.kind == ErrorKind.MODEL
+    assert f"The checkpoint's {part} is incomplete" in err.value.message
