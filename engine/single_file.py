@@ -103,6 +103,11 @@ def inspect_checkpoint(checkpoint: dict[str, torch.Tensor], path: Path) -> Check
             f"{path.name} is not a Stable Diffusion checkpoint (it has no UNet weights; "
             f"its first keys are {sample}). {supported}"
         )
+    if "edm_mean" in checkpoint:
+        raise _error(
+            f"{path.name} is a Playground v2.5 model, whose EDM sampling DiffusionDesk does "
+            f"not support. {supported}"
+        )
     if _has_prefix(keys, SDXL_OPEN_CLIP) or _has_prefix(keys, SDXL_CLIP_L):
         family = "sdxl"
     elif _has_prefix(keys, SDXL_REFINER_OPEN_CLIP):

@@ -409,6 +409,14 @@ def test_unsupported_architectures(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="no text encoder DiffusionDesk recognises"):
         ModelManager(device="cpu").get(str(flux_like), Recorder(), never)
 
+    playground = tmp_path / "playground.safetensors"
+    save_file(
+        {"model.diffusion_model.out.2.weight": torch.zeros(1), "edm_mean": torch.zeros(4)},
+        playground,
+    )
+    with pytest.raises(EngineError, match="Playground v2.5"):
+        ModelManager(device="cpu").get(str(playground), Recorder(), never)
+
     other = tmp_path / "model.gguf"
     other.write_bytes(b"GGUF")
     with pytest.raises(EngineError, match="not a model checkpoint DiffusionDesk can open"):
