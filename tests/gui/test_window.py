@@ -92,7 +92,8 @@ def test_escape_cancels_within_a_step_and_keeps_the_preview(qtbot, window, fake_
     window.model.steps = 10
     job = window.generate()
     qtbot.waitUntil(lambda: window.canvas.previews_shown >= 1)
-    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    window.prompt_panel.prompt_edit.setFocus()  # Esc works while typing, too
+    qtbot.keyClick(window.prompt_panel.prompt_edit, Qt.Key.Key_Escape)
     fake_engine.gate.set()
     qtbot.waitUntil(lambda: "cancelled" in window.progress.text())
     assert "cancelled at step 1/10" in window.progress.text()
@@ -315,6 +316,7 @@ def test_window_remembers_parameters_and_output_folder(
     first.close()
     assert not engine.alive, "closing the window stops the engine"
     assert settings.output_folder() == tmp_path / "elsewhere"
+    assert settings.geometry() is not None and settings.window_state() is not None
     second = make_window(FakeEngine())
     assert second.model.steps == 42 and second.model.prompt == "remember me"
 
