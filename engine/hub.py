@@ -98,19 +98,51 @@ def progress_bar_class(
     return ForwardingBar
 
 
-def _bytes_to_fetch(repo_id: str, cache_dir: Path | None) -> int | None:
-    """How many bytes the download will fetch (0: all cached); None when unknown."""
+_VARIANTS = ("fp16", "bf16")
+
+
+def _variant_of(name: str) -> str | None:
+    return next((v for v in _VARIANTS if f".{v}." in name), None)
+
+
+def choose_files(files: list[str], variant: str | None) -> list[str]:
+    """Of a repo's files, those to fetch. Per component folder: the weights of the
+    preferred variant (e.g. "fp16", half the bytes) when it has them, else the plain
+    weights, else a variant that is there; everything that is not weights is kept."""
+    weights: dict[str, dict[str | None, list[str]]] = {}
+    chosen = []
+    for f in files:
+        folder, _, name = f.rpartition("/")
+        if ".safetensors" in name:
+            weights.setdefault(folder, {}).setdefault(_variant_of(name), []).append(f)
+        else:
+            chosen.append(f)
+    for kinds in weights.values():
+        for pick in (variant, None, *_VARIANTS):
+            if pick in kinds:
+                chosen += kinds[pick]
+                break
+    return sorted(chosen)
+
+
+def _plan(
+    repo_id: str, cache_dir: Path | None, variant: str | None
+) -> tuple[list[str] | None, int | None]:
+    """The files to fetch and how many bytes that is (0: all cached); (None, None) when
+    the hub cannot tell (offline: the download itself then falls back to the cache)."""
     try:
-        plan = snapshot_download(
+        listing = snapshot_download(
             repo_id,
             allow_patterns=ALLOW_PATTERNS,
-            ignore_patterns=IGNORE_PATTERNS,
+            ignore_patterns=[p for p in IGNORE_PATTERNS if p not in ("*.fp16.*", "*.bf16.*")],
             cache_dir=cache_dir,
             dry_run=True,
         )
     except Exception:  # the real download below reports errors properly
-        return None
-    return sum(f.file_size or 0 for f in plan if f.will_download)
+        return None, None
+    files = choose_files([f.filename for f in listing], variant)
+    keep = set(files)
+    return files, sum(f.file_size or 0 for f in listing if f.will_download and f.filename in keep)
 
 
 def download(
@@ -118,8 +150,12 @@ def download(
     progress: Progress,
     should_cancel: ShouldCancel,
     cache_dir: Path | None = None,
+    variant: str | None = None,
 ) -> Path:
-    """Fetch (or find in the cache) what repo_id needs; return the local snapshot folder."""
+    """Fetch (or find in the cache) what repo_id needs; return the local snapshot folder.
+
+    variant: "fp16" to prefer half-precision weight files where the repo has them.
+    """
     progress(f"looking up {repo_id} on the Hugging Face hub", -1.0)
     try:
         # model_index.json first: refuse unsupported pipelines before gigabytes move.
@@ -134,15 +170,15 @@ def download(
         check_supported(repo_id, index_dir / "model_index.json")
         if should_cancel():
             raise JobCancelled()
-        total = _bytes_to_fetch(repo_id, cache_dir)
+        files, total = _plan(repo_id, cache_dir, variant)
         if total:
             progress(f"downloading {repo_id} ({_size(total)})", 0.0)
         bar = progress_bar_class(repo_id, progress, should_cancel, total_bytes=total)
         folder = Path(
             snapshot_download(
                 repo_id,
-                allow_patterns=ALLOW_PATTERNS,
-                ignore_patterns=IGNORE_PATTERNS,
+                allow_patterns=files if files is not None else ALLOW_PATTERNS,
+                ignore_patterns=None if files is not None else IGNORE_PATTERNS,
                 cache_dir=cache_dir,
                 tqdm_class=bar,
             )

@@ -235,7 +235,13 @@ class ModelManager:
                 "another model."
             )
         if _HUB_ID.match(source):
-            folder = hub.download(source, progress, should_cancel, cache_dir=self._cache_dir)
+            folder = hub.download(
+                source,
+                progress,
+                should_cancel,
+                cache_dir=self._cache_dir,
+                variant="fp16" if self.dtype == torch.float16 else None,
+            )
             return self._load_folder(folder, source, progress, should_cancel)
         raise _model_error(
             f"The model {source} does not exist: it is neither a local folder or file nor a "

@@ -930,3 +930,67 @@ def test_checkpoint_with_missing_weights(
         ModelManager(device="cpu", config_root=tiny_configs).get(str(path), Recorder(), never)
     assert err.value.kind == ErrorKind.MODEL
     assert f"The checkpoint's {part} is incomplete" in err.value.message
+
+
+def test_choose_files_prefers_the_variant_where_there_is_one() -> None:
+    from engine.hub import choose_files
+
+    files = [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",  # only a variant
+        "text_encoder/model.safetensors",  # only plain
+    ]
+    common = ["model_index.json", "unet/config.json"]
+    assert choose_files(files, None) == sorted(
+        [
+            *common,
+            "unet/diffusion_pytorch_model.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "text_encoder/model.safetensors",
+        ]
+    )
+    assert choose_files(files, "fp16") == sorted(
+        [
+            *common,
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "text_encoder/model.safetensors",
+        ]
+    )
+
+
+def test_hub_download_of_fp16_variants(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hub_constants
+    from diffusers import UNet2DConditionModel
+
+    from engine import hub
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_folder, repo)
+    UNet2DConditionModel.from_pretrained(tiny_folder / "unet").save_pretrained(
+        repo / "unet", variant="fp16"
+    )
+    fake = FakeHub("someone/tiny-sd", repo)
+    try:
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hub_constants, "ENDPOINT", fake.endpoint)
+        monkeypatch.setattr(
+            hub_constants,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            fake.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        )
+        folder = hub.download("someone/tiny-sd", Recorder(), never, tmp_path / "c", "fp16")
+    finally:
+        fake.close()
+    assert sorted(p.name for p in (folder / "unet").glob("*.safetensors")) == [
+        "diffusion_pytorch_model.fp16.safetensors"
+    ]
+    assert (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    # A folder holding only the variant loads (here in float32, on the CPU).
+    model = ModelManager(device="cpu").get(str(folder), Recorder(), never)
+    assert_same_weights(UNet2DConditionModel.from_pretrained(tiny_folder / "unet"), model.pipe.unet)
