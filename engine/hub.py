@@ -22,27 +22,18 @@ from engine.api import EngineError, ErrorKind, JobCancelled
 Progress = Callable[[str, float], None]
 ShouldCancel = Callable[[], bool]
 
-# Only what a text-to-image pipeline needs, in safetensors: no pickles, no fp16/EMA
-# duplicates, no safety checker, no single-file copies at the repo root.
+# Only what a text-to-image pipeline needs, in safetensors (weights, and the index of
+# sharded weights): no pickles, no EMA copies, no safety checker, no single-file copies
+# at the repo root. Of fp16/bf16 variants, choose_files picks one set per component.
+_WEIGHTS = ("text_encoder", "text_encoder_2", "unet", "vae", "taesd")
 ALLOW_PATTERNS = [
     "model_index.json",
     "latent_rgb.json",
     "scheduler/*.json",
     "tokenizer/*",
     "tokenizer_2/*",
-    "text_encoder/config.json",
-    "text_encoder/*.safetensors",
-    "text_encoder/*.safetensors.index.json",
-    "text_encoder_2/config.json",
-    "text_encoder_2/*.safetensors",
-    "text_encoder_2/*.safetensors.index.json",
-    "unet/config.json",
-    "unet/*.safetensors",
-    "unet/*.safetensors.index.json",
-    "vae/config.json",
-    "vae/*.safetensors",
-    "taesd/config.json",
-    "taesd/*.safetensors",
+    *(f"{c}/config.json" for c in _WEIGHTS),
+    *(f"{c}/*.safetensors*" for c in _WEIGHTS),
 ]
 IGNORE_PATTERNS = ["*.fp16.*", "*.bf16.*", "*non_ema*", "*.ema.*", "*.msgpack", "*.onnx*"]
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
