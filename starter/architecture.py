@@ -109,7 +109,9 @@ def build_vae() -> AutoencoderKL:
         block_out_channels=(16, 32, 64, 64),
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=8,
+        # One group: with several, GroupNorm wipes out the absolute colour of a flat
+        # picture (each group of a few channels is normalised on its own).
+        norm_num_groups=1,
         sample_size=128,
     )
 
@@ -125,7 +127,7 @@ def build_unet() -> UNet2DConditionModel:
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=4,
-        norm_num_groups=16,
+        norm_num_groups=8,
     )
 
 

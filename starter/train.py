@@ -58,6 +58,15 @@ def save_atomic(obj: object, path: Path) -> None:
 # ----------------------------------------------------------------------------- stage 1
 
 
+def make_deterministic(vae: torch.nn.Module) -> None:
+    """Fix the posterior's log-variance at -12 (std 0.0025), so that pipelines that
+    sample the posterior (image-to-image, inpainting) get the mean."""
+    channels = vae.config.latent_channels
+    with torch.no_grad():
+        vae.quant_conv.weight[channels:] = 0
+        vae.quant_conv.bias[channels:] = -12.0
+
+
 def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
     out = run / "vae.pt"
     if out.exists():
@@ -65,8 +74,8 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(DATA_SEED + 1)
     vae = build_vae().train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-4, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-4, total_steps=steps, pct_start=0.05)
     t0 = time.time()
     for step in range(1, steps + 1):
         images = [render(sample_scene(rng)) for _ in range(batch)]
@@ -75,11 +84,14 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
         i, j = rng.integers(0, 128 - crop + 1, size=2)
         x = x[:, :, i : i + crop, j : j + crop]
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            posterior = vae.encode(x).latent_dist
-            recon = vae.decode(posterior.sample()).sample
+            mean = vae.encode(x).latent_dist.mean
+            # A deterministic autoencoder: sampling the posterior while its variance is
+            # still large blurs the decoder (it learns to average). A little noise keeps
+            # the decoder robust to imperfect latents from the UNet.
+            recon = vae.decode(mean + 0.05 * torch.randn_like(mean)).sample
         rec = F.mse_loss(recon.float(), x) + 0.5 * F.l1_loss(recon.float(), x)
-        kl = posterior.kl().mean() / (x.shape[1] * crop * crop)
-        loss = rec + 1e-4 * kl
+        kl = mean.float().pow(2).mean()  # keeps the latent scale bounded
+        loss = rec + 1e-3 * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -95,6 +107,7 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
                     "elapsed": round(time.time() - t0),
                 },
             )
+    make_deterministic(vae)
     save_atomic(vae.state_dict(), out)
 
 
