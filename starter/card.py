@@ -68,7 +68,7 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
             / 60,
             1,
         )
-        for stage in ("vae", "encode", "unet")
+        for stage in ("vae", "encode", "unet", "decoder")
         if any(r.get("stage") == stage for r in log)
     }
     sizes = {
@@ -95,7 +95,9 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
         "## Parts and sizes",
         "- autoencoder: AutoencoderKL, channels (16, 32, 64, 64), 4 latent channels, 8x",
         f"  downsampling (128x128 -> 16x16x4), scaling factor {scaling:.4f} measured on the data;",
-        "  its posterior log-variance is fixed at -12 so it encodes deterministically.",
+        "  its posterior log-variance is fixed at -12 so it encodes deterministically;",
+        "  after the UNet, its decoder alone is fine-tuned on full pictures for sharper",
+        "  edges (the encoder, and so the UNet's latent space, is unchanged).",
         "- text encoder: CLIPTextModel, width 128, 3 layers, 4 heads, 40 positions,",
         "  trained from scratch with the UNet.",
         "- tokenizer: a genuine CLIPTokenizer over a small byte-level BPE vocabulary (every",

@@ -63,7 +63,9 @@ def export(run: Path, out: Path) -> Path:
         ema = EMAModel(module.parameters())
         ema.load_state_dict(ckpt[key])
         ema.copy_to(module.parameters())
-    vae.load_state_dict(torch.load(run / "vae.pt"))
+    # The sharpened decoder if that stage has run (its encoder is the original one).
+    sharp = [p for p in (run / "vae_sharp.pt", run / "vae_sharp_partial.pt") if p.exists()]
+    vae.load_state_dict(torch.load(sharp[0] if sharp else run / "vae.pt"))
     vae.register_to_config(scaling_factor=scaling)
     scheduler = DPMSolverMultistepScheduler.from_config(build_scheduler().config)
     pipe = StableDiffusionPipeline(
@@ -84,7 +86,14 @@ def export(run: Path, out: Path) -> Path:
     if card.exists():
         shutil.copy(card, staging / "README.md")
     (staging / "training.json").write_text(
-        json.dumps({"unet_steps": ckpt["step"], "scaling_factor": scaling}, indent=1)
+        json.dumps(
+            {
+                "unet_steps": ckpt["step"],
+                "scaling_factor": scaling,
+                "vae": sharp[0].name if sharp else "vae.pt",
+            },
+            indent=1,
+        )
     )
     if out.exists():
         old = out.with_name(out.name + ".old")
