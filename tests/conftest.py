@@ -1,0 +1,9 @@
+"""Settings for the whole test run, applied before torch or Qt is imported."""
+
+import os
+
+# Tests use tiny models: one torch thread is faster than two spinning OpenMP threads,
+# and far faster on a loaded machine. Benchmarks (bench/) are not affected.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
