@@ -17,7 +17,7 @@ canvas. Prints one JSON object:
                                 stall beyond this is the OS or the GIL serving other
                                 threads (the engine's torch threads, other processes)
 
-Usage: python bench/ui_responsiveness.py [--model PATH|starter] [--steps 30] [--runs 3]
+Usage: python bench/ui_responsiveness.py [--model PATH|starter] [--steps 20] [--runs 2]
 Without --model it uses the bundled starter model if present, else a tiny random model.
 """
 
@@ -69,8 +69,8 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
