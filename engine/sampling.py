@@ -89,6 +89,7 @@ class RunResult:
     warnings: list[str]
     sampling_seconds: float
     decode_seconds: float
+    callback_seconds: float  # previews, stored latents and step events, inside sampling
 
 
 # ----------------------------------------------------------------------------- masks
@@ -316,7 +317,7 @@ class Sampler:
                 kept = (kept[0].crop(setup.crop), kept[1].crop(setup.crop))
         factors = model.latent_rgb or family_factors(model.family)
         previewer = Previewer(factors, model.tiny_vae, kept)
-        clock = {"start": 0.0, "last": 0.0}
+        clock = {"start": 0.0, "last": 0.0, "callbacks": 0.0}
         space = {"k": False}
 
         def on_step_end(_pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -341,6 +342,7 @@ class Sampler:
             if should_cancel():
                 raise JobCancelled()
             clock["last"] = time.perf_counter()
+            clock["callbacks"] += clock["last"] - now
             return kwargs
 
         warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
@@ -362,6 +364,7 @@ class Sampler:
             warnings=warnings,
             sampling_seconds=clock["last"] - clock["start"],
             decode_seconds=end - clock["last"],
+            callback_seconds=clock["callbacks"],
         )
 
     def _inpaint_setup(self, model: LoadedModel, r: GenerationRequest) -> InpaintSetup | None:

@@ -314,6 +314,7 @@ class Engine:
                 "load": loaded - start,
                 "sampling": result.sampling_seconds,
                 "decode": result.decode_seconds,
+                "previews": result.callback_seconds,  # part of "sampling"
                 "total": end - start,
             },
             step_previews=tuple(trajectory.previews),

@@ -90,3 +90,27 @@ def test_a_failing_listener_does_not_stop_the_engine(engine):
 
     engine.add_listener(bad_listener)
     assert isinstance(engine.generate(request(), WAIT), Finished)
+
+
+def test_bad_model_files_fail_cleanly_with_the_real_model_manager(tmp_path):
+    from tiny_models import save_tiny_model
+
+    from engine.worker import Engine
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"this is not a checkpoint")
+    pickle = tmp_path / "old.ckpt"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    not_a_model = tmp_path / "photos"
+    not_a_model.mkdir()
+    good = save_tiny_model(tmp_path / "good")
+    real = Engine(device="cpu")
+    try:
+        for source in (broken, pickle, not_a_model, tmp_path / "missing.safetensors"):
+            result = real.generate(request(model=str(source)), WAIT)
+            assert isinstance(result, Failed) and result.error == ErrorKind.MODEL, result
+            assert str(source.name) in result.message
+        assert "pickle" in real.generate(request(model=str(pickle)), WAIT).message
+        assert isinstance(real.generate(request(model=str(good)), WAIT), Finished)
+    finally:
+        real.shutdown(30)

@@ -33,7 +33,7 @@ def test_text_to_image_events_in_order(engine, recorder):
     assert result.images[0].size == (32, 32)
     assert result.seeds == (1,)
     assert result.request.seed == 1
-    assert set(result.timings) == {"load", "sampling", "decode", "total"}
+    assert set(result.timings) == {"load", "sampling", "decode", "previews", "total"}
     assert len(result.step_previews) == len(result.noisy_step_previews) == 3
 
 
