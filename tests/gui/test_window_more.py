@@ -6,7 +6,7 @@ import threading
 
 from gui.fake_engine import FakeEngine, prompt_colour
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -58,9 +58,7 @@ def test_copy_save_as_and_paste(qtbot, window, tmp_path) -> None:
 
     pasted = QImage(40, 24, QImage.Format.Format_RGB32)
     pasted.fill(0x00FF00)
-    mime = QMimeData()
-    mime.setImageData(pasted)
-    QApplication.clipboard().setMimeData(mime)
+    QApplication.clipboard().setImage(pasted)
     window.canvas.setFocus()
     window.paste_action.trigger()
     image = window.canvas.image()
