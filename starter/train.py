@@ -187,7 +187,9 @@ def encode_dataset(run: Path, count: int, chunk: int = 256) -> None:
 # ----------------------------------------------------------------------------- stage 3
 
 
-def train_unet(run: Path, steps: int, batch: int, lr: float, max_minutes: float) -> None:
+def train_unet(
+    run: Path, steps: int, batch: int, lr: float, max_minutes: float, init_from: Path | None = None
+) -> None:
     data = torch.load(run / "latents.pt")
     scaling = data["scaling"]
     tokenizer = build_tokenizer(run / "tokenizer")
@@ -196,6 +198,12 @@ def train_unet(run: Path, steps: int, batch: int, lr: float, max_minutes: float)
 
     torch.manual_seed(0)
     unet, text_encoder = build_unet(), build_text_encoder(tokenizer)
+    if init_from is not None and not (run / "unet_ckpt.pt").exists():
+        # Continue from a shipped model (training checkpoints are not kept in git).
+        from safetensors.torch import load_file
+
+        unet.load_state_dict(load_file(init_from / "unet" / "diffusion_pytorch_model.safetensors"))
+        text_encoder.load_state_dict(load_file(init_from / "text_encoder" / "model.safetensors"))
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     ema_unet = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
@@ -316,15 +324,28 @@ def main() -> None:
         action="store_true",
         help="run just the decoder-sharpening stage (needs vae.pt)",
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="continue from an exported model folder (its autoencoder, UNet "
+        "and text encoder), e.g. resources/starter-model",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.run.mkdir(parents=True, exist_ok=True)
     if args.only_decoder:
         sharpen_decoder(args.run, args.decoder_steps)
         return
+    if args.init_from and not (args.run / "vae.pt").exists():
+        from safetensors.torch import load_file
+
+        save_atomic(
+            load_file(args.init_from / "vae" / "diffusion_pytorch_model.safetensors"),
+            args.run / "vae.pt",
+        )
     train_vae(args.run, args.vae_steps)
     encode_dataset(args.run, args.images)
-    train_unet(args.run, args.unet_steps, args.batch, args.lr, args.max_minutes)
+    train_unet(args.run, args.unet_steps, args.batch, args.lr, args.max_minutes, args.init_from)
     sharpen_decoder(args.run, args.decoder_steps)
 
 
