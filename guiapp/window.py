@@ -13,6 +13,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
+    QGuiApplication,
     QImage,
     QKeySequence,
 )
@@ -108,7 +109,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._connect()
-        self.resize(1280, 820)
+        self.resize(self._default_size())
         self.resizeDocks(
             [self.controls_dock, self.queue_dock], [340, 210], Qt.Orientation.Horizontal
         )
@@ -119,6 +120,14 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.canvas.set_brush_size(self.settings.brush_size())
         self._update_engine_status()
+
+    def _default_size(self) -> QSize:
+        """1280x820, shrunk to fit a smaller screen (a restored geometry may override)."""
+        size = QSize(1280, 820)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            size = size.boundedTo(screen.availableGeometry().size())
+        return size
 
     # ------------------------------------------------------------------ layout
 

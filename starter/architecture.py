@@ -117,17 +117,24 @@ def build_vae() -> AutoencoderKL:
 
 
 def build_unet() -> UNet2DConditionModel:
+    """Cross-attention at 8x8, 4x4 and in the middle, plain ResNet blocks at 16x16:
+    self- and cross-attention over 256 positions cost most of a training step and a
+    fifth of sampling time for little gain at this size. The "text" addition embedding
+    pools the prompt into the timestep embedding, so global facts (background and
+    object colour) reach every block, including the 16x16 ones."""
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
         out_channels=4,
         block_out_channels=(64, 128, 128),
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=4,
         norm_num_groups=8,
+        addition_embed_type="text",
+        addition_embed_type_num_heads=4,
     )
 
 
