@@ -43,61 +43,13 @@ class _Fixed:
 
 
 def small_random_model() -> LoadedModel:
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import tiny_tokenizer
+    from tiny_models import tiny_components
 
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer(Path(tempfile.mkdtemp()) / "tok")
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        sample_size=16,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=16,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=64,
-            intermediate_size=128,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-        )
-    )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-    )
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    components = tiny_components(Path(tempfile.mkdtemp()), width=32)
+    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel("random-small", "sd1", pipe, None, None, False, torch.device("cpu"),
                        torch.float32)  # fmt: skip

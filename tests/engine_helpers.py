@@ -8,15 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import (
-    AutoencoderKL,
-    EulerDiscreteScheduler,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
 from PIL import Image
-from tiny_models import tiny_pipeline, tiny_tokenizer
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from tiny_models import tiny_pipeline, tiny_sdxl_pipeline
 
 from engine.api import EngineError, ErrorKind, Event, GenerationRequest, JobCancelled
 from engine.models import LoadedModel
@@ -27,61 +20,6 @@ WAIT = 600
 TINY = "tiny"
 TINY_INPAINT = "tiny-inpaint"
 TINY_SDXL = "tiny-sdxl"
-
-
-def tiny_sdxl_pipeline(tmp: Path) -> StableDiffusionXLPipeline:
-    """A tiny SDXL pipeline, the way diffusers' own SDXL tests build one."""
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 24,  # time ids + pooled text
-        cross_attention_dim=16 + 24,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    tokenizer = tiny_tokenizer(tmp / "tok")
-    configs = [
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=width,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            projection_dim=width,
-        )
-        for width in (16, 24)
-    ]
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=CLIPTextModel(configs[0]),
-        text_encoder_2=CLIPTextModelWithProjection(configs[1]),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-        ),
-        add_watermarker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 class TinyModels:

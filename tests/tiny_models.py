@@ -12,9 +12,15 @@ from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 _WORDS = [
     "a",
@@ -67,22 +73,25 @@ def tiny_tokenizer(folder: Path, max_length: int = 77) -> CLIPTokenizer:
     )
 
 
-def tiny_components(tmp: Path, *, inpaint_unet: bool = False, seed: int = 0) -> dict:
+def tiny_components(
+    tmp: Path, *, inpaint_unet: bool = False, seed: int = 0, width: int = 8
+) -> dict:
+    """Random-weight SD 1.x components; `width` scales every part (8: tests, 32: bench)."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
+        block_out_channels=(width, 2 * width),
         layers_per_block=1,
         sample_size=8,
         in_channels=9 if inpaint_unet else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
+        cross_attention_dim=2 * width,
         attention_head_dim=4,
         norm_num_groups=4,
     )
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
+        block_out_channels=(width,) * 4,
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -97,8 +106,8 @@ def tiny_components(tmp: Path, *, inpaint_unet: bool = False, seed: int = 0) -> 
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
-            hidden_size=16,
-            intermediate_size=32,
+            hidden_size=2 * width,
+            intermediate_size=4 * width,
             num_attention_heads=2,
             num_hidden_layers=2,
             vocab_size=len(tokenizer),
@@ -133,3 +142,68 @@ def save_tiny_model(folder: Path, *, inpaint_unet: bool = False) -> Path:
     pipe = tiny_pipeline(folder.parent / (folder.name + "_build"), inpaint_unet=inpaint_unet)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def tiny_sdxl_pipeline(tmp: Path, *, single_file_layout: bool = False) -> StableDiffusionXLPipeline:
+    """A tiny SDXL pipeline, the way diffusers' own SDXL tests build one.
+
+    single_file_layout: two transformer layers at the lower level and a two-level VAE,
+    the shape of the configs the single-file tests convert checkpoints against."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=8,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2) if single_file_layout else 1,
+        projection_class_embeddings_input_dim=6 * 8 + 24,  # time ids + pooled text
+        cross_attention_dim=16 + 24,
+        norm_num_groups=4,
+    )
+    levels = 2 if single_file_layout else 4
+    vae = AutoencoderKL(
+        block_out_channels=(8,) * levels,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16 if single_file_layout else 32,
+    )
+    tokenizer = tiny_tokenizer(tmp / "tok")
+    # The two encoders must differ in width, as in SDXL (768 and 1280): diffusers tells
+    # them apart by it.
+    configs = [
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=width,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            projection_dim=width,
+            hidden_act="gelu",
+        )
+        for width in (16, 24)
+    ]
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(configs[0]),
+        text_encoder_2=CLIPTextModelWithProjection(configs[1]),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+        add_watermarker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

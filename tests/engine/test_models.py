@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
-from tiny_models import save_tiny_model
+from tiny_models import save_tiny_model, tiny_sdxl_pipeline
 
 from engine.api import EngineError, ErrorKind, JobCancelled
 from engine.models import LoadedModel, ModelManager
@@ -185,78 +185,6 @@ def test_starter_resolves_to_the_bundled_folder(
 # --------------------------------------------------------------------------- single files
 
 
-def tiny_sdxl_pipeline(tmp: Path):  # noqa: ANN201
-    """A tiny SDXL pipeline, the way diffusers' own SDXL tests build one."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from tiny_models import tiny_tokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=6 * 8 + 24,  # time ids + pooled text
-        cross_attention_dim=16 + 24,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
-    tokenizer = tiny_tokenizer(tmp / "tok")
-    # The two encoders must differ in width, as in SDXL (768 and 1280): diffusers tells
-    # them apart by it.
-    configs = [
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=width,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-            projection_dim=width,
-            hidden_act="gelu",
-        )
-        for width in (16, 24)
-    ]
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=CLIPTextModel(configs[0]),
-        text_encoder_2=CLIPTextModelWithProjection(configs[1]),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-        ),
-        add_watermarker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
 def tiny_configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Config folders for the tiny models, in the layout of engine/model_configs/."""
@@ -264,7 +192,7 @@ def tiny_configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sd = StableDiffusionPipeline.from_pretrained(save_tiny_model(root / "sd1"))
     sd.save_pretrained(root / "sd2")
     save_tiny_model(root / "sd1-inpaint", inpaint_unet=True)
-    tiny_sdxl_pipeline(root / "build").save_pretrained(root / "sdxl")
+    tiny_sdxl_pipeline(root / "build", single_file_layout=True).save_pretrained(root / "sdxl")
     return root
 
 
