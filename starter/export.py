@@ -53,7 +53,7 @@ def fit_latent_rgb(vae: torch.nn.Module, scaling: float, count: int = 512) -> di
     }
 
 
-def export(run: Path, out: Path) -> Path:
+def export(run: Path, out: Path, vae_file: Path | None = None) -> Path:
     ckpt = torch.load(run / "unet_ckpt.pt", weights_only=False)
     scaling = float(ckpt["scaling"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,8 +64,9 @@ def export(run: Path, out: Path) -> Path:
         ema.load_state_dict(ckpt[key])
         ema.copy_to(module.parameters())
     # The sharpened decoder if that stage has run (its encoder is the original one).
-    sharp = [p for p in (run / "vae_sharp.pt", run / "vae_sharp_partial.pt") if p.exists()]
-    vae.load_state_dict(torch.load(sharp[0] if sharp else run / "vae.pt"))
+    candidates = (run / "vae_sharp.pt", run / "vae_sharp_partial.pt", run / "vae.pt")
+    vae_file = vae_file or next(p for p in candidates if p.exists())
+    vae.load_state_dict(torch.load(vae_file))
     vae.register_to_config(scaling_factor=scaling)
     scheduler = DPMSolverMultistepScheduler.from_config(build_scheduler().config)
     pipe = StableDiffusionPipeline(
@@ -90,7 +91,7 @@ def export(run: Path, out: Path) -> Path:
             {
                 "unet_steps": ckpt["step"],
                 "scaling_factor": scaling,
-                "vae": sharp[0].name if sharp else "vae.pt",
+                "vae": vae_file.name,
             },
             indent=1,
         )
@@ -110,8 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/starter"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--vae",
+        type=Path,
+        help="autoencoder state to ship (default: the run's sharpened decoder if any)",
+    )
     args = parser.parse_args()
-    print(export(args.run, args.out))
+    print(export(args.run, args.out, args.vae))
 
 
 if __name__ == "__main__":
