@@ -1,7 +1,10 @@
 """Write the starter model's card (README.md) and loss curve from a training run.
 
-python -m starter.card [--run runs/starter] [--out resources/starter-model]
-                       [--evaluation eval.json] [--speed speed.json]
+python -m starter.card [--run runs/starter [more runs ...]] [--out resources/starter-model]
+                       [--evaluation eval.json] [--speed speed.json] [--notes notes.md]
+
+Several --run folders are read as one history (e.g. the autoencoder from one run, the
+UNet from a later one); --notes adds a paragraph on how the shipped weights were made.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from PIL import Image, ImageDraw
 from starter.export import DEFAULT_OUT
 
 
-def read_log(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+def read_log(runs: list[Path]) -> list[dict]:
+    records = []
+    for run in runs:
+        lines = (run / "log.jsonl").read_text().splitlines()
+        records += [json.loads(line) for line in lines if line]
+    return records
 
 
 def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
@@ -43,10 +50,13 @@ def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
     image.save(path)
 
 
-def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None) -> None:
-    log = read_log(run)
+def write_card(
+    runs: list[Path], out: Path, evaluation: dict | None, speed: dict | None, notes: str = ""
+) -> None:
+    log = read_log(runs)
     vae = [r for r in log if r.get("stage") == "vae" and "loss" in r]
     unet = [r for r in log if r.get("stage") == "unet" and "loss" in r]
+    decoder = [r for r in log if r.get("stage") == "decoder" and "loss" in r]
     scaling = next((r["scaling_factor"] for r in log if "scaling_factor" in r), None)
     draw_curve(
         [(r["step"], r["loss"]) for r in unet],
@@ -58,6 +68,13 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
         "Autoencoder: MSE + 0.5 L1 reconstruction loss by step",
         out / "loss_vae.png",
     )
+    if decoder:
+        # Steps counted across sharpening runs, in the order they ran.
+        draw_curve(
+            [(50 * k, r["loss"]) for k, r in enumerate(decoder, 1)],
+            "Decoder sharpening: reconstruction loss (+ edge loss in later runs) by step",
+            out / "loss_decoder.png",
+        )
     training = json.loads((out / "training.json").read_text())
     minutes = {
         stage: round(
@@ -103,9 +120,11 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
         "- tokenizer: a genuine CLIPTokenizer over a small byte-level BPE vocabulary (every",
         "  byte character, plus a merge chain that makes each caption word one token); a",
         "  full 49,408-entry CLIP table would be most of the 50 MB budget on its own.",
-        "- UNet: UNet2DConditionModel, channels (64, 128, 128), cross-attention at 16x16",
-        "  and 8x8, epsilon prediction on Stable Diffusion's scaled-linear schedule, so every",
-        "  SD sampler applies.",
+        "- UNet: UNet2DConditionModel, channels (64, 128, 128), ResNet blocks at 16x16,",
+        "  cross-attention at 8x8, 4x4 and in the middle block, the prompt also pooled into",
+        '  the timestep embedding (diffusers\' `addition_embed_type="text"`) so global facts',
+        "  such as colours reach every block; epsilon prediction on Stable Diffusion's",
+        "  scaled-linear schedule, so every SD sampler applies.",
         "- latent_rgb.json: linear latent-to-RGB preview factors fitted on the autoencoder.",
         f"- weights: {total_mb:.1f} MB of safetensors in all: "
         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()),
@@ -129,10 +148,14 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
         "64x64 crops (it is convolutional), then a fixed set of generated pictures encoded",
         "once, then UNet and text encoder together with 10% caption dropout (for",
         "classifier-free guidance), offset noise 0.1 (flat colours), min-SNR-5 loss",
-        "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast.",
+        "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. While",
+        "the UNet trains (one thread), a second process fine-tunes the decoder alone (one",
+        "thread) on full pictures with an added edge loss.",
         "",
+        *([notes.strip(), ""] if notes.strip() else []),
         "![UNet loss](loss_unet.png)",
         "![Autoencoder loss](loss_vae.png)",
+        *(["![Decoder sharpening loss](loss_decoder.png)"] if decoder else []),
         "",
     ]
     if evaluation:
@@ -172,13 +195,15 @@ def write_card(run: Path, out: Path, evaluation: dict | None, speed: dict | None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/starter"))
+    parser.add_argument("--run", type=Path, nargs="+", default=[Path("runs/starter")])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--evaluation", type=Path)
     parser.add_argument("--speed", type=Path)
+    parser.add_argument("--notes", type=Path, help="markdown on how these weights were made")
     args = parser.parse_args()
     load = lambda p: json.loads(p.read_text()) if p else None  # noqa: E731
-    write_card(args.run, args.out, load(args.evaluation), load(args.speed))
+    notes = args.notes.read_text() if args.notes else ""
+    write_card(args.run, args.out, load(args.evaluation), load(args.speed), notes)
 
 
 if __name__ == "__main__":
