@@ -40,7 +40,7 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.api import STARTER_MODEL, Step  # noqa: E402
-from guiapp.app import share_the_gil_fairly  # noqa: E402
+from guiapp.app import ENGINE_NICENESS, share_the_gil_fairly  # noqa: E402
 from guiapp.bridge import EngineBridge  # noqa: E402
 from guiapp.settings import AppSettings  # noqa: E402
 from guiapp.window import MainWindow  # noqa: E402
@@ -78,6 +78,12 @@ def main() -> None:
         action="store_true",
         help="keep Python's 5 ms GIL switch interval instead of the application's 1 ms",
     )
+    parser.add_argument(
+        "--niceness",
+        type=int,
+        default=ENGINE_NICENESS,
+        help=f"engine thread priority drop, as the application sets it ({ENGINE_NICENESS})",
+    )
     args = parser.parse_args()
     if not args.default_gil_interval:
         share_the_gil_fairly()
@@ -88,7 +94,7 @@ def main() -> None:
 
     from engine.worker import Engine
 
-    engine = Engine(device=args.device)
+    engine = Engine(device=args.device, niceness=args.niceness)
     step_times: dict[tuple[int, int], float] = {}
     lock = threading.Lock()
 
@@ -209,6 +215,7 @@ def main() -> None:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
         "gil_switch_interval_s": sys.getswitchinterval(),
+        "engine_niceness": args.niceness,
     }
     window.close()
     print(json.dumps(result))

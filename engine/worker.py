@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
+import os
 import queue
 import random
+import sys
 import threading
 import time
 import traceback
@@ -73,6 +76,16 @@ def steps_to_run(request: GenerationRequest) -> int:
     return min(int(request.steps * request.strength), request.steps)
 
 
+def lower_thread_priority(niceness: int) -> None:
+    """Raise the calling thread's nice value where the OS has per-thread priorities
+    (Linux); threads it starts later, such as torch's OpenMP pool, inherit it."""
+    if niceness <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):  # a preference; never a reason to fail
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+
+
 class Engine:
     """Implements api.EngineLike. All public methods are safe to call from any thread."""
 
@@ -85,7 +98,10 @@ class Engine:
         allow_pickle: bool = False,
         max_pixels: int = validation.MAX_PIXELS,
         keep_trajectories: int = KEEP_TRAJECTORIES,
+        niceness: int = 0,
     ) -> None:
+        """niceness > 0 lowers the worker thread's CPU priority (and that of the torch
+        threads it starts), so that a window's thread wins the CPU when it wakes up."""
         if models is None:
             from engine.models import ModelManager
 
@@ -104,6 +120,7 @@ class Engine:
         self._sampler = Sampler()
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
+        self._niceness = niceness
         self._thread = threading.Thread(target=self._loop, name="diffusiondesk-engine", daemon=True)
         self._thread.start()
 
@@ -203,6 +220,7 @@ class Engine:
     # ------------------------------------------------------------------ worker thread
 
     def _loop(self) -> None:
+        lower_thread_priority(self._niceness)
         try:
             while True:
                 job = self._queue.get()

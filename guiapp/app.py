@@ -56,7 +56,7 @@ class EngineStarter(QObject):
 def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> EngineLike:
     from engine.worker import Engine  # imports torch: only ever on the starter thread
 
-    return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle)
+    return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle, niceness=ENGINE_NICENESS)
 
 
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
@@ -71,6 +71,9 @@ def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
 
 
 GIL_SWITCH_INTERVAL = 0.001
+# The engine's threads yield the CPU to the window's: with torch busy on every core,
+# a woken GUI thread at equal priority can wait a whole scheduler slice (many ms).
+ENGINE_NICENESS = 5
 
 
 def share_the_gil_fairly() -> None:
