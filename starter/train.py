@@ -123,7 +123,7 @@ def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return dx.abs().mean() + dy.abs().mean()
 
 
-def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 1e-4) -> None:
+def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 3e-4) -> None:
     """Fine-tune only the decoder on full pictures. The encoder, and so every latent
     the UNet learned from, stays exactly as it was; edges get sharper."""
     out = run / "vae_sharp.pt"
@@ -134,7 +134,11 @@ def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 1e-4) -> 
     vae.load_state_dict(torch.load(run / "vae.pt"))
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    warm = min(100, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * s / steps)),
+    )
     t0 = time.time()
     for step in range(1, steps + 1):
         x = to_tensor([render(sample_scene(rng)) for _ in range(batch)])
@@ -325,6 +329,7 @@ def start_decoder_process(args: argparse.Namespace) -> subprocess.Popen | None:
         return None
     command = [sys.executable, "-m", "starter.train", "--run", str(args.run), "--only-decoder"]
     command += ["--threads", "1", "--decoder-steps", str(args.decoder_steps)]
+    command += ["--decoder-lr", str(args.decoder_lr)]
     log_file = open(args.run / "decoder.log", "a")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
@@ -345,6 +350,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decoder-steps", type=int, default=4000)
+    parser.add_argument("--decoder-lr", type=float, default=3e-4)
     parser.add_argument(
         "--only-decoder",
         action="store_true",
@@ -372,7 +378,7 @@ def main() -> None:
             args.run / "vae.pt",
         )
     if args.only_decoder:
-        sharpen_decoder(args.run, args.decoder_steps)
+        sharpen_decoder(args.run, args.decoder_steps, lr=args.decoder_lr)
         return
     train_vae(args.run, args.vae_steps)
     encode_dataset(args.run, args.images)
