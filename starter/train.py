@@ -35,6 +35,7 @@ from starter.architecture import (
 )
 from starter.captions import caption, sample_scene
 from starter.shapes import render
+from starter.text_pretrain import pretrain_text_encoder
 
 DATA_SEED = 1234
 CAPTION_DROPOUT = 0.1
@@ -201,6 +202,23 @@ def encode_dataset(run: Path, count: int, chunk: int = 256) -> None:
     log(run, {"stage": "encode", "scaling_factor": scaling})
 
 
+# ----------------------------------------------------------------------------- stage 2b
+
+
+def pretrain_text(run: Path, steps: int) -> None:
+    out = run / "text_encoder.pt"
+    if out.exists():
+        return
+    torch.manual_seed(1)
+    tokenizer = build_tokenizer(run / "tokenizer")
+    text_encoder = build_text_encoder(tokenizer)
+    accuracy = pretrain_text_encoder(
+        text_encoder, tokenizer, sample_scene, steps=steps, log=lambda r: log(run, r)
+    )
+    log(run, {"stage": "text", "accuracy": accuracy})
+    save_atomic(text_encoder.state_dict(), out)
+
+
 # ----------------------------------------------------------------------------- stage 3
 
 
@@ -216,13 +234,15 @@ def train_unet(
 
     torch.manual_seed(0)
     unet, text_encoder = build_unet(), build_text_encoder(tokenizer)
+    # The pretrained text encoder stays frozen, as CLIP does in Stable Diffusion.
+    text_encoder.load_state_dict(torch.load(run / "text_encoder.pt"))
+    text_encoder.requires_grad_(False).eval()
     if init_from is not None and not (run / "unet_ckpt.pt").exists():
         # Continue from a shipped model (training checkpoints are not kept in git).
         from safetensors.torch import load_file
 
         unet.load_state_dict(load_file(init_from / "unet" / "diffusion_pytorch_model.safetensors"))
-        text_encoder.load_state_dict(load_file(init_from / "text_encoder" / "model.safetensors"))
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = list(unet.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     ema_unet = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
     ema_text = EMAModel(text_encoder.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
@@ -262,7 +282,6 @@ def train_unet(
         )
 
     unet.train()
-    text_encoder.train()
     t0 = time.time()
     losses: list[float] = []
     while step < steps:
@@ -287,7 +306,8 @@ def train_unet(
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            cond = text_encoder(tokens)[0]
+            with torch.no_grad():
+                cond = text_encoder(tokens)[0]
             pred = unet(noisy, timesteps, cond).sample
         snr = compute_snr(noise_scheduler, timesteps)
         weights = torch.clamp(snr, max=5.0) / snr
@@ -298,7 +318,6 @@ def train_unet(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema_unet.step(unet.parameters())
-        ema_text.step(text_encoder.parameters())
         step += 1
         losses.append(loss.item())
         if step % 25 == 0:
@@ -339,6 +358,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/starter"))
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--images", type=int, default=36000)
+    parser.add_argument("--text-steps", type=int, default=800)
     parser.add_argument("--unet-steps", type=int, default=4200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=6e-4)
@@ -377,11 +397,19 @@ def main() -> None:
             load_file(args.init_from / "vae" / "diffusion_pytorch_model.safetensors"),
             args.run / "vae.pt",
         )
+    if args.init_from and not (args.run / "text_encoder.pt").exists():
+        from safetensors.torch import load_file
+
+        save_atomic(
+            load_file(args.init_from / "text_encoder" / "model.safetensors"),
+            args.run / "text_encoder.pt",
+        )
     if args.only_decoder:
         sharpen_decoder(args.run, args.decoder_steps, lr=args.decoder_lr)
         return
     train_vae(args.run, args.vae_steps)
     encode_dataset(args.run, args.images)
+    pretrain_text(args.run, args.text_steps)
     decoder = None if args.skip_decoder else start_decoder_process(args)
     if decoder is not None:
         torch.set_num_threads(max(1, args.threads - 1))
