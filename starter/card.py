@@ -19,11 +19,22 @@ from starter.export import DEFAULT_OUT
 
 
 def read_log(runs: list[Path]) -> list[dict]:
-    records = []
-    for run in runs:
-        lines = (run / "log.jsonl").read_text().splitlines()
-        records += [json.loads(line) for line in lines if line]
-    return records
+    """The runs' records as one history: each stage from the last run that has it,
+    except decoder sharpening, whose passes build on each other and are all kept."""
+    per_run = [
+        [
+            {**json.loads(line), "run": i}
+            for line in (run / "log.jsonl").read_text().splitlines()
+            if line
+        ]
+        for i, run in enumerate(runs)
+    ]
+    records: list[dict] = []
+    for stage in ("vae", "encode", "text", "unet"):
+        having = [recs for recs in per_run if any(r.get("stage") == stage for r in recs)]
+        if having:
+            records += [r for r in having[-1] if r.get("stage") == stage]
+    return records + [r for recs in per_run for r in recs if r.get("stage") == "decoder"]
 
 
 def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
@@ -32,7 +43,10 @@ def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
     image = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(image)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), 0.0, max(ys) * 1.05
+    # The first steps' loss is many times the rest: cap the axis so the rest shows.
+    y_cap = sorted(ys)[int(0.97 * (len(ys) - 1))] * 1.1
+    points = [(x, min(y, y_cap)) for x, y in points]
+    x0, x1, y0, y1 = min(xs), max(xs), 0.0, y_cap
     d.rectangle([m, m // 2, w - m // 2, h - m], outline="black")
 
     def at(x: float, y: float) -> tuple[float, float]:
@@ -60,7 +74,7 @@ def write_card(
     scaling = next((r["scaling_factor"] for r in log if "scaling_factor" in r), None)
     draw_curve(
         [(r["step"], r["loss"]) for r in unet],
-        "UNet + text encoder: min-SNR weighted noise-prediction loss by step",
+        "UNet: min-SNR weighted noise-prediction loss by step",
         out / "loss_unet.png",
     )
     draw_curve(
@@ -76,18 +90,14 @@ def write_card(
             out / "loss_decoder.png",
         )
     training = json.loads((out / "training.json").read_text())
-    minutes = {
-        stage: round(
-            (
-                max(r["time"] for r in log if r.get("stage") == stage)
-                - min(r["time"] for r in log if r.get("stage") == stage)
-            )
-            / 60,
-            1,
-        )
-        for stage in ("vae", "encode", "unet", "decoder")
-        if any(r.get("stage") == stage for r in log)
-    }
+    minutes = {}
+    for stage in ("vae", "encode", "text", "unet", "decoder"):
+        times: dict[int, list[float]] = {}
+        for r in log:
+            if r.get("stage") == stage:
+                times.setdefault(r["run"], []).append(r["time"])
+        if times:
+            minutes[stage] = round(sum(max(t) - min(t) for t in times.values()) / 60, 1)
     sizes = {
         p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*.safetensors"))
     }
