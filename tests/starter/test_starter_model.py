@@ -73,7 +73,7 @@ def test_generates_the_named_background_through_the_engine(engine: Engine) -> No
     assert isinstance(result, Finished), result
     assert analyse(result.images[0]).background == "blue"
     # The live preview of the last step has the final picture's dominant colour. (The
-    # linear map washes colours out: mean difference about 53/255 with these weights.)
+    # linear map washes colours out somewhat; the dominant channel survives.)
     preview = result.step_previews[-1].reshape(-1, 3).mean(0)
     final = np.asarray(result.images[0], np.float32).reshape(-1, 3).mean(0)
     assert preview.argmax() == final.argmax() == 2
@@ -105,12 +105,16 @@ def test_inpainting_keeps_the_outside_of_the_mask(engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_quick_adherence_evaluation_holds_the_shipped_level() -> None:
-    """A regression floor for the weights now shipped (full run: background 0.68).
-
-    The issue's targets live in starter.evaluate (THRESHOLDS) and are not met yet by
-    these weights; raise these floors as training continues."""
-    from starter.evaluate import evaluate
+    """Floors for the weights now shipped (full run: colour, background and position
+    1.0, shape 0.86, pair 0.20, inpaint 0.73). Colour, background and position hold the
+    quick thresholds; shape, pair and inpaint do not meet the issue's targets yet, so
+    they have floors below the shipped level instead (pair: none, 20 prompts at 0.2
+    are too few to hold a floor). Raise them as training continues."""
+    from starter.evaluate import QUICK_THRESHOLDS, evaluate
 
     result = evaluate(MODEL, quick=True)
-    assert result["background"] >= 0.4, result
+    for key in ("colour", "background", "position"):
+        assert result[key] >= QUICK_THRESHOLDS[key], result
+    assert result["shape"] >= 0.6, result
+    assert result["inpaint"] >= 0.4, result
     assert result["inpaint_outside_max_diff"] == 0, result
