@@ -111,7 +111,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.resize(self._default_size())
         self.resizeDocks(
-            [self.controls_dock, self.queue_dock], [340, 210], Qt.Orientation.Horizontal
+            [self.controls_dock, self.queue_dock], [360, 210], Qt.Orientation.Horizontal
         )
         geometry, state = self.settings.geometry(), self.settings.window_state()
         if geometry is not None:
@@ -182,7 +182,11 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
+        # Scroll up and down only: the dock is never narrower than its form.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(
+            left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+        )
         self.controls_dock = self._dock("Prompt and parameters", "controlsDock", scroll)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.controls_dock)
 
