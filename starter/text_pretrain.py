@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from starter.architecture import token_ids
 from starter.captions import POSITION_PHRASES, RELATIONS, SIZE_WORDS, caption, relation
 from starter.shapes import COLOURS, POSITIONS, SHAPES, Scene
 
@@ -100,13 +101,7 @@ def pretrain_text_encoder(
         scenes = [sample_scene(rng) for _ in range(batch)]
         texts = [caption(s, rng) for s in scenes]
         y = torch.tensor([targets(s, t) for s, t in zip(scenes, texts, strict=True)])
-        tokens = tokenizer(
-            texts,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        tokens = token_ids(tokenizer, texts)
         logits = probe(text_encoder(tokens).pooler_output).split(list(spec.classes), dim=1)
         losses = [
             F.cross_entropy(lg, y[:, i], ignore_index=IGNORE)

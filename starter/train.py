@@ -32,6 +32,7 @@ from starter.architecture import (
     build_tokenizer,
     build_unet,
     build_vae,
+    token_ids,
 )
 from starter.captions import caption, sample_scene
 from starter.shapes import render
@@ -94,7 +95,7 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
             # still large blurs the decoder (it learns to average). A little noise keeps
             # the decoder robust to imperfect latents from the UNet.
             recon = vae.decode(mean + 0.05 * torch.randn_like(mean)).sample
-        rec = F.mse_loss(recon.float(), x) + 0.5 * F.l1_loss(recon.float(), x)
+        rec = reconstruction_loss(recon.float(), x)
         kl = mean.float().pow(2).mean()  # keeps the latent scale bounded
         loss = rec + 1e-3 * kl
         opt.zero_grad(set_to_none=True)
@@ -114,6 +115,10 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
             )
     make_deterministic(vae)
     save_atomic(vae.state_dict(), out)
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(recon, target) + 0.5 * F.l1_loss(recon, target)
 
 
 def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -147,7 +152,7 @@ def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 3e-4) -> 
             mean = vae.encode(x).latent_dist.mean
         with torch.autocast("cpu", dtype=torch.bfloat16):
             recon = vae.decode(mean + 0.05 * torch.randn_like(mean)).sample
-        rec = F.mse_loss(recon.float(), x) + 0.5 * F.l1_loss(recon.float(), x)
+        rec = reconstruction_loss(recon.float(), x)
         loss = rec + edge_loss(recon.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -293,13 +298,7 @@ def train_unet(
             "" if rng.random() < CAPTION_DROPOUT else all_captions[i][rng.integers(4)]
             for i in idx.tolist()
         ]
-        tokens = tokenizer(
-            texts,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        tokens = token_ids(tokenizer, texts)
         noise = torch.randn_like(latents) + NOISE_OFFSET * torch.randn(batch, 4, 1, 1)
         timesteps = torch.randint(0, 1000, (batch,))
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
