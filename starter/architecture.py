@@ -112,13 +112,19 @@ def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     )
 
 
-def build_vae() -> AutoencoderKL:
+# 128 channels at the 16x16 level (64 before) give the encoder room for small shapes'
+# corners: with 64, reconstruction alone named the shape of only 0.84 of small objects.
+# The decoder's full-resolution levels stay narrow, so decoding stays cheap.
+VAE_CHANNELS = (16, 32, 64, 128)
+
+
+def build_vae(channels: tuple[int, ...] = VAE_CHANNELS) -> AutoencoderKL:
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 64, 64),
+        block_out_channels=channels,
         layers_per_block=1,
         latent_channels=4,
         # One group: with several, GroupNorm wipes out the absolute colour of a flat
@@ -131,14 +137,15 @@ def build_vae() -> AutoencoderKL:
 def build_unet() -> UNet2DConditionModel:
     """Cross-attention at 8x8, 4x4 and in the middle, plain ResNet blocks at 16x16:
     self- and cross-attention over 256 positions cost most of a training step and a
-    fifth of sampling time for little gain at this size. The "text" addition embedding
-    pools the prompt into the timestep embedding, so global facts (background and
-    object colour) reach every block, including the 16x16 ones."""
+    fifth of sampling time for little gain at this size. Widths (48, 96, 128) rather
+    than (64, 128, 128) make sampling 14% and a training step 37% faster. The "text"
+    addition embedding pools the prompt into the timestep embedding, so global facts
+    (background and object colour) reach every block, including the 16x16 ones."""
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(64, 128, 128),
+        block_out_channels=(48, 96, 128),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

@@ -19,6 +19,7 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,17 +74,30 @@ def make_deterministic(vae: torch.nn.Module) -> None:
         vae.quant_conv.bias[channels:] = -12.0
 
 
-def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
+def train_vae(
+    run: Path, steps: int, batch: int = 16, crop: int = 64, channels: tuple[int, ...] | None = None
+) -> None:
+    """Encoder and decoder together on random crops, checkpointed so a rerun resumes."""
     out = run / "vae.pt"
     if out.exists():
         return
+    ckpt_path = run / "vae_ckpt.pt"
     torch.manual_seed(0)
-    rng = np.random.default_rng(DATA_SEED + 1)
-    vae = build_vae().train()
+    vae = (build_vae(channels) if channels else build_vae()).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=2e-4, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-4, total_steps=steps, pct_start=0.05)
+    step = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        vae.load_state_dict(ckpt["vae"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        step = ckpt["step"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    rng = np.random.default_rng(DATA_SEED + 1 + step)
     t0 = time.time()
-    for step in range(1, steps + 1):
+    while step < steps:
+        step += 1
         images = [render(sample_scene(rng)) for _ in range(batch)]
         x = to_tensor(images)
         # Random crops: the autoencoder is convolutional, and crops are 4x cheaper.
@@ -97,7 +111,7 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
             recon = vae.decode(mean + 0.05 * torch.randn_like(mean)).sample
         rec = reconstruction_loss(recon.float(), x)
         kl = mean.float().pow(2).mean()  # keeps the latent scale bounded
-        loss = rec + 1e-3 * kl
+        loss = rec + edge_loss(recon.float(), x) + 1e-3 * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,6 +127,9 @@ def train_vae(run: Path, steps: int, batch: int = 16, crop: int = 64) -> None:
                     "elapsed": round(time.time() - t0),
                 },
             )
+        if step % 250 == 0:
+            state = {"vae": vae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            save_atomic({**state, "step": step, "torch_rng": torch.get_rng_state()}, ckpt_path)
     make_deterministic(vae)
     save_atomic(vae.state_dict(), out)
 
@@ -228,7 +245,13 @@ def pretrain_text(run: Path, steps: int) -> None:
 
 
 def train_unet(
-    run: Path, steps: int, batch: int, lr: float, max_minutes: float, init_from: Path | None = None
+    run: Path,
+    steps: int,
+    batch: int,
+    lr: float,
+    max_minutes: float,
+    init_from: Path | None = None,
+    every_25_steps: Callable[[], None] = lambda: None,
 ) -> bool:
     """Train until `steps` (True) or the time limit (False, checkpointed)."""
     data = torch.load(run / "latents.pt")
@@ -331,6 +354,7 @@ def train_unet(
                 },
             )
             losses.clear()
+            every_25_steps()
         if step % 200 == 0 or step == steps:
             checkpoint()
         if (time.time() - t0) / 60 > max_minutes:
@@ -412,8 +436,22 @@ def main() -> None:
     decoder = None if args.skip_decoder else start_decoder_process(args)
     if decoder is not None:
         torch.set_num_threads(max(1, args.threads - 1))
+
+    def take_back_threads() -> None:
+        # The decoder finished first: the UNet gets its thread back.
+        if decoder is not None and decoder.poll() is not None:
+            torch.set_num_threads(args.threads)
+
     try:
-        train_unet(args.run, args.unet_steps, args.batch, args.lr, args.max_minutes, args.init_from)
+        train_unet(
+            args.run,
+            args.unet_steps,
+            args.batch,
+            args.lr,
+            args.max_minutes,
+            args.init_from,
+            take_back_threads,
+        )
     finally:
         if decoder is not None:
             decoder.wait()
