@@ -75,7 +75,12 @@ def make_deterministic(vae: torch.nn.Module) -> None:
 
 
 def train_vae(
-    run: Path, steps: int, batch: int = 16, crop: int = 64, channels: tuple[int, ...] | None = None
+    run: Path,
+    steps: int,
+    batch: int = 16,
+    crop: int = 64,
+    channels: tuple[int, ...] | None = None,
+    checkpoint_every: int = 250,
 ) -> None:
     """Encoder and decoder together on random crops, checkpointed so a rerun resumes."""
     out = run / "vae.pt"
@@ -127,7 +132,7 @@ def train_vae(
                     "elapsed": round(time.time() - t0),
                 },
             )
-        if step % 250 == 0:
+        if step % checkpoint_every == 0:
             state = {"vae": vae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
             save_atomic({**state, "step": step, "torch_rng": torch.get_rng_state()}, ckpt_path)
     make_deterministic(vae)
