@@ -102,6 +102,10 @@ def write_card(
         p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*.safetensors"))
     }
     total_mb = sum(sizes.values()) / 1e6
+    vae_channels, unet_channels = (
+        tuple(json.loads((out / part / "config.json").read_text())["block_out_channels"])
+        for part in ("vae", "unet")
+    )
     lines = [
         "# DiffusionDesk starter model",
         "",
@@ -120,7 +124,7 @@ def write_card(
         "`a small yellow star to the left of a green heart on a black background`.",
         "",
         "## Parts and sizes",
-        "- autoencoder: AutoencoderKL, channels (16, 32, 64, 64), 4 latent channels, 8x",
+        f"- autoencoder: AutoencoderKL, channels {vae_channels}, 4 latent channels, 8x",
         f"  downsampling (128x128 -> 16x16x4), scaling factor {scaling:.4f} measured on the data;",
         "  its posterior log-variance is fixed at -12 so it encodes deterministically;",
         "  after the UNet, its decoder alone is fine-tuned on full pictures for sharper",
@@ -131,7 +135,7 @@ def write_card(
         "- tokenizer: a genuine CLIPTokenizer over a small byte-level BPE vocabulary (every",
         "  byte character, plus a merge chain that makes each caption word one token); a",
         "  full 49,408-entry CLIP table would be most of the 50 MB budget on its own.",
-        "- UNet: UNet2DConditionModel, channels (64, 128, 128), ResNet blocks at 16x16,",
+        f"- UNet: UNet2DConditionModel, channels {unet_channels}, ResNet blocks at 16x16,",
         "  cross-attention at 8x8, 4x4 and in the middle block, the prompt also pooled into",
         '  the timestep embedding (diffusers\' `addition_embed_type="text"`) so global facts',
         "  such as colours reach every block; epsilon prediction on Stable Diffusion's",
@@ -156,9 +160,10 @@ def write_card(
         "",
         f"This model: {training['unet_steps']} UNet steps of batch 64. Wall time by stage",
         f"(minutes, on a machine shared with other work): {minutes}. Autoencoder on random",
-        "64x64 crops (it is convolutional), then a fixed set of generated pictures encoded",
-        "once, then the text encoder pretrained on captions alone (a few minutes), then the",
-        "UNet against that frozen encoder with 10% caption dropout (for",
+        "64x64 crops (it is convolutional) with an edge loss beside the reconstruction",
+        "loss, then a fixed set of generated pictures encoded once, then the text encoder",
+        "pretrained on captions alone (a few minutes), then the UNet against that frozen",
+        "encoder with 10% caption dropout (for",
         "classifier-free guidance), offset noise 0.1 (flat colours), min-SNR-5 loss",
         "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. While",
         "the UNet trains (one thread), a second process fine-tunes the decoder alone (one",
