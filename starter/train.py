@@ -1,10 +1,11 @@
 """Train the starter model from scratch on this machine's CPU, resumably.
 
-    python -m starter.train [--run runs/starter] [--unet-steps 4200] [--max-minutes 150]
+    python -m starter.train [--run runs/starter] [--unet-steps 5500] [--max-minutes 150]
 
-Stages, each skipped when its output exists: (1) the autoencoder on random crops of
-generated pictures, (2) a fixed data set of generated pictures encoded to latents,
-(3) the UNet and the text encoder together (caption dropout for classifier-free
+Stages, each skipped when its output exists and each resuming from its checkpoint:
+(1) the autoencoder on random crops of generated pictures, (2) a fixed data set of
+generated pictures encoded to latents, (2b) the text encoder, pretrained to read back
+each caption's facts, then frozen, (3) the UNet (caption dropout for classifier-free
 guidance, offset noise for flat colours, min-SNR weighting, EMA), checkpointed every
 few hundred steps, while a second process sharpens the decoder on full pictures (the
 encoder stays frozen, so the latents stay valid). Then `python -m starter.export`
@@ -384,10 +385,10 @@ def start_decoder_process(args: argparse.Namespace) -> subprocess.Popen | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/starter"))
-    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-steps", type=int, default=3000)
     parser.add_argument("--images", type=int, default=36000)
     parser.add_argument("--text-steps", type=int, default=800)
-    parser.add_argument("--unet-steps", type=int, default=4200)
+    parser.add_argument("--unet-steps", type=int, default=5500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument(
@@ -397,7 +398,7 @@ def main() -> None:
         help="stop the UNet stage (checkpointed) after this long; rerun resumes",
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decoder-steps", type=int, default=4000)
+    parser.add_argument("--decoder-steps", type=int, default=8000)
     parser.add_argument("--decoder-lr", type=float, default=3e-4)
     parser.add_argument(
         "--only-decoder",
