@@ -152,14 +152,21 @@ def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return dx.abs().mean() + dy.abs().mean()
 
 
-def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 3e-4) -> None:
+def sharpen_decoder(
+    run: Path,
+    steps: int,
+    batch: int = 8,
+    lr: float = 3e-4,
+    channels: tuple[int, ...] | None = None,
+    checkpoint_every: int = 500,
+) -> None:
     """Fine-tune only the decoder on full pictures. The encoder, and so every latent
     the UNet learned from, stays exactly as it was; edges get sharper."""
     out = run / "vae_sharp.pt"
     if out.exists():
         return
-    rng = np.random.default_rng(DATA_SEED + 2)
-    vae = build_vae()
+    ckpt_path = run / "decoder_ckpt.pt"
+    vae = build_vae(channels) if channels else build_vae()
     vae.load_state_dict(torch.load(run / "vae.pt"))
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -168,8 +175,17 @@ def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 3e-4) -> 
         opt,
         lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * s / steps)),
     )
+    step = 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        vae.load_state_dict(ckpt["vae"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        step = ckpt["step"]
+    rng = np.random.default_rng(DATA_SEED + 2 + step)
     t0 = time.time()
-    for step in range(1, steps + 1):
+    while step < steps:
+        step += 1
         x = to_tensor([render(sample_scene(rng)) for _ in range(batch)])
         with torch.no_grad():
             mean = vae.encode(x).latent_dist.mean
@@ -191,8 +207,10 @@ def sharpen_decoder(run: Path, steps: int, batch: int = 8, lr: float = 3e-4) -> 
                     "elapsed": round(time.time() - t0),
                 },
             )
-        if step % 500 == 0:
+        if step % checkpoint_every == 0:
             save_atomic(vae.state_dict(), run / "vae_sharp_partial.pt")
+            state = {"vae": vae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            save_atomic({**state, "step": step}, ckpt_path)
     save_atomic(vae.state_dict(), out)
 
 
