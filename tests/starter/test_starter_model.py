@@ -118,3 +118,12 @@ def test_quick_adherence_evaluation_holds_the_shipped_level() -> None:
     assert result["shape"] >= 0.6, result
     assert result["inpaint"] >= 0.4, result
     assert result["inpaint_outside_max_diff"] == 0, result
+
+
+def test_shipped_autoencoder_keeps_the_shapes_it_is_given() -> None:
+    """The ceiling under every shape score: the autoencoder alone must keep large
+    shapes readable (the full measurement is `python -m starter.reconstruction`)."""
+    from starter.reconstruction import measure
+
+    result = measure(MODEL / "vae" / "diffusion_pytorch_model.safetensors", singles=24, pairs=8)
+    assert result["shape_large"] >= 0.85, result
