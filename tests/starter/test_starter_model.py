@@ -105,18 +105,18 @@ def test_inpainting_keeps_the_outside_of_the_mask(engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_quick_adherence_evaluation_holds_the_shipped_level() -> None:
-    """Floors for the weights now shipped (full run: colour, background and position
-    1.0, shape 0.86, pair 0.20, inpaint 0.73). Colour, background and position hold the
-    quick thresholds; shape, pair and inpaint do not meet the issue's targets yet, so
-    they have floors below the shipped level instead (pair: none, 20 prompts at 0.2
-    are too few to hold a floor). Raise them as training continues."""
+    """Floors for the weights now shipped (full run: colour 0.997, background and
+    position 1.0, shape 0.90, pair 0.375, inpaint 0.78). Colour, background, position
+    and shape hold the quick thresholds; pair and inpaint do not meet the issue's
+    targets yet, so inpaint has a floor below the shipped level instead (pair: none,
+    20 prompts are too few to hold a floor this far below target). Raise them as
+    training continues."""
     from starter.evaluate import QUICK_THRESHOLDS, evaluate
 
     result = evaluate(MODEL, quick=True)
-    for key in ("colour", "background", "position"):
+    for key in ("colour", "background", "position", "shape"):
         assert result[key] >= QUICK_THRESHOLDS[key], result
-    assert result["shape"] >= 0.6, result
-    assert result["inpaint"] >= 0.4, result
+    assert result["inpaint"] >= 0.5, result
     assert result["inpaint_outside_max_diff"] == 0, result
 
 
