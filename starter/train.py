@@ -57,6 +57,24 @@ def to_tensor(images: list) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+def save_checkpoint(path: Path, step: int, extra: dict | None = None, **parts) -> None:
+    """Every part's state_dict, the step and torch's random state, written atomically."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    save_atomic({**state, **(extra or {}), "step": step, "torch_rng": torch.get_rng_state()}, path)
+
+
+def resume_checkpoint(path: Path, **parts) -> int:
+    """Load a save_checkpoint file into the parts, if there is one; the step to go on from."""
+    if not path.exists():
+        return 0
+    ckpt = torch.load(path, weights_only=False)
+    for name, part in parts.items():
+        part.load_state_dict(ckpt[name])
+    if "torch_rng" in ckpt:
+        torch.set_rng_state(ckpt["torch_rng"])
+    return ckpt["step"]
+
+
 def save_atomic(obj: object, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -92,14 +110,7 @@ def train_vae(
     vae = (build_vae(channels) if channels else build_vae()).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=2e-4, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-4, total_steps=steps, pct_start=0.05)
-    step = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        vae.load_state_dict(ckpt["vae"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
-        step = ckpt["step"]
-        torch.set_rng_state(ckpt["torch_rng"])
+    step = resume_checkpoint(ckpt_path, vae=vae, opt=opt, sched=sched)
     rng = np.random.default_rng(DATA_SEED + 1 + step)
     t0 = time.time()
     while step < steps:
@@ -134,8 +145,7 @@ def train_vae(
                 },
             )
         if step % checkpoint_every == 0:
-            state = {"vae": vae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
-            save_atomic({**state, "step": step, "torch_rng": torch.get_rng_state()}, ckpt_path)
+            save_checkpoint(ckpt_path, step, vae=vae, opt=opt, sched=sched)
     make_deterministic(vae)
     save_atomic(vae.state_dict(), out)
 
@@ -175,13 +185,7 @@ def sharpen_decoder(
         opt,
         lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * s / steps)),
     )
-    step = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        vae.load_state_dict(ckpt["vae"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
-        step = ckpt["step"]
+    step = resume_checkpoint(ckpt_path, vae=vae, opt=opt, sched=sched)
     rng = np.random.default_rng(DATA_SEED + 2 + step)
     t0 = time.time()
     while step < steps:
@@ -209,8 +213,7 @@ def sharpen_decoder(
             )
         if step % checkpoint_every == 0:
             save_atomic(vae.state_dict(), run / "vae_sharp_partial.pt")
-            state = {"vae": vae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
-            save_atomic({**state, "step": step}, ckpt_path)
+            save_checkpoint(ckpt_path, step, vae=vae, opt=opt, sched=sched)
     save_atomic(vae.state_dict(), out)
 
 
@@ -300,16 +303,14 @@ def train_unet(
     ema_text = EMAModel(text_encoder.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
     noise_scheduler = build_scheduler()
     ckpt_path = run / "unet_ckpt.pt"
-    step = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        unet.load_state_dict(ckpt["unet"])
-        text_encoder.load_state_dict(ckpt["text_encoder"])
-        opt.load_state_dict(ckpt["opt"])
-        ema_unet.load_state_dict(ckpt["ema_unet"])
-        ema_text.load_state_dict(ckpt["ema_text"])
-        step = ckpt["step"]
-        torch.set_rng_state(ckpt["torch_rng"])
+    parts = {
+        "unet": unet,
+        "text_encoder": text_encoder,
+        "opt": opt,
+        "ema_unet": ema_unet,
+        "ema_text": ema_text,
+    }
+    step = resume_checkpoint(ckpt_path, **parts)
     rng = np.random.default_rng(DATA_SEED + 100 + step)
 
     def lr_at(s: int) -> float:
@@ -319,19 +320,7 @@ def train_unet(
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
 
     def checkpoint() -> None:
-        save_atomic(
-            {
-                "unet": unet.state_dict(),
-                "text_encoder": text_encoder.state_dict(),
-                "opt": opt.state_dict(),
-                "ema_unet": ema_unet.state_dict(),
-                "ema_text": ema_text.state_dict(),
-                "step": step,
-                "torch_rng": torch.get_rng_state(),
-                "scaling": scaling,
-            },
-            ckpt_path,
-        )
+        save_checkpoint(ckpt_path, step, {"scaling": scaling}, **parts)
 
     unet.train()
     t0 = time.time()
