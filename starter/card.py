@@ -10,6 +10,7 @@ UNet from a later one); --notes adds a paragraph on how the shipped weights were
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def read_log(runs: list[Path]) -> list[dict]:
         if having:
             records += [r for r in having[-1] if r.get("stage") == stage]
     return records + [r for recs in per_run for r in recs if r.get("stage") == "decoder"]
+
+
+def busy_seconds(times: list[float], longest_gap: float = 600.0) -> float:
+    """Time between a stage's log records, leaving out pauses between sessions (a
+    stage logs at least every few minutes while it runs)."""
+    ordered = sorted(times)
+    gaps = (b - a for a, b in itertools.pairwise(ordered))
+    return sum(gap for gap in gaps if gap <= longest_gap)
 
 
 def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
@@ -97,7 +106,7 @@ def write_card(
             if r.get("stage") == stage:
                 times.setdefault(r["run"], []).append(r["time"])
         if times:
-            minutes[stage] = round(sum(max(t) - min(t) for t in times.values()) / 60, 1)
+            minutes[stage] = round(sum(busy_seconds(t) for t in times.values()) / 60, 1)
     sizes = {
         p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*.safetensors"))
     }

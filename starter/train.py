@@ -395,7 +395,7 @@ def main() -> None:
     parser.add_argument("--vae-steps", type=int, default=3000)
     parser.add_argument("--images", type=int, default=36000)
     parser.add_argument("--text-steps", type=int, default=800)
-    parser.add_argument("--unet-steps", type=int, default=5500)
+    parser.add_argument("--unet-steps", type=int, default=9000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument(
