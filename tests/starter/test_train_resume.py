@@ -52,7 +52,15 @@ def test_decoder_stage_resumes_where_it_stopped(tmp_path: Path, monkeypatch) -> 
     torch.save(before, tmp_path / "vae.pt")
 
     def stage() -> None:
-        train.sharpen_decoder(tmp_path, 4, batch=BATCH, channels=TINY, checkpoint_every=1)
+        train.sharpen_decoder(
+            tmp_path,
+            4,
+            batch=BATCH,
+            channels=TINY,
+            checkpoint_every=1,
+            crowded=0.5,
+            object_weight=3.0,
+        )
 
     assert run_interrupted_then_resumed(monkeypatch, stage) == 2 * BATCH
     after = torch.load(tmp_path / "vae_sharp.pt")
