@@ -18,10 +18,15 @@ from PIL import Image, ImageDraw
 
 from starter.export import DEFAULT_OUT
 
+STAGES = ("vae", "encode", "encode crowded_latents.pt", "text", "unet")
+
 
 def read_log(runs: list[Path]) -> list[dict]:
-    """The runs' records as one history: each stage from the last run that has it,
-    except decoder sharpening, whose passes build on each other and are all kept."""
+    """The runs' records as one history, runs given in the order they trained.
+
+    Each stage comes from the last run that has it. A UNet run that resumed another
+    run's checkpoint (its first step is past the start) keeps the earlier run's steps
+    before its own. Decoder sharpening passes build on each other and are all kept."""
     per_run = [
         [
             {**json.loads(line), "run": i}
@@ -31,10 +36,22 @@ def read_log(runs: list[Path]) -> list[dict]:
         for i, run in enumerate(runs)
     ]
     records: list[dict] = []
-    for stage in ("vae", "encode", "text", "unet"):
-        having = [recs for recs in per_run if any(r.get("stage") == stage for r in recs)]
-        if having:
-            records += [r for r in having[-1] if r.get("stage") == stage]
+    for stage in STAGES:
+        having = [
+            [r for r in recs if r.get("stage") == stage]
+            for recs in per_run
+            if any(r.get("stage") == stage for r in recs)
+        ]
+        if not having:
+            continue
+        last = having[-1]
+        stepped = [r["step"] for r in last if "step" in r]
+        for earlier in reversed(having[:-1]):
+            if not stepped or min(stepped) <= 25:
+                break
+            last = [r for r in earlier if r.get("step", 0) < min(stepped)] + last
+            stepped = [r["step"] for r in last if "step" in r]
+        records += last
     return records + [r for recs in per_run for r in recs if r.get("stage") == "decoder"]
 
 
@@ -100,7 +117,7 @@ def write_card(
         )
     training = json.loads((out / "training.json").read_text())
     minutes = {}
-    for stage in ("vae", "encode", "text", "unet", "decoder"):
+    for stage in (*STAGES, "decoder"):
         times: dict[int, list[float]] = {}
         for r in log:
             if r.get("stage") == stage:
@@ -174,9 +191,11 @@ def write_card(
         "pretrained on captions alone (a few minutes), then the UNet against that frozen",
         "encoder with 10% caption dropout (for",
         "classifier-free guidance), offset noise 0.1 (flat colours), min-SNR-5 loss",
-        "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. While",
-        "the UNet trains (one thread), a second process fine-tunes the decoder alone (one",
-        "thread) on full pictures with an added edge loss.",
+        "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. 30% of",
+        "each UNet batch comes from a second encoded set of crowded pictures (two or three",
+        "objects, half of the pairs in one column). While the UNet trains (one thread), a",
+        "second process fine-tunes the decoder alone (one thread) on full pictures, 30%",
+        "of them crowded, with an added edge loss and object pixels weighted 4 to 1.",
         "",
         *([notes.strip(), ""] if notes.strip() else []),
         "![UNet loss](loss_unet.png)",

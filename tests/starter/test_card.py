@@ -1,4 +1,7 @@
-from starter.card import busy_seconds
+import json
+from pathlib import Path
+
+from starter.card import busy_seconds, read_log
 
 
 def test_busy_time_leaves_out_pauses_between_sessions() -> None:
@@ -6,3 +9,28 @@ def test_busy_time_leaves_out_pauses_between_sessions() -> None:
     times = [0.0, 30.0, 60.0, 1860.0, 1890.0, 1920.0]
     assert busy_seconds(times) == 120.0
     assert busy_seconds([5.0]) == 0.0
+
+
+def write_log(run: Path, records: list[dict]) -> None:
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_a_resumed_unet_run_keeps_the_steps_before_it(tmp_path: Path) -> None:
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    unet = [{"stage": "unet", "step": s, "loss": 1.0, "time": s} for s in (25, 50, 75, 100)]
+    write_log(first, [{"stage": "vae", "step": 50, "loss": 0.1, "time": 0}, *unet])
+    write_log(
+        resumed, [{"stage": "unet", "step": s, "loss": 0.5, "time": s} for s in (75, 100, 125)]
+    )
+    log = read_log([first, resumed])
+    steps = [(r["step"], r["run"]) for r in log if r["stage"] == "unet"]
+    assert steps == [(25, 0), (50, 0), (75, 1), (100, 1), (125, 1)]
+    assert [r["stage"] for r in log][0] == "vae"
+
+
+def test_a_unet_run_from_scratch_replaces_the_earlier_one(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_log(old, [{"stage": "unet", "step": s, "loss": 1.0, "time": s} for s in (25, 50, 75)])
+    write_log(new, [{"stage": "unet", "step": s, "loss": 0.5, "time": s} for s in (25, 50)])
+    assert {r["run"] for r in read_log([old, new]) if r["stage"] == "unet"} == {1}
