@@ -194,7 +194,7 @@ def write_card(
         "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. 30% of",
         "each UNet batch comes from a second encoded set of crowded pictures (two or three",
         "objects, half of the pairs in one column). While the UNet trains (one thread), a",
-        "second process fine-tunes the decoder alone (one thread) on full pictures, 30%",
+        "second process fine-tunes the decoder alone (one thread) on full pictures, half",
         "of them crowded, with an added edge loss and object pixels weighted 4 to 1.",
         "",
         *([notes.strip(), ""] if notes.strip() else []),

@@ -436,7 +436,8 @@ def start_decoder_process(args: argparse.Namespace) -> subprocess.Popen | None:
         return None
     command = [sys.executable, "-m", "starter.train", "--run", str(args.run), "--only-decoder"]
     command += ["--threads", "1", "--decoder-steps", str(args.decoder_steps)]
-    command += ["--decoder-lr", str(args.decoder_lr), "--crowded", str(args.crowded)]
+    command += ["--decoder-lr", str(args.decoder_lr)]
+    command += ["--decoder-crowded", str(args.decoder_crowded)]
     command += ["--object-weight", str(args.object_weight)]
     log_file = open(args.run / "decoder.log", "a")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
@@ -464,8 +465,13 @@ def main() -> None:
         "--crowded",
         type=float,
         default=0.3,
-        help="share of crowded two- and three-object scenes in the decoder's pictures "
-        "and the UNet's batches",
+        help="share of each UNet batch from the crowded set (two and three objects)",
+    )
+    parser.add_argument(
+        "--decoder-crowded",
+        type=float,
+        default=0.5,
+        help="share of crowded scenes among the decoder's pictures",
     )
     parser.add_argument("--crowded-images", type=int, default=12000)
     parser.add_argument(
@@ -512,7 +518,7 @@ def main() -> None:
             args.run,
             args.decoder_steps,
             lr=args.decoder_lr,
-            crowded=args.crowded,
+            crowded=args.decoder_crowded,
             object_weight=args.object_weight,
         )
         return
