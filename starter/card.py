@@ -55,6 +55,13 @@ def read_log(runs: list[Path]) -> list[dict]:
     return records + [r for recs in per_run for r in recs if r.get("stage") == "decoder"]
 
 
+def latest_per_step(records: list[dict]) -> list[dict]:
+    """One record per run and step, the last one logged: a stage interrupted between
+    checkpoints repeats the steps since its last checkpoint when it resumes."""
+    latest = {(r["run"], r["step"]): r for r in records}
+    return [latest[key] for key in sorted(latest)]
+
+
 def busy_seconds(times: list[float], longest_gap: float = 600.0) -> float:
     """Time between a stage's log records, leaving out pauses between sessions (a
     stage logs at least every few minutes while it runs)."""
@@ -94,9 +101,10 @@ def write_card(
     runs: list[Path], out: Path, evaluation: dict | None, speed: dict | None, notes: str = ""
 ) -> None:
     log = read_log(runs)
-    vae = [r for r in log if r.get("stage") == "vae" and "loss" in r]
-    unet = [r for r in log if r.get("stage") == "unet" and "loss" in r]
-    decoder = [r for r in log if r.get("stage") == "decoder" and "loss" in r]
+    vae, unet, decoder = (
+        latest_per_step([r for r in log if r.get("stage") == stage and "loss" in r])
+        for stage in ("vae", "unet", "decoder")
+    )
     scaling = next((r["scaling_factor"] for r in log if "scaling_factor" in r), None)
     draw_curve(
         [(r["step"], r["loss"]) for r in unet],

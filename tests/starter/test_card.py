@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from starter.card import busy_seconds, read_log
+from starter.card import busy_seconds, latest_per_step, read_log
 
 
 def test_busy_time_leaves_out_pauses_between_sessions() -> None:
@@ -34,3 +34,13 @@ def test_a_unet_run_from_scratch_replaces_the_earlier_one(tmp_path: Path) -> Non
     write_log(old, [{"stage": "unet", "step": s, "loss": 1.0, "time": s} for s in (25, 50, 75)])
     write_log(new, [{"stage": "unet", "step": s, "loss": 0.5, "time": s} for s in (25, 50)])
     assert {r["run"] for r in read_log([old, new]) if r["stage"] == "unet"} == {1}
+
+
+def test_steps_repeated_after_an_interruption_count_once() -> None:
+    # Interrupted at step 75 with a checkpoint at 50: the rerun logs 75 again.
+    records = [
+        {"run": 0, "step": s, "loss": loss}
+        for s, loss in ((25, 1.0), (50, 0.9), (75, 0.8), (75, 0.7), (100, 0.6))
+    ]
+    kept = latest_per_step(records)
+    assert [(r["step"], r["loss"]) for r in kept] == [(25, 1.0), (50, 0.9), (75, 0.7), (100, 0.6)]
