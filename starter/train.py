@@ -1,6 +1,6 @@
 """Train the starter model from scratch on this machine's CPU, resumably.
 
-    python -m starter.train [--run runs/starter] [--unet-steps 9000] [--max-minutes 150]
+    python -m starter.train [--run runs/starter] [--unet-steps 8500] [--max-minutes 175]
 
 Stages, each skipped when its output exists and each resuming from its checkpoint:
 (1) the autoencoder on random crops of generated pictures, (2) a fixed data set of
@@ -449,17 +449,17 @@ def main() -> None:
     parser.add_argument("--vae-steps", type=int, default=3000)
     parser.add_argument("--images", type=int, default=36000)
     parser.add_argument("--text-steps", type=int, default=800)
-    parser.add_argument("--unet-steps", type=int, default=9000)
+    parser.add_argument("--unet-steps", type=int, default=8500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument(
         "--max-minutes",
         type=float,
-        default=150.0,
+        default=175.0,
         help="stop the UNet stage (checkpointed) after this long; rerun resumes",
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decoder-steps", type=int, default=8000)
+    parser.add_argument("--decoder-steps", type=int, default=12000)
     parser.add_argument("--decoder-lr", type=float, default=3e-4)
     parser.add_argument(
         "--crowded",
