@@ -12,6 +12,7 @@ Uses the bundled starter model when present, else a tiny random-weight model.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -80,8 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--prompt", default="a red circle on a blue background")
-    parser.add_argument("--inpaint-prompt", default="a yellow star on a blue background")
+    parser.add_argument("--prompt", default="a large red circle in the centre on a blue background")
+    parser.add_argument(
+        "--inpaint-prompt", default="a large yellow star in the centre on a blue background"
+    )
     args = parser.parse_args()
     share_the_gil_fairly()
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -120,9 +123,13 @@ def main() -> None:
 
     # 2. brush a mask over the middle, inpaint with another prompt
     canvas = window.canvas
-    canvas.set_brush_size(34)
-    window.mask_toolbar.softness_slider.setValue(40)
-    brush(window, [(40, 64), (64, 50), (88, 64), (64, 80), (48, 70)])
+    canvas.set_brush_size(44)
+    window.mask_toolbar.softness_slider.setValue(30)
+    # a ring around the centre and back, so the whole large circle is under the mask
+    ring = [
+        (64 + 16 * math.cos(a * math.pi / 4), 64 + 16 * math.sin(a * math.pi / 4)) for a in range(9)
+    ]
+    brush(window, [(64, 64), *ring, (64, 64)])
     m.prompt = args.inpaint_prompt
     m.strength = 1.0
     steps_seen.clear()
