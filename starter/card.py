@@ -62,12 +62,65 @@ def latest_per_step(records: list[dict]) -> list[dict]:
     return [latest[key] for key in sorted(latest)]
 
 
-def busy_seconds(times: list[float], longest_gap: float = 600.0) -> float:
-    """Time between a stage's log records, leaving out pauses between sessions (a
-    stage logs at least every few minutes while it runs)."""
-    ordered = sorted(times)
-    gaps = (b - a for a, b in itertools.pairwise(ordered))
-    return sum(gap for gap in gaps if gap <= longest_gap)
+Pause = tuple[float, float]
+
+STAGE_LABELS = {
+    "vae": "autoencoder",
+    "encode": "encode the pictures",
+    "encode crowded_latents.pt": "encode the crowded pictures",
+    "text": "text encoder",
+    "unet": "UNet",
+    "decoder": "decoder sharpening, beside the UNet (inside its time)",
+}
+
+
+def read_pauses(runs: list[Path]) -> dict[int, list[Pause]]:
+    """Each run's recorded pauses (e.g. SIGSTOP for other work), from an optional
+    `pauses.json` in its folder: [[start, end], ...] in Unix seconds."""
+    pauses: dict[int, list[Pause]] = {}
+    for i, run in enumerate(runs):
+        path = run / "pauses.json"
+        if path.exists():
+            pauses[i] = [(float(a), float(b)) for a, b in json.loads(path.read_text())]
+    return pauses
+
+
+def busy_seconds(times: list[float], longest_gap: float = 600.0, pauses: list[Pause] = ()) -> float:
+    """Time between a stage's log records, leaving out recorded pauses and any longer
+    gap, such as between sessions (a stage logs at least every few minutes while it
+    runs)."""
+    total = 0.0
+    for a, b in itertools.pairwise(sorted(times)):
+        paused = sum(max(0.0, min(b, end) - max(a, start)) for start, end in pauses)
+        if b - a - paused <= longest_gap:
+            total += b - a - paused
+    return total
+
+
+def stage_minutes(log: list[dict], pauses: dict[int, list[Pause]]) -> dict[str, float]:
+    """Busy minutes of each stage, summed over the runs that trained it."""
+    minutes = {}
+    for stage in (*STAGES, "decoder"):
+        times: dict[int, list[float]] = {}
+        for r in log:
+            if r.get("stage") == stage:
+                times.setdefault(r["run"], []).append(r["time"])
+        if times:
+            busy = sum(busy_seconds(t, pauses=pauses.get(run, [])) for run, t in times.items())
+            minutes[stage] = round(busy / 60, 1)
+    return minutes
+
+
+def time_table(minutes: dict[str, float]) -> list[str]:
+    rows = [f"| {STAGE_LABELS[stage]} | {m:.1f} |" for stage, m in minutes.items()]
+    total = sum(m for stage, m in minutes.items() if stage != "decoder")
+    hours, rest = divmod(round(total), 60)
+    return [
+        "| stage | minutes |",
+        "|---|---|",
+        *rows,
+        f"| **total** | **{total:.1f}** ({hours} h {rest:02d} min) |",
+    ]
 
 
 def draw_curve(points: list[tuple[int, float]], title: str, path: Path) -> None:
@@ -124,14 +177,7 @@ def write_card(
             out / "loss_decoder.png",
         )
     training = json.loads((out / "training.json").read_text())
-    minutes = {}
-    for stage in (*STAGES, "decoder"):
-        times: dict[int, list[float]] = {}
-        for r in log:
-            if r.get("stage") == stage:
-                times.setdefault(r["run"], []).append(r["time"])
-        if times:
-            minutes[stage] = round(sum(busy_seconds(t) for t in times.values()) / 60, 1)
+    minutes = stage_minutes(log, read_pauses(runs))
     sizes = {
         p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*.safetensors"))
     }
@@ -192,12 +238,16 @@ def write_card(
         "python -m starter.train --run runs/starter     # then: python -m starter.export",
         "```",
         "",
-        f"This model: {training['unet_steps']} UNet steps of batch 64. Wall time by stage",
-        f"(minutes, on a machine shared with other work): {minutes}. Autoencoder on random",
-        "64x64 crops (it is convolutional) with an edge loss beside the reconstruction",
-        "loss, then a fixed set of generated pictures encoded once, then the text encoder",
-        "pretrained on captions alone (a few minutes), then the UNet against that frozen",
-        "encoder with 10% caption dropout (for",
+        f"This model: {training['unet_steps']} UNet steps of batch 64. Machine time by stage,",
+        "from the training log; gaps of over 10 minutes (between sessions) and pauses",
+        "recorded in a run's `pauses.json` are left out:",
+        "",
+        *time_table(minutes),
+        "",
+        "Autoencoder on random 64x64 crops (it is convolutional) with an edge loss beside",
+        "the reconstruction loss, then a fixed set of generated pictures encoded once, then",
+        "the text encoder pretrained on captions alone (a few minutes), then the UNet",
+        "against that frozen encoder with 10% caption dropout (for",
         "classifier-free guidance), offset noise 0.1 (flat colours), min-SNR-5 loss",
         "weighting, EMA 0.999, AdamW with warm-up and cosine decay, bf16 autocast. 30% of",
         "each UNet batch comes from a second encoded set of crowded pictures (two or three",

@@ -1,7 +1,14 @@
 import json
 from pathlib import Path
 
-from starter.card import busy_seconds, latest_per_step, read_log
+from starter.card import (
+    busy_seconds,
+    latest_per_step,
+    read_log,
+    read_pauses,
+    stage_minutes,
+    time_table,
+)
 
 
 def test_busy_time_leaves_out_pauses_between_sessions() -> None:
@@ -44,3 +51,29 @@ def test_steps_repeated_after_an_interruption_count_once() -> None:
     ]
     kept = latest_per_step(records)
     assert [(r["step"], r["loss"]) for r in kept] == [(25, 1.0), (50, 0.9), (75, 0.7), (100, 0.6)]
+
+
+def test_recorded_pauses_are_not_busy_time() -> None:
+    # Logged every 30 s; paused 200 s between 60 and 290.
+    times = [0.0, 30.0, 60.0, 290.0, 320.0]
+    assert busy_seconds(times, pauses=[(70.0, 270.0)]) == 120.0
+    # A pause that makes a gap look like a break between sessions still counts as one.
+    assert busy_seconds([0.0, 900.0], pauses=[(10.0, 310.0)]) == 600.0
+
+
+def test_the_time_table_totals_the_stages_but_not_the_decoder_beside_the_unet(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    records = [{"stage": "vae", "step": s, "loss": 0.1, "time": 60.0 * s} for s in range(11)]
+    records += [
+        {"stage": "unet", "step": s, "loss": 0.1, "time": 1000.0 + 60 * s} for s in range(6)
+    ]
+    records += [
+        {"stage": "decoder", "step": s, "loss": 0.1, "time": 1000.0 + 60 * s} for s in range(4)
+    ]
+    write_log(run, records)
+    (run / "pauses.json").write_text(json.dumps([[1000.0 + 60, 1000.0 + 120]]))
+    minutes = stage_minutes(read_log([run]), read_pauses([run]))
+    assert minutes == {"vae": 10.0, "unet": 4.0, "decoder": 2.0}
+    assert time_table(minutes)[-1] == "| **total** | **14.0** (0 h 14 min) |"
