@@ -173,7 +173,7 @@ def write_card(
         # Steps counted across sharpening runs, in the order they ran.
         draw_curve(
             [(50 * k, r["loss"]) for k, r in enumerate(decoder, 1)],
-            "Decoder sharpening: reconstruction loss (+ edge loss in later runs) by step",
+            "Decoder sharpening: reconstruction loss by step (the edge loss is not in it)",
             out / "loss_decoder.png",
         )
     training = json.loads((out / "training.json").read_text())
