@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -85,7 +86,9 @@ def read_pauses(runs: list[Path]) -> dict[int, list[Pause]]:
     return pauses
 
 
-def busy_seconds(times: list[float], longest_gap: float = 600.0, pauses: list[Pause] = ()) -> float:
+def busy_seconds(
+    times: list[float], longest_gap: float = 600.0, pauses: Sequence[Pause] = ()
+) -> float:
     """Time between a stage's log records, leaving out recorded pauses and any longer
     gap, such as between sessions (a stage logs at least every few minutes while it
     runs)."""
