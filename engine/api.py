@@ -33,6 +33,37 @@ class SchedulerName(StrEnum):
     LCM = "LCM"
 
 
+class ModelFamily(StrEnum):
+    """The architecture a model belongs to; decides pipelines, latents and previews."""
+
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+
+class Mode(StrEnum):
+    """What a job does with its inputs."""
+
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+
+
+class JobState(StrEnum):
+    """Where a job stands, as the window and the CLI track it."""
+
+    QUEUED = "queued"
+    LOADING = "loading"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def ended(self) -> bool:
+        return self in (JobState.FINISHED, JobState.CANCELLED, JobState.FAILED)
+
+
 class ErrorKind(StrEnum):
     """Whose fault a failure was."""
 
@@ -107,12 +138,12 @@ class GenerationRequest:
     resume: ResumeFrom | None = None
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Mode:
         if self.mask is not None:
-            return "inpaint"
+            return Mode.INPAINT
         if self.init_image is not None:
-            return "img2img"
-        return "txt2img"
+            return Mode.IMG2IMG
+        return Mode.TXT2IMG
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)

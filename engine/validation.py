@@ -20,6 +20,14 @@ MAX_SIDE = 4096
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**64 - 1
 SCHEDULER_NAMES = tuple(s.value for s in SchedulerName)
+MAX_MASK_BLUR = 256
+# Schedulers whose own schedule caps the steps (LCM distils 50 original steps).
+_STEP_CAPS = {SchedulerName.LCM.value: 50}
+
+
+def max_steps_for(scheduler: str) -> int:
+    """The most steps this scheduler can run; the form and the engine share it."""
+    return _STEP_CAPS.get(scheduler, MAX_STEPS) if isinstance(scheduler, str) else MAX_STEPS
 
 
 def _is_int(value: object) -> bool:
@@ -64,8 +72,12 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         found.append(f"the negative prompt must be text, got {type(r.negative_prompt).__name__}")
     if not _is_int(r.steps):
         found.append(f"steps must be a whole number, got {r.steps!r}")
-    elif not 1 <= r.steps <= MAX_STEPS:
-        found.append(f"steps must be between 1 and {MAX_STEPS}, got {r.steps}")
+    elif not 1 <= r.steps <= max_steps_for(r.scheduler):
+        found.append(
+            f"steps must be between 1 and {max_steps_for(r.scheduler)}"
+            f"{' for ' + str(r.scheduler) if max_steps_for(r.scheduler) < MAX_STEPS else ''}"
+            f", got {r.steps}"
+        )
     if not _is_number(r.guidance_scale) or not math.isfinite(r.guidance_scale):
         found.append(f"guidance scale must be a number, got {r.guidance_scale!r}")
     elif r.guidance_scale < 0:
@@ -127,8 +139,8 @@ def _mask_problems(r: GenerationRequest) -> list[str]:
         found += _image_problems("mask", r.mask, r.width, r.height)
     if r.mask.convert("L").getbbox() is None:
         found.append("the mask is empty: paint the area to repaint in white")
-    if not _is_int(r.mask_blur) or not 0 <= r.mask_blur <= 256:
-        found.append(f"mask blur must be between 0 and 256 pixels, got {r.mask_blur!r}")
+    if not _is_int(r.mask_blur) or not 0 <= r.mask_blur <= MAX_MASK_BLUR:
+        found.append(f"mask blur must be between 0 and {MAX_MASK_BLUR} pixels, got {r.mask_blur!r}")
     if not _is_int(r.inpaint_padding) or r.inpaint_padding < 0:
         found.append(f"inpaint padding must be 0 or more pixels, got {r.inpaint_padding!r}")
     return found
