@@ -26,8 +26,9 @@ from diffusers import (
 )
 
 import engine
-from engine import devices, hub, single_file
+from engine import devices, hub, model_code, single_file
 from engine.api import STARTER_MODEL, EngineError, ErrorKind, JobCancelled
+from engine.out_of_memory import is_out_of_memory
 
 Progress = Callable[[str, float], None]
 ShouldCancel = Callable[[], bool]
@@ -35,7 +36,10 @@ ShouldCancel = Callable[[], bool]
 FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
-PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
+PICKLE_REASON = (
+    "pickle files (.ckpt, .pt, .pth, .bin) can hide code that runs when they are opened "
+    "(with the option they are read as plain weights only)"
+)
 ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
@@ -169,14 +173,16 @@ class ModelManager:
             model = self._load(source, progress, should_cancel)
         except (EngineError, JobCancelled):
             raise
-        except (torch.OutOfMemoryError, MemoryError) as exc:
-            raise EngineError(
-                ErrorKind.OUT_OF_MEMORY,
-                f"Not enough memory to load {source} on {self.device}; close other programs "
-                "or choose the CPU.",
-            ) from exc
         except Exception as exc:  # any library failure while loading is a model problem
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if is_out_of_memory(exc):
+                raise EngineError(
+                    ErrorKind.OUT_OF_MEMORY,
+                    f"Not enough memory to load {source} on {self.device_description}; "
+                    "close other programs or choose a smaller model"
+                    + ("." if self.device.type == "cpu" else ", or the CPU."),
+                ) from exc
+            text = str(exc).strip()
+            first = text.splitlines()[0][:300] if text else type(exc).__name__
             raise EngineError(
                 ErrorKind.MODEL,
                 f"Could not load the model {source}: {first}",
@@ -255,6 +261,7 @@ class ModelManager:
     ) -> LoadedModel:
         hub.check_supported(str(folder), folder / "model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
+        model_code.check_folder(folder, index)
         class_name = str(index.get("_class_name", ""))
         pipe_cls = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
         wanted = [

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from engine.api import EngineError, ErrorKind
+from engine.model_code import load_pickle_weights
 
 CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
 
@@ -66,15 +67,8 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
                 "truncated or damaged: download it again."
             ) from exc
     else:
-        try:
-            # Only reached when the user allowed pickles: old .ckpt files hold
-            # training objects that weights_only loading rejects.
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise _error(
-                f"{path.name} could not be read as a PyTorch checkpoint ({exc}); it may be "
-                "truncated or damaged: download it again."
-            ) from exc
+        # Only reached when the person allowed pickles; even then, weights only.
+        state = load_pickle_weights(path)
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

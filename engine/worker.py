@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import validation
+from engine import out_of_memory, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -31,6 +31,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    JobResultPruned,
     ModelLoading,
     Queued,
     Started,
@@ -39,6 +40,7 @@ from engine.api import (
 from engine.sampling import Sampler, Trajectory
 
 log = logging.getLogger(__name__)
+is_out_of_memory = out_of_memory.is_out_of_memory
 
 KEEP_TRAJECTORIES = 8  # finished jobs whose per-step latents stay available for resume
 KEEP_RESULTS = 32  # finished jobs whose terminal event wait() can still return
@@ -53,12 +55,6 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Event | None = None
     steps_done: int = 0
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def free_memory() -> None:
@@ -115,6 +111,7 @@ class Engine:
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._pending: list[int] = []
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._closed = False
         # Worker-thread state.
         self._sampler = Sampler()
@@ -140,10 +137,13 @@ class Engine:
                 self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
+        if not isinstance(request, GenerationRequest):
+            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine has been shut down")
             job = _Job(next(self._ids), request)
+            self._last_id = job.id
             self._jobs[job.id] = job
             position = len(self._pending)
             self._pending.append(job.id)
@@ -184,7 +184,10 @@ class Engine:
         """The job's terminal event (Finished, Cancelled or Failed), or None on timeout."""
         with self._lock:
             job = self._jobs.get(job_id)
+            issued = self._last_id
         if job is None:
+            if isinstance(job_id, int) and 1 <= job_id <= issued:
+                raise JobResultPruned(job_id, KEEP_RESULTS)
             raise KeyError(f"no job {job_id}")
         job.done.wait(timeout)
         return job.result
@@ -251,11 +254,12 @@ class Engine:
             if is_out_of_memory(exc):
                 out_of_memory = True
                 r = job.request
+                device = self.device_description
                 event = Failed(
                     job.id,
                     ErrorKind.OUT_OF_MEMORY,
                     f"Out of memory making {r.batch_size} image(s) of {r.width}x{r.height} on "
-                    f"{self.device_description}; choose a smaller size or batch, or the CPU.",
+                    f"{device}; {out_of_memory.suggestion(device)}.",
                     traceback.format_exc(),
                 )
             else:
@@ -263,7 +267,7 @@ class Engine:
                 event = Failed(
                     job.id,
                     ErrorKind.INTERNAL,
-                    f"Internal error: {type(exc).__name__}: {exc}",
+                    f"Internal error: {type(exc).__name__}: {str(exc)[:300]}",
                     traceback.format_exc(),
                 )
         if out_of_memory:  # outside the except block, so the traceback's tensors are gone
@@ -276,6 +280,7 @@ class Engine:
         r = job.request
         start = time.perf_counter()
         validation.check_request(r, max_pixels=self._max_pixels)
+        r, notes = validation.cleaned(r)
         resume = None
         batch, total = r.batch_size, steps_to_run(r)
         if r.resume is not None:
@@ -337,7 +342,7 @@ class Engine:
             },
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
-            warnings=tuple(result.warnings),
+            warnings=(*notes, *result.warnings),
         )
 
     def _resume_source(self, r: GenerationRequest) -> Trajectory:
