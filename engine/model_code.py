@@ -55,6 +55,22 @@ def load_pickle_weights(path: Path) -> Any:
         ) from exc
 
 
+def needed_code(exc: BaseException) -> bool:
+    """Whether exc (or what caused it) is torch's weights-only unpickler refusing code:
+    diffusers and transformers wrap it in errors of their own."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if (
+            isinstance(current, pickle.UnpicklingError)
+            or "Weights only load failed" in str(current)[:500]
+        ):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _code_key(data: object) -> str | None:
     if isinstance(data, dict):
         return next((key for key in _CODE_KEYS if key in data), None)

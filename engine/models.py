@@ -181,6 +181,12 @@ class ModelManager:
                     "close other programs or choose a smaller model"
                     + ("." if self.device.type == "cpu" else ", or the CPU."),
                 ) from exc
+            if model_code.needed_code(exc):  # diffusers or transformers read a .bin
+                raise EngineError(
+                    ErrorKind.MODEL,
+                    f"{source} holds pickle weights that need code to be run to open them, and "
+                    f"{model_code.NEVER_RUNS_CODE}; use a .safetensors version of the model.",
+                ) from exc
             text = str(exc).strip()
             first = text.splitlines()[0][:300] if text else type(exc).__name__
             raise EngineError(

@@ -48,6 +48,9 @@ _PIPELINES = {
         "inpaint": StableDiffusionXLInpaintPipeline,
     },
 }
+# The truncation warning quotes at most this much of the ignored text.
+EXCERPT_TOKENS = 12
+EXCERPT_CHARS = 60
 NAN_MESSAGE = (
     "The model produced {what} (its numbers overflowed, which often happens in half "
     "precision); choose float32 in the device settings (--dtype float32) and try again."
@@ -136,10 +139,13 @@ def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[st
             continue
         ids = tokenizer(text, truncation=False).input_ids
         if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
+            # Quote only the start of what was cut: the rest could be pages long.
+            end = min(limit - 1 + EXCERPT_TOKENS, len(ids) - 1)
+            ignored = tokenizer.decode(ids[limit - 1 : end], skip_special_tokens=True).strip()
+            more = "…" if end < len(ids) - 1 else ""
             found.append(
                 f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
+                f'{limit - 2}; the end was ignored, from "{ignored[:EXCERPT_CHARS]}{more}".'
             )
     return found
 

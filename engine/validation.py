@@ -141,9 +141,11 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
     if not _is_number(r.guidance_scale) or not _finite(r.guidance_scale):
         found.append(f"guidance scale must be a number, got {short(r.guidance_scale)}")
     elif r.guidance_scale < 0:
-        found.append(f"guidance scale must be 0 or more, got {r.guidance_scale}")
+        found.append(f"guidance scale must be 0 or more, got {short(r.guidance_scale)}")
     elif r.guidance_scale > MAX_GUIDANCE:
-        found.append(f"guidance scale must be at most {MAX_GUIDANCE:g}, got {r.guidance_scale}")
+        found.append(
+            f"guidance scale must be at most {MAX_GUIDANCE:g}, got {short(r.guidance_scale)}"
+        )
     if not _is_int(r.batch_size) or not 1 <= r.batch_size <= MAX_BATCH:
         found.append(f"batch size must be between 1 and {MAX_BATCH}, got {short(r.batch_size)}")
     top_seed = MAX_SEED - MAX_BATCH

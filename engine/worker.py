@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import out_of_memory, validation
+from engine import validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -37,10 +37,11 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.out_of_memory import is_out_of_memory
+from engine.out_of_memory import suggestion as out_of_memory_suggestion
 from engine.sampling import Sampler, Trajectory
 
 log = logging.getLogger(__name__)
-is_out_of_memory = out_of_memory.is_out_of_memory
 
 KEEP_TRAJECTORIES = 8  # finished jobs whose per-step latents stay available for resume
 KEEP_RESULTS = 32  # finished jobs whose terminal event wait() can still return
@@ -234,7 +235,17 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
-                self._run_guarded(job)
+                try:
+                    self._run_guarded(job)
+                except Exception:  # a bug in reporting must not end the worker
+                    log.exception("job %d could not be reported", job.id)
+                    if not job.done.is_set():
+                        detail = traceback.format_exc()
+                        with self._lock:
+                            job.state = "done"
+                        self._finish(
+                            job, Failed(job.id, ErrorKind.INTERNAL, "Internal error.", detail)
+                        )
         finally:
             self._sampler.reset()
             self._trajectories.clear()
@@ -259,7 +270,7 @@ class Engine:
                     job.id,
                     ErrorKind.OUT_OF_MEMORY,
                     f"Out of memory making {r.batch_size} image(s) of {r.width}x{r.height} on "
-                    f"{device}; {out_of_memory.suggestion(device)}.",
+                    f"{device}; {out_of_memory_suggestion(device)}.",
                     traceback.format_exc(),
                 )
             else:

@@ -18,6 +18,7 @@ from PIL import Image
 from PySide6.QtCore import QObject, Qt, Signal
 
 from engine.api import Finished, GenerationRequest
+from guiapp.file_io import save_failed_message
 
 
 def save_png(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
@@ -49,6 +50,7 @@ class SavedJob:
     event: Finished
     paths: tuple[Path, ...]
     error: str = ""  # non-empty if saving failed
+    unsaved: tuple[Path, ...] = ()  # where the images that failed to save were meant to go
 
 
 class OutputWriter(QObject):
@@ -88,14 +90,14 @@ class OutputWriter(QObject):
             if item is None:
                 return
             event, folder = item
+            planned = [folder / self.file_name(event.job_id, seed) for seed in event.seeds]
             paths: list[Path] = []
             error = ""
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                for image, seed in zip(event.images, event.seeds, strict=False):
-                    path = folder / self.file_name(event.job_id, seed)
+                for image, seed, path in zip(event.images, event.seeds, planned, strict=False):
                     save_png(image, path, event.request.with_changes(seed=seed), seed)
                     paths.append(path)
             except Exception as exc:  # noqa: BLE001 - reported inline in the window
-                error = f"could not save the image to {folder}: {exc}"
-            self._relay.emit(SavedJob(event, tuple(paths), error))
+                error = save_failed_message(exc, folder)
+            unsaved = tuple(planned[len(paths) :])
+            self._relay.emit(SavedJob(event, tuple(paths), error, unsaved))

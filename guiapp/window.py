@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from PySide6.QtCore import QMimeData, QSize, Qt
 from PySide6.QtGui import (
     QAction,
@@ -41,6 +41,7 @@ from engine.api import (
     Started,
     Step,
 )
+from guiapp import file_io
 from guiapp.bridge import EngineBridge
 from guiapp.canvas import Canvas
 from guiapp.error_area import ErrorArea
@@ -48,7 +49,7 @@ from guiapp.history_strip import HistoryEntry, HistoryStrip
 from guiapp.icons import icon
 from guiapp.imaging import array_to_qimage, composite_in_mask, pil_to_qimage, qimage_to_array
 from guiapp.mask_toolbar import MaskToolBar
-from guiapp.output_writer import OutputWriter, SavedJob, read_parameters
+from guiapp.output_writer import OutputWriter, SavedJob
 from guiapp.parameter_panel import ParameterPanel
 from guiapp.progress_panel import ProgressPanel
 from guiapp.prompt_panel import PromptPanel
@@ -468,7 +469,9 @@ class MainWindow(QMainWindow):
         if saved.error:
             self.error_area.show_error(saved.error)
         entries = []
-        for image, seed, path in zip(event.images, event.seeds, saved.paths, strict=False):
+        # Images that could not be saved stay in the history too, to be saved elsewhere.
+        paths = saved.paths + saved.unsaved
+        for image, seed, path in zip(event.images, event.seeds, paths, strict=False):
             entry = HistoryEntry(
                 path=path,
                 image=pil_to_qimage(image.convert("RGB")),
@@ -488,7 +491,7 @@ class MainWindow(QMainWindow):
         self.progress.show_done(total, busy_remaining=bool(self.queue_view.job_ids()))
         seeds = ", ".join(map(str, event.seeds))
         self._set_caption(f"job #{event.job_id} done · seed {seeds}")
-        if event.warnings:
+        if event.warnings and not saved.error:
             self.error_area.show_error("Note: " + " ".join(event.warnings))
         if saved.paths:
             self.statusBar().showMessage(f"Saved {saved.paths[0].name}", 5000)
@@ -540,15 +543,21 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ files
 
     def open_image(self, path: Path) -> bool:
-        """Put a picture on the canvas; a PNG with parameters also goes into the history."""
-        try:
-            with Image.open(path) as opened:
-                picture = opened.convert("RGB")
-                request = read_parameters(opened)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            self.error_area.show_error(f"Could not open {path.name}: {exc}")
+        """Put a picture on the canvas (its transparent part as the mask); a picture with
+        parameters also goes into the history."""
+        loaded = file_io.load_picture(path)
+        if loaded.image is None:
+            self.error_area.show_error(loaded.error)
             return False
-        self._put_on_canvas(picture)
+        picture = self._put_on_canvas(loaded.image)
+        if loaded.mask is not None:
+            self.canvas.set_mask_array(
+                np.ascontiguousarray(loaded.mask[: picture.height, : picture.width]),
+                "Mask from transparency",
+            )
+        if loaded.notes:
+            self.error_area.show_error("Note: " + " ".join(loaded.notes))
+        request = loaded.request
         if request is not None:
             entry = HistoryEntry(path=path, image=pil_to_qimage(picture), request=request)
             entry.seed = request.seed
@@ -558,13 +567,14 @@ class MainWindow(QMainWindow):
             )
         return True
 
-    def _put_on_canvas(self, picture: Image.Image) -> None:
+    def _put_on_canvas(self, picture: Image.Image) -> Image.Image:
         """The canvas works in multiples of 8 pixels (the latent grid): crop the rest."""
         w, h = picture.width - picture.width % 8, picture.height - picture.height % 8
         if (w, h) != picture.size and w > 0 and h > 0:
             picture = picture.crop((0, 0, w, h))
         self.canvas.set_image(pil_to_qimage(picture), keep_mask=True)
         self._set_caption("")
+        return picture
 
     def open_image_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -581,11 +591,15 @@ class MainWindow(QMainWindow):
         if path:
             self.save_entry_as(entry, Path(path))
 
-    def save_entry_as(self, entry: HistoryEntry, path: Path) -> None:
-        try:
-            path.write_bytes(entry.path.read_bytes())
-        except OSError as exc:
-            self.error_area.show_error(f"Could not save {path}: {exc}")
+    def save_entry_as(self, entry: HistoryEntry, path: Path) -> bool:
+        """Write the entry's image (held in memory, so this works when its first save
+        failed) with its parameters, atomically."""
+        error = file_io.save_image_as(entry.image, path, entry.request, entry.seed)
+        if error:
+            self.error_area.show_error(error)
+            return False
+        self.statusBar().showMessage(f"Saved {path.name}", 5000)
+        return True
 
     def copy_image(self, entry: HistoryEntry | None = None) -> None:
         entry = entry or self.history.current()
