@@ -37,8 +37,8 @@ FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
 PICKLE_REASON = (
-    "pickle files (.ckpt, .pt, .pth, .bin) can hide code that runs when they are opened "
-    "(with the option they are read as plain weights only)"
+    "pickle files (.ckpt, .pt, .pth, .bin) can hide arbitrary code that runs when they "
+    "are opened (with --allow-pickle they are read as plain weights only)"
 )
 ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
