@@ -1,28 +1,23 @@
-"""The canvas: the picture, a translucent mask overlay and a mask brush, with zoom and pan.
+"""The canvas: shows the document's picture (or a live preview) with its mask as a
+translucent overlay, and paints the mask with the brush; zoom and pan.
 
 Left button paints the mask (or erases it with the eraser), the middle button or
-Space + left button pans, the wheel zooms under the cursor. Every stroke, clear and
-invert is one undoable command on the canvas's QUndoStack.
+Space + left button pans, the wheel zooms under the cursor. The picture, the mask and
+their undo stack belong to guiapp.document.Document; the canvas holds only the brush
+and the view.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from PIL import Image
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
-    QBrush,
     QColor,
-    QImage,
     QKeyEvent,
     QMouseEvent,
-    QPainter,
     QPen,
     QPixmap,
-    QRadialGradient,
-    QUndoStack,
+    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -33,24 +28,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from guiapp.imaging import qimage_to_array
-from guiapp.mask_commands import MaskEdit
+from guiapp.document import MAX_BRUSH, MIN_BRUSH, Brush, Document
+from guiapp.imaging import array_to_qimage, qimage_to_array
 
-MASK_COLOR = QColor(255, 70, 70)
-MIN_BRUSH, MAX_BRUSH = 1, 256
 MIN_ZOOM, MAX_ZOOM = 0.05, 64.0
 
 
 class Canvas(QGraphicsView):
-    """Shows the document image (or a live preview) and edits its mask."""
+    """Shows a Document (or a live preview) and paints its mask."""
 
     brushSizeChanged = Signal(int)
-    maskChanged = Signal()
     zoomChanged = Signal(float)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, document: Document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("canvas")
+        self.document = document
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
@@ -71,13 +64,7 @@ class Canvas(QGraphicsView):
             item.setZValue(z)
             self._scene.addItem(item)
 
-        self.undo_stack = QUndoStack(self)
-        self._image: QImage | None = None
-        self._mask = QImage()
-        self._brush_size = 24
-        self._hardness = 0.6  # 1 = hard edge, 0 = soft all the way from the centre
-        self._erasing = False
-        self._stroke_before: QImage | None = None
+        self.brush = Brush()
         self._last_point: QPointF | None = None
         self._panning = False
         self._space_down = False
@@ -85,172 +72,74 @@ class Canvas(QGraphicsView):
         self._zoom = 1.0
         self._fitted = False
         self.previews_shown = 0
+        document.imageChanged.connect(self.show_document)
+        document.maskChanged.connect(self._refresh_overlay)
 
-    # ------------------------------------------------------------------ document
-
-    def has_image(self) -> bool:
-        return self._image is not None
-
-    def image(self) -> QImage | None:
-        return self._image
-
-    def image_size(self) -> QSize | None:
-        return self._image.size() if self._image is not None else None
-
-    def set_image(self, image: QImage, keep_mask: bool = True) -> None:
-        """Make `image` the document; a mask of another size (or keep_mask=False) is reset."""
-        self._image = image.copy()
-        if not keep_mask or self._mask.size() != image.size():
-            self._mask = self._blank_mask(image.size())
-            self.undo_stack.clear()
-            self._refresh_overlay()
-        self._image_item.setPixmap(QPixmap.fromImage(self._image))
-        self._overlay_item.setVisible(True)
-        self._scene.setSceneRect(QRectF(0, 0, image.width(), image.height()))
-        if not self._fitted:
-            self.fit()
-        self.maskChanged.emit()
+    # ------------------------------------------------------------------ showing
 
     def show_document(self) -> None:
-        """Show the document image again (after previews)."""
-        if self._image is not None:
-            self._image_item.setPixmap(QPixmap.fromImage(self._image))
-            self._scene.setSceneRect(QRectF(0, 0, self._image.width(), self._image.height()))
+        """Show the document's picture (after previews, or when it changed)."""
+        image = self.document.image
+        if image is not None:
+            self._image_item.setPixmap(QPixmap.fromImage(image))
+            self._set_scene_size(image.size())
         self._overlay_item.setVisible(True)
 
-    def show_preview(self, preview: QImage, size: QSize | None = None) -> None:
-        """Show a preview (scaled to `size`, default the document size) without keeping it."""
-        target = size or self.image_size() or preview.size()
-        pixmap = QPixmap.fromImage(preview)
-        if pixmap.size() != target:
+    def show_preview(self, preview: np.ndarray, size: QSize) -> None:
+        """Show a preview (a whole picture, maybe smaller) scaled to the picture's `size`."""
+        pixmap = QPixmap.fromImage(array_to_qimage(preview))
+        if pixmap.size() != size:
             pixmap = pixmap.scaled(
-                target,
+                size,
                 Qt.AspectRatioMode.IgnoreAspectRatio,
                 Qt.TransformationMode.SmoothTransformation,
             )
         self._image_item.setPixmap(pixmap)
-        self._overlay_item.setVisible(self._image is not None and target == self._mask.size())
-        self._scene.setSceneRect(QRectF(0, 0, target.width(), target.height()))
-        if not self._fitted:
-            self.fit()
+        self._overlay_item.setVisible(size == self.document.mask.size())
+        self._set_scene_size(size)
         self.previews_shown += 1
 
-    # ------------------------------------------------------------------ mask
+    def shown_pixels(self) -> np.ndarray:
+        """What the canvas shows now, H x W x 3 (for tests and screenshots)."""
+        return qimage_to_array(self._image_item.pixmap().toImage(), 3)
 
-    @staticmethod
-    def _blank_mask(size: QSize) -> QImage:
-        mask = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
-        mask.fill(Qt.GlobalColor.transparent)
-        return mask
-
-    def mask_array(self) -> np.ndarray:
-        """The mask as H x W uint8 (255 = repaint)."""
-        if self._mask.isNull():
-            return np.zeros((0, 0), np.uint8)
-        return qimage_to_array(self._mask, 4)[:, :, 3].copy()
-
-    def mask_image(self) -> Image.Image | None:
-        """The mask as a PIL "L" image, or None if nothing is masked."""
-        array = self.mask_array()
-        if array.size == 0 or not array.any():
-            return None
-        return Image.fromarray(array, "L")
-
-    def has_mask(self) -> bool:
-        return self.mask_image() is not None
-
-    def set_mask_array(self, array: np.ndarray, text: str = "Set mask") -> None:
-        """Replace the mask with an H x W uint8 array (undoable)."""
-        h, w = array.shape
-        rgba = np.zeros((h, w, 4), np.uint8)
-        rgba[..., 0], rgba[..., 1], rgba[..., 2] = MASK_COLOR.red(), MASK_COLOR.green(), 70
-        rgba[..., 3] = array
-        image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).convertToFormat(
-            QImage.Format.Format_ARGB32_Premultiplied
-        )
-        self._push_edit(text, image.copy())
-
-    def clear_mask(self) -> None:
-        if self._mask.isNull():
-            return
-        self._push_edit("Clear mask", self._blank_mask(self._mask.size()))
-
-    def invert_mask(self) -> None:
-        if self._mask.isNull():
-            return
-        self.set_mask_array(255 - self.mask_array(), "Invert mask")
-
-    def _push_edit(self, text: str, after: QImage) -> None:
-        before = self._mask.copy()
-        self._set_mask(after)
-        self.undo_stack.push(MaskEdit(text, before, after.copy(), self._set_mask))
-
-    def _set_mask(self, mask: QImage) -> None:
-        self._mask = mask.copy()
-        self._refresh_overlay()
-        self.maskChanged.emit()
+    def _set_scene_size(self, size: QSize) -> None:
+        self._scene.setSceneRect(QRectF(0, 0, size.width(), size.height()))
+        if not self._fitted:
+            self.fit()
 
     def _refresh_overlay(self) -> None:
-        self._overlay_item.setPixmap(QPixmap.fromImage(self._mask))
+        self._overlay_item.setPixmap(QPixmap.fromImage(self.document.mask))
 
     # ------------------------------------------------------------------ brush
 
     @property
     def brush_size(self) -> int:
-        return self._brush_size
+        return self.brush.size
 
     def set_brush_size(self, size: int) -> None:
         size = max(MIN_BRUSH, min(MAX_BRUSH, int(size)))
-        if size != self._brush_size:
-            self._brush_size = size
+        if size != self.brush.size:
+            self.brush.size = size
             self._update_cursor(self._cursor_item.rect().center())
             self.brushSizeChanged.emit(size)
 
     @property
     def hardness(self) -> float:
-        return self._hardness
+        return self.brush.hardness
 
     def set_hardness(self, hardness: float) -> None:
-        self._hardness = max(0.0, min(1.0, float(hardness)))
+        self.brush.hardness = max(0.0, min(1.0, float(hardness)))
 
     @property
     def erasing(self) -> bool:
-        return self._erasing
+        return self.brush.erasing
 
     def set_erasing(self, erasing: bool) -> None:
-        self._erasing = bool(erasing)
-
-    def _dab(self, painter: QPainter, centre: QPointF) -> None:
-        radius = self._brush_size / 2.0
-        gradient = QRadialGradient(centre, radius)
-        solid = QColor(MASK_COLOR)
-        clear = QColor(MASK_COLOR)
-        clear.setAlpha(0)
-        gradient.setColorAt(0.0, solid)
-        gradient.setColorAt(min(0.999, self._hardness), solid)
-        gradient.setColorAt(1.0, clear)
-        painter.setBrush(QBrush(gradient))
-        painter.drawEllipse(centre, radius, radius)
-
-    def _paint_segment(self, start: QPointF, end: QPointF) -> None:
-        if self._mask.isNull():
-            return
-        painter = QPainter(self._mask)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        if self._erasing:
-            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationOut)
-        distance = math.hypot(end.x() - start.x(), end.y() - start.y())
-        spacing = max(1.0, self._brush_size / 6.0)
-        count = max(1, int(distance / spacing))
-        for i in range(1, count + 1) if distance > 0 else [0]:
-            t = i / count
-            self._dab(painter, start + (end - start) * t)
-        painter.end()
-        self._refresh_overlay()
+        self.brush.erasing = bool(erasing)
 
     def _update_cursor(self, centre: QPointF) -> None:
-        r = self._brush_size / 2.0
+        r = self.brush.size / 2.0
         self._cursor_item.setRect(QRectF(centre.x() - r, centre.y() - r, 2 * r, 2 * r))
 
     # ------------------------------------------------------------------ view
@@ -277,7 +166,7 @@ class Canvas(QGraphicsView):
     def zoom(self) -> float:
         return self._zoom
 
-    def resizeEvent(self, event) -> None:  # noqa: ANN001 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         if not self._fitted:
             self.fit()
@@ -314,11 +203,10 @@ class Canvas(QGraphicsView):
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             event.accept()
             return
-        if button == Qt.MouseButton.LeftButton and self._image is not None:
+        if button == Qt.MouseButton.LeftButton and self.document.begin_stroke():
             point = self.mapToScene(event.position().toPoint())
-            self._stroke_before = self._mask.copy()
             self._last_point = point
-            self._paint_segment(point, point)
+            self.document.paint_segment(point, point, self.brush)
             event.accept()
             return
         super().mousePressEvent(event)
@@ -326,7 +214,7 @@ class Canvas(QGraphicsView):
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         point = self.mapToScene(event.position().toPoint())
         self._update_cursor(point)
-        self._cursor_item.setVisible(self._image is not None)
+        self._cursor_item.setVisible(self.document.image is not None)
         if self._panning:
             delta = event.position() - self._pan_origin
             self._pan_origin = event.position()
@@ -335,8 +223,8 @@ class Canvas(QGraphicsView):
             v.setValue(v.value() - int(delta.y()))
             event.accept()
             return
-        if self._stroke_before is not None and self._last_point is not None:
-            self._paint_segment(self._last_point, point)
+        if self._last_point is not None:
+            self.document.paint_segment(self._last_point, point, self.brush)
             self._last_point = point
             event.accept()
             return
@@ -354,16 +242,13 @@ class Canvas(QGraphicsView):
                 self.viewport().unsetCursor()
             event.accept()
             return
-        if event.button() == Qt.MouseButton.LeftButton and self._stroke_before is not None:
-            before, self._stroke_before = self._stroke_before, None
+        if event.button() == Qt.MouseButton.LeftButton and self._last_point is not None:
             self._last_point = None
-            text = "Erase" if self._erasing else "Brush stroke"
-            self.undo_stack.push(MaskEdit(text, before, self._mask.copy(), self._set_mask))
-            self.maskChanged.emit()
+            self.document.end_stroke("Erase" if self.brush.erasing else "Brush stroke")
             event.accept()
             return
         super().mouseReleaseEvent(event)
 
-    def leaveEvent(self, event) -> None:  # noqa: ANN001 - Qt override
+    def leaveEvent(self, event: QEvent) -> None:
         self._cursor_item.setVisible(False)
         super().leaveEvent(event)

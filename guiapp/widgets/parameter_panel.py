@@ -1,4 +1,10 @@
-"""Steps, guidance, seed, size, batch, scheduler, model and image-to-image strength."""
+"""Steps, guidance, seed, size, batch, scheduler, model and image-to-image strength.
+
+One row builder per row; every control is bound to a view-model property with
+guiapp.widgets.binding.bind, and every limit comes from engine.validation, so the form
+never offers what the engine refuses (LCM stops at 50 steps). To add a field: declare
+a Property in guiapp/state.py and add a row here (or in a panel of your own).
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.api import STARTER_MODEL, SchedulerName
+from engine.api import STARTER_MODEL
+from engine.validation import (
+    MAX_BATCH,
+    MAX_GUIDANCE,
+    MAX_MASK_BLUR,
+    MAX_SIDE,
+    SCHEDULER_NAMES,
+    max_steps_for,
+)
 from guiapp.icons import icon
 from guiapp.state import ViewModel
+from guiapp.widgets.binding import bind, follow
+from guiapp.widgets.seed_edit import SeedEdit
 
-MAX_SEED = 2**32 - 1  # what the dice rolls (and the engine picks)
-LARGEST_SEED = 2**53 - 1  # what the box takes: seeds from other tools can be larger
+DICE_SEEDS = 2**32 - 1  # what the dice rolls (and the engine picks)
 SIZE_STEP = 8
+SLIDER_STEPS = 150  # the steps slider's reach; the box beside it goes to the scheduler's limit
+
+
+def tool_button(parent: QWidget, icon_name: str, tip: str, name: str = "") -> QToolButton:
+    button = QToolButton(parent)
+    button.setIcon(icon(icon_name))
+    button.setToolTip(tip)
+    if name:
+        button.setObjectName(name)
+    return button
 
 
 class ParameterPanel(QWidget):
@@ -37,169 +62,162 @@ class ParameterPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("parameterPanel")
         self._model = model
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self._add_steps_row()
+        self._add_guidance_row()
+        self._add_seed_row()
+        self._add_size_row()
+        self._add_batch_row()
+        self._add_scheduler_row()
+        self._add_model_row()
+        self._add_inpaint_rows()
 
-        # steps: slider + number
-        self.steps_slider = QSlider(Qt.Orientation.Horizontal)
-        self.steps_slider.setRange(1, 150)
-        self.steps_spin = QSpinBox()
+    def _row(self, label: str, *widgets: QWidget, stretch_first: bool = True) -> None:
+        """A form row of one widget, or of several side by side."""
+        if len(widgets) == 1:
+            self.form.addRow(label, widgets[0])
+            return
+        holder = QWidget(self)  # parented: a parentless row layout leaves its widgets Python-owned
+        row = QHBoxLayout(holder)
+        row.setContentsMargins(0, 0, 0, 0)
+        for index, widget in enumerate(widgets):
+            row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
+        self.form.addRow(label, holder)
+
+    def _add_steps_row(self) -> None:
+        self.steps_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.steps_spin = QSpinBox(self)
         self.steps_spin.setObjectName("steps")
-        self.steps_spin.setRange(1, 150)
         self.steps_spin.setToolTip("Denoising steps: more is slower and usually finer.")
-        row = QHBoxLayout()
-        row.addWidget(self.steps_slider, 1)
-        row.addWidget(self.steps_spin)
-        form.addRow("Steps", row)
-        self.steps_slider.valueChanged.connect(self.steps_spin.setValue)
-        self.steps_spin.valueChanged.connect(self.steps_slider.setValue)
-        self._bind_spin(self.steps_spin, "steps")
+        self._limit_steps(self._model.scheduler)
+        self._row("Steps", self.steps_slider, self.steps_spin)
+        bind(self._model, "steps", self.steps_spin)
+        bind(self._model, "steps", self.steps_slider)
+        self._model.signal("scheduler").connect(self._limit_steps)
 
-        self.guidance_spin = QDoubleSpinBox()
+    def _limit_steps(self, scheduler: str) -> None:
+        most = max_steps_for(scheduler)
+        self.steps_spin.setRange(1, most)
+        self.steps_slider.setRange(1, min(SLIDER_STEPS, most))
+        self.steps_spin.setToolTip(
+            f"Denoising steps: more is slower and usually finer (at most {most} for {scheduler})."
+        )
+
+    def _add_guidance_row(self) -> None:
+        self.guidance_spin = QDoubleSpinBox(self)
         self.guidance_spin.setObjectName("guidance")
-        self.guidance_spin.setRange(0.0, 30.0)
+        self.guidance_spin.setRange(0.0, MAX_GUIDANCE)
         self.guidance_spin.setSingleStep(0.5)
         self.guidance_spin.setDecimals(1)
         self.guidance_spin.setToolTip("Guidance (CFG) scale: how strictly to follow the prompt.")
-        form.addRow("Guidance", self.guidance_spin)
-        self._bind_spin(self.guidance_spin, "guidance_scale")
+        self._row("Guidance", self.guidance_spin)
+        bind(self._model, "guidance_scale", self.guidance_spin)
 
-        # seed: number, dice, reuse last, random toggle
-        self.seed_spin = QDoubleSpinBox()  # seeds go past QSpinBox's 32-bit int
+    def _add_seed_row(self) -> None:
+        self.seed_spin = SeedEdit(self)
         self.seed_spin.setObjectName("seed")
-        self.seed_spin.setDecimals(0)
-        self.seed_spin.setRange(0, LARGEST_SEED)
         self.seed_spin.setToolTip("Seed: the same seed and parameters give the same picture.")
-        self.random_check = QCheckBox("Random")
+        self.random_check = QCheckBox("Random", self)
         self.random_check.setObjectName("randomSeed")
         self.random_check.setToolTip("Pick a new random seed for every job.")
-        self.dice_button = QToolButton()
-        self.dice_button.setObjectName("diceButton")
-        self.dice_button.setIcon(icon("dice"))
-        self.dice_button.setToolTip("Roll a random seed now")
+        self.dice_button = tool_button(self, "dice", "Roll a random seed now", "diceButton")
         self.dice_button.clicked.connect(self.roll_seed)
-        self.reuse_seed_button = QToolButton()
-        self.reuse_seed_button.setObjectName("reuseSeedButton")
-        self.reuse_seed_button.setIcon(icon("recycle"))
-        self.reuse_seed_button.setToolTip("Reuse the last seed")
+        self.reuse_seed_button = tool_button(
+            self, "recycle", "Reuse the last seed", "reuseSeedButton"
+        )
         self.reuse_seed_button.clicked.connect(self.reuseLastSeedRequested)
-        row = QHBoxLayout()
-        row.addWidget(self.seed_spin, 1)
-        row.addWidget(self.dice_button)
-        row.addWidget(self.reuse_seed_button)
-        row.addWidget(self.random_check)
-        form.addRow("Seed", row)
-        self._bind_spin(self.seed_spin, "seed")
-        self._bind_check(self.random_check, "random_seed")
-        self.random_check.toggled.connect(lambda on: self.seed_spin.setEnabled(not on))
-        self.seed_spin.setEnabled(not model.random_seed)
+        self._row(
+            "Seed", self.seed_spin, self.dice_button, self.reuse_seed_button, self.random_check
+        )
+        bind(self._model, "seed", self.seed_spin)
+        bind(self._model, "random_seed", self.random_check)
+        follow(self._model, "random_seed", lambda on: self.seed_spin.setEnabled(not on))
 
-        self.width_spin = QSpinBox()
+    def _add_size_row(self) -> None:
+        self.width_spin = QSpinBox(self)
         self.width_spin.setObjectName("width")
-        self.height_spin = QSpinBox()
+        self.height_spin = QSpinBox(self)
         self.height_spin.setObjectName("height")
         for spin in (self.width_spin, self.height_spin):
-            spin.setRange(8, 4096)
+            spin.setRange(SIZE_STEP, MAX_SIDE)
             spin.setSingleStep(SIZE_STEP)
             spin.setToolTip("Picture size in pixels; a multiple of 8.")
-        row = QHBoxLayout()
-        row.addWidget(self.width_spin)
-        row.addWidget(self._label("×"))
-        row.addWidget(self.height_spin)
-        form.addRow("Size", row)
-        self._bind_spin(self.width_spin, "width")
-        self._bind_spin(self.height_spin, "height")
+        self._row("Size", self.width_spin, QLabel("×", self), self.height_spin, stretch_first=False)
+        bind(self._model, "width", self.width_spin)
+        bind(self._model, "height", self.height_spin)
 
-        self.batch_spin = QSpinBox()
+    def _add_batch_row(self) -> None:
+        self.batch_spin = QSpinBox(self)
         self.batch_spin.setObjectName("batch")
-        self.batch_spin.setRange(1, 16)
+        self.batch_spin.setRange(1, MAX_BATCH)
         self.batch_spin.setToolTip("Pictures per job (seeds seed, seed+1, …)")
-        form.addRow("Batch", self.batch_spin)
-        self._bind_spin(self.batch_spin, "batch_size")
+        self._row("Batch", self.batch_spin)
+        bind(self._model, "batch_size", self.batch_spin)
 
-        self.scheduler_combo = QComboBox()
+    def _add_scheduler_row(self) -> None:
+        self.scheduler_combo = QComboBox(self)
         self.scheduler_combo.setObjectName("scheduler")
-        self.scheduler_combo.addItems([s.value for s in SchedulerName])
-        self.scheduler_combo.setToolTip("Sampler")
-        form.addRow("Sampler", self.scheduler_combo)
-        self.scheduler_combo.setCurrentText(model.scheduler)
-        self.scheduler_combo.currentTextChanged.connect(
-            lambda text: setattr(self._model, "scheduler", text)
-        )
-        model.schedulerChanged.connect(self.scheduler_combo.setCurrentText)
+        self.scheduler_combo.addItems(list(SCHEDULER_NAMES))
+        self.scheduler_combo.setToolTip("Sampler (the scheduler that takes the steps)")
+        self._row("Sampler", self.scheduler_combo)
+        bind(self._model, "scheduler", self.scheduler_combo)
 
-        self.model_combo = QComboBox()
+    def _add_model_row(self) -> None:
+        self.model_combo = QComboBox(self)
         self.model_combo.setObjectName("model")
         self.model_combo.setEditable(True)
         self.model_combo.addItem(STARTER_MODEL)
         self.model_combo.setToolTip(
             "Model: 'starter' (bundled), a diffusers folder, a .safetensors file or a hub id"
         )
-        self.open_folder_button = QToolButton()
-        self.open_folder_button.setIcon(icon("folder"))
-        self.open_folder_button.setToolTip("Open a diffusers model folder")
+        self.open_folder_button = tool_button(self, "folder", "Open a diffusers model folder")
         self.open_folder_button.clicked.connect(self._choose_folder)
-        self.open_file_button = QToolButton()
-        self.open_file_button.setIcon(icon("file"))
-        self.open_file_button.setToolTip("Open a single-file .safetensors checkpoint")
-        self.open_file_button.clicked.connect(self._choose_file)
-        row = QHBoxLayout()
-        row.addWidget(self.model_combo, 1)
-        row.addWidget(self.open_folder_button)
-        row.addWidget(self.open_file_button)
-        form.addRow("Model", row)
-        self.model_combo.setCurrentText(model.model)
-        self.model_combo.currentTextChanged.connect(
-            lambda text: setattr(self._model, "model", text.strip() or STARTER_MODEL)
+        self.open_file_button = tool_button(
+            self, "file", "Open a single-file .safetensors checkpoint"
         )
-        model.modelChanged.connect(self._show_model)
+        self.open_file_button.clicked.connect(self._choose_file)
+        self._row("Model", self.model_combo, self.open_folder_button, self.open_file_button)
+        follow(self._model, "model", self._list_model)
+        bind(
+            self._model,
+            "model",
+            self.model_combo,
+            from_widget=lambda text: text.strip() or STARTER_MODEL,
+        )
 
-        self.strength_spin = QDoubleSpinBox()
+    def _add_inpaint_rows(self) -> None:
+        self.strength_spin = QDoubleSpinBox(self)
         self.strength_spin.setObjectName("strength")
         self.strength_spin.setRange(0.01, 1.0)
         self.strength_spin.setSingleStep(0.05)
         self.strength_spin.setToolTip(
             "Image-to-image and inpaint: how much of the picture is repainted (1 = all)"
         )
-        form.addRow("Strength", self.strength_spin)
-        self._bind_spin(self.strength_spin, "strength")
+        self._row("Strength", self.strength_spin)
+        bind(self._model, "strength", self.strength_spin)
 
-        self.blur_spin = QSpinBox()
+        self.blur_spin = QSpinBox(self)
         self.blur_spin.setObjectName("maskBlur")
-        self.blur_spin.setRange(0, 64)
+        self.blur_spin.setRange(0, MAX_MASK_BLUR)
         self.blur_spin.setToolTip("Inpaint: pixels of feathering at the mask's edge")
-        form.addRow("Mask blur", self.blur_spin)
-        self._bind_spin(self.blur_spin, "mask_blur")
+        self._row("Mask blur", self.blur_spin)
+        bind(self._model, "mask_blur", self.blur_spin)
 
-        self.only_masked_check = QCheckBox("Only masked area")
+        self.only_masked_check = QCheckBox("Only masked area", self)
         self.only_masked_check.setToolTip(
             "Inpaint: work on the masked region (plus padding) at full resolution"
         )
-        form.addRow("", self.only_masked_check)
-        self._bind_check(self.only_masked_check, "inpaint_only_masked")
+        self._row("", self.only_masked_check)
+        bind(self._model, "inpaint_only_masked", self.only_masked_check)
 
-    @staticmethod
-    def _label(text: str) -> QWidget:
-        return QLabel(text)
-
-    def _bind_spin(self, spin: QSpinBox | QDoubleSpinBox, name: str) -> None:
-        spin.setValue(getattr(self._model, name))
-        spin.valueChanged.connect(lambda value: setattr(self._model, name, value))
-        getattr(self._model, f"{name}Changed").connect(spin.setValue)
-
-    def _bind_check(self, check: QCheckBox, name: str) -> None:
-        check.setChecked(getattr(self._model, name))
-        check.toggled.connect(lambda on: setattr(self._model, name, on))
-        getattr(self._model, f"{name}Changed").connect(check.setChecked)
-
-    def _show_model(self, text: str) -> None:
-        if self.model_combo.currentText() != text:
-            if self.model_combo.findText(text) < 0:
-                self.model_combo.addItem(text)
-            self.model_combo.setCurrentText(text)
+    def _list_model(self, name: str) -> None:
+        """A model chosen elsewhere (a file, reused parameters) joins the list."""
+        if name and self.model_combo.findText(name) < 0:
+            self.model_combo.addItem(name)
 
     def roll_seed(self) -> None:
-        self._model.seed = random.randint(0, MAX_SEED)
+        self._model.seed = random.randint(0, DICE_SEEDS)
         self._model.random_seed = False
 
     def _choose_folder(self) -> None:
