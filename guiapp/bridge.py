@@ -4,7 +4,7 @@ The engine calls our listener on its worker thread. The listener only appends th
 event to a lock-protected list (a newer Step of a job replaces an undelivered older
 one: stale previews are dropped, never queued) and pokes the GUI thread through a
 queued signal. The GUI thread delivers the pending events, in order, on one signal
-(`event`; guiapp.jobs.JobQueue.handle_event reads them), step previews at most once
+(`eventArrived`; guiapp.jobs.JobQueue.handle_event reads them), step previews at most once
 per frame.
 """
 
@@ -33,7 +33,7 @@ class EngineBridge(QObject):
     """Submits requests to an engine and re-emits its events as GUI-thread signals."""
 
     # Every engine event, in order; of a job's Steps only the newest, at most once a frame.
-    event = Signal(object)
+    eventArrived = Signal(object)
     engineAttached = Signal(str)  # device description
 
     _wake = Signal()  # emitted on the worker thread, delivered on the GUI thread
@@ -145,4 +145,4 @@ class EngineBridge(QObject):
                 case Step():
                     self._last_step_delivery = time.perf_counter()
                     self.previews_delivered += 1
-            self.event.emit(event)
+            self.eventArrived.emit(event)

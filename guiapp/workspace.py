@@ -73,7 +73,7 @@ class Workspace(Observable):
         self._scrubbed_step = 0
         self.closed = False
 
-        bridge.event.connect(self.jobs.handle_event)
+        bridge.eventArrived.connect(self.jobs.handle_event)
         bridge.engineAttached.connect(self._engine_attached)
         if bridge.engine is not None:
             self.device = bridge.engine.device_description

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal, SignalInstance
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -112,7 +112,12 @@ class HistoryStrip(QWidget):
     def _show_current(self, entry: HistoryEntry | None) -> None:
         self._showing_model = True
         try:
-            self.list.setCurrentItem(self._item(entry))
+            item = self._item(entry)
+            if item is None:
+                self.list.clearSelection()
+                self.list.setCurrentRow(-1)
+            else:
+                self.list.setCurrentItem(item)
         finally:
             self._showing_model = False
         self._update_buttons()
@@ -122,7 +127,7 @@ class HistoryStrip(QWidget):
         if current is not None and not self._showing_model:
             self.entrySelected.emit(self._entry(current))
 
-    def _emit_current(self, signal: Signal) -> None:
+    def _emit_current(self, signal: SignalInstance) -> None:
         entry = self.current()
         if entry is not None:
             signal.emit(entry)

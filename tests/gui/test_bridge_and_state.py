@@ -41,7 +41,8 @@ def test_events_from_a_worker_thread_arrive_on_the_gui_thread(qtbot) -> None:  #
     bridge = EngineBridge(engine)
     seen: list[tuple[str, bool]] = []
     gui_thread = QThread.currentThread()
-    bridge.event.connect(lambda e: seen.append((e.kind, QThread.currentThread() is gui_thread)))
+    on_gui_thread = lambda: QThread.currentThread() is gui_thread  # noqa: E731
+    bridge.eventArrived.connect(lambda e: seen.append((e.kind, on_gui_thread())))
     request = GenerationRequest(prompt="x")
 
     def work() -> None:
@@ -71,7 +72,7 @@ def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None: 
             case Finished():
                 order.append("finished")
 
-    bridge.event.connect(record)
+    bridge.eventArrived.connect(record)
 
     def work() -> None:
         for i in range(1, 51):
