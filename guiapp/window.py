@@ -56,6 +56,7 @@ from guiapp.queue_view import QueueView
 from guiapp.scrubber import StepScrubber
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
+from guiapp.widgets.models_dialog import show_models_dialog
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 ERROR_TITLES = {
@@ -242,11 +243,19 @@ class MainWindow(QMainWindow):
         self.copy_action = self._action("Copy image", "Ctrl+Shift+C", self.copy_image, "copy")
         self.paste_action = self._action("Paste image", "Ctrl+Shift+V", self.paste_image)
         self.folder_action = self._action("Output folder…", "", self.choose_output_folder, "folder")
+        self.models_action = self._action(
+            "Models…", "Ctrl+M", lambda: show_models_dialog(self, self.use_model), "folder"
+        )
         self.quit_action = self._action("Quit", "Ctrl+Q", self.close)
 
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
-        for action in (self.open_action, self.save_as_action, self.folder_action):
+        for action in (
+            self.open_action,
+            self.save_as_action,
+            self.folder_action,
+            self.models_action,
+        ):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -405,6 +414,9 @@ class MainWindow(QMainWindow):
         self.bridge.cancel(job_id)
         if job_id != self._running:
             self.queue_view.remove_job(job_id)
+
+    def use_model(self, path: str) -> None:
+        self.model.model = path
 
     def reuse_last_seed(self) -> None:
         if self.model.last_seed is not None:
