@@ -26,6 +26,7 @@ from diffusers import (
 from diffusers.image_processor import VaeImageProcessor
 from PIL import Image, ImageFilter
 
+from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
 from engine.preview import Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.schedulers import make_scheduler
@@ -123,25 +124,6 @@ def composite(original: Image.Image, generated: Image.Image, alpha: np.ndarray) 
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
-    if tokenizer is None:
-        return []
-    found = []
-    limit = tokenizer.model_max_length
-    for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
-        if not text:
-            continue
-        ids = tokenizer(text, truncation=False).input_ids
-        if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
-            found.append(
-                f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
-            )
-    return found
 
 
 def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
@@ -269,9 +251,11 @@ class Sampler:
         tap = X0Tap(scheduler)
 
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        encoded = encode_prompts(
+            pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
+        )
         args: dict[str, Any] = {
-            "prompt": r.prompt,
-            "negative_prompt": r.negative_prompt or None,
+            **encoded.kwargs,
             "num_inference_steps": steps,
             "guidance_scale": r.guidance_scale,
             "num_images_per_prompt": len(seeds),
@@ -345,7 +329,7 @@ class Sampler:
             clock["callbacks"] += clock["last"] - now
             return kwargs
 
-        warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
+        warnings = encoded.warnings
         hooks = _CancelHooks(_blocks(pipe), should_cancel)
         try:
             with torch.inference_mode():
