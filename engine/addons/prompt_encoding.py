@@ -191,8 +191,11 @@ def _encode_chunks(
             norm = getattr(encoder, "text_model", encoder).final_layer_norm
             states.append(norm(out.hidden_states[-clip_skip]))
     z = torch.cat(states, dim=1)
-    multipliers = [m for chunk in chunks for m in [1.0, *chunk.multipliers]
-                   + [1.0] * (length - 1 - len(chunk.multipliers))]
+    multipliers = [
+        m
+        for chunk in chunks
+        for m in [1.0, *chunk.multipliers] + [1.0] * (length - 1 - len(chunk.multipliers))
+    ]
     if any(m != 1.0 for m in multipliers):
         z = _emphasis(z, multipliers, length)
     return z, pooled
@@ -281,9 +284,7 @@ def encode_prompts(
             npooled = torch.zeros_like(pooled) if pooled is not None else None
             nn, ncut = n, False
         else:
-            nz, npooled, nn, ncut = _encode_text(
-                pipe, slots, list(negative.fragments), clip_skip
-            )
+            nz, npooled, nn, ncut = _encode_text(pipe, slots, list(negative.fragments), clip_skip)
         chunks = max(n, nn)
         if n != nn:
             empty, _, _, _ = _encode_text(pipe, slots, [Fragment("", 1.0)], clip_skip)

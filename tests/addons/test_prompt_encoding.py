@@ -92,9 +92,7 @@ def test_sd2_padding_gives_exactly_diffusers_embeddings(sd2):
 @pytest.mark.parametrize("negative", ["", "blurry"])
 def test_sdxl_short_prompt_gives_exactly_diffusers_embeddings_and_pooled(sdxl, negative):
     ours = encode_prompts(sdxl, "sdxl", "a red circle", negative).kwargs
-    theirs = sdxl.encode_prompt(
-        "a red circle", device="cpu", negative_prompt=negative or None
-    )
+    theirs = sdxl.encode_prompt("a red circle", device="cpu", negative_prompt=negative or None)
     names = (
         "prompt_embeds",
         "negative_prompt_embeds",
