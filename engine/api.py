@@ -15,6 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+Progress = Callable[[str, float], None]
+"""progress(stage in human words, fraction 0..1 or -1 when unknown), e.g. while loading."""
+ShouldCancel = Callable[[], bool]
+"""should_cancel(): True once the job has been cancelled; polled between stages and steps."""
+
 STARTER_MODEL = "starter"
 """Model name meaning the small model bundled under resources/ (the default)."""
 
