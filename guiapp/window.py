@@ -43,6 +43,7 @@ from guiapp.widgets.canvas import Canvas
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.history_strip import HistoryStrip
 from guiapp.widgets.mask_toolbar import MaskToolBar
+from guiapp.widgets.models_dialog import show_models_dialog
 from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
@@ -252,13 +253,21 @@ class MainWindow(QMainWindow):
             lambda: ws.paste(QApplication.clipboard().mimeData()),
         )
         self.folder_action = self._action("Output folder…", "", self.choose_output_folder, "folder")
+        self.models_action = self._action(
+            "Models…", "Ctrl+M", lambda: show_models_dialog(self, self.use_model), "folder"
+        )
         self.quit_action = self._action("Quit", "Ctrl+Q", self.close)
         self._build_menus()
 
     def _build_menus(self) -> None:
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
-        for action in (self.open_action, self.save_as_action, self.folder_action):
+        for action in (
+            self.open_action,
+            self.save_as_action,
+            self.folder_action,
+            self.models_action,
+        ):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -351,6 +360,9 @@ class MainWindow(QMainWindow):
         )
         if folder:
             self.set_output_folder(Path(folder))
+
+    def use_model(self, path: str) -> None:
+        self.form.model = path
 
     def set_output_folder(self, folder: Path) -> None:
         self.workspace.output_folder = folder
