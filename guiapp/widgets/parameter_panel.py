@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QSlider,
     QSpinBox,
-    QToolButton,
     QWidget,
 )
 
@@ -34,23 +33,14 @@ from engine.validation import (
     SCHEDULER_NAMES,
     max_steps_for,
 )
-from guiapp.icons import icon
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind, follow
+from guiapp.widgets.buttons import tool_button
 from guiapp.widgets.seed_edit import SeedEdit
 
 DICE_SEEDS = 2**32 - 1  # what the dice rolls (and the engine picks)
 SIZE_STEP = 8
 SLIDER_STEPS = 150  # the steps slider's reach; the box beside it goes to the scheduler's limit
-
-
-def tool_button(parent: QWidget, icon_name: str, tip: str, name: str = "") -> QToolButton:
-    button = QToolButton(parent)
-    button.setIcon(icon(icon_name))
-    button.setToolTip(tip)
-    if name:
-        button.setObjectName(name)
-    return button
 
 
 class ParameterPanel(QWidget):
@@ -121,8 +111,9 @@ class ParameterPanel(QWidget):
         self.random_check = QCheckBox("Random", self)
         self.random_check.setObjectName("randomSeed")
         self.random_check.setToolTip("Pick a new random seed for every job.")
-        self.dice_button = tool_button(self, "dice", "Roll a random seed now", "diceButton")
-        self.dice_button.clicked.connect(self.roll_seed)
+        self.dice_button = tool_button(
+            self, "dice", "Roll a random seed now", "diceButton", self.roll_seed
+        )
         self.reuse_seed_button = tool_button(
             self, "recycle", "Reuse the last seed", "reuseSeedButton"
         )
@@ -171,12 +162,12 @@ class ParameterPanel(QWidget):
         self.model_combo.setToolTip(
             "Model: 'starter' (bundled), a diffusers folder, a .safetensors file or a hub id"
         )
-        self.open_folder_button = tool_button(self, "folder", "Open a diffusers model folder")
-        self.open_folder_button.clicked.connect(self._choose_folder)
-        self.open_file_button = tool_button(
-            self, "file", "Open a single-file .safetensors checkpoint"
+        self.open_folder_button = tool_button(
+            self, "folder", "Open a diffusers model folder", on_click=self._choose_folder
         )
-        self.open_file_button.clicked.connect(self._choose_file)
+        self.open_file_button = tool_button(
+            self, "file", "Open a single-file .safetensors checkpoint", on_click=self._choose_file
+        )
         self._row("Model", self.model_combo, self.open_folder_button, self.open_file_button)
         follow(self._model, "model", self._list_model)
         bind(
