@@ -63,8 +63,9 @@ class ParameterPanel(QWidget):
         self._add_model_row()
         self._add_inpaint_rows()
 
-    def _row(self, label: str, *widgets: QWidget, stretch_first: bool = True) -> None:
-        """A form row of one widget, or of several side by side."""
+    def _row(self, label: str, *widgets: QWidget, stretch: tuple[int, ...] = (1,)) -> None:
+        """A form row of one widget, or of several side by side (stretch factors in order,
+        0 for the rest)."""
         if len(widgets) == 1:
             self.form.addRow(label, widgets[0])
             return
@@ -72,7 +73,7 @@ class ParameterPanel(QWidget):
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
         for index, widget in enumerate(widgets):
-            row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
+            row.addWidget(widget, stretch[index] if index < len(stretch) else 0)
         self.form.addRow(label, holder)
 
     def _add_steps_row(self) -> None:
@@ -134,7 +135,7 @@ class ParameterPanel(QWidget):
             spin.setRange(SIZE_STEP, MAX_SIDE)
             spin.setSingleStep(SIZE_STEP)
             spin.setToolTip("Picture size in pixels; a multiple of 8.")
-        self._row("Size", self.width_spin, QLabel("×", self), self.height_spin, stretch_first=False)
+        self._row("Size", self.width_spin, QLabel("×", self), self.height_spin, stretch=(1, 0, 1))
         bind(self._model, "width", self.width_spin)
         bind(self._model, "height", self.height_spin)
 
