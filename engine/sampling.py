@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.plan import Plan
@@ -67,25 +68,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
-    if tokenizer is None:
-        return []
-    found = []
-    limit = tokenizer.model_max_length
-    for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
-        if not text:
-            continue
-        ids = tokenizer(text, truncation=False).input_ids
-        if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
-            found.append(
-                f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
-            )
-    return found
 
 
 def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
@@ -257,8 +239,14 @@ class PipelineRunner:
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
 
-        # 2. The pipeline's arguments.
+        # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
+        #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
+        encoded = encode_prompts(
+            pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
+        )
         args = pipeline_arguments(plan)
+        del args["prompt"], args["negative_prompt"]
+        args.update(encoded.kwargs)
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
         trajectory = Trajectory(
@@ -290,8 +278,8 @@ class PipelineRunner:
             compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
-        # 6. Prompt checks that need the tokenizer.
-        warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
+        # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
+        warnings = encoded.warnings
 
         # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
