@@ -41,6 +41,8 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.foreign_metadata import read_picture_settings
+from engine.library import resolve_model_name
 from guiapp.bridge import EngineBridge
 from guiapp.canvas import Canvas
 from guiapp.error_area import ErrorArea
@@ -48,7 +50,7 @@ from guiapp.history_strip import HistoryEntry, HistoryStrip
 from guiapp.icons import icon
 from guiapp.imaging import array_to_qimage, composite_in_mask, pil_to_qimage, qimage_to_array
 from guiapp.mask_toolbar import MaskToolBar
-from guiapp.output_writer import OutputWriter, SavedJob, read_parameters
+from guiapp.output_writer import OutputWriter, SavedJob
 from guiapp.parameter_panel import ParameterPanel
 from guiapp.progress_panel import ProgressPanel
 from guiapp.prompt_panel import PromptPanel
@@ -556,18 +558,22 @@ class MainWindow(QMainWindow):
         try:
             with Image.open(path) as opened:
                 picture = opened.convert("RGB")
-                request = read_parameters(opened)
+                # Ours or another tool's (A1111, ComfyUI, InvokeAI, ...): only what it states.
+                found = read_picture_settings(opened, resolve_model_name)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             self.error_area.show_error(f"Could not open {path.name}: {exc}")
             return False
         self._put_on_canvas(picture)
-        if request is not None:
-            entry = HistoryEntry(path=path, image=pil_to_qimage(picture), request=request)
-            entry.seed = request.seed
-            self.history.add(entry)
-            self.statusBar().showMessage(
-                f"{path.name} carries parameters: 'Reuse parameters' fills the form", 8000
-            )
+        if found is None:
+            self.statusBar().showMessage(f"{path.name} carries no generation settings.", 8000)
+            return True
+        request = found.apply_to(self.model.build_request())
+        entry = HistoryEntry(path=path, image=pil_to_qimage(picture), request=request)
+        entry.seed = request.seed
+        self.history.add(entry)
+        self.statusBar().showMessage(
+            f"{path.name}: {found.summary()} 'Reuse parameters' fills the form.", 12000
+        )
         return True
 
     def _put_on_canvas(self, picture: Image.Image) -> None:
