@@ -46,10 +46,10 @@ def test_a_dropped_comfyui_webp_fills_the_form_with_its_settings_and_model(
     library_with_juggernaut: str,  # noqa: ANN001
 ) -> None:
     drop(window, samples.comfyui(tmp_path / "ComfyUI_00001_.webp"))
-    assert len(window.history.entries()) == 1
+    assert len(window.workspace.history.entries()) == 1
     assert "made with ComfyUI" in window.statusBar().currentMessage()
-    window.history.reuse_button.click()
-    m = window.model
+    window.history_strip.reuse_button.click()
+    m = window.form
     assert (m.prompt, m.negative_prompt, m.seed, m.random_seed) == (
         "a red fox in snow",
         "watermark",
@@ -62,12 +62,12 @@ def test_a_dropped_comfyui_webp_fills_the_form_with_its_settings_and_model(
 
 
 def test_a_picture_that_states_little_changes_little(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
-    window.model.steps, window.model.width, window.model.model = 11, 256, "starter"
+    window.form.steps, window.form.width, window.form.model = 11, 256, "starter"
     path = samples.save(tmp_path / "a.png", png_texts={"parameters": "only a prompt here"})
     drop(window, path)
-    window.history.reuse_button.click()
-    assert window.model.prompt == "only a prompt here"
-    assert (window.model.steps, window.model.width, window.model.model) == (11, 256, "starter")
+    window.history_strip.reuse_button.click()
+    assert window.form.prompt == "only a prompt here"
+    assert (window.form.steps, window.form.width, window.form.model) == (11, 256, "starter")
 
 
 def test_a_model_the_library_lacks_is_named_but_not_put_in_the_form(
@@ -83,8 +83,8 @@ def test_a_model_the_library_lacks_is_named_but_not_put_in_the_form(
         "made with AUTOMATIC1111" in message
         and "'dreamshaper_8' is not in your model library" in message
     )
-    window.history.reuse_button.click()
-    assert window.model.model == "starter" and window.model.steps == 28
+    window.history_strip.reuse_button.click()
+    assert window.form.model == "starter" and window.form.steps == 28
 
 
 @pytest.mark.parametrize("suffix", ["png", "jpg", "webp"])
@@ -94,9 +94,9 @@ def test_a_picture_without_settings_says_so_and_leaves_the_form_alone(
     tmp_path: Path,
     suffix: str,  # noqa: ANN001
 ) -> None:
-    before = window.model.values()
+    before = window.form.values()
     drop(window, samples.save(tmp_path / f"photo.{suffix}"))
-    assert window.canvas.image() is not None
-    assert window.history.entries() == []
+    assert window.canvas.document.image is not None
+    assert window.workspace.history.entries() == []
     assert "carries no generation settings" in window.statusBar().currentMessage()
-    assert window.model.values() == before
+    assert window.form.values() == before

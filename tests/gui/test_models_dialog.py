@@ -173,7 +173,7 @@ def test_the_window_menu_opens_the_dialog_and_the_chosen_model_fills_the_form(
     qtbot.waitUntil(lambda: dialog._scanned, timeout=60000)
     select(dialog, "xl-base")
     dialog.use_selected()
-    assert window.model.model == dialog.library.find("xl-base").path  # type: ignore[union-attr]
+    assert window.form.model == dialog.library.find("xl-base").path  # type: ignore[union-attr]
     window.models_action.trigger()
     assert window.findChildren(ModelsDialog) == [dialog]  # one dialog, brought back
     dialog.close()
