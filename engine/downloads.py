@@ -69,8 +69,10 @@ class DownloadProgress:
         return min(1.0, self.done / self.total) if self.total else -1.0
 
     def text(self) -> str:
-        size = f"{_size(self.done)} of {_size(self.total)}" if self.total else _size(self.done)
-        return f"{size} · {_size(self.speed)}/s"
+        size = format_bytes(self.done)
+        if self.total:
+            size += f" of {format_bytes(self.total)}"
+        return f"{size} · {format_bytes(self.speed)}/s"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class DownloadPlan:
         return (self.to_fetch or 0) > ASK_ABOVE_BYTES
 
 
-def _size(n: float | None) -> str:
+def format_bytes(n: float | None) -> str:
     if n is None:
         return "?"
     if n >= 1e9:
@@ -166,8 +168,9 @@ def check_space(plan: DownloadPlan) -> None:
     needed = (plan.to_fetch or 0) + SPACE_MARGIN_BYTES
     if plan.to_fetch is not None and free < needed:
         raise DownloadError(
-            f"Not enough free disk space in {probe}: the download needs {_size(plan.to_fetch)} "
-            f"and {_size(free)} is free; free some space or choose a model folder elsewhere."
+            f"Not enough free disk space in {probe}: the download needs "
+            f"{format_bytes(plan.to_fetch)} and {format_bytes(free)} is free; free some space "
+            "or choose a model folder elsewhere."
         )
 
 
@@ -453,8 +456,8 @@ class Download:
         if total is not None and size < total:
             raise DownloadError(
                 f"The connection to {urllib.parse.urlparse(plan.source).hostname} broke after "
-                f"{_size(size)} of {_size(total)}; try again: the download goes on where it "
-                "stopped."
+                f"{format_bytes(size)} of {format_bytes(total)}; try again: the download goes on "
+                "where it stopped."
             )
         meter.add(0, force=True)
         return self._finish(part, target, meta_path, size)
