@@ -57,8 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-blur", type=int, default=4)
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
+    g.add_argument(
+        "--guidance-cutoff",
+        type=float,
+        default=None,
+        metavar="F",
+        help="stop guidance after this fraction of the steps (0..1): faster",
+    )
+    g.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode the picture with the tiny autoencoder (TAESD) if present",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (CPU: bfloat16 where it has bfloat16 units), float32, float16, bfloat16",
+    )
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--output", type=Path, required=True, help="FILE.png")
@@ -102,6 +118,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
+        guidance_cutoff=args.guidance_cutoff,
+        fast_decode=args.fast_decode,
     )
 
 

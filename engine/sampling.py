@@ -27,6 +27,8 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image, ImageFilter
 
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
+from engine.backends.decode import final_decode
+from engine.guidance_cutoff import GuidanceCutoff
 from engine.preview import Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.schedulers import make_scheduler
 
@@ -291,8 +293,12 @@ class Sampler:
             )
 
         trajectory = Trajectory(scheduler_name, steps, 0, width, height, setup)
+        cutoff = GuidanceCutoff(r.guidance_cutoff)
         if resume is not None:
             source, k = resume
+            cutoff = GuidanceCutoff(r.guidance_cutoff, source.total, done=k)
+            if not cutoff.guided_from_start:
+                args["guidance_scale"] = 1.0  # past the cut-off already: no guidance
             if len(seeds) != source.latents[0].shape[0]:
                 raise EngineError(
                     ErrorKind.BAD_INPUT,
@@ -325,6 +331,7 @@ class Sampler:
             now = time.perf_counter()
             if resume is None and i == 0:
                 trajectory.start_index = steps - _pipe.num_timesteps
+                cutoff.set_total(trajectory.total)
             state = latents.detach().to("cpu", copy=True)
             values = (state if state.dtype == torch.float32 else state.float()).numpy()
             if not np.isfinite(values).all():
@@ -341,18 +348,27 @@ class Sampler:
             on_step(len(trajectory.latents), trajectory.total, elapsed, preview, noisy)
             if should_cancel():
                 raise JobCancelled()
+            kwargs = cutoff(_pipe, i, kwargs)
             clock["last"] = time.perf_counter()
             clock["callbacks"] += clock["last"] - now
             return kwargs
 
         warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
         hooks = _CancelHooks(_blocks(pipe), should_cancel)
+        decode = final_decode(
+            pipe.vae, model.tiny_vae, width=width, height=height, fast=r.fast_decode
+        )
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), decode as decode_warnings:
                 clock["start"] = clock["last"] = time.perf_counter()
-                images = pipe(**args, callback_on_step_end=on_step_end).images
+                images = pipe(
+                    **args,
+                    callback_on_step_end=on_step_end,
+                    callback_on_step_end_tensor_inputs=["latents", *cutoff.tensor_inputs(pipe)],
+                ).images
         finally:
             hooks.close()
+        warnings += decode_warnings
         end = time.perf_counter()
         if any(_is_black(image) for image in images):
             raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="a black image"))
