@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
+    EngineError,
     Event,
     Failed,
     Finished,
@@ -74,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         help="auto (CPU: bfloat16 where it has bfloat16 units), float32, float16, bfloat16",
+    )
+    g.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "torch", "openvino"),
+        help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
+        "faster for the model), torch or openvino",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet: faster steps after a compile of a minute or more "
+        "for each new size",
     )
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -164,7 +178,17 @@ def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object 
     from engine.worker import Engine  # torch loads here, after the arguments are checked
 
     request = build_request(args)
-    engine = Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    try:
+        engine = Engine(
+            models,
+            device=args.device,
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
+            backend=args.backend,
+            compile_unet=args.compile,
+        )
+    except EngineError as exc:  # e.g. --backend openvino without openvino installed
+        raise _CliError(exc.message) from None
     engine.add_listener(_Progress(err, args.quiet))
     job = None
     try:

@@ -199,7 +199,8 @@ class _CancelHooks:
 def _blocks(pipe: Any) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
-    if unet is not None:
+    # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
+    if unet is not None and "forward" not in vars(unet):
         blocks += [*unet.down_blocks, *unet.up_blocks]
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:

@@ -47,7 +47,7 @@ def final_decode(
     was_tiled = bool(getattr(vae, "use_tiling", False))
     if tiled and hasattr(vae, "enable_tiling"):
         vae.enable_tiling()
-    patched = False
+    patched, before = False, vars(vae).get("decode")  # another backend's decode, if any
     if fast and tiny_vae is None:
         warnings.append(NO_TINY_VAE)
     elif fast:
@@ -62,7 +62,9 @@ def final_decode(
     try:
         yield warnings
     finally:
-        if patched:
+        if patched and before is not None:
+            vae.decode = before
+        elif patched:
             del vae.decode
         if tiled and not was_tiled and hasattr(vae, "disable_tiling"):
             vae.disable_tiling()
