@@ -180,14 +180,6 @@ def resolve(device: str = "auto", dtype: str = "auto") -> DevicePolicy:
     )
 
 
-def empty_cache(device: torch.device) -> None:
-    """Give cached allocator memory back after a model was released."""
-    if device.type == "cuda" and cuda_available():
-        torch.cuda.empty_cache()
-    elif device.type == "mps" and mps_available():
-        torch.mps.empty_cache()
-
-
 def apply_layout(policy: DevicePolicy, *modules: torch.nn.Module | None) -> None:
     """Put the convolution-heavy modules (UNet, VAE, tiny VAE) in the policy's memory
     layout; text encoders have no convolutions and stay as they are."""
