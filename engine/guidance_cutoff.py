@@ -9,7 +9,7 @@ keeps every image of a batch (they keep one row of the embeddings) and halves th
 inpainting pipelines' doubled mask tensors as well.
 
 The rule is theirs: with `fraction` f and n steps, steps 0 .. int(n * f) (0-based) are
-guided and the rest are not; 1.0 never cuts.
+guided and the rest are not; 1.0 (or None) never cuts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from typing import Any
 # Tensors a pipeline doubles (unconditional half first) while it guides, and takes back
 # from the step callback's return value.
 _DOUBLED = ("prompt_embeds", "add_text_embeds", "add_time_ids", "mask", "masked_image_latents")
+
+
+def is_on(fraction: float | None) -> bool:
+    """None and 1.0 (the window's "off") never cut."""
+    return fraction is not None and fraction < 1
 
 
 def last_guided_step(total: int, fraction: float) -> int:
@@ -32,7 +37,7 @@ class GuidanceCutoff:
     image-to-image shortens) at its first step, through set_total()."""
 
     def __init__(self, fraction: float | None, total: int = 0, done: int = 0) -> None:
-        self.fraction = fraction
+        self.fraction = fraction if is_on(fraction) else None
         self.done = done
         self.last_guided: int | None = None
         self.cut_at: int | None = None  # the run's step index where guidance stopped

@@ -112,7 +112,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
-    if request.guidance_cutoff is not None:
+    if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
     params.append(("Version", APP_NAME))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from engine import guidance_cutoff
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
 from engine.backends import BACKEND_NAMES, openvino_backend
 
@@ -68,7 +69,7 @@ def unet_batch(request: GenerationRequest, model: LoadedModel, images: int) -> t
     guided = request.guidance_scale > 1 and model.pipe.unet.config.time_cond_proj_dim is None
     if not guided:
         return (images,)
-    if request.guidance_cutoff is not None:
+    if guidance_cutoff.is_on(request.guidance_cutoff):
         return (2 * images, images)
     return (2 * images,)
 

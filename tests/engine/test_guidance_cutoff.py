@@ -39,6 +39,7 @@ def test_the_cut_off_step_follows_diffusers_rule() -> None:
     assert last_guided_step(10, 0.0) == 0
     assert last_guided_step(10, 1.0) == 10  # never reached: guided throughout
     assert GuidanceCutoff(None, 10).tensor_inputs(object()) == []
+    assert GuidanceCutoff(1.0, 10).last_guided is None  # the window's "off"
     assert not GuidanceCutoff(0.5, 10, done=6).guided_from_start
     assert GuidanceCutoff(0.5, 10, done=5).guided_from_start
 
@@ -139,6 +140,7 @@ def test_the_cut_off_is_written_into_png_metadata_and_read_back(tmp_path):
     path = metadata.save_png(picture(), tmp_path / "a.png", job, 7)
     assert metadata.read_parameters(path).guidance_cutoff == 0.4
     assert "Guidance cutoff" not in metadata.format_a1111(request(), 7)
+    assert "Guidance cutoff" not in metadata.format_a1111(request(guidance_cutoff=1.0), 7)
     assert (
         metadata.from_record('{"prompt": "x", "guidance_cutoff": "junk"}').guidance_cutoff is None
     )
