@@ -26,6 +26,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.picture_files import format_of, save_picture
 
 if TYPE_CHECKING:
     from engine.remote import RemoteEngine
@@ -102,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--token", default=None,
                    help="the server's access token (default: $DIFFUSIONDESK_TOKEN)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--output", type=Path, required=True, help="FILE.png")
+    g.add_argument(
+        "--output", type=Path, required=True, help="FILE.png, .jpg or .webp (settings inside)"
+    )
     return parser
 
 
@@ -123,8 +126,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     mask = _open_image(args.mask, "--mask", "L") if args.mask else None
     if mask is not None and init is None:
         raise _CliError("--mask needs --init: the image to paint into")
-    if args.output.suffix.lower() != ".png":
-        raise _CliError(f"--output must be a .png file, got {args.output}")
+    if format_of(args.output) is None:
+        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {args.output}")
     width, height = init.size if init is not None else (128, 128)
     return GenerationRequest(
         prompt=args.prompt,
@@ -177,13 +180,14 @@ class _Progress:
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
-    return [output if i == 0 else output.with_name(f"{output.stem}-{i}.png") for i in range(count)]
+    return [
+        output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        for i in range(count)
+    ]
 
 
 def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    from engine import metadata
-
-    metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
 
 def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
