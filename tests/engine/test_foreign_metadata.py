@@ -408,4 +408,6 @@ def test_a_comment_chunk_of_another_program_does_not_hide_a1111_settings(tmp_pat
         png_texts={"parameters": text, "Comment": "edited in GIMP", "Description": "holiday"},
     )
     found = read_picture_settings(path)
-    assert found is not None and found.tool == "AUTOMATIC1111" and dict(found.values) == A1111_VALUES
+    assert (
+        found is not None and found.tool == "AUTOMATIC1111" and dict(found.values) == A1111_VALUES
+    )
