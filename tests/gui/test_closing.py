@@ -39,14 +39,14 @@ def test_closing_waits_for_an_image_that_is_being_written(
     qtbot, window, fake_engine, monkeypatch
 ) -> None:
     writing = threading.Event()
-    original_save = guiapp.output_writer.save_png
+    original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
 
     def slow_save(image, path, request, seed) -> None:  # noqa: ANN001
         writing.set()
         threading.Event().wait(0.5)  # a slow disk
         original_save(image, path, request, seed)
 
-    monkeypatch.setattr(guiapp.output_writer, "save_png", slow_save)
+    monkeypatch.setattr(guiapp.output_writer, "save_picture", slow_save)
     window.form.steps = 2
     window.workspace.generate()
     qtbot.waitUntil(writing.is_set)
@@ -71,3 +71,19 @@ def test_an_image_that_could_not_be_saved_stays_in_the_history_for_save_as(
     window.workspace.save_entry_as(entry, target)
     read = guiapp.output_writer.read_parameters(target)
     assert read is not None and read.prompt == "keep me"
+
+
+def test_save_as_another_format_writes_that_format(qtbot, window, tmp_path) -> None:
+    from PIL import Image
+
+    window.form.steps = 2
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
+    entry = window.workspace.history.entries()[0]
+    window.workspace.save_entry_as(entry, tmp_path / "copy.jpg")
+    window.workspace.save_entry_as(entry, tmp_path / "copy.png")
+    with Image.open(tmp_path / "copy.jpg") as picture:
+        assert picture.format == "JPEG"
+    assert (tmp_path / "copy.png").read_bytes() == entry.path.read_bytes()
+    window.workspace.save_entry_as(entry, tmp_path / "copy.gif")
+    assert ".gif" in window.error_area.message()
