@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
     )
+    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        type=str,
+        help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
+        "and VAEs in; repeat for several",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
@@ -106,6 +115,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
         clip_skip=args.clip_skip,
+        vae=args.vae,
+        model_folders=tuple(args.models_dir),
     )
 
 
