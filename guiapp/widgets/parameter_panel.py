@@ -36,6 +36,7 @@ from engine.validation import (
 )
 from guiapp.icons import icon
 from guiapp.state import ViewModel
+from guiapp.widgets.addons_dock import add_form_rows
 from guiapp.widgets.binding import bind, follow
 from guiapp.widgets.seed_edit import SeedEdit
 
@@ -72,6 +73,7 @@ class ParameterPanel(QWidget):
         self._add_scheduler_row()
         self._add_model_row()
         self._add_inpaint_rows()
+        add_form_rows(self, model)  # clip skip and VAE (guiapp/widgets/addons_dock.py)
 
     def _row(self, label: str, *widgets: QWidget, stretch_first: bool = True) -> None:
         """A form row of one widget, or of several side by side."""
