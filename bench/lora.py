@@ -10,6 +10,8 @@ Prints one JSON object. Steps are one UNet call on a batch of 2 (guidance), alte
 with and without the LoRA; the step ratio is the median of the pairs. Switch times go
 through the engine's own code (LoraCache + LoraMerger): none -> A reads and converts
 file A (cold), A -> B reads B, B -> none restores; "none -> A again" is A from the cache.
+`of_which_reading_files_s` is the part spent reading and converting files not yet
+cached; `merge_gflop` is the arithmetic one merge needs (what bounds it on a CPU).
 """
 
 from __future__ import annotations
@@ -106,27 +108,37 @@ def main() -> None:
     cache = LoraCache()
     merger = LoraMerger({"unet": unet, "text_encoder": te}, "sd1")
 
-    def use(name: str) -> list[tuple[LoraUse, object]]:
-        path = tmp / f"{name}.safetensors"
-        return [(LoraUse(name, path, 0.8, 0.8), cache.get(path, "sd1", dtype))]
+    def switch(names: list[str]) -> tuple[float, float]:
+        """(seconds in all, of which reading/converting files not yet cached)."""
+        start = time.perf_counter()
+        paths = [tmp / f"{name}.safetensors" for name in names]
+        files = [(LoraUse(p.stem, p, 0.8, 0.8), cache.get(p, "sd1", dtype)) for p in paths]
+        read = time.perf_counter() - start
+        merger.apply(files)
+        return time.perf_counter() - start, read
 
     step_seconds(unet, latents, t, context)  # warm-up
     base_steps, lora_steps = [], []
     switches: dict[str, float] = {}
+    reads: dict[str, float] = {}
     for i in range(args.repeats):
         base_steps.append(step_seconds(unet, latents, t, context))
         key = "none -> A" if i == 0 else f"none -> A again ({i})"
-        switches[key] = timed(lambda: merger.apply(use("a")))
+        switches[key], reads[key] = switch(["a"])
         lora_steps.append(step_seconds(unet, latents, t, context))
         if i == 0:
-            switches["A -> B"] = timed(lambda: merger.apply(use("b")))
+            switches["A -> B"], reads["A -> B"] = switch(["b"])
             lora_steps.append(step_seconds(unet, latents, t, context))
-            switches["B -> none"] = timed(lambda: merger.apply([]))
+            switches["B -> none"], reads["B -> none"] = switch([])
         else:
-            merger.apply([])
+            switch([])
     base = statistics.median(base_steps)
     ratios = [lora / b for lora, b in zip(lora_steps, base_steps, strict=False)]
-    touched = sum(len(v) for v in cache.get(tmp / "a.safetensors", "sd1", dtype).layers.values())
+    lora_a = cache.get(tmp / "a.safetensors", "sd1", dtype)
+    touched = sum(len(v) for v in lora_a.layers.values())
+    # addmm_ work of one merge: 2 * out * in * rank per layer
+    gflop = sum(2 * x.up.shape[0] * x.down[0].numel() * x.down.shape[0]
+                for v in lora_a.layers.values() for x in v.values()) / 1e9  # fmt: skip
     print(
         json.dumps(
             {
@@ -137,10 +149,12 @@ def main() -> None:
                 "lora_file_bytes": [size_a, size_b],
                 "lora_rank": args.rank,
                 "lora_layers": touched,
+                "merge_gflop": round(gflop, 1),
                 "base_step_s": round(base, 3),
                 "lora_step_s": round(statistics.median(lora_steps), 3),
                 "step_ratio_median": round(statistics.median(ratios), 4),
                 "switch_s": {k: round(v, 3) for k, v in switches.items()},
+                "of_which_reading_files_s": {k: round(v, 3) for k, v in reads.items()},
                 "switch_over_base_step": {k: round(v / base, 3) for k, v in switches.items()},
             }
         )

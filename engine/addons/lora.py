@@ -10,15 +10,18 @@ costs no file read, conversion or dtype cast).
 
 Applying: each touched layer gets `W += weight · B @ A` in place, computed in W's own
 dtype (float32, bfloat16 or float16) with one `addmm_`, and W's original values are
-kept; removing LoRAs copies them back, so the model is bit for bit what it was, and a
-LoRA of weight 0 is never touched at all. Why not diffusers' `load_lora_weights` +
-peft's `fuse_lora`: peft first wraps every target layer (building and initialising
-LoRA layers), then fuses with a float32 matmul per layer and an up-cast of half
-weights, then unwraps; an earlier attempt measured a LoRA switch of about two UNet
-steps that way (53 % in the fuse matmul, 30 % in float16→float32 loads), while the
-direct in-place `addmm_` costs a fraction of that. (transformers 5 also refuses
-peft < 0.22 for text-encoder adapters, which is the newest peft on PyPI today.)
-Merged weights make a denoising step cost exactly what it costs without LoRAs.
+kept (while the model stays loaded, as A1111 keeps its backups, so later switches copy
+rather than allocate); removing LoRAs copies them back, so the model is bit for bit
+what it was, and a LoRA of weight 0 is never touched at all.
+
+Why not diffusers' `load_lora_weights` + peft's `fuse_lora`: peft first wraps every
+target layer (building and initialising LoRA layers), then fuses with a float32 matmul
+per layer and an up-cast of half weights, then unwraps; an earlier attempt measured a
+LoRA switch of about two UNet steps that way (53 % in the fuse matmul, 30 % in
+float16->float32 loads), while the direct in-place `addmm_` on cached, already-cast
+factors costs a fraction of that. (transformers 5 also refuses peft < 0.22, the newest
+on PyPI today, for text-encoder adapters.) Merged weights make a denoising step cost
+exactly what it costs without LoRAs.
 
 LyCORIS LoHa and LoKr, and DoRA, are refused with a sentence: diffusers converts
 them for none of SD 1.x, 2.x or SDXL.
@@ -242,7 +245,10 @@ class LoraMerger:
 
     components: dict[str, torch.nn.Module]
     family: str
+    # id(weight) -> (weight, its LoRA-free values). Kept while the model is loaded (as
+    # A1111 keeps its backups): the next switch then copies instead of allocating.
     originals: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    merged: set[int] = field(default_factory=set)  # weights that now hold a LoRA
     active: tuple[tuple[Any, ...], ...] = ()
 
     def _targets(self, lora: LoraFile, use: LoraUse) -> tuple[list[_Target], list[str]]:
@@ -298,18 +304,32 @@ class LoraMerger:
                     f"The LoRA {use.name}: {len(missing)} of its layers do not exist in this "
                     "model and were left out."
                 )
-        self.restore()
         with torch.no_grad():
+            fresh: set[int] = set()  # weights back at their original values this switch
             for targets in plans:
                 for target in targets:
+                    key_ = id(target.weight)
+                    if key_ not in fresh:
+                        self._original(target.weight)
+                        fresh.add(key_)
                     self._merge(target)
+            for key_ in self.merged - fresh:  # held a LoRA before and none now
+                weight, original = self.originals[key_]
+                weight.copy_(original)
+            self.merged = fresh
         self.active = key
         return warnings
 
+    def _original(self, weight: torch.Tensor) -> None:
+        """Put weight back to its LoRA-free values, keeping a copy of them first."""
+        entry = self.originals.get(id(weight))
+        if entry is None:
+            self.originals[id(weight)] = (weight, weight.detach().clone())
+        elif id(weight) in self.merged:
+            weight.copy_(entry[1])
+
     def _merge(self, target: _Target) -> None:
         weight, layer = target.weight, target.layer
-        if id(weight) not in self.originals:
-            self.originals[id(weight)] = (weight, weight.detach().clone())
         down, up = layer.down, layer.up
         if down.dtype != weight.dtype:
             down, up = down.to(weight.dtype), up.to(weight.dtype)
@@ -324,9 +344,10 @@ class LoraMerger:
     def restore(self) -> None:
         """Put back every touched weight exactly as it was."""
         with torch.no_grad():
-            for weight, original in self.originals.values():
+            for key in self.merged:
+                weight, original = self.originals[key]
                 weight.copy_(original)
-        self.originals.clear()
+        self.merged = set()
         self.active = ()
 
 
