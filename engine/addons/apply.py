@@ -54,6 +54,12 @@ def find_loras(tags: list[LoraTag], roots: list[Path]) -> list[LoraUse]:
     """The files of the tags; EngineError naming every LoRA that is not there."""
     uses, missing = [], []
     for tag in tags:
+        if "/" in tag.name or "\\" in tag.name or tag.name.startswith("."):
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"<lora:{tag.name}> names a path; a LoRA is named by its file name (without "
+                ".safetensors) in the LoRA folders.",
+            )
         path = lora_path(tag.name, roots)
         if path is None:
             missing.append(tag.name)

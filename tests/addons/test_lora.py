@@ -184,3 +184,10 @@ def test_an_sdxl_kohya_lora_with_both_text_encoders_applies_to_sdxl(own_models, 
     assert not torch.equal(module_weight(pipe.text_encoder_2, name), weight)
     merger.restore()
     assert torch.equal(module_weight(pipe.text_encoder_2, name), weight)
+
+
+def test_a_lora_tag_that_names_a_path_is_refused(addon_engine, models_root):
+    result = addon_engine.generate(
+        request(prompt="a cat <lora:../../secret:1>", model_folders=(str(models_root),)), WAIT
+    )
+    assert isinstance(result, Failed) and "names a path" in result.message
