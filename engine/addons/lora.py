@@ -154,10 +154,27 @@ def _adapter_scales(metadata: dict[str, str], component: str) -> tuple[float | N
     return (float(alpha) if alpha is not None else None), dict(pattern)
 
 
-def read_lora(path: Path, family: str, dtype: torch.dtype) -> LoraFile:
-    """Read and convert a LoRA file for a model of `family` whose weights are `dtype`."""
+def _loader(family: str) -> Any:
+    """The diffusers pipeline class whose `lora_state_dict` reads this family's LoRAs;
+    a newer family is added here (with its components in COMPONENTS)."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    return {
+        "sd1": StableDiffusionPipeline,
+        "sd2": StableDiffusionPipeline,
+        "sdxl": StableDiffusionXLPipeline,
+    }.get(family)
+
+
+def read_lora(path: Path, family: str, dtype: torch.dtype) -> LoraFile:
+    """Read and convert a LoRA file for a model of `family` whose weights are `dtype`."""
+    loader = _loader(family)
+    if loader is None:
+        raise _refuse(
+            path,
+            f"cannot be used: LoRAs for {FAMILY_NAMES.get(family, family)} models are not "
+            "supported yet.",
+        )
     if path.suffix.lower() != ".safetensors":
         raise _refuse(path, "is not a .safetensors file; only .safetensors LoRAs are read.")
     try:
@@ -175,7 +192,6 @@ def read_lora(path: Path, family: str, dtype: torch.dtype) -> LoraFile:
     keys = list(raw)
     declared = _declared_family(metadata, keys)
     _fold_kohya_alphas(raw)
-    loader = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     try:
         state, _ = loader.lora_state_dict(raw)
     except Exception as exc:

@@ -191,3 +191,19 @@ def test_a_lora_tag_that_names_a_path_is_refused(addon_engine, models_root):
         request(prompt="a cat <lora:../../secret:1>", model_folders=(str(models_root),)), WAIT
     )
     assert isinstance(result, Failed) and "names a path" in result.message
+
+
+def test_channels_last_bfloat16_convolutions_merge_and_restore_bit_for_bit(own_models, tmp_path):
+    pipe = pipe_of(own_models)
+    unet = type(pipe.unet).from_config(pipe.unet.config).to(torch.bfloat16)
+    unet = unet.to(memory_format=torch.channels_last)
+    path, lora = write_locon(pipe, tmp_path / "locon.safetensors")
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    merger = LoraMerger({"unet": unet}, "sd1")
+    merger.apply([(LoraUse("locon", path, 1.0, 1.0), read_lora(path, "sd1", torch.bfloat16))])
+    name, (a, b) = next(iter(lora["unet"].items()))
+    got = module_weight(unet, name).float()
+    want = expected_weight(before[f"{name}.weight"], a.half(), b.half(), 1.0)
+    assert torch.allclose(got, want, atol=0.05)
+    merger.restore()
+    assert all(torch.equal(v, before[k]) for k, v in unet.state_dict().items())
