@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -25,6 +25,11 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.picture_files import format_of, save_picture
+
+if TYPE_CHECKING:
+    from engine.remote import RemoteEngine
+    from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
 
@@ -72,8 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
+    g.add_argument("--engine", default=None, metavar="URL",
+                   help="run on a diffusiondesk-server (http://host:port) instead of here")
+    g.add_argument("--token", default=None,
+                   help="the server's access token (default: $DIFFUSIONDESK_TOKEN)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--output", type=Path, required=True, help="FILE.png")
+    g.add_argument(
+        "--output", type=Path, required=True, help="FILE.png, .jpg or .webp (settings inside)"
+    )
     return parser
 
 
@@ -94,8 +105,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     mask = _open_image(args.mask, "--mask", "L") if args.mask else None
     if mask is not None and init is None:
         raise _CliError("--mask needs --init: the image to paint into")
-    if args.output.suffix.lower() != ".png":
-        raise _CliError(f"--output must be a .png file, got {args.output}")
+    if format_of(args.output) is None:
+        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {args.output}")
     width, height = init.size if init is not None else (128, 128)
     return GenerationRequest(
         prompt=args.prompt,
@@ -148,20 +159,35 @@ class _Progress:
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
-    return [output if i == 0 else output.with_name(f"{output.stem}-{i}.png") for i in range(count)]
+    return [
+        output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        for i in range(count)
+    ]
 
 
 def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    from engine import metadata
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
-    metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+
+def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
+    if args.engine:
+        import os
+
+        from engine.remote import TOKEN_ENV, RemoteEngine, stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            raise _CliError(f"--engine: {exc}") from None
+        return RemoteEngine(args.engine, args.token or os.environ.get(TOKEN_ENV))
+    from engine.worker import Engine  # torch loads here, after the arguments are checked
+
+    return Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
 
 
 def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
-    from engine.worker import Engine  # torch loads here, after the arguments are checked
-
     request = build_request(args)
-    engine = Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    engine = _engine(args, models)
     engine.add_listener(_Progress(err, args.quiet))
     job = None
     try:

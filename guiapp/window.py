@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -40,6 +39,7 @@ from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
 from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
+from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.history_strip import HistoryStrip
@@ -49,6 +49,7 @@ from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
+from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
 from guiapp.workspace import IMAGE_SUFFIXES, Workspace
 
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self.form = ViewModel(self.settings.load_form(), self)
         self.workspace = Workspace(bridge, self.form, self.settings.output_folder(), self)
+        self.workspace.writer.picture_format = self.settings.save_format()
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -152,17 +154,26 @@ class MainWindow(QMainWindow):
         left = QWidget(scroll)
         self.prompt_panel = PromptPanel(self.form, left)
         self.parameter_panel = ParameterPanel(self.form, left)
-        self.generate_button = self._button(
+        self.generate_button = push_button(
             left,
             "generate",
             "Generate",
             "Text to image (Ctrl+Enter). Press again to queue another job.",
+            "generateButton",
         )
-        self.img2img_button = self._button(
-            left, "img2img", "Image to image", "Repaint the whole canvas picture (strength)"
+        self.img2img_button = push_button(
+            left,
+            "img2img",
+            "Image to image",
+            "Repaint the whole canvas picture (strength)",
+            "img2imgButton",
         )
-        self.inpaint_button = self._button(
-            left, "inpaint", "Inpaint", "Repaint only the masked area (Ctrl+Shift+Enter)"
+        self.inpaint_button = push_button(
+            left,
+            "inpaint",
+            "Inpaint",
+            "Repaint only the masked area (Ctrl+Shift+Enter)",
+            "inpaintButton",
         )
         buttons = QHBoxLayout()
         buttons.addWidget(self.img2img_button)
@@ -180,13 +191,6 @@ class MainWindow(QMainWindow):
             left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
         )
         return scroll
-
-    @staticmethod
-    def _button(parent: QWidget, name: str, text: str, tip: str) -> QPushButton:
-        button = QPushButton(icon(name), text, parent)
-        button.setObjectName(f"{name}Button")
-        button.setToolTip(tip)
-        return button
 
     def _build_status_bar(self) -> None:
         ws = self.workspace
@@ -272,6 +276,9 @@ class MainWindow(QMainWindow):
             self.models_action,
         ):
             file_menu.addAction(action)
+        file_menu.addMenu(
+            save_format_menu(self, self.workspace.writer.picture_format, self.set_save_format)
+        )
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menus.addMenu("&Edit")
@@ -364,6 +371,11 @@ class MainWindow(QMainWindow):
         )
         if folder:
             self.set_output_folder(Path(folder))
+
+    def set_save_format(self, picture_format: str) -> None:
+        """PNG, JPEG or WEBP for the pictures saved from now on."""
+        self.workspace.writer.picture_format = picture_format
+        self.settings.set_save_format(picture_format)
 
     def use_model(self, path: str) -> None:
         self.form.model = path
