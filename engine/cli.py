@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
+    EngineError,
     Event,
     Failed,
     Finished,
@@ -63,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
     g.add_argument(
+        "--guidance-cutoff",
+        type=float,
+        default=None,
+        metavar="F",
+        help="stop guidance after this fraction of the steps (0..1): faster",
+    )
+    g.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode the picture with the tiny autoencoder (TAESD) if present",
+    )
+    g.add_argument(
         "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
     )
     g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
@@ -75,7 +88,24 @@ def _parser() -> argparse.ArgumentParser:
         "and VAEs in; repeat for several",
     )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (CPU: bfloat16 where it has bfloat16 units), float32, float16, bfloat16",
+    )
+    g.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "torch", "openvino"),
+        help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
+        "faster for the model), torch or openvino",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet: faster steps after a compile of a minute or more "
+        "for each new size",
+    )
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
     g.add_argument("--engine", default=None, metavar="URL",
                    help="run on a diffusiondesk-server (http://host:port) instead of here")
@@ -125,6 +155,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
+        guidance_cutoff=args.guidance_cutoff,
+        fast_decode=args.fast_decode,
         clip_skip=args.clip_skip,
         vae=args.vae,
         model_folders=tuple(args.models_dir),
@@ -182,7 +214,17 @@ def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
         return RemoteEngine(args.engine, args.token or os.environ.get(TOKEN_ENV))
     from engine.worker import Engine  # torch loads here, after the arguments are checked
 
-    return Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    try:
+        return Engine(
+            models,
+            device=args.device,
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
+            backend=args.backend,
+            compile_unet=args.compile,
+        )
+    except EngineError as exc:  # e.g. --backend openvino without openvino installed
+        raise _CliError(exc.message) from None
 
 
 def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
