@@ -27,8 +27,9 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from engine.api import EngineError, ErrorKind
+from engine.resources import model_configs_dir
 
-CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
+CLIP_TOKENIZER = model_configs_dir() / "clip_tokenizer"
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIXES = ("first_stage_model.", "vae.")

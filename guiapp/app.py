@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from engine.api import EngineLike
 from guiapp.bridge import EngineBridge
 from guiapp.icons import icon
 from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
 
@@ -107,10 +109,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="allow loading .ckpt/.pt pickle checkpoints (they can run code)",
     )
     parser.add_argument("--model", default=None, help="model to select at start")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check this install: open the window, start the engine, make one picture with "
+        "the starter model (throw-away settings and folder), print timings as JSON, quit; "
+        "exit code 0 when all worked",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    started_at = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
@@ -118,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setWindowIcon(icon("app"))
     apply_dark_theme(app)
-    window = MainWindow(EngineBridge())
+    smoke = SmokeTest(started_at) if args.smoke_test else None
+    window = MainWindow(EngineBridge(), smoke.settings if smoke else None)
     if args.model:
         window.model.model = args.model
     starter = EngineStarter(
@@ -126,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)
+    if smoke:
+        smoke.watch(window, starter)
     window.show()
     starter.start()
     code = app.exec()
     starter.join(10.0)
     if starter.engine is not None and window.bridge.engine is not starter.engine:
         starter.engine.shutdown(5.0)  # became ready after the window closed
-    return code
+    return smoke.report(code) if smoke else code
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the window remembers between runs (QSettings): geometry, panels, last
-parameters, output folder."""
+parameters, output folder. Opening checks, migrates or sets aside the stored settings
+(guiapp/settings_upgrade.py); `notice` says when they had to be set aside."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from guiapp.settings_upgrade import (
+    BRUSH_SIZE_KEY,
+    DEFAULT_BRUSH_SIZE,
+    FORM_GROUP,
+    coerce,
+    open_settings,
+)
 from guiapp.state import FormValues
 
 ORGANIZATION = "DiffusionDesk"
@@ -21,29 +29,25 @@ def default_output_folder() -> Path:
     return base / "DiffusionDesk"
 
 
-def _coerce(value: object, kind: type) -> object:
-    if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    return kind(value)
-
-
 class AppSettings:
     def __init__(self, settings: QSettings | None = None) -> None:
-        self.qsettings = settings or QSettings(ORGANIZATION, APPLICATION)
+        opened = open_settings(settings or QSettings(ORGANIZATION, APPLICATION))
+        self.qsettings = opened.qsettings
+        self.notice = opened.notice
 
     def load_form(self) -> FormValues:
         values = FormValues()
         for f in fields(FormValues):
-            key = f"parameters/{f.name}"
+            key = f"{FORM_GROUP}/{f.name}"
             if self.qsettings.contains(key):
                 kind = type(getattr(values, f.name))
                 with contextlib.suppress(TypeError, ValueError):
-                    setattr(values, f.name, _coerce(self.qsettings.value(key), kind))
+                    setattr(values, f.name, coerce(self.qsettings.value(key), kind))
         return values
 
     def save_form(self, values: FormValues) -> None:
         for f in fields(FormValues):
-            self.qsettings.setValue(f"parameters/{f.name}", getattr(values, f.name))
+            self.qsettings.setValue(f"{FORM_GROUP}/{f.name}", getattr(values, f.name))
 
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")
@@ -65,10 +69,13 @@ class AppSettings:
         self.qsettings.setValue("window/state", state)
 
     def brush_size(self) -> int:
-        return int(self.qsettings.value("canvas/brush_size", 24))
+        try:
+            return int(str(self.qsettings.value(BRUSH_SIZE_KEY, DEFAULT_BRUSH_SIZE)).strip())
+        except ValueError:
+            return DEFAULT_BRUSH_SIZE
 
     def set_brush_size(self, size: int) -> None:
-        self.qsettings.setValue("canvas/brush_size", size)
+        self.qsettings.setValue(BRUSH_SIZE_KEY, size)
 
     def sync(self) -> None:
         self.qsettings.sync()

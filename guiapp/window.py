@@ -120,6 +120,8 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.canvas.set_brush_size(self.settings.brush_size())
         self._update_engine_status()
+        if self.settings.notice:
+            self.error_area.show_error(self.settings.notice)
 
     def _default_size(self) -> QSize:
         """1280x820, shrunk to fit a smaller screen (a restored geometry may override)."""
