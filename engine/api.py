@@ -15,6 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+Progress = Callable[[str, float], None]
+"""progress(stage in human words, fraction 0..1 or -1 when unknown), e.g. while loading."""
+ShouldCancel = Callable[[], bool]
+"""should_cancel(): True once the job has been cancelled; polled between stages and steps."""
+
 STARTER_MODEL = "starter"
 """Model name meaning the small model bundled under resources/ (the default)."""
 
@@ -136,6 +141,7 @@ class GenerationRequest:
     inpaint_only_masked: bool = False  # crop to the mask (+ padding), work at full size
     inpaint_padding: int = 32  # pixels around the mask when inpaint_only_masked
     resume: ResumeFrom | None = None
+    clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
 
     @property
     def mode(self) -> Mode:

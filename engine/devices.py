@@ -114,10 +114,3 @@ def resolve(device: str = "auto", dtype: str = "auto") -> DevicePolicy:
     dev = resolve_device(device)
     return DevicePolicy(dev, resolve_dtype(dtype, dev))
 
-
-def empty_cache(device: torch.device) -> None:
-    """Give cached allocator memory back after a model was released."""
-    if device.type == "cuda" and cuda_available():
-        torch.cuda.empty_cache()
-    elif device.type == "mps" and mps_available():
-        torch.mps.empty_cache()

@@ -8,12 +8,10 @@ before another one is loaded.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import json
 import re
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +24,16 @@ from diffusers import (
 )
 
 from engine import devices, hub, single_file
-from engine.api import STARTER_MODEL, EngineError, ErrorKind, JobCancelled
+from engine.api import (
+    STARTER_MODEL,
+    EngineError,
+    ErrorKind,
+    JobCancelled,
+    Progress,
+    ShouldCancel,
+)
+from engine.memory import free_memory
 from engine.resources import model_configs_dir, resources_dir, starter_model_dir
-
-Progress = Callable[[str, float], None]
-ShouldCancel = Callable[[], bool]
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
@@ -183,8 +186,7 @@ class ModelManager:
             return
         self._current = None
         self._current_key = None
-        gc.collect()
-        devices.empty_cache(self.device)
+        free_memory()
 
     # ------------------------------------------------------------------ sources
 

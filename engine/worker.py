@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -36,7 +34,9 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.sampling import Sampler, Trajectory
+from engine.memory import free_memory
+from engine.plan import check_inputs, make_plan
+from engine.sampling import PipelineRunner, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-
-
-def steps_to_run(request: GenerationRequest) -> int:
-    """How many denoising steps a fresh job runs (diffusers' get_timesteps rule)."""
-    if request.init_image is None:
-        return request.steps
-    return min(int(request.steps * request.strength), request.steps)
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -117,7 +102,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._closed = False
         # Worker-thread state.
-        self._sampler = Sampler()
+        self._runner = PipelineRunner()
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
         self._niceness = niceness
@@ -233,7 +218,7 @@ class Engine:
                     self._pending.remove(job.id)
                 self._run_guarded(job)
         finally:
-            self._sampler.reset()
+            self._runner.reset()
             self._trajectories.clear()
             self._models.release()
             free_memory()
@@ -275,17 +260,12 @@ class Engine:
     def _run(self, job: _Job) -> Finished:
         r = job.request
         start = time.perf_counter()
-        validation.check_request(r, max_pixels=self._max_pixels)
-        resume = None
-        batch, total = r.batch_size, steps_to_run(r)
-        if r.resume is not None:
-            resume = (self._resume_source(r), r.resume.step)
-            batch, total = resume[0].latents[0].shape[0], resume[0].total
-        seed = r.seed if r.seed is not None else random.randrange(2**32)
-        seeds = [seed + i for i in range(batch)]
-
+        # Every check that needs no model, before the (slow) load.
+        inputs = check_inputs(
+            r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
+        )
         if r.model != self._last_model:
-            self._sampler.reset()  # let the old model's memory go before loading another
+            self._runner.reset()  # let the old model's memory go before loading another
         self._last_model = r.model
         model = self._models.get(
             r.model,
@@ -297,37 +277,27 @@ class Engine:
         loaded = time.perf_counter()
         if job.cancel.is_set():
             raise JobCancelled()
-        self._emit(Started(job.id, total, r.model, self.device_description, tuple(seeds)))
+        plan = make_plan(r, model, inputs)
+        self._emit(Started(job.id, inputs.total, r.model, self.device_description, plan.seeds))
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
-        result = self._sampler.run(
+        result = self._runner.run(
+            plan,
             model,
-            r,
-            seeds,
             on_step=on_step,
             should_cancel=job.cancel.is_set,
-            resume=resume,
             keep=lambda trajectory: self._keep(job.id, trajectory),
         )
         end = time.perf_counter()
-        filled = r.with_changes(seed=seed, batch_size=batch)
-        if resume is not None:
-            source = resume[0]
-            filled = filled.with_changes(
-                steps=source.steps,
-                scheduler=source.scheduler,
-                width=source.width,
-                height=source.height,
-            )
         trajectory = result.trajectory
         return Finished(
             job_id=job.id,
             images=tuple(result.images),
-            seeds=tuple(seeds),
-            request=filled,
+            seeds=plan.seeds,
+            request=plan.filled_request(),
             timings={
                 "load": loaded - start,
                 "sampling": result.sampling_seconds,
@@ -339,29 +309,6 @@ class Engine:
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=tuple(result.warnings),
         )
-
-    def _resume_source(self, r: GenerationRequest) -> Trajectory:
-        assert r.resume is not None
-        job_id, step = r.resume.job_id, r.resume.step
-        source = self._trajectories.get(job_id)
-        if source is None:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Job {job_id} has no stored steps to continue from (the engine keeps the "
-                f"last {self._keep_trajectories} jobs).",
-            )
-        done = len(source.latents)
-        if not 1 <= step <= done:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Job {job_id} has steps 1 to {done}; choose one of those to continue from.",
-            )
-        if step >= source.total:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Step {step} is job {job_id}'s last step: nothing is left to run.",
-            )
-        return source
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
         self._trajectories[job_id] = trajectory
