@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
@@ -110,6 +111,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--model", default=None, help="model to select at start")
     parser.add_argument(
+        "pictures", nargs="*", type=Path, help="pictures to open (as from a file manager)"
+    )
+    parser.add_argument(
         "--smoke-test",
         action="store_true",
         help="check this install: open the window, start the engine, make one picture with "
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(EngineBridge(), smoke.settings if smoke else None)
     if args.model:
         window.model.model = args.model
+    for picture in args.pictures:
+        window.open_image(picture)
     starter = EngineStarter(
         lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
     )

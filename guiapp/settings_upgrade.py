@@ -188,9 +188,7 @@ def set_aside(
             fresh.clear()  # Qt may still hold the old file's keys in its cache
         else:
             folder = aside_dir or Path(
-                QStandardPaths.writableLocation(
-                    QStandardPaths.StandardLocation.AppConfigLocation
-                )
+                QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation)
             )
             folder.mkdir(parents=True, exist_ok=True)
             kept = _free_name(folder / f"settings.set-aside-{stamp}.ini")
