@@ -9,7 +9,7 @@ data (the "*" patterns in pyproject.toml).
 
 from setuptools import find_namespace_packages, setup
 
-OURS = ["engine", "engine.*", "guiapp", "guiapp.*", "starter", "starter.*"]
+OURS = ["engine", "engine.*", "guiapp", "guiapp.*", "server", "server.*", "starter", "starter.*"]
 
 setup(
     packages=[

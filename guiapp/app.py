@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
@@ -49,7 +50,7 @@ class EngineStarter(QObject):
     def _run(self) -> None:
         try:
             engine = self._factory()
-        except Exception as exc:  # noqa: BLE001 - shown inline in the window
+        except Exception as exc:  # shown inline in the window
             self.failed.emit(f"The engine could not start: {exc}")
             return
         self.engine = engine
@@ -70,7 +71,7 @@ def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
             window.bridge.attach(engine)
 
     starter.ready.connect(attach, Qt.ConnectionType.QueuedConnection)
-    starter.failed.connect(window.error_area.show_error, Qt.ConnectionType.QueuedConnection)
+    starter.failed.connect(window.workspace.show_error, Qt.ConnectionType.QueuedConnection)
 
 
 GIL_SWITCH_INTERVAL = 0.001
@@ -91,11 +92,11 @@ def route_uncaught_errors(window: MainWindow) -> None:
     inline (with the traceback behind the Copy button)."""
     previous = sys.excepthook
 
-    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
-        previous(kind, error, tb)  # type: ignore[arg-type]
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        previous(kind, error, tb)
         if threading.current_thread() is threading.main_thread() and not window.closed:
-            detail = "".join(traceback.format_exception(kind, error, tb))  # type: ignore[arg-type]
-            window.error_area.show_error(f"Internal error: {error}", detail)
+            detail = "".join(traceback.format_exception(kind, error, tb))
+            window.workspace.show_error(f"Internal error: {error}", detail)
 
     sys.excepthook = hook
 
@@ -129,15 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(icon("app"))
     apply_dark_theme(app)
     smoke = SmokeTest(started_at) if args.smoke_test else None
     window = MainWindow(EngineBridge(), smoke.settings if smoke else None)
     if args.model:
-        window.model.model = args.model
+        window.form.model = args.model
     for picture in args.pictures:
-        window.open_image(picture)
+        window.workspace.open_image(picture)
     starter = EngineStarter(
         lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
     )

@@ -5,7 +5,6 @@ parameters, output folder. Opening checks, migrates or sets aside the stored set
 from __future__ import annotations
 
 import contextlib
-from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
@@ -16,8 +15,9 @@ from guiapp.settings_upgrade import (
     FORM_GROUP,
     coerce,
     open_settings,
+    stored_form_value,
 )
-from guiapp.state import FormValues
+from guiapp.state import FormValues, ViewModel
 
 ORGANIZATION = "DiffusionDesk"
 APPLICATION = "DiffusionDesk"
@@ -36,18 +36,17 @@ class AppSettings:
         self.notice = opened.notice
 
     def load_form(self) -> FormValues:
-        values = FormValues()
-        for f in fields(FormValues):
-            key = f"{FORM_GROUP}/{f.name}"
+        values = ViewModel.defaults()
+        for name, default in ViewModel.defaults().items():
+            key = f"{FORM_GROUP}/{name}"
             if self.qsettings.contains(key):
-                kind = type(getattr(values, f.name))
                 with contextlib.suppress(TypeError, ValueError):
-                    setattr(values, f.name, coerce(self.qsettings.value(key), kind))
+                    values[name] = coerce(self.qsettings.value(key), type(default))
         return values
 
     def save_form(self, values: FormValues) -> None:
-        for f in fields(FormValues):
-            self.qsettings.setValue(f"{FORM_GROUP}/{f.name}", getattr(values, f.name))
+        for name, value in values.items():
+            self.qsettings.setValue(f"{FORM_GROUP}/{name}", stored_form_value(value))
 
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from engine.validation import (
     SCHEDULER_NAMES,
     max_steps_for,
 )
-from guiapp.state import FormValues
+from guiapp.state import ViewModel
 
 SETTINGS_VERSION = 1
 VERSION_KEY = "meta/version"
@@ -51,6 +51,12 @@ def coerce(value: object, kind: type) -> object:
     if kind is int and isinstance(value, str):
         return int(value.strip())
     return kind(value)
+
+
+def stored_form_value(value: object) -> object:
+    """How a form value is stored: ints as text, since a 64-bit seed does not fit
+    QSettings' signed integers."""
+    return str(value) if type(value) is int else value
 
 
 def _form_value_fits(name: str, value: object, scheduler: object) -> bool:
@@ -80,20 +86,19 @@ def _migrate_0_to_1(settings: QSettings) -> list[str]:
     off the 8-pixel grid, text where a number belongs; the same for the brush size)
     falls back to its default here rather than failing at every start."""
     dropped = []
-    defaults = FormValues()
-    stored_scheduler = settings.value(f"{FORM_GROUP}/scheduler", defaults.scheduler)
-    for f in fields(FormValues):
-        key = f"{FORM_GROUP}/{f.name}"
+    defaults = ViewModel.defaults()
+    stored_scheduler = settings.value(f"{FORM_GROUP}/scheduler", defaults["scheduler"])
+    for name, default in defaults.items():
+        key = f"{FORM_GROUP}/{name}"
         if not settings.contains(key):
             continue
-        kind = type(getattr(defaults, f.name))
         try:
-            value = coerce(settings.value(key), kind)
-            fits = _form_value_fits(f.name, value, stored_scheduler)
+            value = coerce(settings.value(key), type(default))
+            fits = _form_value_fits(name, value, stored_scheduler)
         except (TypeError, ValueError, OverflowError):
             fits = False
         if fits:
-            settings.setValue(key, value)
+            settings.setValue(key, stored_form_value(value))
         else:
             settings.remove(key)
             dropped.append(key)

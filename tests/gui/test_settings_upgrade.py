@@ -15,7 +15,7 @@ import guiapp.settings_upgrade as upgrade
 from guiapp.bridge import EngineBridge
 from guiapp.settings import AppSettings
 from guiapp.settings_upgrade import SETTINGS_VERSION, VERSION_KEY, open_settings, set_aside
-from guiapp.state import FormValues
+from guiapp.state import ViewModel
 from guiapp.window import MainWindow
 
 NOW = datetime(2026, 12, 4, 17, 5, 9)
@@ -59,8 +59,13 @@ def test_unversioned_settings_are_migrated_and_keep_every_value(tmp_path: Path) 
 
     assert settings.notice is None
     form = settings.load_form()
-    assert (form.prompt, form.steps, form.scheduler) == ("a green square", 33, "Euler a")
-    assert (form.guidance_scale, form.random_seed, form.seed, form.width) == (7.5, False, 1234, 96)
+    assert (form["prompt"], form["steps"], form["scheduler"]) == ("a green square", 33, "Euler a")
+    assert (form["guidance_scale"], form["random_seed"], form["seed"], form["width"]) == (
+        7.5,
+        False,
+        1234,
+        96,
+    )
     assert settings.output_folder() == Path("/tmp/my pictures")
     assert settings.brush_size() == 40
     assert f"version={SETTINGS_VERSION}" in path.read_text()  # written to disk at once
@@ -84,14 +89,10 @@ def test_migration_drops_only_the_values_the_form_cannot_use(tmp_path: Path) -> 
         "canvas/brush_size",
     }
     form = AppSettings(opened.qsettings).load_form()
-    defaults = FormValues()
-    assert (form.prompt, form.scheduler, form.height) == ("kept", "Euler", 64)
-    assert (form.steps, form.width, form.guidance_scale, form.seed) == (
-        defaults.steps,
-        defaults.width,
-        defaults.guidance_scale,
-        defaults.seed,
-    )
+    defaults = ViewModel.defaults()
+    assert (form["prompt"], form["scheduler"], form["height"]) == ("kept", "Euler", 64)
+    for name in ("steps", "width", "guidance_scale", "seed"):
+        assert form[name] == defaults[name]
 
 
 def test_steps_past_what_the_stored_scheduler_allows_are_dropped(tmp_path: Path) -> None:
@@ -102,18 +103,18 @@ def test_steps_past_what_the_stored_scheduler_allows_are_dropped(tmp_path: Path)
 def test_a_fresh_install_gets_the_current_version_and_no_notice(tmp_path: Path) -> None:
     settings = AppSettings(_ini(tmp_path / "new.ini"))
     assert settings.notice is None
-    assert settings.load_form() == FormValues()
+    assert settings.load_form() == ViewModel.defaults()
     assert int(settings.qsettings.value(VERSION_KEY)) == SETTINGS_VERSION
 
 
 def test_current_settings_reopen_unchanged_and_without_notice(tmp_path: Path) -> None:
     path = tmp_path / "settings.ini"
     first = AppSettings(_ini(path))
-    first.save_form(FormValues(prompt="again", steps=12))
+    first.save_form({**ViewModel.defaults(), "prompt": "again", "steps": 12})
     first.sync()
     again = AppSettings(_ini(path))
     assert again.notice is None
-    assert (again.load_form().prompt, again.load_form().steps) == ("again", 12)
+    assert (again.load_form()["prompt"], again.load_form()["steps"]) == ("again", 12)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +139,7 @@ def test_a_damaged_settings_file_is_set_aside_byte_for_byte(
     assert why in opened.notice and "damaged" in opened.notice
     assert str(kept) in opened.notice and "default settings" in opened.notice
     fresh = AppSettings(opened.qsettings)
-    assert fresh.load_form() == FormValues()
+    assert fresh.load_form() == ViewModel.defaults()
     assert opened.qsettings.allKeys() == [VERSION_KEY]
     assert AppSettings(_ini(path)).notice is None  # the new file is fine next time
 
@@ -149,7 +150,7 @@ def test_settings_from_a_newer_version_are_set_aside_with_that_reason(tmp_path: 
 
     assert settings.notice is not None
     assert "newer DiffusionDesk (settings version 7" in settings.notice
-    assert settings.load_form().steps == FormValues().steps
+    assert settings.load_form()["steps"] == ViewModel.defaults()["steps"]
     [kept] = _set_aside_files(tmp_path)
     assert _ini(kept).value("parameters/steps") == "44"
 
@@ -163,9 +164,9 @@ def test_an_unreadable_settings_path_is_set_aside(tmp_path: Path) -> None:
     assert settings.notice is not None and "could not be read" in settings.notice
     [kept] = _set_aside_files(tmp_path)
     assert (kept / "inside").read_text() == "x"
-    settings.save_form(FormValues(prompt="works again"))
+    settings.save_form({"prompt": "works again"})
     settings.sync()
-    assert AppSettings(_ini(path)).load_form().prompt == "works again"
+    assert AppSettings(_ini(path)).load_form()["prompt"] == "works again"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -201,8 +202,8 @@ def test_a_file_that_cannot_be_moved_aside_is_left_alone_and_the_session_still_w
     assert "could not be moved aside" in settings.notice and "will not save" in settings.notice
     assert path.read_text() == "[meta]\nversion=99\n"
     assert Path(settings.qsettings.fileName()).parent != tmp_path
-    settings.save_form(FormValues(prompt="this session only"))
-    assert settings.load_form().prompt == "this session only"
+    settings.save_form({"prompt": "this session only"})
+    assert settings.load_form()["prompt"] == "this session only"
     assert path.read_text() == "[meta]\nversion=99\n"
 
 
@@ -234,6 +235,6 @@ def test_the_window_says_so_without_blocking_and_starts_with_defaults(
         assert "started with default settings" in window.error_area.message()
         assert window.error_area.isVisible()
         assert QApplication.activeModalWidget() is None
-        assert window.model.values() == FormValues()
+        assert window.form.values() == ViewModel.defaults()
     finally:
         window.close()

@@ -84,7 +84,7 @@ def test_the_wheel_carries_the_starter_model_icons_stylesheet_and_model_configs(
     assert not missing, f"the wheel lacks {missing}"
     top_level = {name.split("/")[0] for name in names if not name.endswith(".dist-info/")}
     top_level = {name for name in top_level if not name.endswith(".dist-info")}
-    assert top_level == {"engine", "guiapp", "starter", "diffusiondesk_resources"}
+    assert top_level == {"engine", "guiapp", "server", "starter", "diffusiondesk_resources"}
     assert not [name for name in names if "__pycache__" in name or name.startswith("tests/")]
 
 
