@@ -2,7 +2,7 @@
 
 It opens the real window with throw-away settings and output folder (the person's own are
 never touched), waits for the engine to start, makes one small picture with the starter
-model through the window's own bridge, checks the window saved it, and exits 0. Any
+model through the window's workspace, waits until the window saved it, and exits 0. Any
 failure (the engine not starting, the job failing, no file saved, the time running out)
 exits 1 with the reason. One JSON line on stdout reports how long each stage took, so
 packaging checks can quote start-up times.
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from engine.api import GenerationRequest
+from engine.api import GenerationRequest, JobState
+from guiapp.jobs import Job
 from guiapp.settings import AppSettings
 from guiapp.window import MainWindow
 
@@ -62,8 +63,7 @@ class SmokeTest(QObject):
         queued = Qt.ConnectionType.QueuedConnection
         starter.failed.connect(self._fail, queued)
         window.bridge.engineAttached.connect(self._engine_ready)
-        window.bridge.finished.connect(self._finished)
-        window.bridge.failed.connect(lambda event: self._fail(f"the job failed: {event.message}"))
+        window.workspace.jobs.ended.connect(self._job_ended)
         QTimer.singleShot(0, self._shown)
         self._deadline.start(int(self.timeout_s * 1000))
 
@@ -77,12 +77,18 @@ class SmokeTest(QObject):
         self._mark("engine_ready")
         self.device = device
         request = GenerationRequest(prompt=PROMPT, steps=STEPS, seed=1)
-        if self._window is not None:
-            self._window.bridge.submit(request)
+        if self._window is not None and self._window.workspace.submit(request) is None:
+            self._fail(f"the window refused the job: {self._window.workspace.error}")
 
-    def _finished(self, event: object) -> None:
-        self._mark("picture_done")
-        self._quit()
+    def _job_ended(self, job: Job) -> None:
+        """A job ends once its picture is saved, or when it failed or was cancelled."""
+        if job.state == JobState.FINISHED:
+            self._mark("picture_done")
+            self._quit()
+        elif job.failure is not None:
+            self._fail(f"the job failed: {job.failure.message}")
+        else:
+            self._fail(f"the job ended {job.state}")
 
     def _timed_out(self) -> None:
         self._fail(f"timed out after {self.timeout_s:.0f} s")
@@ -94,7 +100,7 @@ class SmokeTest(QObject):
 
     def _quit(self) -> None:
         self._deadline.stop()
-        # close() waits for the window's writer, so the picture is on disk afterwards
+        # close() waits for the window's writer (already done when the job ended)
         if self._window is not None:
             self._window.close()
         QApplication.quit()
