@@ -321,7 +321,7 @@ class RemoteEngine:
                 self._by_public[job.public] = job.id
         elif kind == "rejected":
             try:
-                error = ErrorKind(message.get("error"))
+                error = ErrorKind(str(message.get("error")))
             except ValueError:
                 error = ErrorKind.INTERNAL
             self._end(job, Failed(job.id, error, str(message.get("message", "refused"))))

@@ -301,7 +301,7 @@ def event_from_dict(
     if not isinstance(data, dict):
         raise WireError(f"an event must be a JSON object, got {type(data).__name__}")
     try:
-        kind = api.EventKind(data.get("kind"))
+        kind = api.EventKind(str(data.get("kind")))
     except ValueError:
         raise WireError(f"unknown event kind {data.get('kind')!r}") from None
     try:

@@ -8,6 +8,8 @@ engine is attached.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -61,6 +63,15 @@ def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> Engin
     from engine.worker import Engine  # imports torch: only ever on the starter thread
 
     return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle, niceness=ENGINE_NICENESS)
+
+
+def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
+    """An engine on a diffusiondesk-server; connection trouble shows in the error strip."""
+    from engine.remote import RemoteEngine
+
+    engine = RemoteEngine(url, token)
+    engine.add_status_listener(lambda up, message: None if up else starter.failed.emit(message))
+    return engine
 
 
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
@@ -121,11 +132,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "the starter model (throw-away settings and folder), print timings as JSON, quit; "
         "exit code 0 when all worked",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
+    )
+    parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
+    args = parser.parse_args(argv)
+    if args.engine:
+        from engine.remote import stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            parser.error(f"--engine: {exc}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     started_at = time.perf_counter()
+    # In a frozen bundle the model library's scan process starts by running this
+    # executable again; freeze_support hands that run to multiprocessing.
+    multiprocessing.freeze_support()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
@@ -140,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         window.form.model = args.model
     for picture in args.pictures:
         window.workspace.open_image(picture)
+    token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
     starter = EngineStarter(
-        lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
+        (lambda: remote_engine_factory(args.engine, token, starter))
+        if args.engine
+        else (lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle))
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)
