@@ -87,6 +87,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_layout()
+        if self.settings.notice:  # settings set aside: say so, without blocking anything
+            self.workspace.show_error(self.settings.notice)
 
     @property
     def closed(self) -> bool:
