@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
@@ -206,11 +207,13 @@ class PipelineRunner:
         self._base: Any = None
         self._base_scheduler_config: Any = None
         self._pipes: dict[type, Any] = {}
+        self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
+        self.addons.reset()
 
     def pipeline(self, model: LoadedModel, cls: type) -> Any:
         """The loaded model's pipeline of class cls, sharing its components."""
@@ -241,6 +244,8 @@ class PipelineRunner:
         scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
+        # The request's LoRAs, embeddings and VAE, before the prompts are encoded.
+        applied = self.addons.apply(model, pipe, r)
 
         # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
         #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
@@ -286,7 +291,7 @@ class PipelineRunner:
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
         # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
-        warnings = encoded.warnings
+        warnings = applied.warnings + encoded.warnings
 
         # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         #    The guidance cut-off acts after the hook; the final decode may be the tiny
