@@ -1,11 +1,13 @@
-"""Memory over hours of use: many generations in a row through the engine, then through
-the window (offscreen, real engine), with the resident memory (RSS) measured as they go.
+"""Memory over hours of use: many generations in a row, first through the engine alone,
+then through the window (offscreen, real engine), each in a fresh process.
 
-Each part runs in its own process so that one does not inherit the other's memory. Prints
-one JSON object: RSS after generation 5, 25 and 50 (of --count) and the growth after the
-warm-up (RSS at the end minus RSS after 5) for each part. The goal: at most 50 MB.
+Prints one JSON object: resident memory (RSS, MB) after 5, 25 and 50 generations of
+each part, and the growth after the warm-up (RSS after the last minus after the 5th).
+The goal (issue 13) is a growth of at most 50 MB for each.
 
-    OMP_NUM_THREADS=1 nice python bench/memory_soak.py [--count 50] [--steps 20]
+Usage: OMP_NUM_THREADS=1 nice python bench/memory_soak.py [--runs 50] [--steps 20]
+       [--size 128] [--model starter|PATH] [--part engine|window]
+Without --model it uses the bundled starter model.
 """
 
 from __future__ import annotations
@@ -18,66 +20,61 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+CHECKPOINTS = (5, 25, 50)
 
 
 def rss_mb() -> float:
-    """Resident memory of this process now (not the peak), from /proc."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    """Resident memory of this process in MB (Linux /proc)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def checkpoints(count: int) -> list[int]:
-    return sorted({min(5, count), min(25, count), count})
+def soak(runs: int, generate_one: Callable[[], None]) -> dict[str, float]:
+    marks = sorted({*(c for c in CHECKPOINTS if c <= runs), runs})
+    found: dict[str, float] = {}
+    for index in range(1, runs + 1):
+        generate_one()
+        if index in marks:
+            gc.collect()
+            found[f"rss_mb_after_{index}"] = round(rss_mb(), 1)
+    first = found[f"rss_mb_after_{marks[0]}"]
+    found["growth_after_warmup_mb"] = round(found[f"rss_mb_after_{runs}"] - first, 1)
+    return found
 
 
-def summary(samples: dict[int, float], count: int) -> dict[str, object]:
-    marks = checkpoints(count)
-    return {
-        "rss_mb_after": {str(k): round(samples[k], 1) for k in marks},
-        "growth_after_warmup_mb": round(samples[count] - samples[marks[0]], 1),
-    }
-
-
-def request(i: int, steps: int, size: int):  # noqa: ANN201
-    from engine.api import GenerationRequest
-
-    # Varied prompts and seeds, as a person would; the same model throughout.
-    prompts = ["a red circle", "a blue square on green", "a yellow star", "a small cat"]
-    return GenerationRequest(
-        prompt=prompts[i % len(prompts)], steps=steps, width=size, height=size, seed=1000 + i
-    )
-
-
-def soak_engine(count: int, steps: int, size: int) -> dict[str, object]:
-    from engine.api import Finished
+def engine_part(args: argparse.Namespace) -> dict[str, float]:
+    from engine.api import Finished, GenerationRequest
     from engine.worker import Engine
 
     engine = Engine(device="cpu")
-    samples: dict[int, float] = {}
+    request = GenerationRequest(
+        prompt="a red circle on a blue background",
+        model=args.model,
+        steps=args.steps,
+        width=args.size,
+        height=args.size,
+    )
+
+    def one() -> None:
+        event = engine.generate(request, timeout=600)
+        if not isinstance(event, Finished):
+            raise SystemExit(f"the engine did not finish: {event}")
+
     try:
-        for i in range(1, count + 1):
-            result = engine.generate(request(i, steps, size), timeout=600)
-            if not isinstance(result, Finished):
-                raise RuntimeError(f"generation {i} did not finish: {result}")
-            del result
-            if i in checkpoints(count):
-                gc.collect()
-                samples[i] = rss_mb()
+        return soak(args.runs, one)
     finally:
-        engine.shutdown(30)
-    return summary(samples, count)
+        engine.shutdown(10)
 
 
-def soak_window(count: int, steps: int, size: int) -> dict[str, object]:
+def window_part(args: argparse.Namespace) -> dict[str, float]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QCoreApplication, QSettings
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from engine.worker import Engine
@@ -86,77 +83,67 @@ def soak_window(count: int, steps: int, size: int) -> dict[str, object]:
     from guiapp.window import MainWindow
 
     app = QApplication.instance() or QApplication([])
-    folder = Path(tempfile.mkdtemp(prefix="diffusiondesk-soak-"))
-    settings = AppSettings(QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat))
+    scratch = Path(tempfile.mkdtemp(prefix="memory-soak-"))
+    settings = AppSettings(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat))
     window = MainWindow(EngineBridge(Engine(device="cpu")), settings)
-    window.set_output_folder(folder / "out")
+    window.set_output_folder(scratch / "out")
     window.show()
-    samples: dict[int, float] = {}
+    form = window.form
+    form.model, form.steps, form.width, form.height = args.model, args.steps, args.size, args.size
     saved = [0]
-    window.writer.saved.connect(lambda _job: saved.__setitem__(0, saved[0] + 1))
+    window.workspace.jobs.ended.connect(lambda _job: saved.__setitem__(0, saved[0] + 1))
+
+    def one() -> None:
+        target = saved[0] + 1
+        if window.workspace.generate() is None:
+            raise SystemExit(window.error_area.message())
+        deadline = time.monotonic() + 600
+        while saved[0] < target:
+            app.processEvents()
+            time.sleep(0.005)
+            if time.monotonic() > deadline:
+                raise SystemExit("a generation took more than 10 minutes")
+        if window.workspace.error:
+            raise SystemExit(window.workspace.error)
+
     try:
-        for i in range(1, count + 1):
-            window.model.prompt = request(i, steps, size).prompt
-            window.model.steps, window.model.width, window.model.height = steps, size, size
-            window.model.random_seed, window.model.seed = False, 1000 + i
-            if window.generate() is None:
-                raise RuntimeError(f"the window refused job {i}: {window.error_area.message()}")
-            deadline = time.monotonic() + 600
-            while saved[0] < i:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"generation {i} did not finish in the window")
-                app.processEvents()
-                time.sleep(0.005)
-            for _ in range(20):  # let the window finish showing the result
-                app.processEvents()
-            for png in (folder / "out").glob("*.png"):
-                png.unlink()  # disk use is not what this measures
-            if i in checkpoints(count):
-                gc.collect()
-                samples[i] = rss_mb()
+        result = soak(args.runs, one)
+        result["history_entries"] = len(window.workspace.history.entries())
+        result["jobs_kept"] = len(window.workspace.jobs)
+        result["runs_with_step_previews"] = len(window.workspace.history.runs_with_previews())
+        return result
     finally:
         window.close()
-        QCoreApplication.processEvents()
-    result = summary(samples, count)
-    result["history_entries"] = len(window.history.entries())
-    return result
-
-
-def run_part(part: str, args: argparse.Namespace) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--part", part, "--count", str(args.count),
-         "--steps", str(args.steps), "--size", str(args.size)],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--runs", "--count", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--model", default="starter")
     parser.add_argument("--part", choices=["engine", "window"], default=None)
     args = parser.parse_args()
     if args.part == "engine":
-        print(json.dumps(soak_engine(args.count, args.steps, args.size)))
+        print(json.dumps(engine_part(args)))
         return
     if args.part == "window":
-        print(json.dumps(soak_window(args.count, args.steps, args.size)))
+        print(json.dumps(window_part(args)))
         return
-    start = time.perf_counter()
-    result = {
-        "count": args.count,
+    result: dict[str, object] = {
+        "model": args.model,
+        "runs": args.runs,
         "steps": args.steps,
         "size": args.size,
-        "model": "starter",
-        "engine": run_part("engine", args),
-        "window": run_part("window", args),
+        "goal_growth_mb": 50,
     }
-    result["goal_growth_mb"] = 50
-    result["seconds"] = round(time.perf_counter() - start, 1)
+    for part in ("engine", "window"):
+        command = [sys.executable, __file__, "--part", part, *sys.argv[1:]]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{part} part failed:\n{done.stderr[-3000:]}")
+        result[part] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
 
 

@@ -15,6 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+Progress = Callable[[str, float], None]
+"""progress(stage in human words, fraction 0..1 or -1 when unknown), e.g. while loading."""
+ShouldCancel = Callable[[], bool]
+"""should_cancel(): True once the job has been cancelled; polled between stages and steps."""
+
 STARTER_MODEL = "starter"
 """Model name meaning the small model bundled under resources/ (the default)."""
 
@@ -71,6 +76,7 @@ class ErrorKind(StrEnum):
     MODEL = "model"  # missing, corrupt or unsupported model file; offline hub id
     OUT_OF_MEMORY = "out_of_memory"  # suggest a smaller size or the CPU
     INTERNAL = "internal"  # a bug: the message carries the traceback in `detail`
+    CONNECTION = "connection"  # a remote engine could not be reached, or the link broke
 
 
 class EventKind(StrEnum):
@@ -148,6 +154,15 @@ class GenerationRequest:
     inpaint_only_masked: bool = False  # crop to the mask (+ padding), work at full size
     inpaint_padding: int = 32  # pixels around the mask when inpaint_only_masked
     resume: ResumeFrom | None = None
+    # Speed-ups: stop guidance after this fraction of the steps (0..1; None: never), and
+    # decode the final picture with the tiny autoencoder where its weights are present.
+    guidance_cutoff: float | None = None
+    fast_decode: bool = False
+    clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
+    vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
+    # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
+    # models folder); empty: DiffusionDesk's own.
+    model_folders: tuple[str, ...] = ()
 
     @property
     def mode(self) -> Mode:

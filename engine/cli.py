@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
@@ -30,7 +30,12 @@ from engine.api import (
     Step,
 )
 from engine.images import OpenedImage
+from engine.picture_files import format_of, save_picture
 from engine.validation import short
+
+if TYPE_CHECKING:
+    from engine.remote import RemoteEngine
+    from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
 
@@ -70,15 +75,64 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-blur", default="4")
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", default="32", help="pixels around the mask crop")
+    g.add_argument(
+        "--guidance-cutoff",
+        default=None,
+        metavar="F",
+        help="stop guidance after this fraction of the steps (0..1): faster",
+    )
+    g.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode the picture with the tiny autoencoder (TAESD) if present",
+    )
+    g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
+    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        type=str,
+        help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
+        "and VAEs in; repeat for several",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (CPU: bfloat16 where it has bfloat16 units), float32, float16, bfloat16",
+    )
+    g.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "torch", "openvino"),
+        help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
+        "faster for the model), torch or openvino",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet: faster steps after a compile of a minute or more "
+        "for each new size",
+    )
     g.add_argument(
         "--allow-pickle",
         action="store_true",
         help="read .ckpt/.pt/.bin weights too (weights only: never their code)",
     )
+    g.add_argument(
+        "--engine",
+        default=None,
+        metavar="URL",
+        help="run on a diffusiondesk-server (http://host:port) instead of here",
+    )
+    g.add_argument(
+        "--token", default=None, help="the server's access token (default: $DIFFUSIONDESK_TOKEN)"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--output", type=Path, required=True, help="FILE.png")
+    g.add_argument(
+        "--output", type=Path, required=True, help="FILE.png, .jpg or .webp (settings inside)"
+    )
     return parser
 
 
@@ -101,10 +155,10 @@ def _number(flag: str, text: str) -> float:
 
 def _check_output(path: Path) -> None:
     """Refuse an output the job could never be saved to, before minutes of work."""
-    if path.suffix.lower() != ".png":
-        raise _CliError(f"--output must be a .png file, got {path}")
+    if format_of(path) is None:
+        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {path}")
     if path.is_dir():
-        raise _CliError(f"--output {path} is a folder; give a file name ending in .png")
+        raise _CliError(f"--output {path} is a folder; give a file name such as out.png")
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
     if folder is not None and not folder.is_dir():
         raise _CliError(f"--output {path}: {folder} is a file, not a folder")
@@ -131,7 +185,8 @@ def _open(path: Path, flag: str, err: TextIO, *, mask: bool = False) -> OpenedIm
 
 
 def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> GenerationRequest:
-    """The request the arguments describe, every check done: raises _CliError."""
+    """The request the arguments describe, every check done (before torch is imported):
+    raises _CliError."""
     _check_output(args.output)
     _check_device(args.device, args.dtype)
     if args.mask and not args.init:
@@ -142,6 +197,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
     if args.mask:
         mask = _open(args.mask, "--mask", err, mask=True).image
     width, height = init.size if init is not None else (128, 128)
+    cutoff = args.guidance_cutoff
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -159,6 +215,11 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         mask_blur=_whole("--mask-blur", args.mask_blur),
         inpaint_only_masked=args.only_masked,
         inpaint_padding=_whole("--padding", args.padding),
+        guidance_cutoff=_number("--guidance-cutoff", cutoff) if cutoff is not None else None,
+        fast_decode=args.fast_decode,
+        clip_skip=_whole("--clip-skip", args.clip_skip),
+        vae=args.vae,
+        model_folders=tuple(args.models_dir),
     )
     found = validation.problems(request)
     if found:
@@ -194,20 +255,43 @@ class _Progress:
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
-    return [output if i == 0 else output.with_name(f"{output.stem}-{i}.png") for i in range(count)]
+    return [
+        output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        for i in range(count)
+    ]
 
 
 def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    from engine import metadata
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
-    metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+
+def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
+    if args.engine:
+        from engine.remote import TOKEN_ENV, RemoteEngine, stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            raise _CliError(f"--engine: {exc}") from None
+        return RemoteEngine(args.engine, args.token or os.environ.get(TOKEN_ENV))
+    from engine.worker import Engine  # torch loads here, after the arguments are checked
+
+    try:
+        return Engine(
+            models,
+            device=args.device,
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
+            backend=args.backend,
+            compile_unet=args.compile,
+        )
+    except EngineError as exc:  # e.g. --backend openvino without openvino installed
+        raise _CliError(exc.message) from None
 
 
 def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
     request = build_request(args, err)
-    from engine.worker import Engine  # torch loads here, after every argument is checked
-
-    engine = Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    engine = _engine(args, models)
     engine.add_listener(_Progress(err, args.quiet))
     job = None
     try:

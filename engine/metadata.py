@@ -32,6 +32,8 @@ APP_NAME = "DiffusionDesk"
 
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
+# Request fields that describe this machine, not the picture: never stored.
+_LOCAL_FIELDS = ("model_folders",)
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral
@@ -116,6 +118,10 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
+    if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
+        # Not an A1111 field: other tools show it and ignore it; we read it back.
+        params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += addon_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -129,6 +135,8 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
+        if f.name in _LOCAL_FIELDS:
+            continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
         elif isinstance(value, ResumeFrom):
@@ -394,6 +402,10 @@ _CHECKS: dict[str, Any] = {
     "inpaint_only_masked": _flag,
     "inpaint_padding": _whole(0, validation.MAX_PADDING),
     "resume": _resume,
+    "guidance_cutoff": _number(0, 1),
+    "fast_decode": _flag,
+    "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
+    "vae": _text(4096),
 }
 
 
@@ -406,8 +418,8 @@ class _Collector:
     rejected: set[str] = dataclasses.field(default_factory=set)
 
     def take(self, name: str, value: Any, label: str) -> None:
-        if value is None and name in ("seed", "resume"):
-            return  # "no seed": the default
+        if value is None and name in ("seed", "resume", "guidance_cutoff"):
+            return  # "no seed", "no cut-off": the default
         try:
             self.values[name] = _CHECKS[name](value)
         except _Rejected as exc:
@@ -446,7 +458,8 @@ def from_record_checked(text: str) -> ParametersReading:
         return ParametersReading(None, ())
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
         return ParametersReading(None, ())
-    known = {f.name for f in dataclasses.fields(GenerationRequest)} - set(_IMAGE_FIELDS)
+    known = {f.name for f in dataclasses.fields(GenerationRequest)}
+    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS}
     found = _Collector()
     for name, value in record.items():
         if name in known:
@@ -569,6 +582,7 @@ _A1111_NUMBERS = (
     ("Batch size", "batch_size"),
     ("Mask blur", "mask_blur"),
     ("Masked area padding", "inpaint_padding"),
+    ("Guidance cutoff", "guidance_cutoff"),
 )
 
 
@@ -612,4 +626,92 @@ def parse_a1111_checked(text: str) -> ParametersReading:
         found.take("strength", fields["Denoising strength"], "Denoising strength")
     if fields.get("Inpaint area", "").strip().lower() == "only masked":
         found.values["inpaint_only_masked"] = True
+    if "Clip skip" in fields:
+        found.take("clip_skip", fields["Clip skip"], "Clip skip")
+    vae = addon_values(fields).get("vae")
+    if vae is not None:
+        found.take("vae", vae, "VAE")
     return found.reading()
+
+
+# ----------------------------------------------------------------------------- add-ons
+
+
+def addon_params(request: GenerationRequest) -> list[tuple[str, str]]:
+    """A1111's add-on fields for a request: Clip skip, TI hashes, Lora hashes, VAE hash
+    and VAE, with the hashes computed as A1111 computes them (engine/addons/hashes.py).
+    The `<lora:…>` tags stay in the prompt, which is written as it was typed."""
+    from engine.addons import files, hashes
+    from engine.prompts import lora_names
+
+    params: list[tuple[str, str]] = []
+    if isinstance(request.clip_skip, int) and request.clip_skip > 1:
+        params.append(("Clip skip", str(request.clip_skip)))
+    roots = files.roots_of(request.model_folders)
+    embeddings = files.embedding_files(roots)
+    used = files.mentioned([request.prompt, request.negative_prompt], embeddings)
+    if used:
+        ti = {name: hashes.embedding_hash(embeddings[name]) for name in used}
+        params.append(("TI hashes", hashes.format_hashes(ti)))
+    loras = {}
+    for name in lora_names(request.prompt):
+        path = files.lora_path(name, roots)
+        if path is not None:
+            loras[name] = hashes.lora_hash(path)
+    if loras:
+        params.append(("Lora hashes", hashes.format_hashes(loras)))
+    if request.vae:
+        path = files.vae_path(request.vae, roots)
+        if path is not None and path.is_file():
+            params.append(("VAE hash", hashes.vae_hash(path)))
+        params.append(("VAE", path.name if path is not None else request.vae))
+    return params
+
+
+def addon_values(fields: dict[str, str]) -> dict[str, Any]:
+    """Request values from A1111's add-on fields (Clip skip, VAE)."""
+    values: dict[str, Any] = {}
+    try:
+        clip_skip = int(fields.get("Clip skip", "1").strip())
+    except ValueError:
+        clip_skip = 1
+    if 1 <= clip_skip <= 12:
+        values["clip_skip"] = clip_skip
+    vae = fields.get("VAE", "").strip()
+    if vae and vae.lower() not in ("none", "automatic"):
+        values["vae"] = vae
+    return values
+
+
+def missing_addons(
+    source: str | os.PathLike[str] | Image.Image, model_folders: tuple[str, ...] = ()
+) -> list[str]:
+    """Sentences naming the LoRAs, embeddings and VAE a picture was made with that are
+    not on this machine (or are a different file of the same name, by hash)."""
+    from engine.addons import files, hashes
+    from engine.prompts import lora_names
+
+    texts = read_texts(source)
+    if A1111_KEY not in texts:
+        return []
+    prompt, negative, fields = parse_a1111_fields(texts[A1111_KEY])
+    roots = files.roots_of(model_folders)
+    lora_hashes = hashes.parse_hashes(fields.get("Lora hashes", ""))
+    ti_hashes = hashes.parse_hashes(fields.get("TI hashes", ""))
+    found: list[str] = []
+    for name in lora_names(prompt):
+        path = files.lora_path(name, roots)
+        if path is None:
+            found.append(f"the LoRA {name} is not in the LoRA folders")
+        elif name in lora_hashes and hashes.lora_hash(path) != lora_hashes[name]:
+            found.append(f"the LoRA {name} here is a different file (hash {lora_hashes[name]})")
+    embeddings = files.embedding_files(roots)
+    for name, value in ti_hashes.items():
+        if name not in embeddings:
+            found.append(f"the embedding {name} is not in the embeddings folders")
+        elif hashes.embedding_hash(embeddings[name]) != value:
+            found.append(f"the embedding {name} here is a different file (hash {value})")
+    vae = addon_values(fields).get("vae")
+    if vae and files.vae_path(vae, roots) is None:
+        found.append(f"the VAE {vae} is not in the VAE folders")
+    return found

@@ -8,12 +8,10 @@ before another one is loaded.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import json
 import re
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +23,18 @@ from diffusers import (
     StableDiffusionXLPipeline,
 )
 
-import engine
 from engine import devices, hub, model_code, single_file
-from engine.api import STARTER_MODEL, EngineError, ErrorKind, JobCancelled
+from engine.api import (
+    STARTER_MODEL,
+    EngineError,
+    ErrorKind,
+    JobCancelled,
+    Progress,
+    ShouldCancel,
+)
+from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
-
-Progress = Callable[[str, float], None]
-ShouldCancel = Callable[[], bool]
+from engine.resources import model_configs_dir, resources_dir, starter_model_dir
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
@@ -43,16 +46,8 @@ PICKLE_REASON = (
 ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
-MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+MODEL_CONFIGS = model_configs_dir()
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def resources_dir() -> Path:
-    return Path(engine.__file__).resolve().parent.parent / "resources"
-
-
-def starter_model_dir() -> Path:
-    return resources_dir() / "starter-model"
 
 
 def default_tiny_vae_dirs() -> dict[str, Path]:
@@ -159,6 +154,10 @@ class ModelManager:
         return self._policy.description
 
     @property
+    def policy(self) -> devices.DevicePolicy:
+        return self._policy
+
+    @property
     def current(self) -> LoadedModel | None:
         return self._current
 
@@ -203,8 +202,7 @@ class ModelManager:
             return
         self._current = None
         self._current_key = None
-        gc.collect()
-        devices.empty_cache(self.device)
+        free_memory()
 
     # ------------------------------------------------------------------ sources
 
@@ -353,6 +351,7 @@ class ModelManager:
         pipe.set_progress_bar_config(disable=True)
         family = family or family_of_pipeline(pipe)
         tiny_vae = self._find_tiny_vae(family, local_dir)
+        devices.apply_layout(self._policy, pipe.unet, pipe.vae, tiny_vae)
         return LoadedModel(
             source=source,
             family=family,

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.api import ModelFamily
+from engine.compositing import fit
+
 Factors = tuple[list[list[float]], list[float]]
 
 # Linear maps from the SD VAE's (scaled) latents to RGB in [-1, 1], as in ComfyUI's
@@ -40,11 +43,11 @@ SDXL_FACTORS: Factors = (
     [0.1084, -0.0175, -0.0011],
 )
 TAESD_BUDGET = 0.01  # share of sampling time the tiny autoencoder may take
-MAX_PREVIEW_SIDE = 512
+MAX_PREVIEW_SIDE = 512  # the long side of every step preview, at most
 
 
-def family_factors(family: str) -> Factors:
-    return SDXL_FACTORS if family == "sdxl" else SD_FACTORS
+def family_factors(family: ModelFamily) -> Factors:
+    return SDXL_FACTORS if family == ModelFamily.SDXL else SD_FACTORS
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -155,22 +158,12 @@ class X0Tap:
 
 
 class Previewer:
-    """Turns a step's latents into small RGB pictures.
+    """Decodes a step's latents into a small RGB picture; it never blends (compositing.py
+    places previews in the whole picture)."""
 
-    keep: (original image, mask) for inpainting, so the preview shows the original
-    picture where it will be kept (the final composite does the same).
-    """
-
-    def __init__(
-        self,
-        factors: Factors,
-        tiny_vae: Any = None,
-        keep: tuple[Image.Image, Image.Image] | None = None,
-    ) -> None:
+    def __init__(self, factors: Factors, tiny_vae: Any = None) -> None:
         self.linear = LatentRGB(factors)
         self.tiny_vae = tiny_vae
-        self._keep = keep
-        self._keep_arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._taesd_seconds = 0.0
 
     def noisy(self, latents_vp: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -181,19 +174,16 @@ class Previewer:
             start = time.perf_counter()
             rgb = self._taesd(x0)
             self._taesd_seconds += time.perf_counter() - start
-        else:
-            rgb = self._sized(self.linear(x0), x0)
-        return self._composite(rgb)
+            return rgb
+        return self._sized(self.linear(x0), x0)
 
     @torch.no_grad()
     def _taesd(self, x0: torch.Tensor) -> np.ndarray:
         vae = self.tiny_vae
         decoded = vae.decode(x0[:1].to(vae.device, vae.dtype)).sample[0]
         rgb = _to_uint8(decoded.permute(1, 2, 0).float().cpu().numpy())
-        h, w = rgb.shape[:2]
-        if max(h, w) > MAX_PREVIEW_SIDE:
-            scale = MAX_PREVIEW_SIDE / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        size = fit((rgb.shape[1], rgb.shape[0]), MAX_PREVIEW_SIDE)
+        if size != (rgb.shape[1], rgb.shape[0]):
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
         return rgb
 
@@ -201,22 +191,5 @@ class Previewer:
         """With a tiny autoencoder, linear previews are scaled up to its size."""
         if self.tiny_vae is None:
             return rgb
-        h, w = latents.shape[-2] * 8, latents.shape[-1] * 8
-        if max(h, w) > MAX_PREVIEW_SIDE:
-            scale = MAX_PREVIEW_SIDE / max(h, w)
-            h, w = max(1, round(h * scale)), max(1, round(w * scale))
-        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-
-    def _composite(self, rgb: np.ndarray) -> np.ndarray:
-        if self._keep is None:
-            return rgb
-        h, w = rgb.shape[:2]
-        if self._keep_arrays is None or self._keep_arrays[0].shape[:2] != (h, w):
-            image, mask = self._keep
-            original = np.asarray(
-                image.convert("RGB").resize((w, h), Image.Resampling.BOX), dtype=np.float32
-            )
-            alpha = np.asarray(mask.convert("L").resize((w, h), Image.Resampling.BOX))
-            self._keep_arrays = (original, alpha.astype(np.float32)[..., None] / 255.0)
-        original, alpha = self._keep_arrays
-        return (original * (1 - alpha) + rgb * alpha).round().astype(np.uint8)
+        size = fit((latents.shape[-1] * 8, latents.shape[-2] * 8), MAX_PREVIEW_SIDE)
+        return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))

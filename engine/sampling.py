@@ -1,9 +1,11 @@
-"""Runs diffusers' own pipelines (text-to-image, image-to-image, inpaint) step by step.
+"""Runs a Plan through diffusers' own pipelines (text-to-image, image-to-image, inpaint).
 
-Each mode's pipeline is built once per loaded model from the same components
-(from_pipe), gets a fresh scheduler per job, and is driven through
-callback_on_step_end: the callback stores the step's latents (for replay and resume),
-makes the previews, reports the step and honours cancel.
+PipelineRunner.run() reads top to bottom in numbered steps, as diffusers' __call__ does.
+Each mode's pipeline is built once per loaded model from the same components (from_pipe)
+and gets a fresh scheduler per job. The pipeline's callback_on_step_end is a StepHook: it
+stores the step's latents (for replay and resume), makes the whole-picture previews,
+reports the step, guards against NaN and honours cancel. ("Sampler" is what users call
+the scheduler, hence the runner's name.)
 """
 
 from __future__ import annotations
@@ -15,19 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from diffusers import (
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLInpaintPipeline,
-    StableDiffusionXLPipeline,
-)
-from diffusers.image_processor import VaeImageProcessor
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
-from engine.preview import Previewer, X0Tap, family_factors, k_space, vp_scale
+from engine.addons.apply import Addons
+from engine.addons.prompt_encoding import encode_prompts
+from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
+from engine.backends.decode import final_decode
+from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.guidance_cutoff import GuidanceCutoff
+from engine.plan import Plan
+from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.schedulers import make_scheduler
 
 if TYPE_CHECKING:
@@ -36,34 +35,10 @@ if TYPE_CHECKING:
 StepReport = Callable[[int, int, float, np.ndarray, np.ndarray], None]
 """on_step(step, total, elapsed, x0 preview, noisy preview)"""
 
-_PIPELINES = {
-    False: {
-        "txt2img": StableDiffusionPipeline,
-        "img2img": StableDiffusionImg2ImgPipeline,
-        "inpaint": StableDiffusionInpaintPipeline,
-    },
-    True: {
-        "txt2img": StableDiffusionXLPipeline,
-        "img2img": StableDiffusionXLImg2ImgPipeline,
-        "inpaint": StableDiffusionXLInpaintPipeline,
-    },
-}
-# The truncation warning quotes at most this much of the ignored text.
-EXCERPT_TOKENS = 12
-EXCERPT_CHARS = 60
 NAN_MESSAGE = (
     "The model produced {what} (its numbers overflowed, which often happens in half "
     "precision); choose float32 in the device settings (--dtype float32) and try again."
 )
-
-
-@dataclass
-class InpaintSetup:
-    original: Image.Image  # the init image, RGB
-    pipe_mask: Image.Image  # hard mask handed to the pipeline, grown to the latent grid
-    alpha: np.ndarray  # H x W float32 in [0, 1], exactly 0 outside the user's mask
-    crop: tuple[int, int, int, int] | None  # (x1, y1, x2, y2) for "only masked area"
-    padding: int | None
 
 
 @dataclass
@@ -95,59 +70,7 @@ class RunResult:
     callback_seconds: float  # previews, stored latents and step events, inside sampling
 
 
-# ----------------------------------------------------------------------------- masks
-
-
-def feathered_alpha(mask: Image.Image, blur: int) -> np.ndarray:
-    """Feather inward only: 1 deep inside the mask, falling to exactly 0 at its edge.
-
-    Blurring the mask and keeping the upper half keeps the feather inside the painted
-    area, and multiplying by the hard mask guarantees untouched pixels outside it.
-    """
-    hard = np.asarray(mask.convert("L")) > 127
-    if blur <= 0:
-        return hard.astype(np.float32)
-    blurred = mask.convert("L").point(lambda v: 255 if v > 127 else 0)
-    soft = np.asarray(blurred.filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32) / 255
-    return np.clip(2 * soft - 1, 0, 1) * hard
-
-
-def pipeline_mask(mask: Image.Image) -> Image.Image:
-    """The hard mask grown by one latent cell, so every touched 8x8 cell is repainted."""
-    hard = mask.convert("L").point(lambda v: 255 if v > 127 else 0)
-    return hard.filter(ImageFilter.MaxFilter(17))
-
-
-def composite(original: Image.Image, generated: Image.Image, alpha: np.ndarray) -> Image.Image:
-    orig = np.asarray(original.convert("RGB"), dtype=np.float32)
-    gen = np.asarray(generated.convert("RGB").resize(original.size), dtype=np.float32)
-    a = alpha[..., None]
-    return Image.fromarray((orig * (1 - a) + gen * a).round().astype(np.uint8))
-
-
 # ----------------------------------------------------------------------------- helpers
-
-
-def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
-    if tokenizer is None:
-        return []
-    found = []
-    limit = tokenizer.model_max_length
-    for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
-        if not text:
-            continue
-        ids = tokenizer(text, truncation=False).input_ids
-        if len(ids) > limit:
-            # Quote only the start of what was cut: the rest could be pages long.
-            end = min(limit - 1 + EXCERPT_TOKENS, len(ids) - 1)
-            ignored = tokenizer.decode(ids[limit - 1 : end], skip_special_tokens=True).strip()
-            more = "…" if end < len(ids) - 1 else ""
-            found.append(
-                f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored, from "{ignored[:EXCERPT_CHARS]}{more}".'
-            )
-    return found
 
 
 def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
@@ -203,7 +126,8 @@ class _CancelHooks:
 def _blocks(pipe: Any) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
-    if unet is not None:
+    # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
+    if unet is not None and "forward" not in vars(unet):
         blocks += [*unet.down_blocks, *unet.up_blocks]
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:
@@ -215,188 +139,223 @@ def _is_black(image: Image.Image) -> bool:
     return all(high == 0 for _, high in image.convert("RGB").getextrema())
 
 
-# ----------------------------------------------------------------------------- sampler
+# ----------------------------------------------------------------------------- step hook
 
 
-class Sampler:
-    """Owns the per-mode pipelines of the loaded model. Worker thread only."""
+class StepHook:
+    """The pipeline's callback_on_step_end, in the spirit of diffusers' PipelineCallback:
+    stores the step's latents, makes the previews, reports the step and checks cancel."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        trajectory: Trajectory,
+        tap: X0Tap,
+        previewer: Previewer,
+        compositor: PreviewCompositor | None,
+        report: StepReport,
+        should_cancel: ShouldCancel,
+    ) -> None:
+        self.trajectory = trajectory
+        self.tap = tap
+        self.previewer = previewer
+        self.compositor = compositor
+        self.report = report
+        self.should_cancel = should_cancel
+        self.in_k_space = k_space(tap.scheduler)
+        self.start = self.last = 0.0
+        self.seconds = 0.0  # spent inside the hook
+
+    def begin(self) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        now = time.perf_counter()
+        latents = kwargs["latents"]
+        state = latents.detach().to("cpu", copy=True)
+        values = (state if state.dtype == torch.float32 else state.float()).numpy()
+        if not np.isfinite(values).all():
+            raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="NaN values"))
+        elapsed = now - self.start
+        x0 = self.tap.x0 if self.tap.x0 is not None else latents
+        preview = self._placed(self.previewer.x0(x0, elapsed))
+        scale = vp_scale(self.tap.scheduler, self.in_k_space)
+        noisy = self._placed(self.previewer.noisy(values[0] * scale))
+        trajectory = self.trajectory
+        trajectory.latents.append(state)
+        trajectory.previews.append(preview)
+        trajectory.noisy_previews.append(noisy)
+        self.report(len(trajectory.latents), trajectory.total, elapsed, preview, noisy)
+        if self.should_cancel():
+            raise JobCancelled()
+        self.last = time.perf_counter()
+        self.seconds += self.last - now
+        return kwargs
+
+    def _placed(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb if self.compositor is None else self.compositor(rgb)
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+class PipelineRunner:
+    """Owns the per-mode pipelines of the loaded model and runs plans. Worker thread only."""
 
     def __init__(self) -> None:
         self._base: Any = None
         self._base_scheduler_config: Any = None
-        self._pipes: dict[str, Any] = {}
+        self._pipes: dict[type, Any] = {}
+        self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
+        self.addons.reset()
 
-    def pipeline(self, model: LoadedModel, kind: str) -> Any:
+    def pipeline(self, model: LoadedModel, cls: type) -> Any:
+        """The loaded model's pipeline of class cls, sharing its components."""
         if self._base is not model.pipe:
             self.reset()
             self._base = model.pipe
             self._base_scheduler_config = model.pipe.scheduler.config
-        if kind not in self._pipes:
-            cls = _PIPELINES[model.family == "sdxl"][kind]
+        if cls not in self._pipes:
             pipe = model.pipe if type(model.pipe) is cls else cls.from_pipe(model.pipe)
             pipe.set_progress_bar_config(disable=True)
-            self._pipes[kind] = pipe
-        return self._pipes[kind]
-
-    def scheduler(self, name: str) -> Any:
-        return make_scheduler(name, self._base_scheduler_config)
+            self._pipes[cls] = pipe
+        return self._pipes[cls]
 
     def run(
         self,
+        plan: Plan,
         model: LoadedModel,
-        request: GenerationRequest,
-        seeds: list[int],
         *,
         on_step: StepReport,
-        should_cancel: Callable[[], bool],
-        resume: tuple[Trajectory, int] | None = None,
+        should_cancel: ShouldCancel,
         keep: Callable[[Trajectory], None] = lambda _: None,
     ) -> RunResult:
-        """Run one job; keep() receives the trajectory at once, so a cancelled run has one."""
-        r = request
-        if resume is not None:
-            source, k = resume
-            setup = source.inpaint
-            scheduler_name, steps = source.scheduler, source.steps
-            width, height = source.width, source.height
-        else:
-            setup = self._inpaint_setup(model, r)
-            scheduler_name, steps, width, height = r.scheduler, r.steps, r.width, r.height
-        # A resumed image-to-image run has its init image inside the latents already.
-        kind = "inpaint" if setup is not None else "txt2img" if resume is not None else r.mode
-        pipe = self.pipeline(model, kind)
-        scheduler = self.scheduler(scheduler_name)
+        """Run one plan; keep() receives the trajectory at once, so a cancelled run has one."""
+        r = plan.request
+
+        # 1. The pipeline for the plan's mode, with a fresh scheduler.
+        pipe = self.pipeline(model, plan.pipeline_class)
+        scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
+        # The request's LoRAs, embeddings and VAE, before the prompts are encoded.
+        applied = self.addons.apply(model, pipe, r)
 
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        args: dict[str, Any] = {
-            "prompt": r.prompt,
-            "negative_prompt": r.negative_prompt or None,
-            "num_inference_steps": steps,
-            "guidance_scale": r.guidance_scale,
-            "num_images_per_prompt": len(seeds),
-            "generator": generators,
-            "output_type": "pil",
-        }
-        if kind != "img2img":
-            args.update(width=width, height=height)
-        if kind == "img2img":
-            args.update(image=r.init_image.convert("RGB"), strength=r.strength)
-        if setup is not None:
-            args.update(
-                image=setup.original,
-                mask_image=setup.pipe_mask,
-                strength=r.strength if resume is None and r.init_image is not None else 1.0,
-                padding_mask_crop=setup.padding,
-            )
+        # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
+        #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
+        encoded = encode_prompts(
+            pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
+        )
+        args = pipeline_arguments(plan)
+        del args["prompt"], args["negative_prompt"]
+        args.update(encoded.kwargs)
 
-        trajectory = Trajectory(scheduler_name, steps, 0, width, height, setup)
-        if resume is not None:
-            source, k = resume
-            if len(seeds) != source.latents[0].shape[0]:
+        # 3. A resume starts from the stored latents, part way along the full schedule.
+        trajectory = Trajectory(
+            plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
+        )
+        done = plan.resume.step if plan.resume is not None else 0
+        cutoff = GuidanceCutoff(r.guidance_cutoff, plan.total, done=done)
+        if not cutoff.guided_from_start:
+            args["guidance_scale"] = 1.0  # resumed past the guidance cut-off: unguided
+        if plan.resume is not None:
+            source, k = plan.resume.source, plan.resume.step
+            if len(plan.seeds) != source.latents[0].shape[0]:
                 raise EngineError(
                     ErrorKind.BAD_INPUT,
                     "Resuming needs the batch size of the job's run "
                     f"({source.latents[0].shape[0]}).",
                 )
-            offset = source.start_index + k
-            scheduler.set_timesteps(steps, device=model.device)
+            scheduler.set_timesteps(plan.steps, device=model.device)
             sigma0 = scheduler.init_noise_sigma  # prepare_latents multiplies by it
             args["latents"] = (source.latents[k - 1] / sigma0).to(model.device, model.dtype)
-            tap.before_first_step = _start_at(scheduler, offset)
-            trajectory.start_index = source.start_index
+            tap.before_first_step = _start_at(scheduler, plan.resume.offset)
             trajectory.latents = source.latents[:k]
             trajectory.previews = source.previews[:k]
             trajectory.noisy_previews = source.noisy_previews[:k]
 
+        # 4. Keep the trajectory now, so that a cancelled run leaves one.
         keep(trajectory)
-        kept = None
-        if setup is not None:
-            kept = (setup.original, Image.fromarray((setup.alpha * 255).astype(np.uint8)))
-            if setup.crop is not None:
-                kept = (kept[0].crop(setup.crop), kept[1].crop(setup.crop))
-        factors = model.latent_rgb or family_factors(model.family)
-        previewer = Previewer(factors, model.tiny_vae, kept)
-        clock = {"start": 0.0, "last": 0.0, "callbacks": 0.0}
-        space = {"k": False}
 
-        def on_step_end(_pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            latents = kwargs["latents"]
-            now = time.perf_counter()
-            if resume is None and i == 0:
-                trajectory.start_index = steps - _pipe.num_timesteps
-            state = latents.detach().to("cpu", copy=True)
-            values = (state if state.dtype == torch.float32 else state.float()).numpy()
-            if not np.isfinite(values).all():
-                raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="NaN values"))
-            if i == 0:
-                space["k"] = k_space(scheduler)
-            elapsed = now - clock["start"]
-            x0 = tap.x0 if tap.x0 is not None else latents
-            preview = previewer.x0(x0, elapsed)
-            noisy = previewer.noisy(values[0] * vp_scale(scheduler, space["k"]))
-            trajectory.latents.append(state)
-            trajectory.previews.append(preview)
-            trajectory.noisy_previews.append(noisy)
-            on_step(len(trajectory.latents), trajectory.total, elapsed, preview, noisy)
-            if should_cancel():
-                raise JobCancelled()
-            clock["last"] = time.perf_counter()
-            clock["callbacks"] += clock["last"] - now
-            return kwargs
+        # 5. The step hook: previews decoded from latents, placed in the whole picture.
+        previewer = Previewer(model.latent_rgb or family_factors(model.family), model.tiny_vae)
+        compositor = None
+        if plan.inpaint is not None:
+            compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
+        hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
-        warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
-        hooks = _CancelHooks(_blocks(pipe), should_cancel)
+        # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
+        warnings = applied.warnings + encoded.warnings
+
+        # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
+        #    The guidance cut-off acts after the hook; the final decode may be the tiny
+        #    autoencoder's ("fast decode") or tiled (large pictures).
+        def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            return cutoff(p, i, hook(p, i, t, tensors))
+
+        cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
+        decode = final_decode(
+            pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
+        )
         try:
-            with torch.inference_mode():
-                clock["start"] = clock["last"] = time.perf_counter()
-                images = pipe(**args, callback_on_step_end=on_step_end).images
+            with torch.inference_mode(), decode as decode_warnings:
+                hook.begin()
+                images = pipe(
+                    **args,
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=[
+                        *hook.tensor_inputs,
+                        *cutoff.tensor_inputs(pipe),
+                    ],
+                ).images
         finally:
-            hooks.close()
+            cancel_hooks.close()
+        warnings = warnings + decode_warnings
         end = time.perf_counter()
+
+        # 8. Guard against overflow, and put inpainted images back over the original.
         if any(_is_black(image) for image in images):
             raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="a black image"))
-        if setup is not None:
-            images = [composite(setup.original, image, setup.alpha) for image in images]
+        if plan.inpaint is not None:
+            images = [final_composite(plan.inpaint, image) for image in images]
         return RunResult(
             images=list(images),
             trajectory=trajectory,
             warnings=warnings,
-            sampling_seconds=clock["last"] - clock["start"],
-            decode_seconds=end - clock["last"],
-            callback_seconds=clock["callbacks"],
+            sampling_seconds=hook.last - hook.start,
+            decode_seconds=end - hook.last,
+            callback_seconds=hook.seconds,
         )
 
-    def _inpaint_setup(self, model: LoadedModel, r: GenerationRequest) -> InpaintSetup | None:
-        if r.mask is not None:
-            original = r.init_image.convert("RGB")
-            mask = pipeline_mask(r.mask)
-            crop = None
-            if r.inpaint_only_masked:
-                crop = VaeImageProcessor.get_crop_region(
-                    mask, r.width, r.height, pad=r.inpaint_padding
-                )
-            return InpaintSetup(
-                original=original,
-                pipe_mask=mask,
-                alpha=feathered_alpha(r.mask, r.mask_blur),
-                crop=crop,
-                padding=r.inpaint_padding if r.inpaint_only_masked else None,
-            )
-        if not model.is_inpaint_unet:
-            return None
-        # A 9-channel inpainting UNet only runs inside the inpaint pipeline: paint it all.
-        size = (r.width, r.height)
-        original = (
-            r.init_image.convert("RGB")
-            if r.init_image is not None
-            else Image.new("RGB", size, (127, 127, 127))
+
+def pipeline_arguments(plan: Plan) -> dict[str, Any]:
+    """The keyword arguments of the pipeline's __call__ for a plan."""
+    r = plan.request
+    args: dict[str, Any] = {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt or None,
+        "num_inference_steps": plan.steps,
+        "guidance_scale": r.guidance_scale,
+        "num_images_per_prompt": len(plan.seeds),
+        "generator": [torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
+        "output_type": "pil",
+    }
+    if plan.mode is Mode.IMG2IMG:
+        assert r.init_image is not None
+        args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
+    else:
+        args.update(width=plan.width, height=plan.height)
+    if plan.inpaint is not None:
+        args.update(
+            image=plan.inpaint.original,
+            mask_image=plan.inpaint.pipe_mask,
+            strength=plan.strength,
+            padding_mask_crop=plan.inpaint.padding,
         )
-        full = Image.new("L", size, 255)
-        return InpaintSetup(original, full, np.ones((r.height, r.width), np.float32), None, None)
+    return args

@@ -25,6 +25,7 @@ MAX_PADDING = MAX_SIDE
 # Far beyond any text encoder's window (77 tokens is about 300 characters); longer text
 # is a paste gone wrong, and tokenizing megabytes would stall the job.
 MAX_PROMPT_CHARS = 20_000
+MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
 # Schedulers whose own schedule caps the steps (LCM distils 50 original steps).
 _STEP_CAPS = {SchedulerName.LCM.value: 50}
 
@@ -167,6 +168,25 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         )
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
+    cutoff = r.guidance_cutoff
+    if cutoff is not None and (
+        not _is_number(cutoff) or not _finite(cutoff) or not 0 <= cutoff <= 1
+    ):
+        found.append(
+            "guidance cut-off must be a fraction of the steps from 0 to 1 (or off), "
+            f"got {short(cutoff)}"
+        )
+    if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
+        found.append(
+            f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
+            f"encoder's last layer), got {short(r.clip_skip)}"
+        )
+    if not isinstance(r.vae, str):
+        found.append(f"the VAE must be a file name or path, got {type(r.vae).__name__}")
+    if not isinstance(r.model_folders, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_folders
+    ):
+        found.append("model folders must be a list of folder paths")
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")

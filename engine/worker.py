@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -19,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine import validation
 from engine.api import (
@@ -37,9 +34,11 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
 from engine.out_of_memory import suggestion as out_of_memory_suggestion
-from engine.sampling import Sampler, Trajectory
+from engine.plan import check_inputs, make_plan
+from engine.sampling import PipelineRunner, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,6 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Event | None = None
     steps_done: int = 0
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-
-
-def steps_to_run(request: GenerationRequest) -> int:
-    """How many denoising steps a fresh job runs (diffusers' get_timesteps rule)."""
-    if request.init_image is None:
-        return request.steps
-    return min(int(request.steps * request.strength), request.steps)
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -96,9 +80,18 @@ class Engine:
         max_pixels: int = validation.MAX_PIXELS,
         keep_trajectories: int = KEEP_TRAJECTORIES,
         niceness: int = 0,
+        backend: str | None = None,
+        compile_unet: bool = False,
     ) -> None:
         """niceness > 0 lowers the worker thread's CPU priority (and that of the torch
-        threads it starts), so that a window's thread wins the CPU when it wakes up."""
+        threads it starts), so that a window's thread wins the CPU when it wakes up.
+        backend: "auto", "torch" or "openvino" (None: $DIFFUSIONDESK_BACKEND or "auto");
+        compile_unet: torch.compile the UNet (see engine/backends)."""
+        from engine.backends.choice import Accelerator
+
+        self._accelerator = Accelerator(
+            backend or os.environ.get("DIFFUSIONDESK_BACKEND", "auto"), compile_unet
+        )
         if models is None:
             from engine.models import ModelManager
 
@@ -115,7 +108,7 @@ class Engine:
         self._last_id = 0
         self._closed = False
         # Worker-thread state.
-        self._sampler = Sampler()
+        self._runner = PipelineRunner()
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
         self._niceness = niceness
@@ -247,7 +240,7 @@ class Engine:
                             job, Failed(job.id, ErrorKind.INTERNAL, "Internal error.", detail)
                         )
         finally:
-            self._sampler.reset()
+            self._runner.reset()
             self._trajectories.clear()
             self._models.release()
             free_memory()
@@ -290,18 +283,15 @@ class Engine:
     def _run(self, job: _Job) -> Finished:
         r = job.request
         start = time.perf_counter()
-        validation.check_request(r, max_pixels=self._max_pixels)
+        # Text every later stage can encode (tokenizer, PNG chunk), then every check
+        # that needs no model, before the (slow) load.
         r, notes = validation.cleaned(r)
-        resume = None
-        batch, total = r.batch_size, steps_to_run(r)
-        if r.resume is not None:
-            resume = (self._resume_source(r), r.resume.step)
-            batch, total = resume[0].latents[0].shape[0], resume[0].total
-        seed = r.seed if r.seed is not None else random.randrange(2**32)
-        seeds = [seed + i for i in range(batch)]
-
+        inputs = check_inputs(
+            r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
+        )
         if r.model != self._last_model:
-            self._sampler.reset()  # let the old model's memory go before loading another
+            self._runner.reset()  # let the old model's memory go before loading another
+            self._accelerator.release()
         self._last_model = r.model
         model = self._models.get(
             r.model,
@@ -310,40 +300,42 @@ class Engine:
             ),
             should_cancel=job.cancel.is_set,
         )
+        plan = make_plan(r, model, inputs)
+        # OpenVINO conversion and compilation or torch.compile, as loading stages.
+        session = self._accelerator.prepare(
+            model,
+            plan.filled_request(),
+            len(plan.seeds),
+            progress=lambda stage, fraction: self._emit(
+                ModelLoading(job.id, r.model, stage, fraction)
+            ),
+            should_cancel=job.cancel.is_set,
+        )
         loaded = time.perf_counter()
         if job.cancel.is_set():
             raise JobCancelled()
-        self._emit(Started(job.id, total, r.model, self.device_description, tuple(seeds)))
+        device = self.device_description + (f", {session.label}" if session.label else "")
+        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
-        result = self._sampler.run(
-            model,
-            r,
-            seeds,
-            on_step=on_step,
-            should_cancel=job.cancel.is_set,
-            resume=resume,
-            keep=lambda trajectory: self._keep(job.id, trajectory),
-        )
-        end = time.perf_counter()
-        filled = r.with_changes(seed=seed, batch_size=batch)
-        if resume is not None:
-            source = resume[0]
-            filled = filled.with_changes(
-                steps=source.steps,
-                scheduler=source.scheduler,
-                width=source.width,
-                height=source.height,
+        with session:
+            result = self._runner.run(
+                plan,
+                model,
+                on_step=on_step,
+                should_cancel=job.cancel.is_set,
+                keep=lambda trajectory: self._keep(job.id, trajectory),
             )
+        end = time.perf_counter()
         trajectory = result.trajectory
         return Finished(
             job_id=job.id,
             images=tuple(result.images),
-            seeds=tuple(seeds),
-            request=filled,
+            seeds=plan.seeds,
+            request=plan.filled_request(),
             timings={
                 "load": loaded - start,
                 "sampling": result.sampling_seconds,
@@ -353,31 +345,8 @@ class Engine:
             },
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
-            warnings=(*notes, *result.warnings),
+            warnings=(*notes, *session.warnings, *result.warnings),
         )
-
-    def _resume_source(self, r: GenerationRequest) -> Trajectory:
-        assert r.resume is not None
-        job_id, step = r.resume.job_id, r.resume.step
-        source = self._trajectories.get(job_id)
-        if source is None:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Job {job_id} has no stored steps to continue from (the engine keeps the "
-                f"last {self._keep_trajectories} jobs).",
-            )
-        done = len(source.latents)
-        if not 1 <= step <= done:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Job {job_id} has steps 1 to {done}; choose one of those to continue from.",
-            )
-        if step >= source.total:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"Step {step} is job {job_id}'s last step: nothing is left to run.",
-            )
-        return source
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
         self._trajectories[job_id] = trajectory

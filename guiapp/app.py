@@ -8,10 +8,15 @@ engine is attached.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
@@ -20,6 +25,7 @@ from engine.api import EngineLike
 from guiapp.bridge import EngineBridge
 from guiapp.icons import icon
 from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
 
@@ -46,7 +52,7 @@ class EngineStarter(QObject):
     def _run(self) -> None:
         try:
             engine = self._factory()
-        except Exception as exc:  # noqa: BLE001 - shown inline in the window
+        except Exception as exc:  # shown inline in the window
             self.failed.emit(f"The engine could not start: {exc}")
             return
         self.engine = engine
@@ -59,6 +65,15 @@ def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> Engin
     return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle, niceness=ENGINE_NICENESS)
 
 
+def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
+    """An engine on a diffusiondesk-server; connection trouble shows in the error strip."""
+    from engine.remote import RemoteEngine
+
+    engine = RemoteEngine(url, token)
+    engine.add_status_listener(lambda up, message: None if up else starter.failed.emit(message))
+    return engine
+
+
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
     def attach(engine: EngineLike) -> None:
         if window.closed:
@@ -67,7 +82,7 @@ def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
             window.bridge.attach(engine)
 
     starter.ready.connect(attach, Qt.ConnectionType.QueuedConnection)
-    starter.failed.connect(window.error_area.show_error, Qt.ConnectionType.QueuedConnection)
+    starter.failed.connect(window.workspace.show_error, Qt.ConnectionType.QueuedConnection)
 
 
 GIL_SWITCH_INTERVAL = 0.001
@@ -88,11 +103,11 @@ def route_uncaught_errors(window: MainWindow) -> None:
     inline (with the traceback behind the Copy button)."""
     previous = sys.excepthook
 
-    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
-        previous(kind, error, tb)  # type: ignore[arg-type]
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        previous(kind, error, tb)
         if threading.current_thread() is threading.main_thread() and not window.closed:
-            detail = "".join(traceback.format_exception(kind, error, tb))  # type: ignore[arg-type]
-            window.error_area.show_error(f"Internal error: {error}", detail)
+            detail = "".join(traceback.format_exception(kind, error, tb))
+            window.workspace.show_error(f"Internal error: {error}", detail)
 
     sys.excepthook = hook
 
@@ -107,32 +122,67 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="allow loading .ckpt/.pt pickle checkpoints (they can run code)",
     )
     parser.add_argument("--model", default=None, help="model to select at start")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "pictures", nargs="*", type=Path, help="pictures to open (as from a file manager)"
+    )
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check this install: open the window, start the engine, make one picture with "
+        "the starter model (throw-away settings and folder), print timings as JSON, quit; "
+        "exit code 0 when all worked",
+    )
+    parser.add_argument(
+        "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
+    )
+    parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
+    args = parser.parse_args(argv)
+    if args.engine:
+        from engine.remote import stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            parser.error(f"--engine: {exc}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    started_at = time.perf_counter()
+    # In a frozen bundle the model library's scan process starts by running this
+    # executable again; freeze_support hands that run to multiprocessing.
+    multiprocessing.freeze_support()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(icon("app"))
     apply_dark_theme(app)
-    window = MainWindow(EngineBridge())
+    smoke = SmokeTest(started_at) if args.smoke_test else None
+    window = MainWindow(EngineBridge(), smoke.settings if smoke else None)
     if args.model:
-        window.model.model = args.model
+        window.form.model = args.model
+    for picture in args.pictures:
+        window.workspace.open_image(picture)
+    token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
     starter = EngineStarter(
-        lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
+        (lambda: remote_engine_factory(args.engine, token, starter))
+        if args.engine
+        else (lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle))
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)
+    if smoke:
+        smoke.watch(window, starter)
     window.show()
     starter.start()
     code = app.exec()
     starter.join(10.0)
     if starter.engine is not None and window.bridge.engine is not starter.engine:
         starter.engine.shutdown(5.0)  # became ready after the window closed
-    return code
+    return smoke.report(code) if smoke else code
 
 
 if __name__ == "__main__":

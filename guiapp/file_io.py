@@ -1,10 +1,9 @@
 """Pictures in and out of the window, with a sentence instead of an exception.
 
-Opening goes through engine.images (EXIF orientation, 16-bit, CMYK, transparency as a
-mask, bombs refused before decoding) and engine.metadata (parameters checked, values
-left out named). Saving a history entry elsewhere ("Save as…") writes the image the
-window holds, atomically, with its parameters: it works when the first save failed.
-No widgets here; the window shows what these functions return.
+Opening goes through engine.images: EXIF orientation, 16-bit, palette, CMYK and
+transparency (which becomes the mask) as a viewer shows them; bombs and damaged files
+refused with one sentence before anything is decoded. Saving elsewhere ("Save as…")
+writes atomically and says what a refusing disk means. No widgets here.
 """
 
 from __future__ import annotations
@@ -14,62 +13,48 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtGui import QImage
 
-from engine import atomic_file, images, metadata
-from engine.api import GenerationRequest
-from guiapp.imaging import qimage_to_pil
+from engine import atomic_file, images
 
 UNSAVED_HINT = "the image is kept in the history: use Save as… to save it elsewhere."
 
 
 @dataclass
-class LoadedPicture:
+class OpenedPicture:
     image: Image.Image | None = None  # RGB; None when the file cannot be used
     mask: np.ndarray | None = None  # H x W uint8, 255 = repaint (from transparency)
-    request: GenerationRequest | None = None  # the parameters the file carries
     notes: list[str] = field(default_factory=list)  # to show beside the picture
     error: str = ""  # one sentence when image is None
 
 
-def load_picture(path: Path) -> LoadedPicture:
+def open_picture(path: Path) -> OpenedPicture:
     try:
         image, mask, notes = images.open_image(path)
     except images.ImageError as exc:
-        return LoadedPicture(error=f"Could not open the picture: {exc.message}")
-    loaded = LoadedPicture(image=image, notes=[f"{path.name}: {note}." for note in notes])
+        return OpenedPicture(error=f"Could not open the picture: {exc.message}")
+    opened = OpenedPicture(image=image, notes=[f"{path.name}: {note}." for note in notes])
     if mask is not None:
-        loaded.mask = np.asarray(mask, dtype=np.uint8)
-    reading = metadata.read_parameters_checked(path)
-    loaded.request = reading.request
-    if reading.left_out:
-        loaded.notes.append(
-            f"{path.name}: these parameters were left out because DiffusionDesk cannot use "
-            f"them: {'; '.join(reading.left_out)}."
-        )
-    return loaded
+        opened.mask = np.asarray(mask, dtype=np.uint8)
+    return opened
 
 
-def save_image_as(
-    image: QImage, path: Path, request: GenerationRequest | None, seed: int | None
-) -> str:
-    """Write image to path as a PNG (with its parameters when known); "" or a sentence."""
-    if path.suffix.lower() != ".png":
-        path = path.with_suffix(".png")
-    picture = qimage_to_pil(image)
+def copy_file(source: Path, target: Path) -> None:
+    """source's bytes written to target atomically (SaveError with a sentence)."""
     try:
-        if request is not None:
-            metadata.save_png(picture, path, request, request.seed if seed is None else seed)
-        else:
-            atomic_file.write_atomic(path, lambda f: picture.save(f, format="PNG"))
-    except atomic_file.SaveError as exc:
-        return exc.message
-    return ""
+        data = source.read_bytes()
+    except OSError as exc:
+        raise atomic_file.SaveError(
+            f"{source.name} could not be read back ({exc.strerror or exc}); save the copy "
+            "in the history instead.",
+            exc.errno,
+        ) from exc
+    atomic_file.write_bytes_atomic(target, data)
 
 
 def save_failed_message(exc: BaseException, folder: Path) -> str:
     """What the window says when an output folder refuses a finished image."""
-    reason = exc.message if isinstance(exc, atomic_file.SaveError) else f"{exc}"
-    if not isinstance(exc, atomic_file.SaveError):
-        reason = f"Could not save the image in {folder} ({reason})."
+    if isinstance(exc, atomic_file.SaveError):
+        reason = exc.message
+    else:
+        reason = f"Could not save the image in {folder} ({exc})."
     return f"{reason.rstrip('.')}; {UNSAVED_HINT}"

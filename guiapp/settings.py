@@ -1,15 +1,24 @@
 """What the window remembers between runs (QSettings): geometry, panels, last
-parameters, output folder."""
+parameters, output folder. Opening checks, migrates or sets aside the stored settings
+(guiapp/settings_upgrade.py); `notice` says when they had to be set aside."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from guiapp.state import FormValues
+from engine.picture_files import SUFFIXES
+from guiapp.settings_upgrade import (
+    BRUSH_SIZE_KEY,
+    DEFAULT_BRUSH_SIZE,
+    FORM_GROUP,
+    coerce,
+    open_settings,
+    stored_form_value,
+)
+from guiapp.state import FormValues, ViewModel
 
 ORGANIZATION = "DiffusionDesk"
 APPLICATION = "DiffusionDesk"
@@ -21,29 +30,24 @@ def default_output_folder() -> Path:
     return base / "DiffusionDesk"
 
 
-def _coerce(value: object, kind: type) -> object:
-    if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    return kind(value)
-
-
 class AppSettings:
     def __init__(self, settings: QSettings | None = None) -> None:
-        self.qsettings = settings or QSettings(ORGANIZATION, APPLICATION)
+        opened = open_settings(settings or QSettings(ORGANIZATION, APPLICATION))
+        self.qsettings = opened.qsettings
+        self.notice = opened.notice
 
     def load_form(self) -> FormValues:
-        values = FormValues()
-        for f in fields(FormValues):
-            key = f"parameters/{f.name}"
+        values = ViewModel.defaults()
+        for name, default in ViewModel.defaults().items():
+            key = f"{FORM_GROUP}/{name}"
             if self.qsettings.contains(key):
-                kind = type(getattr(values, f.name))
                 with contextlib.suppress(TypeError, ValueError):
-                    setattr(values, f.name, _coerce(self.qsettings.value(key), kind))
+                    values[name] = coerce(self.qsettings.value(key), type(default))
         return values
 
     def save_form(self, values: FormValues) -> None:
-        for f in fields(FormValues):
-            self.qsettings.setValue(f"parameters/{f.name}", getattr(values, f.name))
+        for name, value in values.items():
+            self.qsettings.setValue(f"{FORM_GROUP}/{name}", stored_form_value(value))
 
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")
@@ -65,10 +69,21 @@ class AppSettings:
         self.qsettings.setValue("window/state", state)
 
     def brush_size(self) -> int:
-        return int(self.qsettings.value("canvas/brush_size", 24))
+        try:
+            return int(str(self.qsettings.value(BRUSH_SIZE_KEY, DEFAULT_BRUSH_SIZE)).strip())
+        except ValueError:
+            return DEFAULT_BRUSH_SIZE
 
     def set_brush_size(self, size: int) -> None:
-        self.qsettings.setValue("canvas/brush_size", size)
+        self.qsettings.setValue(BRUSH_SIZE_KEY, size)
+
+    def save_format(self) -> str:
+        """ "PNG", "JPEG" or "WEBP": how finished pictures are saved."""
+        value = str(self.qsettings.value("output/format", "PNG")).upper()
+        return value if value in SUFFIXES else "PNG"
+
+    def set_save_format(self, picture_format: str) -> None:
+        self.qsettings.setValue("output/format", picture_format)
 
     def sync(self) -> None:
         self.qsettings.sync()

@@ -103,6 +103,19 @@ def picture(size: tuple[int, int] = (32, 32)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
+def tiny_autoencoder():
+    """A random-weight tiny autoencoder (TAESD's shape, a few channels wide)."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
+
+
 def box_mask(size: tuple[int, int] = (32, 32), box: tuple[int, int, int, int] = (8, 8, 21, 19)):
     mask = Image.new("L", size, 0)
     mask.paste(255, box)

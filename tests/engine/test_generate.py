@@ -91,7 +91,7 @@ def test_model_is_loaded_once_and_reused(engine, tiny_models):
     for _ in range(2):
         assert isinstance(engine.generate(request(steps=1), WAIT), Finished)
     assert tiny_models.loads[before:] == [TINY, TINY]  # the stand-in counts get() calls
-    assert engine._sampler._base is tiny_models._built[TINY].pipe
+    assert engine._runner._base is tiny_models._built[TINY].pipe
 
 
 def test_sdxl_text_image_and_inpaint(engine):

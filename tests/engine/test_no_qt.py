@@ -25,10 +25,27 @@ def test_engine_imports_no_qt():
     names = ["engine"] + [
         f"engine.{m.name}" for m in pkgutil.iter_modules([str(root)]) if not m.name.startswith("_")
     ]
-    assert {"engine.worker", "engine.sampling", "engine.cli", "engine.preview"} <= set(names)
+    assert {"engine.worker", "engine.sampling", "engine.plan", "engine.compositing"} <= set(names)
     done = subprocess.run(
         [sys.executable, "-c", CODE, *names],
         cwd=root.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compositing_and_validation_import_no_torch():
+    """The window may composite-check or validate without pulling in torch."""
+    code = (
+        "import sys, engine.compositing, engine.validation, engine.api; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(engine.__file__).parent.parent,
         capture_output=True,
         text=True,
         timeout=300,

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import torch
-from engine_helpers import WAIT, request
+from engine_helpers import WAIT, request, tiny_autoencoder
 
 from engine.api import Finished, Step
 from engine.preview import SD_FACTORS, LatentRGB, X0Tap
@@ -74,15 +74,7 @@ def test_model_shipped_latent_rgb_factors_are_used(engine, tiny_models):
 
 
 def test_tiny_autoencoder_previews_at_image_size(engine, tiny_models):
-    from diffusers import AutoencoderTiny
-
-    torch.manual_seed(0)
-    taesd = AutoencoderTiny(
-        encoder_block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8, 8),
-        num_encoder_blocks=(1, 1, 1, 1),
-        num_decoder_blocks=(1, 1, 1, 1),
-    )
+    taesd = tiny_autoencoder()
     calls = []
     taesd.decoder.register_forward_hook(lambda *_: calls.append(1))
     base = tiny_models.get("tiny", lambda *_: None, lambda: False)

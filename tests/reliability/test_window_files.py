@@ -21,8 +21,12 @@ from guiapp.imaging import qimage_to_array
 pytestmark = pytest.mark.gui
 
 
+def entries(window) -> list:  # noqa: ANN001
+    return window.workspace.history.entries()
+
+
 def wait_history(qtbot, window, count: int) -> None:  # noqa: ANN001
-    qtbot.waitUntil(lambda: len(window.history.entries()) >= count, timeout=60_000)
+    qtbot.waitUntil(lambda: len(entries(window)) >= count, timeout=60_000)
 
 
 def strip(window) -> str:  # noqa: ANN001
@@ -30,25 +34,26 @@ def strip(window) -> str:  # noqa: ANN001
 
 
 def generate_one(qtbot, window) -> None:  # noqa: ANN001
-    window.model.prompt = "a red circle"
-    window.model.steps = 2
-    assert window.generate() is not None
-    wait_history(qtbot, window, len(window.history.entries()) + 1)
+    window.form.prompt = "a red circle"
+    window.form.steps = 2
+    before = len(entries(window))
+    assert window.workspace.generate() is not None
+    wait_history(qtbot, window, before + 1)
 
 
 def test_opening_a_decompression_bomb_says_how_much_memory_it_needs(window, tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_with_header(40_000, 40_000))
-    assert window.open_image(path) is False
+    assert window.workspace.open_image(path) is False
     assert "would need about" in strip(window) and "GB of memory" in strip(window)
-    assert window.canvas.image() is None
+    assert window.workspace.document.image is None
     assert "\n" not in strip(window)
 
 
 def test_opening_a_text_file_says_it_is_not_an_image(window, tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("hello")
-    assert window.open_image(path) is False
+    assert window.workspace.open_image(path) is False
     assert "is not an image file" in strip(window)
 
 
@@ -57,12 +62,12 @@ def test_opening_a_picture_with_transparency_puts_its_mask_on_the_canvas(window,
     picture.paste((0, 0, 0, 0), (16, 8, 40, 32))
     path = tmp_path / "holes.png"
     path.write_bytes(encode(picture))
-    assert window.open_image(path) is True
-    mask = window.canvas.mask_array()
+    assert window.workspace.open_image(path) is True
+    mask = window.workspace.document.mask_array()
     assert mask.shape == (48, 64)
     assert mask[20, 20] == 255 and mask[2, 2] == 0
     assert "transparent part is used as the mask" in strip(window)
-    assert qimage_to_array(window.canvas.image())[2, 2].tolist() == [20, 40, 60]
+    assert qimage_to_array(window.workspace.document.image)[2, 2].tolist() == [20, 40, 60]
 
 
 def test_opening_an_exif_rotated_photo_shows_it_upright(window, tmp_path):
@@ -70,8 +75,8 @@ def test_opening_an_exif_rotated_photo_shows_it_upright(window, tmp_path):
     exif[0x0112] = 8
     path = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 32), (90, 90, 90)).save(path, exif=exif)
-    assert window.open_image(path) is True
-    image = window.canvas.image()
+    assert window.workspace.open_image(path) is True
+    image = window.workspace.document.image
     assert (image.width(), image.height()) == (32, 64)
 
 
@@ -83,16 +88,15 @@ def test_a_png_with_impossible_parameters_fills_the_form_with_the_good_ones(wind
     )
     path = tmp_path / "odd.png"
     Image.new("RGB", (64, 64)).save(path, pnginfo=info)
-    steps, guidance, seed = window.model.steps, window.model.guidance_scale, window.model.seed
-    assert window.open_image(path) is True
-    assert "were left out" in strip(window)
-    for words in ("Steps '-4'", "CFG scale 'inf'", "Seed '1e999'", "Width '513'"):
-        assert words in strip(window)
-    window.reuse_parameters(window.history.entries()[0])
-    assert window.model.prompt == "a castle" and window.model.scheduler == "Euler a"
-    assert window.model.steps != -4 and window.model.width % 8 == 0
-    assert (window.model.guidance_scale, window.model.seed) == (guidance, seed)
-    assert window.model.steps in (steps, 20)
+    steps, guidance, seed = window.form.steps, window.form.guidance_scale, window.form.seed
+    assert window.workspace.open_image(path) is True
+    for words in ("1e999", "-4", "inf", "513x512"):  # each value left out is named
+        assert words in strip(window), strip(window)
+    window.workspace.reuse_parameters(entries(window)[0])
+    assert window.form.prompt == "a castle" and window.form.scheduler == "Euler a"
+    assert window.form.steps != -4 and window.form.width % 8 == 0
+    assert (window.form.guidance_scale, window.form.seed) == (guidance, seed)
+    assert window.form.steps in (steps, 20)
 
 
 @pytest.mark.parametrize(
@@ -110,11 +114,11 @@ def test_an_image_the_output_folder_refuses_stays_in_the_history_and_saves_elsew
     assert words in strip(window) and "Save as" in strip(window)
     out = tmp_path / "out"
     assert not out.exists() or list(out.iterdir()) == []  # no partial PNG, no temp file
-    entry = window.history.entries()[0]
+    entry = entries(window)[0]
     assert entry.request is not None and entry.request.prompt == "a red circle"
     monkeypatch.undo()
     elsewhere = tmp_path / "elsewhere" / "saved.png"
-    assert window.save_entry_as(entry, elsewhere) is True
+    assert window.workspace.save_entry_as(entry, elsewhere) is True
     assert metadata.read_parameters(elsewhere).prompt == "a red circle"
     shown = qimage_to_array(entry.image)
     assert np.array_equal(np.asarray(Image.open(elsewhere).convert("RGB")), shown)
@@ -122,14 +126,14 @@ def test_an_image_the_output_folder_refuses_stays_in_the_history_and_saves_elsew
 
 def test_save_as_onto_a_full_disk_says_so_and_leaves_nothing(qtbot, window, tmp_path, monkeypatch):
     generate_one(qtbot, window)
-    entry = window.history.entries()[0]
+    entry = entries(window)[0]
 
     def full(*_args):  # noqa: ANN002, ANN202
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(atomic_file.os, "fsync", full)
     target = tmp_path / "full-disk"
-    assert window.save_entry_as(entry, target / "a.png") is False
+    assert window.workspace.save_entry_as(entry, target / "a.png") is False
     assert "is full" in strip(window)
     assert list(target.iterdir()) == []
 
@@ -141,5 +145,5 @@ def test_a_vanished_output_folder_is_made_again(qtbot, window, tmp_path):
         path.unlink()
     out.rmdir()
     generate_one(qtbot, window)
-    assert window.history.entries()[0].path.exists()
+    assert entries(window)[0].path.exists()
     assert strip(window) == ""

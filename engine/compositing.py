@@ -1,0 +1,141 @@
+"""The one owner of inpaint compositing: the setup, the feathered alpha, the final composite
+and the step previews placed in the whole picture.
+
+Everything is in image coordinates. The final image and every step preview are blended
+over the original with the same alpha, which is exactly 0 outside the user's mask, so a
+preview changes only the pixels the final image may change. With "only masked area" the
+pipeline works on a crop; its previews are pasted back at the crop's box. No torch here:
+this is plain Pillow and numpy, and the window never blends anything itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+Box = tuple[int, int, int, int]
+"""(x1, y1, x2, y2) in image pixels, x2 and y2 exclusive."""
+
+LATENT_CELL = 8  # image pixels per latent cell in the SD-family VAEs
+
+
+@dataclass(frozen=True, eq=False)
+class InpaintSetup:
+    """What an inpaint job paints into and how its result is put back."""
+
+    original: Image.Image  # the init image, RGB, whole picture
+    pipe_mask: Image.Image  # hard mask handed to the pipeline, grown to the latent grid
+    alpha: np.ndarray  # H x W float32 in [0, 1], exactly 0 outside the user's mask
+    crop: Box | None  # the box the pipeline works on, for "only masked area"
+    padding: int | None  # the pipeline's padding_mask_crop (None: whole picture)
+
+
+def feathered_alpha(mask: Image.Image, blur: int) -> np.ndarray:
+    """Feather inward only: 1 deep inside the mask, falling to exactly 0 at its edge.
+
+    Blurring the mask and keeping the upper half keeps the feather inside the painted
+    area, and multiplying by the hard mask guarantees untouched pixels outside it.
+    """
+    hard_mask = hard(mask)
+    inside = np.asarray(hard_mask) > 127
+    if blur <= 0:
+        return inside.astype(np.float32)
+    soft = np.asarray(hard_mask.filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32) / 255
+    return np.clip(2 * soft - 1, 0, 1) * inside
+
+
+def hard(mask: Image.Image) -> Image.Image:
+    """The mask as pure black and white (grey above the middle counts as painted)."""
+    return mask.convert("L").point(lambda v: 255 if v > 127 else 0)
+
+
+def pipeline_mask(mask: Image.Image) -> Image.Image:
+    """The hard mask grown by one latent cell, so every touched cell is repainted."""
+    return hard(mask).filter(ImageFilter.MaxFilter(2 * LATENT_CELL + 1))
+
+
+def inpaint_setup(image: Image.Image, mask: Image.Image, blur: int) -> InpaintSetup:
+    """Repaint the white of `mask` in `image`, on the whole picture (plan.py adds the
+    crop for "only masked area", where the pipeline decides the box)."""
+    return InpaintSetup(
+        original=image.convert("RGB"),
+        pipe_mask=pipeline_mask(mask),
+        alpha=feathered_alpha(mask, blur),
+        crop=None,
+        padding=None,
+    )
+
+
+def whole_picture_setup(image: Image.Image) -> InpaintSetup:
+    """Everything repainted: how a 9-channel inpainting UNet runs text-to-image."""
+    width, height = image.size
+    return InpaintSetup(
+        original=image.convert("RGB"),
+        pipe_mask=Image.new("L", image.size, 255),
+        alpha=np.ones((height, width), np.float32),
+        crop=None,
+        padding=None,
+    )
+
+
+def blend(original: np.ndarray, generated: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """original * (1 - alpha) + generated * alpha, rounded to uint8 (alpha H x W)."""
+    a = alpha[..., None]
+    mixed = original.astype(np.float32) * (1 - a) + generated.astype(np.float32) * a
+    return mixed.round().astype(np.uint8)
+
+
+def final_composite(setup: InpaintSetup, generated: Image.Image) -> Image.Image:
+    """The pipeline's whole-picture result over the original: outside the mask the
+    original's pixels come back exactly."""
+    original = np.asarray(setup.original)
+    image = generated.convert("RGB")
+    if image.size != setup.original.size:
+        image = image.resize(setup.original.size, Image.Resampling.BICUBIC)
+    return Image.fromarray(blend(original, np.asarray(image), setup.alpha))
+
+
+def fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """size scaled down (never up) so that its long side is at most max_side."""
+    width, height = size
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+
+
+class PreviewCompositor:
+    """Turns a step preview of what the pipeline paints (the whole picture, or the crop)
+    into a whole-picture preview over the original, with the final composite's alpha.
+
+    Works at the picture's size capped to max_side; the original and the alpha are
+    scaled once, and with a crop only the crop's box is blended each step.
+    """
+
+    def __init__(self, setup: InpaintSetup, max_side: int) -> None:
+        self.size = fit(setup.original.size, max_side)
+        width, height = setup.original.size
+        small = setup.original.resize(self.size, Image.Resampling.BOX)
+        self._original = np.asarray(small)
+        alpha = Image.fromarray(setup.alpha.astype(np.float32), mode="F")
+        self._alpha = np.asarray(alpha.resize(self.size, Image.Resampling.BOX), np.float32)
+        crop = setup.crop or (0, 0, width, height)
+        sx, sy = self.size[0] / width, self.size[1] / height
+        x1, y1 = round(crop[0] * sx), round(crop[1] * sy)
+        x2 = max(x1 + 1, round(crop[2] * sx))
+        y2 = max(y1 + 1, round(crop[3] * sy))
+        self.box: Box = (x1, y1, x2, y2)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb: H x W x 3 uint8 preview of the pipeline's picture -> whole-picture preview."""
+        x1, y1, x2, y2 = self.box
+        out = self._original.copy()
+        painted = _resize(rgb, (x2 - x1, y2 - y1))
+        out[y1:y2, x1:x2] = blend(self._original[y1:y2, x1:x2], painted, self._alpha[y1:y2, x1:x2])
+        return out

@@ -1,0 +1,230 @@
+"""Plan, then run: a request resolved into everything the runner needs, before it runs.
+
+`check_inputs()` runs before any model loads, so bad input fails at once: the request's
+own checks (validation.py), the resume source and its step, and the seeds. `make_plan()`
+then resolves the checked inputs against the loaded model into a frozen `Plan`: the mode
+and the diffusers pipeline class that serves it, the scheduler, the schedule's length and
+the index its first step runs at (diffusers' get_timesteps rule for image-to-image and
+inpaint; the stored step for a resume), the size, the inpaint setup and its crop, and the
+seeds. sampling.PipelineRunner runs a Plan.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from diffusers import (
+    DiffusionPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
+from diffusers.image_processor import VaeImageProcessor
+from PIL import Image
+
+from engine import compositing, validation
+from engine.api import EngineError, ErrorKind, GenerationRequest, Mode, ModelFamily
+from engine.compositing import InpaintSetup
+
+if TYPE_CHECKING:
+    from engine.models import LoadedModel
+    from engine.sampling import Trajectory
+
+_SD = {
+    Mode.TXT2IMG: StableDiffusionPipeline,
+    Mode.IMG2IMG: StableDiffusionImg2ImgPipeline,
+    Mode.INPAINT: StableDiffusionInpaintPipeline,
+}
+PIPELINES: dict[ModelFamily, dict[Mode, type[DiffusionPipeline]]] = {
+    ModelFamily.SD1: _SD,
+    ModelFamily.SD2: _SD,
+    ModelFamily.SDXL: {
+        Mode.TXT2IMG: StableDiffusionXLPipeline,
+        Mode.IMG2IMG: StableDiffusionXLImg2ImgPipeline,
+        Mode.INPAINT: StableDiffusionXLInpaintPipeline,
+    },
+}
+SEED_RANGE = 2**32  # a seed the engine picks is below this
+# The grey a 9-channel inpainting UNet paints over when it runs text-to-image.
+_BLANK_GREY = (127, 127, 127)
+
+
+def start_index(steps: int, strength: float) -> int:
+    """Schedule index of the first step run: diffusers' get_timesteps rule, by which
+    image-to-image and inpaint skip the first steps - int(steps * strength)."""
+    return steps - min(int(steps * strength), steps)
+
+
+def steps_to_run(request: GenerationRequest) -> int:
+    """How many denoising steps a fresh (not resumed) job runs."""
+    strength = 1.0 if request.mode is Mode.TXT2IMG else request.strength
+    return request.steps - start_index(request.steps, strength)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Continue `source` (a stored trajectory) after its `step`-th step (1-based)."""
+
+    source: Trajectory
+    step: int
+
+    @property
+    def offset(self) -> int:
+        """Schedule index of the first step the resumed run takes."""
+        return self.source.start_index + self.step
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A request that passed every check that needs no model."""
+
+    request: GenerationRequest
+    seeds: tuple[int, ...]
+    resume: ResumePoint | None
+
+    @property
+    def total(self) -> int:
+        """Steps the job reports: the whole trajectory, resumed steps included."""
+        return self.resume.source.total if self.resume else steps_to_run(self.request)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one run needs, resolved; PipelineRunner.run() reads nothing else."""
+
+    request: GenerationRequest
+    mode: Mode  # what the pipeline does (a resumed image-to-image continues as text-to-image)
+    pipeline_class: type[DiffusionPipeline]
+    scheduler: str
+    steps: int  # length of the full schedule
+    start_index: int  # schedule index of the trajectory's first step
+    strength: float  # the pipeline's strength argument (1.0: from pure noise)
+    width: int
+    height: int
+    inpaint: InpaintSetup | None
+    seeds: tuple[int, ...]
+    resume: ResumePoint | None
+
+    @property
+    def total(self) -> int:
+        """Steps in the trajectory (the resumed part included)."""
+        return self.steps - self.start_index
+
+    def filled_request(self) -> GenerationRequest:
+        """The request as it ran: seed, batch, and for a resume the source's schedule and size."""
+        return self.request.with_changes(
+            seed=self.seeds[0],
+            batch_size=len(self.seeds),
+            steps=self.steps,
+            scheduler=self.scheduler,
+            width=self.width,
+            height=self.height,
+        )
+
+
+def check_inputs(
+    request: GenerationRequest,
+    stored: Mapping[int, Trajectory],
+    *,
+    max_pixels: int = validation.MAX_PIXELS,
+    kept: int = 0,
+) -> Inputs:
+    """Check what can be checked without a model; raise EngineError(BAD_INPUT) if not.
+
+    stored: the trajectories of recent jobs (for a resume); kept: how many are stored,
+    for the message when the source is gone."""
+    validation.check_request(request, max_pixels=max_pixels)
+    resume = None
+    batch = request.batch_size
+    if request.resume is not None:
+        resume = ResumePoint(_resume_source(request, stored, kept), request.resume.step)
+        batch = resume.source.latents[0].shape[0]
+    seed = request.seed if request.seed is not None else random.randrange(SEED_RANGE)
+    return Inputs(request, tuple(seed + i for i in range(batch)), resume)
+
+
+def _resume_source(r: GenerationRequest, stored: Mapping[int, Trajectory], kept: int) -> Trajectory:
+    assert r.resume is not None
+    job_id, step = r.resume.job_id, r.resume.step
+    source = stored.get(job_id)
+    if source is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"Job {job_id} has no stored steps to continue from (the engine keeps the "
+            f"last {kept} jobs).",
+        )
+    done = len(source.latents)
+    if not 1 <= step <= done:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"Job {job_id} has steps 1 to {done}; choose one of those to continue from.",
+        )
+    if step >= source.total:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"Step {step} is job {job_id}'s last step: nothing is left to run.",
+        )
+    return source
+
+
+def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) -> Plan:
+    """Resolve checked inputs against the loaded model."""
+    r = request
+    if inputs.resume is not None:
+        source = inputs.resume.source
+        # A resumed image-to-image run has its init image inside the latents already.
+        mode = Mode.INPAINT if source.inpaint is not None else Mode.TXT2IMG
+        return Plan(
+            request=r,
+            mode=mode,
+            pipeline_class=PIPELINES[model.family][mode],
+            scheduler=source.scheduler,
+            steps=source.steps,
+            start_index=source.start_index,
+            strength=1.0,
+            width=source.width,
+            height=source.height,
+            inpaint=source.inpaint,
+            seeds=inputs.seeds,
+            resume=inputs.resume,
+        )
+    setup = _inpaint_setup(r, model.is_inpaint_unet)
+    mode = Mode.INPAINT if setup is not None else r.mode
+    strength = r.strength if r.init_image is not None else 1.0
+    return Plan(
+        request=r,
+        mode=mode,
+        pipeline_class=PIPELINES[model.family][mode],
+        scheduler=r.scheduler,
+        steps=r.steps,
+        start_index=start_index(r.steps, strength),
+        strength=strength,
+        width=r.width,
+        height=r.height,
+        inpaint=setup,
+        seeds=inputs.seeds,
+        resume=None,
+    )
+
+
+def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | None:
+    if r.mask is not None and r.init_image is not None:
+        setup = compositing.inpaint_setup(r.init_image, r.mask, r.mask_blur)
+        if not r.inpaint_only_masked:
+            return setup
+        # The same box the pipeline's padding_mask_crop computes from the same mask.
+        crop = VaeImageProcessor.get_crop_region(
+            setup.pipe_mask, r.width, r.height, pad=r.inpaint_padding
+        )
+        return replace(setup, crop=crop, padding=r.inpaint_padding)
+    if not inpaint_unet:
+        return None
+    # A 9-channel inpainting UNet only runs inside the inpaint pipeline: paint it all.
+    base = r.init_image or Image.new("RGB", (r.width, r.height), _BLANK_GREY)
+    return compositing.whole_picture_setup(base)
