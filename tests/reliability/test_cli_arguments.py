@@ -33,7 +33,7 @@ def stand_in_torch(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--output", "out.jpg"], "--output must be a .png file"),
+        (["--output", "out.gif"], "--output must be a .png, .jpg or .webp file"),
         (["--output", "out.png", "--steps", "many"], "--steps must be a whole number"),
         (["--output", "out.png", "--seed", "1e999"], "--seed must be a whole number"),
         (["--output", "out.png", "--scheduler", "LCM", "--steps", "80"], "between 1 and 50"),

@@ -94,18 +94,23 @@ def test_lone_surrogates_from_invalid_utf8_are_replaced_with_a_warning(engine, t
     assert metadata.read_parameters(tmp_path / "a.png").prompt == result.request.prompt
 
 
-def test_the_truncation_warning_quotes_only_a_short_excerpt(engine):
-    long_prompt = "a red circle " * 60 + "the square " * 1_500
+def test_a_prompt_past_the_longest_the_encoder_reads_warns_without_quoting_it(engine):
+    long_prompt = "a red circle " * 60 + "the square " * 1_500  # past 32 x 75 tokens
     result = engine.generate(request(prompt=long_prompt), WAIT)
     assert isinstance(result, Finished), result
     (warning,) = result.warnings
     one_sentence(warning)
+    assert "ignored" in warning and len(warning) < 250
+
+
+def test_the_truncation_warning_quotes_only_a_short_excerpt(tiny_models):
+    from engine.addons.prompt_encoding import truncation_warnings
+
+    pipe = tiny_models.get("tiny", lambda *_: None, lambda: False).pipe
+    (warning,) = truncation_warnings(pipe, "a red circle " * 60 + "the square " * 1_500, "")
+    one_sentence(warning)
     quoted = warning.split('"')[1]
     assert len(quoted) <= 61 and quoted.endswith("…")
     assert len(warning) < 250
-
-
-def test_a_truncation_warning_for_a_short_overflow_has_no_ellipsis(engine):
-    result = engine.generate(request(prompt="a red circle " * 26 + "cat dog"), WAIT)
-    (warning,) = result.warnings
-    assert warning.endswith('"cat dog".') or '"' in warning and "…" not in warning
+    (short_cut,) = truncation_warnings(pipe, "a red circle " * 26 + "cat dog", "")
+    assert short_cut.endswith('circle cat dog".') and "…" not in short_cut
