@@ -97,4 +97,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    return write_atomic(path, lambda f: f.write(data))
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    return write_atomic(path, write)

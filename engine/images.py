@@ -168,10 +168,18 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, Image.Im
             ImageCms.buildTransform(
                 ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
             ),
-        )
+        ) or image.convert("RGB")
     if image.mode != "RGB":
         image = image.convert("RGB")
     return image, alpha
+
+
+def _lowest(band: Image.Image) -> int:
+    return int(np.asarray(band).min(initial=255))
+
+
+def _highest(band: Image.Image) -> int:
+    return int(np.asarray(band).max(initial=0))
 
 
 def working_size(width: int, height: int) -> tuple[int, int]:
@@ -245,7 +253,7 @@ def _open_image(source: Source) -> OpenedImage:
     finally:
         opened.close()
     mask = None
-    if alpha is not None and alpha.getextrema()[0] < 255:
+    if alpha is not None and _lowest(alpha) < 255:
         # Transparent means "fill this in", as in other painting tools.
         mask = alpha.point(lambda a: 255 if a < 128 else 0)
         notes.append("its transparent part is used as the mask (white = repaint)")
@@ -272,7 +280,7 @@ def open_mask(source: Source) -> OpenedImage:
             np.minimum(np.asarray(brightness), np.asarray(keep)).astype(np.uint8), "L"
         )
         notes = tuple(n for n in notes if "transparent" not in n)
-    if brightness.getextrema()[1] <= 127:
+    if _highest(brightness) <= 127:
         raise ImageError(
             f"The mask {_name(source)} has no white: masks are read from brightness "
             "(white = repaint, black = keep); paint the area to repaint in white."

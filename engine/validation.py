@@ -88,9 +88,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _finite(value: Real) -> bool:
+def _finite(value: object) -> bool:
     try:
-        return math.isfinite(value)
+        return math.isfinite(value)  # type: ignore[arg-type]  # checked _is_number first
     except OverflowError:  # an int too large for a float is finite, and far too large
         return True
 
