@@ -21,10 +21,12 @@ from engine.api import (
     Finished,
     GenerationRequest,
     ModelLoading,
+    Queued,
     SchedulerName,
     Started,
     Step,
 )
+from engine.schedulers import NAMES
 
 PROG = "diffusiondesk-cli"
 
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--scheduler",
         default=SchedulerName.DPMPP_2M.value,
-        help="one of: " + ", ".join(s.value for s in SchedulerName),
+        help="one of: " + ", ".join(NAMES),
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
@@ -114,18 +116,21 @@ class _Progress:
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
-        if isinstance(event, ModelLoading):
-            done = f" {event.progress:4.0%}" if event.progress >= 0 else ""
-            self._line(f"model: {event.stage}{done}")
-        elif isinstance(event, Started):
-            self._line(f"running on {event.device}, seed {event.seeds[0]}")
-        elif isinstance(event, Step):
-            filled = round(30 * event.step / event.total)
-            bar = "#" * filled + "." * (30 - filled)
-            self._line(f"[{bar}] {event.step}/{event.total} steps  {event.elapsed:.1f}s")
-        elif isinstance(event, Finished | Cancelled | Failed):
-            self.out.write("\n")
-            self.out.flush()
+        match event:
+            case ModelLoading(stage=stage, progress=fraction):
+                done = f" {fraction:4.0%}" if fraction >= 0 else ""
+                self._line(f"model: {stage}{done}")
+            case Started(device=device, seeds=seeds):
+                self._line(f"running on {device}, seed {seeds[0]}")
+            case Step(step=step, total=total, elapsed=elapsed):
+                filled = round(30 * step / total)
+                bar = "#" * filled + "." * (30 - filled)
+                self._line(f"[{bar}] {step}/{total} steps  {elapsed:.1f}s")
+            case Finished() | Cancelled() | Failed():
+                self.out.write("\n")
+                self.out.flush()
+            case Queued():
+                pass
 
     def _line(self, text: str) -> None:
         self.out.write("\r" + text.ljust(60))

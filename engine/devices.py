@@ -113,4 +113,3 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def resolve(device: str = "auto", dtype: str = "auto") -> DevicePolicy:
     dev = resolve_device(device)
     return DevicePolicy(dev, resolve_dtype(dtype, dev))
-

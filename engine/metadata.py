@@ -21,7 +21,8 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine.api import STARTER_MODEL, GenerationRequest, ResumeFrom, SchedulerName
+from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.model_files import is_checkpoint
 
 A1111_KEY = "parameters"
 JSON_KEY = "diffusiondesk"
@@ -71,7 +72,6 @@ _SAMPLERS: dict[str, SchedulerName] = {
 _PARAM = re.compile(r'\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 _NEGATIVE = "Negative prompt:"
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -88,7 +88,7 @@ def model_name(model: str) -> str:
     if model == STARTER_MODEL:
         return model
     path = Path(model)
-    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.is_absolute() or path.exists():
+    if is_checkpoint(path) or path.is_absolute() or path.exists():
         return path.stem or model
     return model  # a hub id stays whole
 
@@ -105,9 +105,9 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     ]
     if request.batch_size != 1:
         params.append(("Batch size", str(request.batch_size)))
-    if request.mode != "txt2img":
+    if request.mode is not Mode.TXT2IMG:
         params.append(("Denoising strength", str(float(request.strength))))
-    if request.mode == "inpaint":
+    if request.mode is Mode.INPAINT:
         params.append(("Mask blur", str(request.mask_blur)))
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))

@@ -1,22 +1,13 @@
-"""Where the application's files live (icons, stylesheet): resources/ next to guiapp/,
-or inside a PyInstaller bundle."""
+"""The window's icons and stylesheet, found by the engine's one resources locator."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from engine.resources import icons_dir, stylesheet_path
 
-def resources_dir() -> Path:
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+__all__ = ["icon_path", "stylesheet_path"]
 
 
 def icon_path(name: str) -> Path:
-    return resources_dir() / "icons" / f"{name}.svg"
-
-
-def stylesheet_path() -> Path:
-    return resources_dir() / "dark.qss"
+    return icons_dir() / f"{name}.svg"
