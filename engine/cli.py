@@ -26,6 +26,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.protocols import ModelProvider
 from engine.schedulers import NAMES
 
 PROG = "diffusiondesk-cli"
@@ -147,7 +148,9 @@ def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed:
     metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
 
-def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
+def generate(
+    args: argparse.Namespace, out: TextIO, err: TextIO, models: ModelProvider | None = None
+) -> int:
     from engine.worker import Engine  # torch loads here, after the arguments are checked
 
     request = build_request(args)
@@ -181,7 +184,7 @@ def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object 
     return 0
 
 
-def main(argv: list[str] | None = None, *, models: object = None) -> int:
+def main(argv: list[str] | None = None, *, models: ModelProvider | None = None) -> int:
     """models: a ModelManager stand-in (tests); by default the real one."""
     args = _parser().parse_args(argv)
     try:

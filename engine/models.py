@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderTiny,
-    DiffusionPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
 )
@@ -35,6 +34,7 @@ from engine.api import (
 )
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
+from engine.protocols import Pipeline
 from engine.resources import model_configs_dir, resources_dir, starter_model_dir
 
 # Components a text-to-image pipeline can do without (we never load a safety checker).
@@ -56,7 +56,7 @@ def default_tiny_vae_dirs() -> dict[ModelFamily, Path]:
 class LoadedModel:
     source: str  # as requested ("starter", folder, file, hub id)
     family: ModelFamily
-    pipe: DiffusionPipeline  # StableDiffusionPipeline or StableDiffusionXLPipeline
+    pipe: Pipeline  # a StableDiffusionPipeline or StableDiffusionXLPipeline
     # Model-shipped latent-to-RGB (factors per latent channel, bias); None: family default.
     latent_rgb: tuple[list[list[float]], list[float]] | None
     tiny_vae: AutoencoderTiny | None  # only when TAESD weights are present locally
@@ -92,7 +92,7 @@ def read_latent_rgb(path: Path) -> tuple[list[list[float]], list[float]] | None:
     return factors, bias
 
 
-def family_of_pipeline(pipe: DiffusionPipeline) -> ModelFamily:
+def family_of_pipeline(pipe: Pipeline) -> ModelFamily:
     if isinstance(pipe, StableDiffusionXLPipeline) or hasattr(pipe, "text_encoder_2"):
         return ModelFamily.SDXL
     # SD 2.x uses OpenCLIP ViT-H (1024-wide); SD 1.x uses CLIP ViT-L (768-wide) or smaller.
@@ -324,7 +324,7 @@ class ModelManager:
 
     def _finish(
         self,
-        pipe: DiffusionPipeline,
+        pipe: Pipeline,
         source: str,
         latent_rgb: tuple[list[list[float]], list[float]] | None,
         local_dir: Path | None,

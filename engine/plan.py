@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from diffusers import (
-    DiffusionPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -31,6 +30,7 @@ from PIL import Image
 from engine import compositing, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode, ModelFamily
 from engine.compositing import InpaintSetup
+from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
@@ -41,7 +41,7 @@ _SD = {
     Mode.IMG2IMG: StableDiffusionImg2ImgPipeline,
     Mode.INPAINT: StableDiffusionInpaintPipeline,
 }
-PIPELINES: dict[ModelFamily, dict[Mode, type[DiffusionPipeline]]] = {
+PIPELINES: dict[ModelFamily, dict[Mode, PipelineClass]] = {
     ModelFamily.SD1: _SD,
     ModelFamily.SD2: _SD,
     ModelFamily.SDXL: {
@@ -100,7 +100,7 @@ class Plan:
 
     request: GenerationRequest
     mode: Mode  # what the pipeline does (a resumed image-to-image continues as text-to-image)
-    pipeline_class: type[DiffusionPipeline]
+    pipeline_class: PipelineClass
     scheduler: str
     steps: int  # length of the full schedule
     start_index: int  # schedule index of the trajectory's first step

@@ -23,6 +23,7 @@ from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
+from engine.protocols import Pipeline, PipelineClass, Scheduler
 from engine.schedulers import make_scheduler
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class RunResult:
 # ----------------------------------------------------------------------------- helpers
 
 
-def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
+def truncation_warnings(pipe: Pipeline, prompt: str, negative_prompt: str) -> list[str]:
     tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
     if tokenizer is None:
         return []
@@ -88,7 +89,7 @@ def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[st
     return found
 
 
-def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
+def _start_at(scheduler: Scheduler, offset: int) -> Callable[[], None]:
     """Make the pipeline run only the schedule's steps from `offset` on.
 
     diffusers' pipelines cannot start from a partly denoised state (only SDXL's
@@ -111,6 +112,7 @@ def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
             set_begin_index(offset)
 
     def shifted_set_begin_index(begin_index: int = 0) -> None:
+        assert set_begin_index is not None
         set_begin_index(offset + begin_index)
 
     def restore() -> None:
@@ -119,7 +121,8 @@ def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
 
     scheduler.set_timesteps = trimmed_set_timesteps
     if set_begin_index is not None:
-        scheduler.set_begin_index = shifted_set_begin_index
+        patched: Any = scheduler  # not every scheduler declares set_begin_index
+        patched.set_begin_index = shifted_set_begin_index
     return restore
 
 
@@ -138,7 +141,7 @@ class _CancelHooks:
             handle.remove()
 
 
-def _blocks(pipe: Any) -> list[torch.nn.Module]:
+def _blocks(pipe: Pipeline) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
     if unet is not None:
@@ -150,7 +153,7 @@ def _blocks(pipe: Any) -> list[torch.nn.Module]:
 
 
 def _is_black(image: Image.Image) -> bool:
-    return all(high == 0 for _, high in image.convert("RGB").getextrema())
+    return image.convert("RGB").getbbox() is None
 
 
 # ----------------------------------------------------------------------------- step hook
@@ -184,7 +187,7 @@ class StepHook:
     def begin(self) -> None:
         self.start = self.last = time.perf_counter()
 
-    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, pipe: Pipeline, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         now = time.perf_counter()
         latents = kwargs["latents"]
         state = latents.detach().to("cpu", copy=True)
@@ -218,16 +221,16 @@ class PipelineRunner:
     """Owns the per-mode pipelines of the loaded model and runs plans. Worker thread only."""
 
     def __init__(self) -> None:
-        self._base: Any = None
+        self._base: Pipeline | None = None
         self._base_scheduler_config: Any = None
-        self._pipes: dict[type, Any] = {}
+        self._pipes: dict[PipelineClass, Pipeline] = {}
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
 
-    def pipeline(self, model: LoadedModel, cls: type) -> Any:
+    def pipeline(self, model: LoadedModel, cls: PipelineClass) -> Pipeline:
         """The loaded model's pipeline of class cls, sharing its components."""
         if self._base is not model.pipe:
             self.reset()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.api import EngineError, ErrorKind, SchedulerName
 
 if TYPE_CHECKING:
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from engine.protocols import Scheduler
 
 MAX_STEPS = 1000  # the models' own training schedule has 1000 timesteps
 
@@ -75,7 +75,7 @@ def max_steps_for(name: object) -> int:
     return MAX_STEPS
 
 
-def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
+def make_scheduler(name: str, base_config: Mapping[str, Any]) -> Scheduler:
     """A fresh scheduler called `name`, keeping the model's betas and prediction type."""
     try:
         spec = SCHEDULERS[SchedulerName(name)]
@@ -86,5 +86,5 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
         ) from None
     cls = getattr(importlib.import_module("diffusers"), spec.class_name)
     config = {k: v for k, v in dict(base_config).items() if k not in _SAMPLER_KEYS}
-    scheduler: SchedulerMixin = cls.from_config(config, **spec.overrides)
+    scheduler: Scheduler = cls.from_config(config, **spec.overrides)
     return scheduler

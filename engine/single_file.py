@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import diffusers
 import torch
@@ -28,6 +29,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.model_files import SAFETENSORS_SUFFIX
+from engine.protocols import Pipeline
 
 CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
 
@@ -58,6 +60,7 @@ class CheckpointSpec:
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's flat state dict; MODEL errors for unreadable files."""
+    state: Any
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         try:
             state = load_file(path)
@@ -206,7 +209,7 @@ def _complete(model: torch.nn.Module, part: str) -> torch.nn.Module:
     return model
 
 
-def _from_single_file(cls: type, checkpoint: dict, part: str, **kwargs: object) -> object:
+def _from_single_file(cls: Any, checkpoint: dict, part: str, **kwargs: object) -> object:
     try:
         model = cls.from_single_file(checkpoint, **kwargs)
     except (RuntimeError, ValueError) as exc:
@@ -278,7 +281,7 @@ def _scheduler(spec: CheckpointSpec, config_dir: Path) -> object:
     )
 
 
-def assemble(spec: CheckpointSpec, components: dict, config_dir: Path) -> DiffusionPipeline:
+def assemble(spec: CheckpointSpec, components: dict, config_dir: Path) -> Pipeline:
     if spec.family == ModelFamily.SDXL:
         index = DiffusionPipeline.load_config(config_dir)
         return StableDiffusionXLPipeline(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import TypeGuard
 
 from PIL import Image
 
@@ -22,7 +23,7 @@ MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 256
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 

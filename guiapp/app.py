@@ -12,6 +12,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from types import TracebackType
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
@@ -88,10 +89,10 @@ def route_uncaught_errors(window: MainWindow) -> None:
     inline (with the traceback behind the Copy button)."""
     previous = sys.excepthook
 
-    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
-        previous(kind, error, tb)  # type: ignore[arg-type]
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        previous(kind, error, tb)
         if threading.current_thread() is threading.main_thread() and not window.closed:
-            detail = "".join(traceback.format_exception(kind, error, tb))  # type: ignore[arg-type]
+            detail = "".join(traceback.format_exception(kind, error, tb))
             window.error_area.show_error(f"Internal error: {error}", detail)
 
     sys.excepthook = hook
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(icon("app"))
     apply_dark_theme(app)
     window = MainWindow(EngineBridge())

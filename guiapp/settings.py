@@ -65,7 +65,7 @@ class AppSettings:
         self.qsettings.setValue("window/state", state)
 
     def brush_size(self) -> int:
-        return int(self.qsettings.value("canvas/brush_size", 24))
+        return int(str(self.qsettings.value("canvas/brush_size", 24)))
 
     def set_brush_size(self, size: int) -> None:
         self.qsettings.setValue("canvas/brush_size", size)
