@@ -111,11 +111,6 @@ class Plan:
     seeds: tuple[int, ...]
     resume: ResumePoint | None
 
-    @property
-    def total(self) -> int:
-        """Steps in the trajectory (the resumed part included)."""
-        return self.steps - self.start_index
-
     def filled_request(self) -> GenerationRequest:
         """The request as it ran: seed, batch, and for a resume the source's schedule and size."""
         return self.request.with_changes(
@@ -177,39 +172,36 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     """Resolve checked inputs against the loaded model."""
     r = request
     if inputs.resume is not None:
+        # The source's schedule, size and inpaint setup; a resumed image-to-image run has
+        # its init image inside the latents already, so it continues as text-to-image.
         source = inputs.resume.source
-        # A resumed image-to-image run has its init image inside the latents already.
-        mode = Mode.INPAINT if source.inpaint is not None else Mode.TXT2IMG
-        return Plan(
-            request=r,
-            mode=mode,
-            pipeline_class=PIPELINES[model.family][mode],
-            scheduler=source.scheduler,
-            steps=source.steps,
-            start_index=source.start_index,
-            strength=1.0,
-            width=source.width,
-            height=source.height,
-            inpaint=source.inpaint,
-            seeds=inputs.seeds,
-            resume=inputs.resume,
+        setup, strength, start = source.inpaint, 1.0, source.start_index
+        scheduler, steps, width, height = (
+            source.scheduler,
+            source.steps,
+            source.width,
+            source.height,
         )
-    setup = _inpaint_setup(r, model.is_inpaint_unet)
-    mode = Mode.INPAINT if setup is not None else r.mode
-    strength = r.strength if r.init_image is not None else 1.0
+        mode = Mode.INPAINT if setup is not None else Mode.TXT2IMG
+    else:
+        setup = _inpaint_setup(r, model.is_inpaint_unet)
+        strength = r.strength if r.init_image is not None else 1.0
+        start = start_index(r.steps, strength)
+        scheduler, steps, width, height = r.scheduler, r.steps, r.width, r.height
+        mode = Mode.INPAINT if setup is not None else r.mode
     return Plan(
         request=r,
         mode=mode,
         pipeline_class=PIPELINES[model.family][mode],
-        scheduler=r.scheduler,
-        steps=r.steps,
-        start_index=start_index(r.steps, strength),
+        scheduler=scheduler,
+        steps=steps,
+        start_index=start,
         strength=strength,
-        width=r.width,
-        height=r.height,
+        width=width,
+        height=height,
         inpaint=setup,
         seeds=inputs.seeds,
-        resume=None,
+        resume=inputs.resume,
     )
 
 

@@ -129,7 +129,7 @@ def _start_at(scheduler: Scheduler, offset: int) -> Callable[[], None]:
 class _CancelHooks:
     """Lets cancel interrupt a long UNet or VAE forward pass between blocks."""
 
-    def __init__(self, modules: list[torch.nn.Module], should_cancel: Callable[[], bool]):
+    def __init__(self, modules: list[torch.nn.Module], should_cancel: ShouldCancel) -> None:
         def check(*_: Any) -> None:
             if should_cancel():
                 raise JobCancelled()
@@ -162,8 +162,6 @@ def _is_black(image: Image.Image) -> bool:
 class StepHook:
     """The pipeline's callback_on_step_end, in the spirit of diffusers' PipelineCallback:
     stores the step's latents, makes the previews, reports the step and checks cancel."""
-
-    tensor_inputs = ["latents"]
 
     def __init__(
         self,

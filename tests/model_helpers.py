@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -115,6 +116,18 @@ class FakeHub:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def point_hub_here(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make huggingface_hub download from this server, online."""
+        import huggingface_hub.constants as hub_constants
+
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hub_constants, "ENDPOINT", self.endpoint)
+        monkeypatch.setattr(
+            hub_constants,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            self.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        )
 
     def close(self) -> None:
         self.server.shutdown()

@@ -83,15 +83,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def fake_hub(tiny_folder: Path, monkeypatch: pytest.MonkeyPatch):
-    import huggingface_hub.constants as hub_constants
-
     hub = FakeHub("someone/tiny-sd", tiny_folder)
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub_constants, "ENDPOINT", hub.endpoint)
-    monkeypatch.setattr(
-        hub_constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
+    hub.point_hub_here(monkeypatch)
     yield hub
     hub.close()

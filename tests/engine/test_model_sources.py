@@ -232,7 +232,6 @@ def test_choose_files_prefers_the_variant_where_there_is_one() -> None:
 def test_hub_download_of_fp16_variants(
     tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import huggingface_hub.constants as hub_constants
     from diffusers import UNet2DConditionModel
 
     from engine import hub
@@ -244,13 +243,7 @@ def test_hub_download_of_fp16_variants(
     )
     fake = FakeHub("someone/tiny-sd", repo)
     try:
-        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hub_constants, "ENDPOINT", fake.endpoint)
-        monkeypatch.setattr(
-            hub_constants,
-            "HUGGINGFACE_CO_URL_TEMPLATE",
-            fake.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-        )
+        fake.point_hub_here(monkeypatch)
         folder = hub.download("someone/tiny-sd", Recorder(), never, tmp_path / "c", "fp16")
     finally:
         fake.close()
