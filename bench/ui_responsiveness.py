@@ -109,12 +109,14 @@ def main() -> None:
     window.set_output_folder(scratch / "out")
     window.resize(1280, 820)
     window.show()
-    m = window.model
+    m = window.form
     m.model, m.steps, m.width, m.height = model, args.steps, args.size, args.size
     m.random_seed, m.seed, m.batch_size = False, 1, 1
 
     shown: list[tuple[float, int, int]] = []  # (time, job, step) of previews painted
-    window.bridge.step.connect(lambda e: shown.append((time.perf_counter(), e.job_id, e.step)))
+    window.workspace.jobs.stepped.connect(
+        lambda job: shown.append((time.perf_counter(), job.id, job.step))
+    )
 
     saved_seconds: list[float] = []
     stalls: list[float] = []
@@ -133,9 +135,7 @@ def main() -> None:
     timer.start()
 
     done = [False]
-    window.writer.saved.connect(lambda _saved: done.__setitem__(0, True))
-    window.bridge.failed.connect(lambda e: done.__setitem__(0, True))
-    window.bridge.cancelled.connect(lambda e: done.__setitem__(0, True))
+    window.workspace.jobs.ended.connect(lambda _job: done.__setitem__(0, True))
     quitter = QTimer()
     quitter.setInterval(5)
     loop = QEventLoop()  # not app.exec()/quit(): Qt 6's quit() closes the windows
@@ -144,7 +144,7 @@ def main() -> None:
     def run_job() -> None:
         """Submit like a person would and run the real event loop until it is saved."""
         done[0] = False
-        if window.generate() is None:
+        if window.workspace.generate() is None:
             raise SystemExit(f"could not submit: {window.error_area.message()}")
         quitter.start()
         loop.exec()
@@ -152,15 +152,15 @@ def main() -> None:
         if window.error_area.message():
             raise SystemExit(window.error_area.message())
 
-    original_on_saved = window._on_saved
+    original_on_saved = window.workspace._saved
 
     def timed_on_saved(saved: object) -> None:
         began = time.perf_counter()
         original_on_saved(saved)
         saved_seconds.append(time.perf_counter() - began)
 
-    window.writer.saved.disconnect(window._on_saved)
-    window.writer.saved.connect(timed_on_saved)
+    window.workspace.writer.saved.disconnect(window.workspace._saved)
+    window.workspace.writer.saved.connect(timed_on_saved)
 
     run_job()  # warm-up: model loading is not what we measure
     window.bridge.delivery_seconds.clear()

@@ -106,7 +106,7 @@ def main() -> None:
     window.set_output_folder(scratch / "out")
     window.resize(1320, 860)
     window.show()
-    m = window.model
+    m = window.form
     m.model, m.steps, m.random_seed, m.seed = model, args.steps, False, 7
     m.width = m.height = 128
     m.prompt = args.prompt
@@ -114,11 +114,11 @@ def main() -> None:
 
     # 1. mid-generation
     steps_seen: list[int] = []
-    window.bridge.step.connect(lambda e: steps_seen.append(e.step))
-    window.generate()
+    window.workspace.jobs.stepped.connect(lambda job: steps_seen.append(job.step))
+    window.workspace.generate()
     wait_until(app, lambda: any(s >= args.steps // 2 for s in steps_seen))
     grab(window, "screenshot-generating.png")
-    wait_until(app, lambda: len(window.history.entries()) == 1)
+    wait_until(app, lambda: len(window.workspace.history.entries()) == 1)
     settle(app)
 
     # 2. brush a mask over the middle, inpaint with another prompt
@@ -133,10 +133,10 @@ def main() -> None:
     m.prompt = args.inpaint_prompt
     m.strength = 1.0
     steps_seen.clear()
-    window.inpaint()
+    window.workspace.inpaint()
     wait_until(app, lambda: any(s >= args.steps // 2 for s in steps_seen))
     grab(window, "screenshot-inpainting.png")
-    wait_until(app, lambda: len(window.history.entries()) == 2)
+    wait_until(app, lambda: len(window.workspace.history.entries()) == 2)
     window.mask_toolbar.clear_action.trigger()  # show the result without the red overlay
     settle(app)
     grab(window, "screenshot-inpainted.png")

@@ -141,6 +141,7 @@ class GenerationRequest:
     inpaint_only_masked: bool = False  # crop to the mask (+ padding), work at full size
     inpaint_padding: int = 32  # pixels around the mask when inpaint_only_masked
     resume: ResumeFrom | None = None
+    clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
 
     @property
     def mode(self) -> Mode:

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-blur", type=int, default=4)
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
+    g.add_argument(
+        "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
@@ -105,6 +108,7 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
+        clip_skip=args.clip_skip,
     )
 
 

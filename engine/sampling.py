@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.plan import Plan
@@ -68,25 +69,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def truncation_warnings(pipe: Pipeline, prompt: str, negative_prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
-    if tokenizer is None:
-        return []
-    found = []
-    limit = tokenizer.model_max_length
-    for label, text in (("prompt", prompt), ("negative prompt", negative_prompt)):
-        if not text:
-            continue
-        ids = tokenizer(text, truncation=False).input_ids
-        if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
-            found.append(
-                f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
-            )
-    return found
 
 
 def _start_at(scheduler: Scheduler, offset: int) -> Callable[[], None]:
@@ -258,8 +240,12 @@ class PipelineRunner:
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
 
-        # 2. The pipeline's arguments.
-        args = pipeline_arguments(plan)
+        # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
+        #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
+        encoded = encode_prompts(
+            pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
+        )
+        args = pipeline_arguments(plan) | encoded.kwargs
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
         trajectory = Trajectory(
@@ -291,8 +277,8 @@ class PipelineRunner:
             compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
-        # 6. Prompt checks that need the tokenizer.
-        warnings = truncation_warnings(pipe, r.prompt, r.negative_prompt)
+        # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
+        warnings = encoded.warnings
 
         # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
@@ -320,11 +306,10 @@ class PipelineRunner:
 
 
 def pipeline_arguments(plan: Plan) -> dict[str, Any]:
-    """The keyword arguments of the pipeline's __call__ for a plan."""
+    """The keyword arguments of the pipeline's __call__ for a plan, but for the prompts
+    (step 2 of the run encodes them)."""
     r = plan.request
     args: dict[str, Any] = {
-        "prompt": r.prompt,
-        "negative_prompt": r.negative_prompt or None,
         "num_inference_steps": plan.steps,
         "guidance_scale": r.guidance_scale,
         "num_images_per_prompt": len(plan.seeds),

@@ -28,18 +28,20 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from engine.api import EngineError, ErrorKind, ModelFamily
+from engine.checkpoint_keys import (  # the one key-prefix table, shared with the library scan
+    SD1_CLIP,
+    SD2_OPEN_CLIP,
+    SDXL_CLIP_L,
+    SDXL_OPEN_CLIP,
+    SDXL_REFINER_OPEN_CLIP,
+    UNET_PREFIX,
+    VAE_PREFIXES,
+)
 from engine.model_files import SAFETENSORS_SUFFIX
 from engine.protocols import Pipeline
 
 CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
 
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIXES = ("first_stage_model.", "vae.")
-SD1_CLIP = "cond_stage_model.transformer."
-SD2_OPEN_CLIP = "cond_stage_model.model."
-SDXL_CLIP_L = "conditioner.embedders.0.transformer."
-SDXL_OPEN_CLIP = "conditioner.embedders.1.model."
-SDXL_REFINER_OPEN_CLIP = "conditioner.embedders.0.model."
 # ComfyUI's test for SD 2.x v-prediction weights: this norm's bias spreads wider in them.
 _SD2_V_PROBE = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _V_PARAMETERIZATION = re.compile(r"parameterization:\s*[\"']?v[\"']?\s*$", re.MULTILINE)

@@ -21,6 +21,7 @@ MAX_SIDE = 4096
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 256
+MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -96,6 +97,11 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         found.append(f"unknown scheduler {r.scheduler!r}; choose one of: {', '.join(NAMES)}")
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
+    if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
+        found.append(
+            f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
+            f"encoder's last layer), got {r.clip_skip!r}"
+        )
     if r.resume is not None:
         if not _is_int(r.resume.step) or r.resume.step < 1:
             found.append(f"resume step must be 1 or more, got {r.resume.step!r}")

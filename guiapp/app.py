@@ -68,7 +68,7 @@ def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
             window.bridge.attach(engine)
 
     starter.ready.connect(attach, Qt.ConnectionType.QueuedConnection)
-    starter.failed.connect(window.error_area.show_error, Qt.ConnectionType.QueuedConnection)
+    starter.failed.connect(window.workspace.show_error, Qt.ConnectionType.QueuedConnection)
 
 
 GIL_SWITCH_INTERVAL = 0.001
@@ -93,7 +93,7 @@ def route_uncaught_errors(window: MainWindow) -> None:
         previous(kind, error, tb)
         if threading.current_thread() is threading.main_thread() and not window.closed:
             detail = "".join(traceback.format_exception(kind, error, tb))
-            window.error_area.show_error(f"Internal error: {error}", detail)
+            window.workspace.show_error(f"Internal error: {error}", detail)
 
     sys.excepthook = hook
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_dark_theme(app)
     window = MainWindow(EngineBridge())
     if args.model:
-        window.model.model = args.model
+        window.form.model = args.model
     starter = EngineStarter(
         lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
     )

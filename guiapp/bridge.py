@@ -3,8 +3,9 @@
 The engine calls our listener on its worker thread. The listener only appends the
 event to a lock-protected list (a newer Step of a job replaces an undelivered older
 one: stale previews are dropped, never queued) and pokes the GUI thread through a
-queued signal. The GUI thread delivers the pending events as Qt signals, step
-previews at most once per frame.
+queued signal. The GUI thread delivers the pending events, in order, on one signal
+(`eventArrived`; guiapp.jobs.JobQueue.handle_event reads them), step previews at most once
+per frame.
 """
 
 from __future__ import annotations
@@ -15,32 +16,24 @@ from collections import deque
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from engine.api import (
-    Cancelled,
-    EngineLike,
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    ModelLoading,
-    Queued,
-    Started,
-    Step,
-)
+from engine.api import EngineLike, Event, GenerationRequest, Step
 
 FRAME_SECONDS = 1.0 / 60.0
+
+
+def _is_step(event: Event) -> bool:
+    match event:
+        case Step():
+            return True
+        case _:
+            return False
 
 
 class EngineBridge(QObject):
     """Submits requests to an engine and re-emits its events as GUI-thread signals."""
 
-    queued = Signal(object)  # Queued
-    modelLoading = Signal(object)  # ModelLoading
-    started = Signal(object)  # Started
-    step = Signal(object)  # Step (only the newest per job, at most once per frame)
-    finished = Signal(object)  # Finished
-    cancelled = Signal(object)  # Cancelled
-    failed = Signal(object)  # Failed
+    # Every engine event, in order; of a job's Steps only the newest, at most once a frame.
+    eventArrived = Signal(object)
     engineAttached = Signal(str)  # device description
 
     _wake = Signal()  # emitted on the worker thread, delivered on the GUI thread
@@ -89,28 +82,34 @@ class EngineBridge(QObject):
         return self._engine.cancel(job_id) if self._engine is not None else False
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the engine (joins its worker within `timeout`) and stop delivering events."""
+        """Stop the engine (joins its worker within `timeout`), then deliver what it sent
+        before it stopped: a job that finished just before closing still gets saved."""
         self._frame_timer.stop()
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown(timeout)
-        with self._lock:
-            self._pending.clear()
+        self._deliver()
 
     def _listen(self, event: Event) -> None:
         """Called on the worker thread: must be quick and must not touch Qt widgets."""
         with self._lock:
-            if isinstance(event, Step):
-                for i, old in enumerate(self._pending):
-                    if isinstance(old, Step) and old.job_id == event.job_id:
-                        del self._pending[i]
-                        self.previews_dropped += 1
-                        break
+            match event:
+                case Step(job_id=job_id):
+                    self._drop_pending_step(job_id)
             self._pending.append(event)
             if self._wake_posted:
                 return
             self._wake_posted = True
         self._wake.emit()
+
+    def _drop_pending_step(self, job_id: int) -> None:
+        """An undelivered older Step of this job is stale now (call with the lock held)."""
+        for i, old in enumerate(self._pending):
+            match old:
+                case Step(job_id=old_job) if old_job == job_id:
+                    del self._pending[i]
+                    self.previews_dropped += 1
+                    return
 
     # ------------------------------------------------------------------ GUI side
 
@@ -125,7 +124,7 @@ class EngineBridge(QObject):
 
     def _has_pending_step(self) -> bool:
         with self._lock:
-            return any(isinstance(e, Step) for e in self._pending)
+            return any(_is_step(e) for e in self._pending)
 
     def flush(self) -> None:
         """Deliver everything pending now (used at the end of tests and benchmarks)."""
@@ -142,19 +141,8 @@ class EngineBridge(QObject):
             events, self._pending = self._pending, []
             self._wake_posted = False
         for event in events:
-            if isinstance(event, Step):
-                self._last_step_delivery = time.perf_counter()
-                self.previews_delivered += 1
-                self.step.emit(event)
-            elif isinstance(event, Queued):
-                self.queued.emit(event)
-            elif isinstance(event, ModelLoading):
-                self.modelLoading.emit(event)
-            elif isinstance(event, Started):
-                self.started.emit(event)
-            elif isinstance(event, Finished):
-                self.finished.emit(event)
-            elif isinstance(event, Cancelled):
-                self.cancelled.emit(event)
-            elif isinstance(event, Failed):
-                self.failed.emit(event)
+            match event:
+                case Step():
+                    self._last_step_delivery = time.perf_counter()
+                    self.previews_delivered += 1
+            self.eventArrived.emit(event)

@@ -52,18 +52,3 @@ def qimage_to_array(image: QImage, channels: int = 3) -> np.ndarray:
 
 def qimage_to_pil(image: QImage) -> Image.Image:
     return Image.fromarray(qimage_to_array(image, 3), "RGB")
-
-
-def composite_in_mask(base: np.ndarray, preview: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Show `preview` inside the mask over `base` (both H x W x 3; mask H x W, 0..255).
-
-    A preview smaller than the base (the engine caps preview size) is scaled up first.
-    """
-    h, w = base.shape[:2]
-    if preview.shape[:2] != (h, w):
-        preview = np.asarray(Image.fromarray(preview).resize((w, h), Image.Resampling.BILINEAR))
-    if mask.shape[:2] != (h, w):
-        mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.BILINEAR))
-    alpha = (mask.astype(np.float32) / 255.0)[:, :, None]
-    mixed = base.astype(np.float32) * (1.0 - alpha) + preview.astype(np.float32) * alpha
-    return mixed.round().clip(0, 255).astype(np.uint8)

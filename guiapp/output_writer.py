@@ -14,34 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
 from PySide6.QtCore import QObject, Qt, Signal
 
-from engine.api import Finished, GenerationRequest
+from engine.api import Finished
+from engine.metadata import read_parameters, save_png
 
-
-def save_png(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    """engine.metadata.save_png (A1111 "parameters" chunk + JSON, written atomically)."""
-    try:
-        from engine.metadata import save_png as engine_save_png
-    except ImportError:  # pragma: no cover - only while engine.metadata is being written
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        info.add_text("parameters", f"{request.prompt}\nSteps: {request.steps}, Seed: {seed}")
-        tmp = path.with_suffix(".part")
-        image.save(tmp, format="PNG", pnginfo=info)
-        tmp.replace(path)
-        return
-    engine_save_png(image, path, request, seed)
-
-
-def read_parameters(source: Path | Image.Image) -> GenerationRequest | None:
-    try:
-        from engine.metadata import read_parameters as engine_read_parameters
-    except ImportError:  # pragma: no cover - only while engine.metadata is being written
-        return None
-    return engine_read_parameters(source)
+__all__ = ["OutputWriter", "SavedJob", "read_parameters", "save_png"]
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@ parameters, output folder."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from guiapp.state import FormValues
+from guiapp.state import FormValues, ViewModel
 
 ORGANIZATION = "DiffusionDesk"
 APPLICATION = "DiffusionDesk"
@@ -32,18 +31,19 @@ class AppSettings:
         self.qsettings = settings or QSettings(ORGANIZATION, APPLICATION)
 
     def load_form(self) -> FormValues:
-        values = FormValues()
-        for f in fields(FormValues):
-            key = f"parameters/{f.name}"
+        values = ViewModel.defaults()
+        for name, default in ViewModel.defaults().items():
+            key = f"parameters/{name}"
             if self.qsettings.contains(key):
-                kind = type(getattr(values, f.name))
                 with contextlib.suppress(TypeError, ValueError):
-                    setattr(values, f.name, _coerce(self.qsettings.value(key), kind))
+                    values[name] = _coerce(self.qsettings.value(key), type(default))
         return values
 
     def save_form(self, values: FormValues) -> None:
-        for f in fields(FormValues):
-            self.qsettings.setValue(f"parameters/{f.name}", getattr(values, f.name))
+        for name, value in values.items():
+            # ints as text: a 64-bit seed does not fit QSettings' signed integers
+            stored = str(value) if type(value) is int else value
+            self.qsettings.setValue(f"parameters/{name}", stored)
 
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")
@@ -65,7 +65,9 @@ class AppSettings:
         self.qsettings.setValue("window/state", state)
 
     def brush_size(self) -> int:
-        return int(str(self.qsettings.value("canvas/brush_size", 24)))
+        with contextlib.suppress(TypeError, ValueError):
+            return int(str(self.qsettings.value("canvas/brush_size", 24)))
+        return 24
 
     def set_brush_size(self, size: int) -> None:
         self.qsettings.setValue("canvas/brush_size", size)

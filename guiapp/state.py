@@ -1,128 +1,87 @@
-"""The window's view-model: the form's parameters as observable properties.
+"""The window's form: every generation parameter as an observable property.
 
-Each property has a `<name>Changed` signal that is emitted only when the value
-really changes (setting the same value again is silent), so widgets bound in both
-directions never loop. The view-model knows no widgets and no engine: it turns its
-values into an immutable GenerationRequest.
+A field is declared once, as a Property below. A property named like a
+GenerationRequest field goes into the request (and is filled back from one by
+"Reuse parameters"); `persist=True` ones are kept between runs by guiapp.settings.
+The view-model knows no widgets and no engine: it turns its values into an immutable
+GenerationRequest, keeping within the engine's own limits (engine.validation).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from PIL import Image
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject
 
 from engine.api import STARTER_MODEL, GenerationRequest, SchedulerName
+from engine.validation import max_steps_for
+from guiapp.properties import Observable, Property
+
+FormValues = dict[str, Any]
+"""The form's persisted values by property name (what QSettings stores between runs)."""
+
+REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest))
 
 
-@dataclass
-class FormValues:
-    """Plain values of the form (also what QSettings stores between runs)."""
-
-    prompt: str = "a red circle on a blue background"
-    negative_prompt: str = ""
-    steps: int = 20
-    guidance_scale: float = 5.0
-    seed: int = 0
-    random_seed: bool = True
-    width: int = 128
-    height: int = 128
-    batch_size: int = 1
-    scheduler: str = SchedulerName.DPMPP_2M.value
-    model: str = STARTER_MODEL
-    strength: float = 0.75
-    mask_blur: int = 4
-    inpaint_only_masked: bool = False
-    show_noisy: bool = False
-
-
-PROPERTY_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FormValues))
-
-
-def _observable(name: str, kind: type) -> property:
-    signal_name = f"{name}Changed"
-
-    def getter(self: ViewModel) -> Any:
-        return self._values[name]
-
-    def setter(self: ViewModel, value: Any) -> None:
-        value = kind(value)
-        if self._values[name] == value:
-            return
-        self._values[name] = value
-        getattr(self, signal_name).emit(value)
-        self.changed.emit(name, value)
-
-    return property(getter, setter, doc=f"observable {name}; emits {signal_name} on change")
-
-
-class ViewModel(QObject):
+class ViewModel(Observable):
     """Observable form parameters plus the last used seed."""
 
-    changed = Signal(str, object)  # any property: (name, new value)
-    promptChanged = Signal(str)
-    negative_promptChanged = Signal(str)
-    stepsChanged = Signal(int)
-    guidance_scaleChanged = Signal(float)
-    seedChanged = Signal(object)  # seeds can exceed a 32-bit int
-    random_seedChanged = Signal(bool)
-    widthChanged = Signal(int)
-    heightChanged = Signal(int)
-    batch_sizeChanged = Signal(int)
-    schedulerChanged = Signal(str)
-    modelChanged = Signal(str)
-    strengthChanged = Signal(float)
-    mask_blurChanged = Signal(int)
-    inpaint_only_maskedChanged = Signal(bool)
-    show_noisyChanged = Signal(bool)
-
-    prompt = _observable("prompt", str)
-    negative_prompt = _observable("negative_prompt", str)
-    steps = _observable("steps", int)
-    guidance_scale = _observable("guidance_scale", float)
-    seed = _observable("seed", int)
-    random_seed = _observable("random_seed", bool)
-    width = _observable("width", int)
-    height = _observable("height", int)
-    batch_size = _observable("batch_size", int)
-    scheduler = _observable("scheduler", str)
-    model = _observable("model", str)
-    strength = _observable("strength", float)
-    mask_blur = _observable("mask_blur", int)
-    inpaint_only_masked = _observable("inpaint_only_masked", bool)
-    show_noisy = _observable("show_noisy", bool)
+    prompt = Property("a red circle on a blue background")
+    negative_prompt = Property("")
+    steps = Property(20)
+    guidance_scale = Property(5.0)
+    seed = Property(0)
+    random_seed = Property(True)
+    width = Property(128)
+    height = Property(128)
+    batch_size = Property(1)
+    scheduler = Property(SchedulerName.DPMPP_2M.value)
+    model = Property(STARTER_MODEL)
+    strength = Property(0.75)
+    mask_blur = Property(4)
+    inpaint_only_masked = Property(False)
+    show_noisy = Property(False)
 
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._values: dict[str, Any] = vars(values or FormValues()).copy()
         self.last_seed: int | None = None
+        self.signal("scheduler").connect(self._keep_steps_within_scheduler)
+        if values:
+            self.set_values(values)
+
+    def _keep_steps_within_scheduler(self, scheduler: str) -> None:
+        self.steps = min(self.steps, max_steps_for(scheduler))
+
+    @classmethod
+    def defaults(cls) -> FormValues:
+        return {p.name: p.default for p in cls.properties() if p.persist}
 
     def values(self) -> FormValues:
-        return FormValues(**self._values)
+        return {p.name: getattr(self, p.name) for p in self.properties() if p.persist}
 
     def set_values(self, values: FormValues) -> None:
-        for name in PROPERTY_NAMES:
-            setattr(self, name, getattr(values, name))
+        """Set the named properties; unknown names and values of the wrong kind are skipped."""
+        known = {p.name for p in self.properties()}
+        for name, value in values.items():
+            if name in known:
+                try:
+                    setattr(self, name, value)
+                except (TypeError, ValueError):
+                    continue
+        self._keep_steps_within_scheduler(self.scheduler)
 
     def apply_request(self, request: GenerationRequest) -> None:
         """Fill the form from a request (reuse parameters of a result or a PNG)."""
-        self.prompt = request.prompt
-        self.negative_prompt = request.negative_prompt
-        self.steps = request.steps
-        self.guidance_scale = request.guidance_scale
+        values = {
+            p.name: getattr(request, p.name)
+            for p in self.properties()
+            if p.name in REQUEST_FIELDS and getattr(request, p.name) is not None
+        }
+        self.set_values(values)
         if request.seed is not None:
-            self.seed = request.seed
             self.random_seed = False
-        self.width = request.width
-        self.height = request.height
-        self.batch_size = request.batch_size
-        self.scheduler = request.scheduler
-        self.model = request.model
-        self.strength = request.strength
-        self.mask_blur = request.mask_blur
-        self.inpaint_only_masked = request.inpaint_only_masked
 
     def build_request(
         self,
@@ -131,22 +90,10 @@ class ViewModel(QObject):
         seed: int | None = None,
     ) -> GenerationRequest:
         """The request the form describes; with an image, image-to-image or inpaint."""
+        values = {
+            p.name: getattr(self, p.name) for p in self.properties() if p.name in REQUEST_FIELDS
+        }
         if seed is None and not self.random_seed:
             seed = self.seed
-        return GenerationRequest(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            seed=seed,
-            batch_size=self.batch_size,
-            width=self.width,
-            height=self.height,
-            scheduler=self.scheduler,
-            model=self.model,
-            init_image=init_image,
-            strength=self.strength,
-            mask=mask,
-            mask_blur=self.mask_blur,
-            inpaint_only_masked=self.inpaint_only_masked,
-        )
+        values.update(seed=seed, init_image=init_image, mask=mask)
+        return GenerationRequest(**values)

@@ -82,12 +82,21 @@ def test_engine_reports_bad_input_and_keeps_serving(engine):
     assert isinstance(engine.generate(request(), WAIT), Finished)
 
 
-def test_long_prompt_runs_and_says_it_was_truncated(engine):
+def test_long_prompt_runs_whole_in_chunks_without_a_warning(engine):
     long_prompt = " ".join(["a red circle on a blue square"] * 15)
     result = engine.generate(request(prompt=long_prompt), WAIT)
     assert isinstance(result, Finished), result
-    assert len(result.warnings) == 1
-    assert "the text encoder takes 75" in result.warnings[0]
-    assert "ignored" in result.warnings[0]
-    short = engine.generate(request(), WAIT)
-    assert short.warnings == ()
+    assert result.warnings == ()
+
+
+def test_a_prompt_past_the_chunk_limit_runs_and_says_what_was_ignored(engine):
+    huge = " ".join(["a red circle on a blue square"] * 400)
+    result = engine.generate(request(prompt=huge), WAIT)
+    assert isinstance(result, Finished), result
+    assert len(result.warnings) == 1 and "2400 tokens" in result.warnings[0]
+
+
+def test_clip_skip_outside_its_range_is_refused_before_the_model_loads():
+    found = validation.problems(request(clip_skip=0))
+    assert any("clip skip must be a whole number from 1 to 12" in p for p in found)
+    assert validation.problems(request(clip_skip=2)) == []

@@ -4,6 +4,11 @@ It runs jobs on its own worker thread (so the bridge's thread crossing is real),
 the same events as engine.worker.Engine, and can be told to fail, to pause before a
 step, or to go slowly. Pictures are flat colours derived from the prompt; inpainting
 changes only the masked pixels (as the real engine promises).
+
+Previews follow the engine's contract (engine/api.py Step): whole pictures with the
+picture's aspect ratio, in image coordinates, already composited for inpainting: the
+original everywhere except the region being repainted. With "only masked area" they
+come at half size, as a capped preview would, so the window has to scale them.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ class FakeEngine:
         self.device_description = "fake (float32)"
         self.submitted: list[GenerationRequest] = []
         self.fail_next: tuple[ErrorKind, str] | None = None
-        # Set `gate` to hold every job after its first step until the test releases it.
+        # Set `gate` to hold every job after its first step until the test releases it,
+        # or gates[job_id] to hold only that job.
         self.gate: threading.Event | None = None
+        self.gates: dict[int, threading.Event] = {}
         # Set `loading_gate` to hold every job while its model "loads".
         self.loading_gate: threading.Event | None = None
         self._listeners: list[Callable[[Event], None]] = []
@@ -81,7 +88,7 @@ class FakeEngine:
     def shutdown(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._cancelled.update(self._pending)
-        for gate in (self.gate, self.loading_gate):
+        for gate in (self.gate, self.loading_gate, *self.gates.values()):
             if gate is not None:
                 gate.set()
         self._queue.put(None)
@@ -149,14 +156,14 @@ class FakeEngine:
             if self._is_cancelled(job_id):
                 self._emit(Cancelled(job_id, step - 1))
                 return
-            t = step / total
-            noise = rng.integers(0, 256, final.shape, dtype=np.uint8)
-            preview = (final * t + noise * (1 - t)).astype(np.uint8)
+            preview, noise = self._previews(request, final, step / total, rng)
             previews.append(preview)
             noisy.append(noise)
             self._emit(Step(job_id, step, total, time.perf_counter() - start, preview, noise))
-            if self.gate is not None and step == first:
-                self.gate.wait(10)
+            if step == first:
+                for gate in (self.gate, self.gates.get(job_id)):
+                    if gate is not None:
+                        gate.wait(10)
             if self.step_delay:
                 time.sleep(self.step_delay)
         if self._is_cancelled(job_id):
@@ -174,6 +181,24 @@ class FakeEngine:
                 tuple(noisy),
             )
         )
+
+    @staticmethod
+    def _previews(
+        request: GenerationRequest, final: np.ndarray, t: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(x0 estimate, noisy latent) as whole pictures, composited like the engine's."""
+        noise = rng.integers(0, 256, final.shape, dtype=np.uint8)
+        estimate = (final * t + noise * (1 - t)).astype(np.uint8)
+        if request.mask is not None and request.init_image is not None:
+            base = np.asarray(request.init_image.convert("RGB"))
+            repaint = (np.asarray(request.mask.convert("L")) >= 128)[:, :, None]
+            estimate = np.where(repaint, estimate, base)
+            noise = np.where(repaint, noise, base)
+        if request.inpaint_only_masked:
+            half = (max(1, request.width // 2), max(1, request.height // 2))
+            estimate = np.asarray(Image.fromarray(estimate).resize(half, Image.Resampling.NEAREST))
+            noise = np.asarray(Image.fromarray(noise).resize(half, Image.Resampling.NEAREST))
+        return estimate, noise
 
     @staticmethod
     def _final_array(request: GenerationRequest) -> np.ndarray:

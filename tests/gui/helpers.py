@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from guiapp.canvas import Canvas
+from guiapp.widgets.canvas import Canvas
 
 
 def drag_on_canvas(canvas: Canvas, points: list[tuple[float, float]]) -> None:

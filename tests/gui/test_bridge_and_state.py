@@ -7,9 +7,9 @@ import threading
 import numpy as np
 from PySide6.QtCore import QThread
 
-from engine.api import Finished, GenerationRequest, Queued, Started, Step
+from engine.api import Event, Finished, GenerationRequest, Queued, Started, Step
 from guiapp.bridge import EngineBridge
-from guiapp.state import FormValues, ViewModel
+from guiapp.state import ViewModel
 
 
 class ListenerOnly:
@@ -41,10 +41,8 @@ def test_events_from_a_worker_thread_arrive_on_the_gui_thread(qtbot) -> None:  #
     bridge = EngineBridge(engine)
     seen: list[tuple[str, bool]] = []
     gui_thread = QThread.currentThread()
-    bridge.queued.connect(lambda e: seen.append(("queued", QThread.currentThread() is gui_thread)))
-    bridge.started.connect(
-        lambda e: seen.append(("started", QThread.currentThread() is gui_thread))
-    )
+    on_gui_thread = lambda: QThread.currentThread() is gui_thread  # noqa: E731
+    bridge.eventArrived.connect(lambda e: seen.append((e.kind, on_gui_thread())))
     request = GenerationRequest(prompt="x")
 
     def work() -> None:
@@ -65,8 +63,16 @@ def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None: 
     bridge = EngineBridge(engine)
     steps: list[int] = []
     order: list[str] = []
-    bridge.step.connect(lambda e: (steps.append(e.step), order.append("step")))
-    bridge.finished.connect(lambda e: order.append("finished"))
+
+    def record(event: Event) -> None:
+        match event:
+            case Step(step=step):
+                steps.append(step)
+                order.append("step")
+            case Finished():
+                order.append("finished")
+
+    bridge.eventArrived.connect(record)
 
     def work() -> None:
         for i in range(1, 51):
@@ -86,7 +92,7 @@ def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None: 
 
 
 def test_view_model_emits_only_on_change(qtbot) -> None:  # noqa: ANN001
-    model = ViewModel(FormValues(steps=20))
+    model = ViewModel({"steps": 20})
     changes: list[int] = []
     model.stepsChanged.connect(changes.append)
     model.steps = 20
@@ -102,7 +108,7 @@ def test_view_model_emits_only_on_change(qtbot) -> None:  # noqa: ANN001
 
 
 def test_seeds_beyond_32_bits_survive_the_form(qtbot) -> None:
-    from guiapp.parameter_panel import ParameterPanel
+    from guiapp.widgets.parameter_panel import ParameterPanel
 
     model = ViewModel()
     panel = ParameterPanel(model)

@@ -33,12 +33,12 @@ def real_window(make_window, tiny_model: Path):
     from engine.worker import Engine
 
     window = make_window(Engine(device="cpu"))
-    window.model.model = str(tiny_model)
-    window.model.width = window.model.height = 64
-    window.model.steps = 3
-    window.model.scheduler = "Euler"
-    window.model.random_seed = False
-    window.model.seed = 1
+    window.form.model = str(tiny_model)
+    window.form.width = window.form.height = 64
+    window.form.steps = 3
+    window.form.scheduler = "Euler"
+    window.form.random_seed = False
+    window.form.seed = 1
     return window
 
 
@@ -46,9 +46,9 @@ def test_generate_with_the_real_engine(qtbot, real_window) -> None:
     window = real_window
     qtbot.keyClicks(window.prompt_panel.prompt_edit, " red")
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)
     assert window.canvas.previews_shown >= 1
-    entry = window.history.entries()[0]
+    entry = window.workspace.history.entries()[0]
     assert entry.path.exists()
     with Image.open(entry.path) as image:
         assert image.size == (64, 64)
@@ -61,19 +61,19 @@ def test_inpaint_with_the_real_engine_keeps_unmasked_pixels(qtbot, real_window) 
     window = real_window
     rng = np.random.default_rng(0)
     picture = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB")
-    window._put_on_canvas(picture)
+    window.workspace.put_picture(picture)
     canvas = window.canvas
     canvas.set_hardness(1.0)
     canvas.set_brush_size(16)
     drag_on_canvas(canvas, [(20, 20), (44, 20)])
-    window.model.mask_blur = 0
-    window.model.strength = 1.0
-    before = qimage_to_array(canvas.image())
-    mask = canvas.mask_array()
+    window.form.mask_blur = 0
+    window.form.strength = 1.0
+    before = qimage_to_array(canvas.document.image)
+    mask = canvas.document.mask_array()
     qtbot.mouseClick(window.inpaint_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)
     assert window.error_area.message() == ""
-    after = qimage_to_array(canvas.image())
+    after = qimage_to_array(canvas.document.image)
     changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 2
     outside = mask == 0
     # far from the brush (beyond any feathering) nothing may change
@@ -87,10 +87,10 @@ def test_bad_model_path_is_an_inline_error_and_next_job_works(
     qtbot, real_window, tiny_model
 ) -> None:
     window = real_window
-    window.model.model = str(tiny_model.parent / "does-not-exist")
-    window.generate()
+    window.form.model = str(tiny_model.parent / "does-not-exist")
+    window.workspace.generate()
     qtbot.waitUntil(lambda: window.error_area.message() != "", timeout=60000)
     assert "Model problem" in window.error_area.message()
-    window.model.model = str(tiny_model)
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1, timeout=60000)
+    window.form.model = str(tiny_model)
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)

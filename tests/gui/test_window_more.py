@@ -18,7 +18,7 @@ from guiapp.window import MainWindow
 
 
 def test_zoom_with_wheel_and_keys_and_pan_with_middle_button(qtbot, window) -> None:
-    window._put_on_canvas(Image.new("RGB", (256, 256), (10, 20, 30)))
+    window.workspace.put_picture(Image.new("RGB", (256, 256), (10, 20, 30)))
     canvas = window.canvas
     start = canvas.zoom
     window.mask_toolbar.zoom_in_action.trigger()
@@ -38,22 +38,22 @@ def test_zoom_with_wheel_and_keys_and_pan_with_middle_button(qtbot, window) -> N
         centre + QPoint(-60, 0),
     )
     assert scroll.value() != before
-    assert not canvas.mask_array().any(), "panning does not paint"
+    assert not canvas.document.mask_array().any(), "panning does not paint"
     window.mask_toolbar.fit_action.trigger()
     view_rect = canvas.mapToScene(viewport.rect()).boundingRect()
     assert view_rect.contains(QPointF(0, 0)) and view_rect.contains(QPointF(255, 255))
 
 
 def test_copy_save_as_and_paste(qtbot, window, tmp_path) -> None:
-    window.model.steps = 2
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1)
-    entry = window.history.entries()[0]
-    qtbot.mouseClick(window.history.copy_button, Qt.MouseButton.LeftButton)
+    window.form.steps = 2
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
+    entry = window.workspace.history.entries()[0]
+    qtbot.mouseClick(window.history_strip.copy_button, Qt.MouseButton.LeftButton)
     copied = QApplication.clipboard().image()
     assert copied.size() == entry.image.size()
     target = tmp_path / "copy.png"
-    window.save_entry_as(entry, target)
+    window.workspace.save_entry_as(entry, target)
     assert target.read_bytes() == entry.path.read_bytes()
 
     pasted = QImage(40, 24, QImage.Format.Format_RGB32)
@@ -61,7 +61,7 @@ def test_copy_save_as_and_paste(qtbot, window, tmp_path) -> None:
     QApplication.clipboard().setImage(pasted)
     window.canvas.setFocus()
     window.paste_action.trigger()
-    image = window.canvas.image()
+    image = window.canvas.document.image
     assert (image.width(), image.height()) == (40, 24)
     assert tuple(qimage_to_array(image)[0, 0]) == (0, 255, 0)
 
@@ -69,36 +69,38 @@ def test_copy_save_as_and_paste(qtbot, window, tmp_path) -> None:
 def test_opened_image_is_cropped_to_the_latent_grid(qtbot, window, tmp_path) -> None:
     path = tmp_path / "odd.jpg"
     Image.new("RGB", (101, 67), (200, 10, 10)).save(path)
-    assert window.open_image(path)
-    assert (window.canvas.image().width(), window.canvas.image().height()) == (96, 64)
-    assert window.history.entries() == [], "a picture without parameters is not a result"
+    assert window.workspace.open_image(path)
+    assert (window.canvas.document.image.width(), window.canvas.document.image.height()) == (96, 64)
+    assert window.workspace.history.entries() == [], "a picture without parameters is not a result"
 
 
 def test_a_batch_adds_every_image_to_history(qtbot, window) -> None:
-    window.model.batch_size = 3
-    window.model.steps = 2
-    window.model.random_seed = False
-    window.model.seed = 10
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 3)
-    seeds = sorted(e.seed for e in window.history.entries())
+    window.form.batch_size = 3
+    window.form.steps = 2
+    window.form.random_seed = False
+    window.form.seed = 10
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 3)
+    seeds = sorted(e.seed for e in window.workspace.history.entries())
     assert seeds == [10, 11, 12]
-    assert all(e.path.exists() for e in window.history.entries())
+    assert all(e.path.exists() for e in window.workspace.history.entries())
 
 
 def test_clicking_a_thumbnail_shows_it(qtbot, window) -> None:
-    window.model.steps = 2
-    window.model.prompt = "first"
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1)
-    window.model.prompt = "second"
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 2)
-    assert tuple(qimage_to_array(window.canvas.image())[0, 0]) == prompt_colour("second")
-    first_item = window.history.list.item(1)
-    rect = window.history.list.visualItemRect(first_item)
-    qtbot.mouseClick(window.history.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert tuple(qimage_to_array(window.canvas.image())[0, 0]) == prompt_colour("first")
+    window.form.steps = 2
+    window.form.prompt = "first"
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
+    window.form.prompt = "second"
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 2)
+    assert tuple(qimage_to_array(window.canvas.document.image)[0, 0]) == prompt_colour("second")
+    first_item = window.history_strip.list.item(1)
+    rect = window.history_strip.list.visualItemRect(first_item)
+    qtbot.mouseClick(
+        window.history_strip.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+    )
+    assert tuple(qimage_to_array(window.canvas.document.image)[0, 0]) == prompt_colour("first")
 
 
 def test_window_is_usable_while_the_engine_starts(qtbot, settings, tmp_path) -> None:
@@ -124,9 +126,9 @@ def test_window_is_usable_while_the_engine_starts(qtbot, settings, tmp_path) -> 
     release.set()
     qtbot.waitUntil(lambda: window.generate_button.isEnabled())
     assert window.device_label.text() == "fake (float32)"
-    window.model.steps = 2
-    window.generate()
-    qtbot.waitUntil(lambda: len(window.history.entries()) == 1)
+    window.form.steps = 2
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
     window.close()
     starter.join(5)
     assert not engines[0].alive

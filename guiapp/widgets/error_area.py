@@ -1,4 +1,4 @@
-"""Inline, non-modal error messages with a copy button."""
+"""Inline, non-modal error messages with a copy button; shows the workspace's `error`."""
 
 from __future__ import annotations
 
@@ -6,51 +6,48 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from guiapp.icons import icon
+from guiapp.widgets.binding import follow
+from guiapp.workspace import Workspace
 
 
 class ErrorArea(QFrame):
     """A strip above the canvas; hidden until there is something to say."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._workspace = workspace
         self.setObjectName("errorArea")
-        self.label = QLabel()
+        self.label = QLabel(self)
         self.label.setObjectName("errorText")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.copy_button = QPushButton(icon("copy"), "Copy")
+        self.copy_button = QPushButton(icon("copy"), "Copy", self)
         self.copy_button.setObjectName("copyErrorButton")
         self.copy_button.setToolTip("Copy the message (and details) to the clipboard")
         self.copy_button.clicked.connect(self.copy)
-        self.dismiss_button = QPushButton(icon("remove"), "")
+        self.dismiss_button = QPushButton(icon("remove"), "", self)
         self.dismiss_button.setObjectName("dismissErrorButton")
         self.dismiss_button.setToolTip("Dismiss")
-        self.dismiss_button.clicked.connect(self.clear)
+        self.dismiss_button.clicked.connect(workspace.clear_error)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.copy_button)
         layout.addWidget(self.dismiss_button)
-        self._detail = ""
         self.hide()
+        follow(workspace, "error", self._show)
 
-    def show_error(self, message: str, detail: str = "") -> None:
+    def _show(self, message: str) -> None:
         self.label.setText(message)
-        self.label.setToolTip(detail or message)
-        self._detail = detail
-        self.show()
+        self.label.setToolTip(self._workspace.error_detail or message)
+        self.setVisible(bool(message))
 
     def message(self) -> str:
-        return "" if self.isHidden() else self.label.text()
+        return self._workspace.error
 
     def full_text(self) -> str:
-        text = self.label.text()
-        return f"{text}\n\n{self._detail}" if self._detail else text
+        detail = self._workspace.error_detail
+        return f"{self._workspace.error}\n\n{detail}" if detail else self._workspace.error
 
     def copy(self) -> None:
         QApplication.clipboard().setText(self.full_text())
-
-    def clear(self) -> None:
-        self.label.clear()
-        self._detail = ""
-        self.hide()

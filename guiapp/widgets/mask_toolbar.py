@@ -7,8 +7,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QWidget
 
-from guiapp.canvas import MAX_BRUSH, MIN_BRUSH, Canvas
+from guiapp.document import MAX_BRUSH, MIN_BRUSH
 from guiapp.icons import icon
+from guiapp.widgets.canvas import Canvas
 
 
 class MaskToolBar(QToolBar):
@@ -16,7 +17,14 @@ class MaskToolBar(QToolBar):
         super().__init__("Mask tools", parent)
         self.setObjectName("maskToolBar")
         self._canvas = canvas
+        self._build_tools(canvas)
+        self._build_brush(canvas)
+        self.addSeparator()
+        self._build_edits(canvas)
+        self.addSeparator()
+        self._build_zoom(canvas)
 
+    def _build_tools(self, canvas: Canvas) -> None:
         group = QActionGroup(self)
         self.brush_action = QAction(icon("brush"), "Brush", self)
         self.brush_action.setToolTip("Paint the mask: the area to repaint (B)")
@@ -31,6 +39,7 @@ class MaskToolBar(QToolBar):
         self.brush_action.setChecked(True)
         self.eraser_action.toggled.connect(canvas.set_erasing)
 
+    def _build_brush(self, canvas: Canvas) -> None:
         self.addWidget(QLabel(" Size "))
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setObjectName("brushSize")
@@ -67,28 +76,28 @@ class MaskToolBar(QToolBar):
         self.softness_slider.setToolTip("Soft edge of the brush (0 = hard)")
         self.softness_slider.valueChanged.connect(lambda v: canvas.set_hardness(1 - v / 100))
         self.addWidget(self.softness_slider)
-        self.addSeparator()
 
+    def _build_edits(self, canvas: Canvas) -> None:
         self.clear_action = QAction(icon("clear"), "Clear mask", self)
         self.clear_action.setToolTip("Clear the whole mask (Ctrl+Shift+X)")
         self.clear_action.setShortcut(QKeySequence("Ctrl+Shift+X"))
-        self.clear_action.triggered.connect(canvas.clear_mask)
+        self.clear_action.triggered.connect(canvas.document.clear_mask)
         self.invert_action = QAction(icon("invert"), "Invert mask", self)
         self.invert_action.setToolTip("Invert the mask (Ctrl+I)")
         self.invert_action.setShortcut(QKeySequence("Ctrl+I"))
-        self.invert_action.triggered.connect(canvas.invert_mask)
-        self.undo_action = canvas.undo_stack.createUndoAction(self, "Undo")
+        self.invert_action.triggered.connect(canvas.document.invert_mask)
+        self.undo_action = canvas.document.undo_stack.createUndoAction(self, "Undo")
         self.undo_action.setIcon(icon("undo"))
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.undo_action.setToolTip("Undo the last mask edit (Ctrl+Z)")
-        self.redo_action = canvas.undo_stack.createRedoAction(self, "Redo")
+        self.redo_action = canvas.document.undo_stack.createRedoAction(self, "Redo")
         self.redo_action.setIcon(icon("redo"))
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.redo_action.setToolTip("Redo (Ctrl+Shift+Z)")
         for action in (self.clear_action, self.invert_action, self.undo_action, self.redo_action):
             self.addAction(action)
-        self.addSeparator()
 
+    def _build_zoom(self, canvas: Canvas) -> None:
         self.zoom_in_action = QAction(icon("zoom-in"), "Zoom in", self)
         self.zoom_in_action.setShortcuts([QKeySequence("Ctrl+="), QKeySequence("Ctrl++")])
         self.zoom_in_action.triggered.connect(lambda: canvas.zoom_by(1.25))

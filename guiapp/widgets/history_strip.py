@@ -1,13 +1,9 @@
-"""Thumbnails of finished images; click shows one, "Reuse parameters" fills the form."""
+"""Thumbnails of guiapp.history.History; click shows one, "Reuse parameters" fills the form."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal, SignalInstance
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QListView,
@@ -18,22 +14,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.api import GenerationRequest
+from guiapp.history import History, HistoryEntry
 from guiapp.icons import icon
 
 THUMB = 72
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
-
-
-@dataclass
-class HistoryEntry:
-    path: Path
-    image: QImage
-    request: GenerationRequest | None  # None: a PNG without parameters
-    seed: int | None = None
-    job_id: int | None = None
-    step_previews: tuple[np.ndarray, ...] = field(default=(), repr=False)
-    noisy_step_previews: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
 
 class HistoryStrip(QWidget):
@@ -42,10 +27,12 @@ class HistoryStrip(QWidget):
     saveAsRequested = Signal(object)
     copyRequested = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, history: History, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("historyStrip")
-        self.list = QListWidget()
+        self._history = history
+        self._showing_model = False  # selection changes made by the model, not a person
+        self.list = QListWidget(self)
         self.list.setObjectName("historyList")
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setFlow(QListView.Flow.LeftToRight)
@@ -55,12 +42,12 @@ class HistoryStrip(QWidget):
         self.list.setFixedHeight(THUMB + 34)
         self.list.setSpacing(4)
         self.list.setToolTip("Finished images: click to show, double-click to reuse parameters")
-        self.reuse_button = QPushButton(icon("recycle"), "Reuse parameters")
+        self.reuse_button = QPushButton(icon("recycle"), "Reuse parameters", self)
         self.reuse_button.setObjectName("reuseButton")
         self.reuse_button.setToolTip("Fill the form with this image's parameters")
-        self.save_button = QPushButton(icon("save"), "Save as…")
+        self.save_button = QPushButton(icon("save"), "Save as…", self)
         self.save_button.setToolTip("Save the selected image elsewhere (Ctrl+Shift+S)")
-        self.copy_button = QPushButton(icon("copy"), "Copy")
+        self.copy_button = QPushButton(icon("copy"), "Copy", self)
         self.copy_button.setToolTip("Copy the selected image to the clipboard (Ctrl+Shift+C)")
         buttons = QVBoxLayout()
         for button in (self.reuse_button, self.save_button, self.copy_button):
@@ -79,6 +66,11 @@ class HistoryStrip(QWidget):
         self.reuse_button.clicked.connect(lambda: self._emit_current(self.reuseRequested))
         self.save_button.clicked.connect(lambda: self._emit_current(self.saveAsRequested))
         self.copy_button.clicked.connect(lambda: self._emit_current(self.copyRequested))
+        for entry in reversed(history.entries()):
+            self._add(entry)
+        history.added.connect(self._add)
+        history.removed.connect(self._remove)
+        history.currentChanged.connect(self._show_current)
         self._update_buttons()
 
     @staticmethod
@@ -89,10 +81,15 @@ class HistoryStrip(QWidget):
         return [self._entry(self.list.item(i)) for i in range(self.list.count())]
 
     def current(self) -> HistoryEntry | None:
-        item = self.list.currentItem()
-        return self._entry(item) if item is not None else None
+        return self._history.current
 
-    def add(self, entry: HistoryEntry, select: bool = True) -> None:
+    def _item(self, entry: HistoryEntry | None) -> QListWidgetItem | None:
+        for i in range(self.list.count()):
+            if self._entry(self.list.item(i)) is entry:
+                return self.list.item(i)
+        return None
+
+    def _add(self, entry: HistoryEntry) -> None:
         thumb = QPixmap.fromImage(entry.image).scaled(
             THUMB,
             THUMB,
@@ -102,17 +99,32 @@ class HistoryStrip(QWidget):
         item = QListWidgetItem(QIcon(thumb), "" if entry.seed is None else str(entry.seed))
         item.setData(ENTRY_ROLE, entry)
         tip = entry.request.prompt if entry.request is not None else "(no parameters)"
-        item.setToolTip(f"{entry.path.name}\n{tip}")
+        item.setToolTip(f"{entry.name}\n{tip}")
         self.list.insertItem(0, item)
-        if select:
-            self.list.blockSignals(True)
-            self.list.setCurrentItem(item)
-            self.list.blockSignals(False)
+        self._update_buttons()
+
+    def _remove(self, entry: HistoryEntry) -> None:
+        item = self._item(entry)
+        if item is not None:
+            self.list.takeItem(self.list.row(item))
+        self._update_buttons()
+
+    def _show_current(self, entry: HistoryEntry | None) -> None:
+        self._showing_model = True
+        try:
+            item = self._item(entry)
+            if item is None:
+                self.list.clearSelection()
+                self.list.setCurrentRow(-1)
+            else:
+                self.list.setCurrentItem(item)
+        finally:
+            self._showing_model = False
         self._update_buttons()
 
     def _current_changed(self, current: QListWidgetItem | None, _previous: object) -> None:
         self._update_buttons()
-        if current is not None:
+        if current is not None and not self._showing_model:
             self.entrySelected.emit(self._entry(current))
 
     def _emit_current(self, signal: SignalInstance) -> None:

@@ -1,4 +1,4 @@
-"""The jobs waiting or running, with a way to remove a queued one."""
+"""The jobs waiting, running or saving (guiapp.jobs.JobQueue), with a way to remove one."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 
 from engine.api import GenerationRequest
 from guiapp.icons import icon
+from guiapp.jobs import Job, JobQueue
 
 JOB_ROLE = Qt.ItemDataRole.UserRole
 
@@ -28,15 +29,15 @@ def _summary(request: GenerationRequest) -> str:
 class QueueView(QWidget):
     removeRequested = Signal(int)  # job id
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, jobs: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("queueView")
-        self.list = QListWidget()
+        self.list = QListWidget(self)
         self.list.setObjectName("queueList")
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setToolTip("Jobs in order; select one and press Remove (or Delete)")
-        self.remove_button = QPushButton(icon("remove"), "Remove")
+        self.remove_button = QPushButton(icon("remove"), "Remove", self)
         self.remove_button.setObjectName("removeJobButton")
         self.remove_button.setToolTip(
             "Remove the selected job from the queue (stops it if running)"
@@ -49,7 +50,12 @@ class QueueView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
-        self._requests: dict[int, GenerationRequest] = {}
+        for job in jobs:
+            if not job.ended:
+                self._add(job)
+        jobs.jobAdded.connect(self._add)
+        jobs.jobChanged.connect(self._show_status)
+        jobs.ended.connect(self._remove)
 
     def job_ids(self) -> list[int]:
         return [self.list.item(i).data(JOB_ROLE) for i in range(self.list.count())]
@@ -60,23 +66,24 @@ class QueueView(QWidget):
                 return self.list.item(i)
         return None
 
-    def add_job(self, job_id: int, request: GenerationRequest) -> None:
-        self._requests[job_id] = request
-        item = QListWidgetItem(f"#{job_id} queued · {_summary(request)}")
-        item.setData(JOB_ROLE, job_id)
+    def _add(self, job: Job) -> None:
+        item = QListWidgetItem(self._text(job))
+        item.setData(JOB_ROLE, job.id)
         self.list.addItem(item)
 
-    def set_status(self, job_id: int, status: str) -> None:
-        item = self._item(job_id)
-        request = self._requests.get(job_id)
-        if item is not None and request is not None:
-            item.setText(f"#{job_id} {status} · {_summary(request)}")
+    @staticmethod
+    def _text(job: Job) -> str:
+        return f"#{job.id} {job.status} · {_summary(job.request)}"
 
-    def remove_job(self, job_id: int) -> None:
-        item = self._item(job_id)
+    def _show_status(self, job: Job) -> None:
+        item = self._item(job.id)
+        if item is not None:
+            item.setText(self._text(job))
+
+    def _remove(self, job: Job) -> None:
+        item = self._item(job.id)
         if item is not None:
             self.list.takeItem(self.list.row(item))
-        self._requests.pop(job_id, None)
 
     def select(self, job_id: int) -> None:
         item = self._item(job_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
+from guiapp.history import Run
 from guiapp.icons import icon
 
 
@@ -18,66 +18,52 @@ class StepScrubber(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("stepScrubber")
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal, self)
         self.slider.setObjectName("scrubSlider")
         self.slider.setToolTip("Scrub through every step of the last run")
-        self.label = QLabel("no run yet")
+        self.label = QLabel("no run yet", self)
         self.label.setObjectName("stepLabel")
         self.label.setMinimumWidth(90)
-        self.continue_button = QPushButton(icon("continue"), "Continue from here")
+        self.continue_button = QPushButton(icon("continue"), "Continue from here", self)
         self.continue_button.setObjectName("continueButton")
         self.continue_button.setToolTip(
             "Re-run the remaining steps from this step with the current prompt and seed"
         )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Steps"))
+        layout.addWidget(QLabel("Steps", self))
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.label)
         layout.addWidget(self.continue_button)
-        self._job_id: int | None = None
-        self._previews: tuple[np.ndarray, ...] = ()
-        self._noisy: tuple[np.ndarray, ...] = ()
+        self._run: Run | None = None
         self.slider.valueChanged.connect(self._moved)
         self.continue_button.clicked.connect(self._continue)
-        self.set_run(None, (), ())
+        self.set_run(None)
 
     @property
-    def job_id(self) -> int | None:
-        return self._job_id
+    def run(self) -> Run | None:
+        return self._run
 
     @property
     def step(self) -> int:
         return self.slider.value()
 
-    def set_run(
-        self,
-        job_id: int | None,
-        previews: tuple[np.ndarray, ...],
-        noisy: tuple[np.ndarray, ...],
-    ) -> None:
-        self._job_id = job_id
-        self._previews = previews
-        self._noisy = noisy
-        enabled = job_id is not None and len(previews) > 0
+    def set_run(self, run: Run | None) -> None:
+        """Move through this run's steps (None: no run yet)."""
+        self._run = run
+        count = len(run.step_previews) if run is not None else 0
         self.slider.blockSignals(True)
-        self.slider.setRange(1, max(1, len(previews)))
-        self.slider.setValue(max(1, len(previews)))
+        self.slider.setRange(1, max(1, count))
+        self.slider.setValue(max(1, count))
         self.slider.blockSignals(False)
-        self.slider.setEnabled(enabled)
-        self.continue_button.setEnabled(enabled)
-        self.label.setText(f"step {len(previews)}/{len(previews)}" if enabled else "no run yet")
-
-    def preview(self, step: int, noisy: bool = False) -> np.ndarray | None:
-        frames = self._noisy if noisy and self._noisy else self._previews
-        if not frames or not 1 <= step <= len(frames):
-            return None
-        return frames[step - 1]
+        self.slider.setEnabled(count > 0)
+        self.continue_button.setEnabled(count > 0)
+        self.label.setText(f"step {count}/{count}" if count else "no run yet")
 
     def _moved(self, step: int) -> None:
-        self.label.setText(f"step {step}/{len(self._previews)}")
+        self.label.setText(f"step {step}/{self.slider.maximum()}")
         self.stepChosen.emit(step)
 
     def _continue(self) -> None:
-        if self._job_id is not None:
-            self.continueRequested.emit(self._job_id, self.slider.value())
+        if self._run is not None:
+            self.continueRequested.emit(self._run.job_id, self.slider.value())
