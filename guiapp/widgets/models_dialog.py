@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -605,7 +606,7 @@ class ModelsDialog(QDialog):
         own.setEnabled(False)
         for folder in self.library.added_folders():
             sub = self.folders_menu.addMenu(str(folder))
-            sub.addAction("Remove from the library", lambda f=folder: self.remove_folder(f))
+            sub.addAction("Remove from the library", partial(self.remove_folder, folder))
 
     def _save(self, change: object) -> None:
         try:
