@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.atomic_file import atomic_write
 from engine.model_files import is_checkpoint
 
 A1111_KEY = "parameters"
@@ -148,20 +148,8 @@ def save_png(
 ) -> Path:
     """Write image as a PNG with its parameters, atomically: the file at path is either
     the old one or the complete new one, never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=png_info(request, seed))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    info = png_info(request, seed)
+    return atomic_write(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 # ----------------------------------------------------------------------------- reading
