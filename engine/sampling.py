@@ -246,6 +246,7 @@ class PipelineRunner:
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
         args = pipeline_arguments(plan) | encoded.kwargs
+        warnings = encoded.warnings  # a prompt past the chunk limit, unknown tags
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
         trajectory = Trajectory(
@@ -277,10 +278,7 @@ class PipelineRunner:
             compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
-        # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
-        warnings = encoded.warnings
-
-        # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
+        # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
         try:
             with torch.inference_mode():
@@ -290,7 +288,7 @@ class PipelineRunner:
             cancel_hooks.close()
         end = time.perf_counter()
 
-        # 8. Guard against overflow, and put inpainted images back over the original.
+        # 7. Guard against overflow, and put inpainted images back over the original.
         if any(_is_black(image) for image in images):
             raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="a black image"))
         if plan.inpaint is not None:
