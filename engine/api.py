@@ -76,6 +76,7 @@ class ErrorKind(StrEnum):
     MODEL = "model"  # missing, corrupt or unsupported model file; offline hub id
     OUT_OF_MEMORY = "out_of_memory"  # suggest a smaller size or the CPU
     INTERNAL = "internal"  # a bug: the message carries the traceback in `detail`
+    CONNECTION = "connection"  # a remote engine could not be reached, or the link broke
 
 
 class EventKind(StrEnum):

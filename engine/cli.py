@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -28,6 +28,10 @@ from engine.api import (
 )
 from engine.protocols import ModelProvider
 from engine.schedulers import NAMES
+
+if TYPE_CHECKING:
+    from engine.remote import RemoteEngine
+    from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
 
@@ -66,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
+    g.add_argument("--engine", default=None, metavar="URL",
+                   help="run on a diffusiondesk-server (http://host:port) instead of here")
+    g.add_argument("--token", default=None,
+                   help="the server's access token (default: $DIFFUSIONDESK_TOKEN)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--output", type=Path, required=True, help="FILE.png")
     return parser
@@ -152,13 +160,27 @@ def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed:
     metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
 
+def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | RemoteEngine:
+    if args.engine:
+        import os
+
+        from engine.remote import TOKEN_ENV, RemoteEngine, stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            raise _CliError(f"--engine: {exc}") from None
+        return RemoteEngine(args.engine, args.token or os.environ.get(TOKEN_ENV))
+    from engine.worker import Engine  # torch loads here, after the arguments are checked
+
+    return Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+
+
 def generate(
     args: argparse.Namespace, out: TextIO, err: TextIO, models: ModelProvider | None = None
 ) -> int:
-    from engine.worker import Engine  # torch loads here, after the arguments are checked
-
     request = build_request(args)
-    engine = Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    engine = _engine(args, models)
     engine.add_listener(_Progress(err, args.quiet))
     job = None
     try:

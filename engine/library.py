@@ -29,6 +29,7 @@ from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.api import STARTER_MODEL
 from engine.asset_folders import SUBFOLDERS, AssetKind, data_dir
 from engine.atomic_file import atomic_write
 from engine.checkpoint_keys import classify
@@ -570,3 +571,28 @@ class ModelLibrary:
             if message[0] == DONE:
                 summary = dict(result)  # type: ignore[arg-type]
         return summary
+
+
+def resolve_model_name(name: str, library: ModelLibrary | None = None) -> str | None:
+    """What the form's model box should hold for a model name another tool wrote
+    ("dreamshaper_8", "sdxl/juggernautXL.safetensors", "starter"): the library's path of
+    that checkpoint, or None when the library does not have it. Reads the index only."""
+    name = name.strip()
+    if not name or "\x00" in name:
+        return None
+    if name == STARTER_MODEL:
+        return name
+    if os.path.isabs(name) and os.path.exists(name):
+        return name
+    library = library or ModelLibrary()
+    if not library.entries():
+        library.load()
+    file_name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = (
+        os.path.splitext(file_name)[0] if file_name.lower().endswith(MODEL_SUFFIXES) else file_name
+    )
+    for wanted in (file_name, stem):
+        entry = library.find(wanted, kind=AssetKind.CHECKPOINT.value)
+        if entry is not None:
+            return entry.path
+    return None

@@ -47,7 +47,7 @@ class EngineStarter(QObject):
     def _run(self) -> None:
         try:
             engine = self._factory()
-        except Exception as exc:  # noqa: BLE001 - shown inline in the window
+        except Exception as exc:  # shown inline in the window
             self.failed.emit(f"The engine could not start: {exc}")
             return
         self.engine = engine

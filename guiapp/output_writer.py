@@ -74,6 +74,6 @@ class OutputWriter(QObject):
                     path = folder / self.file_name(event.job_id, seed)
                     save_png(image, path, event.request.with_changes(seed=seed), seed)
                     paths.append(path)
-            except Exception as exc:  # noqa: BLE001 - reported inline in the window
+            except Exception as exc:  # reported inline in the window
                 error = f"could not save the image to {folder}: {exc}"
             self._relay.emit(SavedJob(event, tuple(paths), error))

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -39,6 +38,7 @@ from guiapp.icons import icon
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import follow
+from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.history_strip import HistoryStrip
@@ -149,17 +149,26 @@ class MainWindow(QMainWindow):
         left = QWidget(scroll)
         self.prompt_panel = PromptPanel(self.form, left)
         self.parameter_panel = ParameterPanel(self.form, left)
-        self.generate_button = self._button(
+        self.generate_button = push_button(
             left,
             "generate",
             "Generate",
             "Text to image (Ctrl+Enter). Press again to queue another job.",
+            "generateButton",
         )
-        self.img2img_button = self._button(
-            left, "img2img", "Image to image", "Repaint the whole canvas picture (strength)"
+        self.img2img_button = push_button(
+            left,
+            "img2img",
+            "Image to image",
+            "Repaint the whole canvas picture (strength)",
+            "img2imgButton",
         )
-        self.inpaint_button = self._button(
-            left, "inpaint", "Inpaint", "Repaint only the masked area (Ctrl+Shift+Enter)"
+        self.inpaint_button = push_button(
+            left,
+            "inpaint",
+            "Inpaint",
+            "Repaint only the masked area (Ctrl+Shift+Enter)",
+            "inpaintButton",
         )
         buttons = QHBoxLayout()
         buttons.addWidget(self.img2img_button)
@@ -177,13 +186,6 @@ class MainWindow(QMainWindow):
             left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
         )
         return scroll
-
-    @staticmethod
-    def _button(parent: QWidget, name: str, text: str, tip: str) -> QPushButton:
-        button = QPushButton(icon(name), text, parent)
-        button.setObjectName(f"{name}Button")
-        button.setToolTip(tip)
-        return button
 
     def _build_status_bar(self) -> None:
         ws = self.workspace

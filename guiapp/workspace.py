@@ -16,13 +16,15 @@ from PySide6.QtCore import QMimeData, QObject, QSize, Signal
 from PySide6.QtGui import QImage
 
 from engine.api import ErrorKind, GenerationRequest, JobState, ResumeFrom
+from engine.foreign_metadata import read_picture_settings
+from engine.library import resolve_model_name
 from engine.validation import problems
 from guiapp.bridge import EngineBridge
 from guiapp.document import Document
 from guiapp.history import History, HistoryEntry, Run
 from guiapp.imaging import pil_to_qimage, qimage_to_pil
 from guiapp.jobs import Job, JobQueue
-from guiapp.output_writer import OutputWriter, SavedJob, read_parameters, save_png
+from guiapp.output_writer import OutputWriter, SavedJob, save_png
 from guiapp.progress import Progress
 from guiapp.properties import Observable, Property
 from guiapp.state import ViewModel
@@ -314,17 +316,20 @@ class Workspace(Observable):
         try:
             with Image.open(path) as opened:
                 picture = opened.convert("RGB")
-                request = read_parameters(opened)
+                # Ours or another tool's (A1111, ComfyUI, InvokeAI, ...): only what it states.
+                found = read_picture_settings(opened, resolve_model_name)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             self.show_error(f"Could not open {path.name}: {exc}")
             return False
         self.put_picture(picture)
-        if request is not None:
-            entry = HistoryEntry(path, pil_to_qimage(picture), request, request.seed)
-            self.history.add(entry)
-            self.statusMessage.emit(
-                f"{path.name} carries parameters: 'Reuse parameters' fills the form", 8000
-            )
+        if found is None:
+            self.statusMessage.emit(f"{path.name} carries no generation settings.", 8000)
+            return True
+        request = found.apply_to(self.form.build_request())
+        self.history.add(HistoryEntry(path, pil_to_qimage(picture), request, request.seed))
+        self.statusMessage.emit(
+            f"{path.name}: {found.summary()} 'Reuse parameters' fills the form.", 12000
+        )
         return True
 
     def put_picture(self, picture: Image.Image) -> None:

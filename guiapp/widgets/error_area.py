@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QWidget
 
-from guiapp.icons import icon
 from guiapp.widgets.binding import follow
+from guiapp.widgets.buttons import push_button
 from guiapp.workspace import Workspace
 
 
@@ -21,14 +21,17 @@ class ErrorArea(QFrame):
         self.label.setObjectName("errorText")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.copy_button = QPushButton(icon("copy"), "Copy", self)
-        self.copy_button.setObjectName("copyErrorButton")
-        self.copy_button.setToolTip("Copy the message (and details) to the clipboard")
-        self.copy_button.clicked.connect(self.copy)
-        self.dismiss_button = QPushButton(icon("remove"), "", self)
-        self.dismiss_button.setObjectName("dismissErrorButton")
-        self.dismiss_button.setToolTip("Dismiss")
-        self.dismiss_button.clicked.connect(workspace.clear_error)
+        self.copy_button = push_button(
+            self,
+            "copy",
+            "Copy",
+            "Copy the message (and details) to the clipboard",
+            "copyErrorButton",
+            self.copy,
+        )
+        self.dismiss_button = push_button(
+            self, "remove", "", "Dismiss", "dismissErrorButton", workspace.clear_error
+        )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.label, 1)

@@ -9,13 +9,12 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from guiapp.history import History, HistoryEntry
-from guiapp.icons import icon
+from guiapp.widgets.buttons import push_button
 
 THUMB = 72
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
@@ -42,13 +41,28 @@ class HistoryStrip(QWidget):
         self.list.setFixedHeight(THUMB + 34)
         self.list.setSpacing(4)
         self.list.setToolTip("Finished images: click to show, double-click to reuse parameters")
-        self.reuse_button = QPushButton(icon("recycle"), "Reuse parameters", self)
-        self.reuse_button.setObjectName("reuseButton")
-        self.reuse_button.setToolTip("Fill the form with this image's parameters")
-        self.save_button = QPushButton(icon("save"), "Save as…", self)
-        self.save_button.setToolTip("Save the selected image elsewhere (Ctrl+Shift+S)")
-        self.copy_button = QPushButton(icon("copy"), "Copy", self)
-        self.copy_button.setToolTip("Copy the selected image to the clipboard (Ctrl+Shift+C)")
+        self.reuse_button = push_button(
+            self,
+            "recycle",
+            "Reuse parameters",
+            "Fill the form with this image's parameters",
+            "reuseButton",
+            lambda: self._emit_current(self.reuseRequested),
+        )
+        self.save_button = push_button(
+            self,
+            "save",
+            "Save as…",
+            "Save the selected image elsewhere (Ctrl+Shift+S)",
+            on_click=lambda: self._emit_current(self.saveAsRequested),
+        )
+        self.copy_button = push_button(
+            self,
+            "copy",
+            "Copy",
+            "Copy the selected image to the clipboard (Ctrl+Shift+C)",
+            on_click=lambda: self._emit_current(self.copyRequested),
+        )
         buttons = QVBoxLayout()
         for button in (self.reuse_button, self.save_button, self.copy_button):
             buttons.addWidget(button)
@@ -63,9 +77,6 @@ class HistoryStrip(QWidget):
         self.list.itemDoubleClicked.connect(
             lambda item: self.reuseRequested.emit(self._entry(item))
         )
-        self.reuse_button.clicked.connect(lambda: self._emit_current(self.reuseRequested))
-        self.save_button.clicked.connect(lambda: self._emit_current(self.saveAsRequested))
-        self.copy_button.clicked.connect(lambda: self._emit_current(self.copyRequested))
         for entry in reversed(history.entries()):
             self._add(entry)
         history.added.connect(self._add)

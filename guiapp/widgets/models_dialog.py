@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 from engine.asset_folders import AssetKind
 from engine.library import DONE, FAILED, GONE, LibraryError, ModelEntry, ModelLibrary
 from engine.library_scan import BackgroundScan
+from guiapp.widgets.download_panel import DownloadPanel
 
 FAMILY_NAMES = {
     "sd1": "SD 1.x",
@@ -400,7 +401,7 @@ class ModelsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("modelsDialog")
         self.setWindowTitle("Models")
-        self.resize(900, 520)
+        self.resize(900, 560)
         self.library = library
         self._scanned = False
         self.model = LibraryTableModel(library, self)
@@ -483,16 +484,21 @@ class ModelsDialog(QDialog):
 
         self.status = QLabel()
         self.status.setObjectName("libraryStatus")
+        self.downloads = DownloadPanel(self.library.own_folder)
+        self.downloads.downloaded.connect(lambda _path: self.rescan())
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.downloads)
         self._update_buttons()
 
     # ---- scanning
 
     def rescan(self) -> None:
+        if self.feeder.running:
+            self.feeder.stop()
         self.feeder.start()
         self.rescan_button.setEnabled(False)
 
@@ -507,8 +513,10 @@ class ModelsDialog(QDialog):
             self.rescan()
 
     def hideEvent(self, event: QHideEvent) -> None:
-        # A scan stopped half way is finished the next time the dialog opens.
+        # A scan stopped half way is finished the next time the dialog opens; a download
+        # keeps its part and goes on when Download is pressed again.
         self.feeder.stop()
+        self.downloads.stop()
         self.rescan_button.setEnabled(True)
         super().hideEvent(event)
 

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QSlider,
     QSpinBox,
-    QToolButton,
     QWidget,
 )
 
@@ -34,23 +33,14 @@ from engine.validation import (
     MAX_SIDE,
     max_steps_for,
 )
-from guiapp.icons import icon
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind, follow
+from guiapp.widgets.buttons import tool_button
 from guiapp.widgets.seed_edit import SeedEdit
 
 DICE_SEEDS = 2**32 - 1  # what the dice rolls (and the engine picks)
 SIZE_STEP = 8
 SLIDER_STEPS = 150  # the steps slider's reach; the box beside it goes to the scheduler's limit
-
-
-def tool_button(parent: QWidget, icon_name: str, tip: str, name: str = "") -> QToolButton:
-    button = QToolButton(parent)
-    button.setIcon(icon(icon_name))
-    button.setToolTip(tip)
-    if name:
-        button.setObjectName(name)
-    return button
 
 
 class ParameterPanel(QWidget):
@@ -73,8 +63,9 @@ class ParameterPanel(QWidget):
         self._add_model_row()
         self._add_inpaint_rows()
 
-    def _row(self, label: str, *widgets: QWidget, stretch_first: bool = True) -> None:
-        """A form row of one widget, or of several side by side."""
+    def _row(self, label: str, *widgets: QWidget, stretch: tuple[int, ...] = (1,)) -> None:
+        """A form row of one widget, or of several side by side (stretch factors in order,
+        0 for the rest)."""
         if len(widgets) == 1:
             self.form.addRow(label, widgets[0])
             return
@@ -82,7 +73,7 @@ class ParameterPanel(QWidget):
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
         for index, widget in enumerate(widgets):
-            row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
+            row.addWidget(widget, stretch[index] if index < len(stretch) else 0)
         self.form.addRow(label, holder)
 
     def _add_steps_row(self) -> None:
@@ -121,8 +112,9 @@ class ParameterPanel(QWidget):
         self.random_check = QCheckBox("Random", self)
         self.random_check.setObjectName("randomSeed")
         self.random_check.setToolTip("Pick a new random seed for every job.")
-        self.dice_button = tool_button(self, "dice", "Roll a random seed now", "diceButton")
-        self.dice_button.clicked.connect(self.roll_seed)
+        self.dice_button = tool_button(
+            self, "dice", "Roll a random seed now", "diceButton", self.roll_seed
+        )
         self.reuse_seed_button = tool_button(
             self, "recycle", "Reuse the last seed", "reuseSeedButton"
         )
@@ -143,7 +135,7 @@ class ParameterPanel(QWidget):
             spin.setRange(SIZE_STEP, MAX_SIDE)
             spin.setSingleStep(SIZE_STEP)
             spin.setToolTip("Picture size in pixels; a multiple of 8.")
-        self._row("Size", self.width_spin, QLabel("×", self), self.height_spin, stretch_first=False)
+        self._row("Size", self.width_spin, QLabel("×", self), self.height_spin, stretch=(1, 0, 1))
         bind(self._model, "width", self.width_spin)
         bind(self._model, "height", self.height_spin)
 
@@ -171,12 +163,12 @@ class ParameterPanel(QWidget):
         self.model_combo.setToolTip(
             "Model: 'starter' (bundled), a diffusers folder, a .safetensors file or a hub id"
         )
-        self.open_folder_button = tool_button(self, "folder", "Open a diffusers model folder")
-        self.open_folder_button.clicked.connect(self._choose_folder)
-        self.open_file_button = tool_button(
-            self, "file", "Open a single-file .safetensors checkpoint"
+        self.open_folder_button = tool_button(
+            self, "folder", "Open a diffusers model folder", on_click=self._choose_folder
         )
-        self.open_file_button.clicked.connect(self._choose_file)
+        self.open_file_button = tool_button(
+            self, "file", "Open a single-file .safetensors checkpoint", on_click=self._choose_file
+        )
         self._row("Model", self.model_combo, self.open_folder_button, self.open_file_button)
         follow(self._model, "model", self._list_model)
         bind(

@@ -6,12 +6,12 @@ It shows guiapp.progress.Progress; which job's progress that is, the workspace d
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QProgressBar, QWidget
 
-from guiapp.icons import icon
 from guiapp.progress import Progress
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind, follow
+from guiapp.widgets.buttons import push_button
 
 
 class ProgressPanel(QWidget):
@@ -28,9 +28,9 @@ class ProgressPanel(QWidget):
         self.noisy_check.setToolTip(
             "Show the noisy latent x_t instead of the estimate of the final image"
         )
-        self.cancel_button = QPushButton(icon("cancel"), "Cancel", self)
-        self.cancel_button.setObjectName("cancelButton")
-        self.cancel_button.setToolTip("Stop the running job (Esc)")
+        self.cancel_button = push_button(
+            self, "cancel", "Cancel", "Stop the running job (Esc)", "cancelButton"
+        )
         self.cancel_button.clicked.connect(self.cancelRequested)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -7,14 +7,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.api import GenerationRequest
-from guiapp.icons import icon
 from guiapp.jobs import Job, JobQueue
+from guiapp.widgets.buttons import push_button
 
 JOB_ROLE = Qt.ItemDataRole.UserRole
 
@@ -37,12 +36,14 @@ class QueueView(QWidget):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setToolTip("Jobs in order; select one and press Remove (or Delete)")
-        self.remove_button = QPushButton(icon("remove"), "Remove", self)
-        self.remove_button.setObjectName("removeJobButton")
-        self.remove_button.setToolTip(
-            "Remove the selected job from the queue (stops it if running)"
+        self.remove_button = push_button(
+            self,
+            "remove",
+            "Remove",
+            "Remove the selected job from the queue (stops it if running)",
+            "removeJobButton",
+            self._remove_selected,
         )
-        self.remove_button.clicked.connect(self._remove_selected)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.remove_button)

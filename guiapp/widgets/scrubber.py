@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
 
 from guiapp.history import Run
-from guiapp.icons import icon
+from guiapp.widgets.buttons import push_button
 
 
 class StepScrubber(QWidget):
@@ -24,10 +24,12 @@ class StepScrubber(QWidget):
         self.label = QLabel("no run yet", self)
         self.label.setObjectName("stepLabel")
         self.label.setMinimumWidth(90)
-        self.continue_button = QPushButton(icon("continue"), "Continue from here", self)
-        self.continue_button.setObjectName("continueButton")
-        self.continue_button.setToolTip(
-            "Re-run the remaining steps from this step with the current prompt and seed"
+        self.continue_button = push_button(
+            self,
+            "continue",
+            "Continue from here",
+            "Re-run the remaining steps from this step with the current prompt and seed",
+            "continueButton",
         )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -28,7 +28,7 @@ class SeedEdit(QLineEdit):
         text = self.text()
         return min(int(text), LARGEST_SEED) if text else 0
 
-    def setValue(self, value: int) -> None:  # noqa: N802 - the Qt spelling bind() expects
+    def setValue(self, value: int) -> None:  # the Qt spelling bind() expects
         value = max(0, min(LARGEST_SEED, int(value)))
         if self.text() != str(value):
             self.setText(str(value))

@@ -45,3 +45,14 @@ def test_a_64_bit_seed_survives_the_form(qtbot, window) -> None:
     assert window.form.seed == seed
     assert window.form.build_request().seed == seed
     assert window.parameter_panel.seed_spin.text() == str(seed)
+
+
+def test_a_64_bit_seed_is_remembered_between_runs(qtbot, settings) -> None:
+    from guiapp.state import ViewModel
+
+    form = ViewModel()
+    form.seed, form.random_seed = 2**64 - 20, False
+    settings.save_form(form.values())
+    settings.sync()
+    again = ViewModel(settings.load_form())
+    assert (again.seed, again.random_seed) == (2**64 - 20, False)

@@ -94,3 +94,32 @@ def test_bad_model_path_is_an_inline_error_and_next_job_works(
     window.form.model = str(tiny_model)
     window.workspace.generate()
     qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)
+
+
+def test_only_masked_inpaint_previews_from_the_real_engine_land_in_the_mask_box(
+    qtbot, real_window
+) -> None:
+    window = real_window
+    ys, xs = np.mgrid[0:64, 0:96]
+    smooth = np.stack([xs * 2, ys * 3, np.full_like(xs, 100)], axis=2).astype(np.uint8)
+    window.workspace.put_picture(Image.fromarray(smooth, "RGB"))
+    mask = np.zeros((64, 96), np.uint8)
+    mask[16:40, 56:80] = 255
+    window.workspace.document.set_mask_array(mask)
+    window.form.width, window.form.height = 96, 64
+    window.form.mask_blur = 0
+    window.form.strength = 1.0
+    window.form.inpaint_only_masked = True
+    shown: list[np.ndarray] = []
+    window.workspace.jobs.stepped.connect(lambda _job: shown.append(window.canvas.shown_pixels()))
+    window.workspace.inpaint()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)
+    assert window.error_area.message() == ""
+    assert shown, "previews reached the canvas"
+    for frame in shown:
+        assert frame.shape == smooth.shape
+        changed = np.abs(frame.astype(int) - smooth.astype(int)).max(axis=2) > 8
+        rows, cols = np.nonzero(changed)
+        assert len(rows) > 0
+        assert cols.min() >= 56 - 2 and cols.max() < 80 + 2
+        assert rows.min() >= 16 - 2 and rows.max() < 40 + 2

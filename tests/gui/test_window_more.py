@@ -146,3 +146,14 @@ def test_starter_failure_is_shown_inline(qtbot, settings) -> None:
     qtbot.waitUntil(lambda: "no torch here" in window.error_area.message())
     starter.join(5)
     assert not window.generate_button.isEnabled()
+
+
+def test_every_widget_of_the_window_belongs_to_qt_not_python(qtbot, window) -> None:
+    """A widget Python still owns is deleted twice at exit (a segfault in ~QObject)."""
+    import shiboken6
+    from PySide6.QtWidgets import QWidget
+
+    children = window.findChildren(QWidget)
+    assert len(children) > 50
+    owned = [type(c).__name__ for c in children if shiboken6.ownedByPython(c)]
+    assert owned == []

@@ -1,0 +1,129 @@
+"""The guards of a reachable server: token, body size, model names, rates, job privacy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+import requests
+from engine_helpers import WAIT, request
+from PIL import Image
+from remote_helpers import TOKEN
+
+from engine.api import ErrorKind, Failed, Finished
+from engine.remote import RemoteEngine
+from server.app import ServerConfig
+from server.main import is_loopback, main
+from server.security import TokenCheck, load_or_create_token
+
+TIMEOUT = 60  # seconds for one HTTP request to a local test server
+
+
+@pytest.fixture
+def server_config() -> ServerConfig:
+    return ServerConfig(token=TokenCheck.for_token(TOKEN), max_body_bytes=200_000)
+
+
+def test_requests_without_the_token_or_with_a_wrong_one_are_refused(server):
+    url = f"{server.url}/sdapi/v1/sd-models"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert requests.get(url, headers=wrong, timeout=TIMEOUT).status_code == 401
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(url, headers=right, timeout=TIMEOUT).status_code == 200
+    # A1111 clients send credentials as HTTP basic auth; the token is the password.
+    assert requests.get(url, auth=("any", TOKEN), timeout=TIMEOUT).status_code == 200
+
+
+def test_a_remote_engine_with_a_wrong_token_fails_its_job_saying_so(server):
+    engine = RemoteEngine(server.url, "wrong", connect_timeout=10, max_backoff=0.5)
+    try:
+        result = engine.generate(request(), WAIT)
+    finally:
+        engine.shutdown(10)
+    assert isinstance(result, Failed) and result.error == ErrorKind.CONNECTION
+    assert "token" in result.message
+
+
+def test_a_remote_engine_with_the_token_runs_its_job(server):
+    engine = RemoteEngine(server.url, TOKEN, connect_timeout=10)
+    try:
+        assert isinstance(engine.generate(request(steps=2), WAIT), Finished)
+    finally:
+        engine.shutdown(10)
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(server):
+    big = {"prompt": "a", "init_images": ["A" * 300_000]}
+    response = requests.post(
+        f"{server.url}/sdapi/v1/img2img",
+        data=json.dumps(big),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_an_oversized_stream_message_fails_that_job_and_the_client_reconnects(server):
+    engine = RemoteEngine(server.url, TOKEN, connect_timeout=10)
+    try:
+        assert engine.wait_connected(WAIT)
+        noise = Image.effect_noise((512, 512), 100).convert("RGB")
+        result = engine.generate(request(width=512, height=512, init_image=noise), WAIT)
+        assert isinstance(result, Failed) and result.error == ErrorKind.CONNECTION
+        assert "size limit" in result.message
+        assert isinstance(engine.generate(request(steps=2), WAIT), Finished)
+    finally:
+        engine.shutdown(10)
+
+
+def test_the_token_digest_is_stored_and_the_token_shown_only_when_new(tmp_path):
+    path = tmp_path / "token.sha256"
+    check, token = load_or_create_token(path)
+    assert token and token not in path.read_text() and check.check(token)
+    again, shown = load_or_create_token(path)
+    assert shown is None and again.check(token) and not again.check(token + "x")
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_binding_beyond_loopback_is_recognised():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--port", "70000"], "--port"),
+        (["--tls-cert", "/nonexistent.pem"], "go together"),
+        (["--models", "/nonexistent-folder"], "not a folder"),
+    ],
+)
+def test_bad_server_arguments_exit_with_one_sentence(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_client_cannot_cancel_or_resume_from_another_clients_job(hub):
+    events: list = []
+    public = hub.submit(request(steps=2), "client-a", lambda p, e: events.append(e))
+    assert not hub.cancel(public, "client-b")
+    with pytest.raises(ValueError, match="no job"):
+        hub.internal_of(public, "client-b")
+    assert hub.internal_of(public, "client-a") > 0
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(e, Finished) for e in events) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(public) >= 20  # unguessable: 128 random bits
+
+
+def test_png_info_refuses_a_picture_that_is_not_one(server):
+    response = requests.post(
+        f"{server.url}/sdapi/v1/png-info",
+        json={"image": base64.b64encode(b"GIF89a-not-really").decode()},
+        auth=("", TOKEN),
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 422 and "picture" in response.json()["detail"]
