@@ -112,6 +112,9 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
+    if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
+        # Not an A1111 field: other tools show it and ignore it; we read it back.
+        params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -233,6 +236,9 @@ def from_record(text: str) -> GenerationRequest | None:
         if name == "resume":
             values[name] = _resume(value)
             continue
+        if name == "guidance_cutoff":  # optional number: None when off or unreadable
+            values[name] = _optional_float(value)
+            continue
         default = getattr(defaults, name)
         values[name] = _coerce(value, default)
     return GenerationRequest(**values)
@@ -245,6 +251,15 @@ def _resume(value: Any) -> ResumeFrom | None:
         except (KeyError, TypeError, ValueError):
             return None
     return None
+
+
+def _optional_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _coerce(value: Any, default: Any) -> Any:
@@ -325,6 +340,7 @@ def parse_a1111(text: str) -> GenerationRequest:
         ("Batch size", "batch_size", int),
         ("Mask blur", "mask_blur", int),
         ("Masked area padding", "inpaint_padding", int),
+        ("Guidance cutoff", "guidance_cutoff", float),
     ):
         value = number(key, kind)
         if value is not None:

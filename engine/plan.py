@@ -111,6 +111,11 @@ class Plan:
     seeds: tuple[int, ...]
     resume: ResumePoint | None
 
+    @property
+    def total(self) -> int:
+        """Steps in the trajectory (the resumed part included)."""
+        return self.steps - self.start_index
+
     def filled_request(self) -> GenerationRequest:
         """The request as it ran: seed, batch, and for a resume the source's schedule and size."""
         return self.request.with_changes(

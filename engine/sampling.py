@@ -21,7 +21,9 @@ from PIL import Image
 
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
+from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.protocols import Pipeline, PipelineClass, Scheduler
@@ -126,7 +128,8 @@ class _CancelHooks:
 def _blocks(pipe: Pipeline) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
-    if unet is not None:
+    # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
+    if unet is not None and "forward" not in vars(unet):
         blocks += [*unet.down_blocks, *unet.up_blocks]
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:
@@ -144,6 +147,8 @@ def _is_black(image: Image.Image) -> bool:
 class StepHook:
     """The pipeline's callback_on_step_end, in the spirit of diffusers' PipelineCallback:
     stores the step's latents, makes the previews, reports the step and checks cancel."""
+
+    tensor_inputs = ["latents"]
 
     def __init__(
         self,
@@ -252,6 +257,10 @@ class PipelineRunner:
         trajectory = Trajectory(
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
+        done = plan.resume.step if plan.resume is not None else 0
+        cutoff = GuidanceCutoff(r.guidance_cutoff, plan.total, done=done)
+        if not cutoff.guided_from_start:
+            args["guidance_scale"] = 1.0  # resumed past the guidance cut-off: unguided
         if plan.resume is not None:
             source, k = plan.resume.source, plan.resume.step
             if len(plan.seeds) != source.latents[0].shape[0]:
@@ -279,13 +288,29 @@ class PipelineRunner:
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
         # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
+        #    The guidance cut-off acts after the hook; the final decode may be the tiny
+        #    autoencoder's ("fast decode") or tiled (large pictures).
+        def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            return cutoff(p, i, hook(p, i, t, tensors))
+
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
+        decode = final_decode(
+            pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
+        )
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), decode as decode_warnings:
                 hook.begin()
-                images = pipe(**args, callback_on_step_end=hook).images
+                images = pipe(
+                    **args,
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=[
+                        *hook.tensor_inputs,
+                        *cutoff.tensor_inputs(pipe),
+                    ],
+                ).images
         finally:
             cancel_hooks.close()
+        warnings = warnings + decode_warnings
         end = time.perf_counter()
 
         # 7. Guard against overflow, and put inpainted images back over the original.

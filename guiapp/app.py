@@ -8,6 +8,7 @@ engine is attached.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import traceback
@@ -60,6 +61,15 @@ def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> Engin
     return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle, niceness=ENGINE_NICENESS)
 
 
+def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
+    """An engine on a diffusiondesk-server; connection trouble shows in the error strip."""
+    from engine.remote import RemoteEngine
+
+    engine = RemoteEngine(url, token)
+    engine.add_status_listener(lambda up, message: None if up else starter.failed.emit(message))
+    return engine
+
+
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
     def attach(engine: EngineLike) -> None:
         if window.closed:
@@ -108,7 +118,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="allow loading .ckpt/.pt pickle checkpoints (they can run code)",
     )
     parser.add_argument("--model", default=None, help="model to select at start")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
+    )
+    parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
+    args = parser.parse_args(argv)
+    if args.engine:
+        from engine.remote import stream_url
+
+        try:
+            stream_url(args.engine)
+        except ValueError as exc:
+            parser.error(f"--engine: {exc}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(EngineBridge())
     if args.model:
         window.form.model = args.model
+    token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
     starter = EngineStarter(
-        lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle)
+        (lambda: remote_engine_factory(args.engine, token, starter))
+        if args.engine
+        else (lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle))
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)

@@ -48,6 +48,7 @@ from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
+from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
 from guiapp.workspace import IMAGE_SUFFIXES, Workspace
 
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self.form = ViewModel(self.settings.load_form(), self)
         self.workspace = Workspace(bridge, self.form, self.settings.output_folder(), self)
+        self.workspace.writer.picture_format = self.settings.save_format()
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -271,6 +273,9 @@ class MainWindow(QMainWindow):
             self.models_action,
         ):
             file_menu.addAction(action)
+        file_menu.addMenu(
+            save_format_menu(self, self.workspace.writer.picture_format, self.set_save_format)
+        )
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menus.addMenu("&Edit")
@@ -362,6 +367,11 @@ class MainWindow(QMainWindow):
         )
         if folder:
             self.set_output_folder(Path(folder))
+
+    def set_save_format(self, picture_format: str) -> None:
+        """PNG, JPEG or WEBP for the pictures saved from now on."""
+        self.workspace.writer.picture_format = picture_format
+        self.settings.set_save_format(picture_format)
 
     def use_model(self, path: str) -> None:
         self.form.model = path

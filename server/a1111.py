@@ -395,8 +395,10 @@ def _with_images(base: GenerationRequest, body: dict[str, Any]) -> GenerationReq
 
 def _mask(image: Image.Image) -> Image.Image:
     """White repaints. A mask drawn on a transparent layer marks the painted part."""
-    if image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] < 255:
-        return image.getchannel("A")
+    if image.mode in ("RGBA", "LA"):
+        low, _high = image.getchannel("A").getextrema()
+        if isinstance(low, int) and low < 255:
+            return image.getchannel("A")
     return image.convert("L")
 
 

@@ -2,7 +2,7 @@
 
 Every remote job gets an unguessable public id and an owner (one client). Events reach
 only the owner's sink, with the server's own details taken out: model paths become the
-model's public name, and the place a job ran ("cpu (float32) @ host") is added. A client
+model's public name, and the place a job ran ("cpu (float32) on host") is added. A client
 can cancel, resume from, or even name only jobs it owns.
 """
 
@@ -141,7 +141,7 @@ class JobHub:
             case ModelLoading():
                 return dataclasses.replace(event, model=record.model_name)
             case Started():
-                where = f"{event.device} @ {self.where}" if self.where else event.device
+                where = f"{event.device} on {self.where}" if self.where else event.device
                 return dataclasses.replace(event, model=record.model_name, device=where)
             case Finished():
                 request = event.request.with_changes(model=record.model_name)

@@ -37,10 +37,11 @@ def write_checkpoint(pipe, family: str, path: Path, extra: dict | None = None) -
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """b holds a's weights, in b's precision ("auto" may load bfloat16 on this CPU)."""
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+        assert torch.equal(sa[key].to(sb[key].dtype), sb[key]), key
 
 
 class FakeHub:
