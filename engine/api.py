@@ -147,6 +147,10 @@ class GenerationRequest:
     guidance_cutoff: float | None = None
     fast_decode: bool = False
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
+    vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
+    # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
+    # models folder); empty: DiffusionDesk's own.
+    model_folders: tuple[str, ...] = ()
 
     @property
     def mode(self) -> Mode:

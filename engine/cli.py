@@ -81,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
     )
+    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        type=str,
+        help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
+        "and VAEs in; repeat for several",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--dtype",
@@ -157,6 +166,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         guidance_cutoff=args.guidance_cutoff,
         fast_decode=args.fast_decode,
         clip_skip=args.clip_skip,
+        vae=args.vae,
+        model_folders=tuple(args.models_dir),
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
@@ -209,11 +210,13 @@ class PipelineRunner:
         self._base: Pipeline | None = None
         self._base_scheduler_config: Any = None
         self._pipes: dict[PipelineClass, Pipeline] = {}
+        self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
+        self.addons.reset()
 
     def pipeline(self, model: LoadedModel, cls: PipelineClass) -> Pipeline:
         """The loaded model's pipeline of class cls, sharing its components."""
@@ -239,11 +242,13 @@ class PipelineRunner:
         """Run one plan; keep() receives the trajectory at once, so a cancelled run has one."""
         r = plan.request
 
-        # 1. The pipeline for the plan's mode, with a fresh scheduler.
+        # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
+        #    LoRAs, embeddings and VAE (before the prompts are encoded).
         pipe = self.pipeline(model, plan.pipeline_class)
         scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
+        applied = self.addons.apply(model, pipe, r)
 
         # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
         #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
@@ -251,7 +256,7 @@ class PipelineRunner:
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
         args = pipeline_arguments(plan) | encoded.kwargs
-        warnings = encoded.warnings  # a prompt past the chunk limit, unknown tags
+        warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
         trajectory = Trajectory(

@@ -109,6 +109,12 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
             f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
             f"encoder's last layer), got {r.clip_skip!r}"
         )
+    if not isinstance(r.vae, str):
+        found.append(f"the VAE must be a file name or path, got {type(r.vae).__name__}")
+    if not isinstance(r.model_folders, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_folders
+    ):
+        found.append("model folders must be a list of folder paths")
     if r.resume is not None:
         if not _is_int(r.resume.step) or r.resume.step < 1:
             found.append(f"resume step must be 1 or more, got {r.resume.step!r}")

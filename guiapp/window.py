@@ -37,6 +37,7 @@ from guiapp.history import HistoryEntry
 from guiapp.icons import icon
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
+from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
@@ -124,6 +125,8 @@ class MainWindow(QMainWindow):
         self.queue_dock = self.add_dock("Queue", "queueDock", self.queue_view, "right")
         self.history_strip = HistoryStrip(self.workspace.history, self)
         self.history_dock = self.add_dock("History", "historyDock", self.history_strip, "bottom")
+        self.addons_dock = AddonsDock(self.form, self)
+        self.add_dock("LoRA and embeddings", "addonsDock", self.addons_dock, "right")
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""
@@ -310,6 +313,7 @@ class MainWindow(QMainWindow):
         self.queue_view.removeRequested.connect(ws.remove_job)
         self.history_strip.entrySelected.connect(ws.show_entry)
         self.history_strip.reuseRequested.connect(ws.reuse_parameters)
+        self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
         ws.previewShown.connect(self.canvas.show_preview)
