@@ -457,8 +457,9 @@ def _invokeai(texts: dict[str, str]) -> _Collector | None:
     except ParserError:
         return None
     got = _from_prompt_info(INVOKEAI, info)
-    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata")) or {}
-    image: dict[str, Any] = record["image"] if isinstance(record.get("image"), dict) else record
+    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata"))
+    record = record if isinstance(record, dict) else {}
+    image = record["image"] if isinstance(record.get("image"), dict) else record
     got.size(image.get("width"), image.get("height"))
     if not got.model_name:
         model = record.get("model")

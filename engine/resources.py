@@ -1,27 +1,52 @@
-"""The one locator of the application's own files: the starter model, icons, stylesheet
-and the model configs that single-file checkpoints are loaded with.
+"""The one locator of the application's files: the starter model, icons, stylesheet and
+model configurations, wherever DiffusionDesk is installed.
 
-Found through importlib.resources from the engine package, so a source checkout and an
-installed package answer alike; a PyInstaller bundle unpacks them under sys._MEIPASS.
+resources/ is shipped as the package `diffusiondesk_resources` (setup.py maps the name
+onto the folder, so the 31 MB starter model never moves), and engine/model_configs as
+package data of `engine`. Both are found through importlib.resources, which answers for
+a wheel, an editable install and a PyInstaller bundle alike. A source checkout that was
+never installed (or a shared environment holding another checkout's editable install)
+uses the resources/ folder beside this engine/, so code and files always come from the
+same tree. No torch, no Qt: the window and the CLI both import this.
 """
 
 from __future__ import annotations
 
-import sys
-from importlib.resources import files
+import importlib.resources
+from functools import cache
 from pathlib import Path
 
+RESOURCES_PACKAGE = "diffusiondesk_resources"
+_CHECKOUT = Path(__file__).resolve().parent.parent
 
-def _engine_dir() -> Path:
-    return Path(str(files("engine")))
+
+class ResourcesMissing(FileNotFoundError):
+    """The application's files are not where the install put them."""
 
 
+def _as_path(package: str) -> Path:
+    root = importlib.resources.files(package)
+    if not isinstance(root, Path):  # a zip import: models need real folders
+        raise ResourcesMissing(
+            f"{package} is installed as a zip archive ({root}); reinstall DiffusionDesk "
+            "with pip (not as an egg or zipapp)."
+        )
+    return root
+
+
+@cache
 def resources_dir() -> Path:
-    """resources/: beside the engine package in a checkout, at the bundle's root."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return _engine_dir().parent / "resources"
+    """The folder holding icons/, dark.qss and starter-model/."""
+    checkout = _CHECKOUT / "resources"
+    if (_CHECKOUT / "pyproject.toml").is_file() and (checkout / "__init__.py").is_file():
+        return checkout
+    try:
+        return _as_path(RESOURCES_PACKAGE)
+    except ModuleNotFoundError as exc:
+        raise ResourcesMissing(
+            f"DiffusionDesk's files (package {RESOURCES_PACKAGE}) are not installed; "
+            "reinstall DiffusionDesk."
+        ) from exc
 
 
 def starter_model_dir() -> Path:
@@ -36,6 +61,7 @@ def stylesheet_path() -> Path:
     return resources_dir() / "dark.qss"
 
 
+@cache
 def model_configs_dir() -> Path:
-    """engine/model_configs/<family>/: the configs single-file checkpoints need, offline."""
-    return _engine_dir() / "model_configs"
+    """engine/model_configs: the diffusers configs and tokenizers single files need."""
+    return _as_path("engine") / "model_configs"

@@ -616,9 +616,9 @@ class ModelsDialog(QDialog):
             sub = self.folders_menu.addMenu(str(folder))
             sub.addAction("Remove from the library", partial(self.remove_folder, folder))
 
-    def _save(self, change: object) -> None:
+    def _save(self, change: Callable[[], None]) -> None:
         try:
-            change()  # type: ignore[operator]
+            change()
         except OSError as exc:
             self.status.setText(f"Could not save the library's list: {exc}")
 
