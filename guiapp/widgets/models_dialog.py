@@ -121,7 +121,7 @@ class _Row:
             KIND_NAMES.get(AssetKind(entry.kind), entry.kind)
             if entry.kind in AssetKind._value2member_map_
             else entry.kind,
-            FAMILY_NAMES.get(entry.family, entry.family),
+            "unreadable" if entry.problem else FAMILY_NAMES.get(entry.family, entry.family),
             format_size(entry.size),
             "",
             entry.folder,
@@ -306,7 +306,13 @@ class ScanFeeder(QObject):
         library = self.model.library
         self.summary = {}
         self._seen = 0
-        self.scan = BackgroundScan(library.folders(), library.index_path, sorted(library.hidden()))
+        try:
+            self.scan = BackgroundScan(
+                library.folders(), library.index_path, sorted(library.hidden())
+            )
+        except (OSError, RuntimeError) as exc:  # no process could start (limits, a bare script)
+            self.ended.emit(f"The model scan could not start: {exc}".splitlines()[0])
+            return
         self.progressed.emit("Scanning model folders…")
         self._timer.start(0)
 
