@@ -127,3 +127,27 @@ def test_png_info_refuses_a_picture_that_is_not_one(server):
         timeout=TIMEOUT,
     )
     assert response.status_code == 422 and "picture" in response.json()["detail"]
+
+
+def test_a_web_page_of_another_site_cannot_use_the_server(server):
+    url = f"{server.url}/sdapi/v1/sd-models"
+    evil = {"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(url, headers=evil, timeout=TIMEOUT).status_code == 403
+    own = {"Origin": server.url, "Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(url, headers=own, timeout=TIMEOUT).status_code == 200
+
+
+def test_a_web_page_of_another_site_cannot_open_the_stream(server):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = server.url.replace("http://", "ws://") + "/v1/stream"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        pytest.raises(InvalidStatus),
+        connect(url, origin="https://evil.example", additional_headers=auth, proxy=None),
+    ):  # type: ignore[arg-type]
+        pass
+    with connect(url, additional_headers=auth, proxy=None) as ws:
+        ws.send(json.dumps({"op": "hello", "protocol": 1}))
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
