@@ -142,7 +142,15 @@ class GenerationRequest:
     inpaint_only_masked: bool = False  # crop to the mask (+ padding), work at full size
     inpaint_padding: int = 32  # pixels around the mask when inpaint_only_masked
     resume: ResumeFrom | None = None
+    # Speed-ups: stop guidance after this fraction of the steps (0..1; None: never), and
+    # decode the final picture with the tiny autoencoder where its weights are present.
+    guidance_cutoff: float | None = None
+    fast_decode: bool = False
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
+    vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
+    # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
+    # models folder); empty: DiffusionDesk's own.
+    model_folders: tuple[str, ...] = ()
 
     @property
     def mode(self) -> Mode:

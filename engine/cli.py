@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
+    EngineError,
     Event,
     Failed,
     Finished,
@@ -25,6 +26,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.picture_files import format_of, save_picture
 
 if TYPE_CHECKING:
     from engine.remote import RemoteEngine
@@ -62,17 +64,57 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
     g.add_argument(
+        "--guidance-cutoff",
+        type=float,
+        default=None,
+        metavar="F",
+        help="stop guidance after this fraction of the steps (0..1): faster",
+    )
+    g.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode the picture with the tiny autoencoder (TAESD) if present",
+    )
+    g.add_argument(
         "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
     )
+    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        type=str,
+        help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
+        "and VAEs in; repeat for several",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    g.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (CPU: bfloat16 where it has bfloat16 units), float32, float16, bfloat16",
+    )
+    g.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "torch", "openvino"),
+        help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
+        "faster for the model), torch or openvino",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet: faster steps after a compile of a minute or more "
+        "for each new size",
+    )
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
     g.add_argument("--engine", default=None, metavar="URL",
                    help="run on a diffusiondesk-server (http://host:port) instead of here")
     g.add_argument("--token", default=None,
                    help="the server's access token (default: $DIFFUSIONDESK_TOKEN)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--output", type=Path, required=True, help="FILE.png")
+    g.add_argument(
+        "--output", type=Path, required=True, help="FILE.png, .jpg or .webp (settings inside)"
+    )
     return parser
 
 
@@ -93,8 +135,8 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     mask = _open_image(args.mask, "--mask", "L") if args.mask else None
     if mask is not None and init is None:
         raise _CliError("--mask needs --init: the image to paint into")
-    if args.output.suffix.lower() != ".png":
-        raise _CliError(f"--output must be a .png file, got {args.output}")
+    if format_of(args.output) is None:
+        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {args.output}")
     width, height = init.size if init is not None else (128, 128)
     return GenerationRequest(
         prompt=args.prompt,
@@ -113,7 +155,11 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
+        guidance_cutoff=args.guidance_cutoff,
+        fast_decode=args.fast_decode,
         clip_skip=args.clip_skip,
+        vae=args.vae,
+        model_folders=tuple(args.models_dir),
     )
 
 
@@ -145,13 +191,14 @@ class _Progress:
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
-    return [output if i == 0 else output.with_name(f"{output.stem}-{i}.png") for i in range(count)]
+    return [
+        output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        for i in range(count)
+    ]
 
 
 def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    from engine import metadata
-
-    metadata.save_png(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
 
 def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
@@ -167,7 +214,17 @@ def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
         return RemoteEngine(args.engine, args.token or os.environ.get(TOKEN_ENV))
     from engine.worker import Engine  # torch loads here, after the arguments are checked
 
-    return Engine(models, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    try:
+        return Engine(
+            models,
+            device=args.device,
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
+            backend=args.backend,
+            compile_unet=args.compile,
+        )
+    except EngineError as exc:  # e.g. --backend openvino without openvino installed
+        raise _CliError(exc.message) from None
 
 
 def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+from sd_parsers.exceptions import ParserError
+from sd_parsers.parsers import ComfyUIParser, FooocusParser, InvokeAIParser, NovelAIParser
 
 from engine import metadata
 from engine.api import GenerationRequest
@@ -427,15 +429,16 @@ def _from_prompt_info(tool: str, info: Any) -> _Collector:
 
 
 def _comfyui(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import ComfyUIParser
-
     prompt = _json(texts.get("prompt"))
     if not isinstance(prompt, dict):
         return None
     workflow = _json(texts.get("workflow"))
     if not isinstance(workflow, dict) or not isinstance(workflow.get("links"), list):
         workflow = {"links": []}  # an API-format save: the graph alone
-    info = ComfyUIParser().parse({"prompt": prompt, "workflow": workflow})
+    try:
+        info = ComfyUIParser().parse({"prompt": prompt, "workflow": workflow})
+    except ParserError:
+        return None
     got = _from_prompt_info(COMFYUI, info)
     latents = info.metadata.get("EmptyLatentImage") or info.metadata.get("EmptySD3LatentImage")
     if isinstance(latents, list) and latents and isinstance(latents[0], dict):
@@ -444,12 +447,15 @@ def _comfyui(texts: dict[str, str]) -> _Collector | None:
 
 
 def _invokeai(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import InvokeAIParser
-
     keys = ("invokeai_metadata", "sd-metadata", "Dream")
     if not any(k in texts for k in keys):
         return None
-    info = InvokeAIParser().parse({k: texts[k] for k in (*keys, "invokeai_graph") if k in texts})
+    try:
+        info = InvokeAIParser().parse(
+            {k: texts[k] for k in (*keys, "invokeai_graph") if k in texts}
+        )
+    except ParserError:
+        return None
     got = _from_prompt_info(INVOKEAI, info)
     record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata")) or {}
     image = record.get("image") if isinstance(record.get("image"), dict) else record
@@ -461,12 +467,13 @@ def _invokeai(texts: dict[str, str]) -> _Collector | None:
 
 
 def _novelai(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import NovelAIParser
-
     if not {"Comment", "Description"} <= texts.keys():
         return None
     params = {"Source": texts.get("Source", ""), **texts}
-    info = NovelAIParser().parse(params)
+    try:
+        info = NovelAIParser().parse(params)
+    except ParserError:  # a "Comment" chunk of some other program
+        return None
     got = _from_prompt_info(NOVELAI, info)
     got.steps(info.metadata.get("steps"))  # sd-parsers leaves NovelAI's steps in metadata
     got.size(info.metadata.get("width"), info.metadata.get("height"))
@@ -475,9 +482,6 @@ def _novelai(texts: dict[str, str]) -> _Collector | None:
 
 
 def _fooocus(record: dict, text: str) -> _Collector:
-    from sd_parsers.exceptions import ParserError
-    from sd_parsers.parsers import FooocusParser
-
     try:
         got = _from_prompt_info(FOOOCUS, FooocusParser().parse({"parameters": text}))
     except ParserError:  # no base_model_hash, which sd-parsers insists on

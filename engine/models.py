@@ -158,6 +158,10 @@ class ModelManager:
         return self._policy.description
 
     @property
+    def policy(self) -> devices.DevicePolicy:
+        return self._policy
+
+    @property
     def current(self) -> LoadedModel | None:
         return self._current
 
@@ -342,6 +346,7 @@ class ModelManager:
         pipe.set_progress_bar_config(disable=True)
         family = family or family_of_pipeline(pipe)
         tiny_vae = self._find_tiny_vae(family, local_dir)
+        devices.apply_layout(self._policy, pipe.unet, pipe.vae, tiny_vae)
         return LoadedModel(
             source=source,
             family=family,

@@ -19,9 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
+from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
 from engine.schedulers import make_scheduler
@@ -123,7 +126,8 @@ class _CancelHooks:
 def _blocks(pipe: Any) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
-    if unet is not None:
+    # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
+    if unet is not None and "forward" not in vars(unet):
         blocks += [*unet.down_blocks, *unet.up_blocks]
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:
@@ -203,11 +207,13 @@ class PipelineRunner:
         self._base: Any = None
         self._base_scheduler_config: Any = None
         self._pipes: dict[type, Any] = {}
+        self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
+        self.addons.reset()
 
     def pipeline(self, model: LoadedModel, cls: type) -> Any:
         """The loaded model's pipeline of class cls, sharing its components."""
@@ -238,6 +244,8 @@ class PipelineRunner:
         scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
+        # The request's LoRAs, embeddings and VAE, before the prompts are encoded.
+        applied = self.addons.apply(model, pipe, r)
 
         # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
         #    prompts past 77 tokens, clip skip: engine/addons/prompt_encoding.py).
@@ -252,6 +260,10 @@ class PipelineRunner:
         trajectory = Trajectory(
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
+        done = plan.resume.step if plan.resume is not None else 0
+        cutoff = GuidanceCutoff(r.guidance_cutoff, plan.total, done=done)
+        if not cutoff.guided_from_start:
+            args["guidance_scale"] = 1.0  # resumed past the guidance cut-off: unguided
         if plan.resume is not None:
             source, k = plan.resume.source, plan.resume.step
             if len(plan.seeds) != source.latents[0].shape[0]:
@@ -279,16 +291,32 @@ class PipelineRunner:
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
         # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
-        warnings = encoded.warnings
+        warnings = applied.warnings + encoded.warnings
 
         # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
+        #    The guidance cut-off acts after the hook; the final decode may be the tiny
+        #    autoencoder's ("fast decode") or tiled (large pictures).
+        def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            return cutoff(p, i, hook(p, i, t, tensors))
+
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
+        decode = final_decode(
+            pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
+        )
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), decode as decode_warnings:
                 hook.begin()
-                images = pipe(**args, callback_on_step_end=hook).images
+                images = pipe(
+                    **args,
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=[
+                        *hook.tensor_inputs,
+                        *cutoff.tensor_inputs(pipe),
+                    ],
+                ).images
         finally:
             cancel_hooks.close()
+        warnings = warnings + decode_warnings
         end = time.perf_counter()
 
         # 8. Guard against overflow, and put inpainted images back over the original.

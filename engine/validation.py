@@ -106,11 +106,24 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         )
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
+    cutoff = r.guidance_cutoff
+    if cutoff is not None and (
+        not _is_number(cutoff) or not math.isfinite(cutoff) or not 0 <= cutoff <= 1
+    ):
+        found.append(
+            f"guidance cut-off must be a fraction of the steps from 0 to 1 (or off), got {cutoff!r}"
+        )
     if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
         found.append(
             f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
             f"encoder's last layer), got {r.clip_skip!r}"
         )
+    if not isinstance(r.vae, str):
+        found.append(f"the VAE must be a file name or path, got {type(r.vae).__name__}")
+    if not isinstance(r.model_folders, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_folders
+    ):
+        found.append("model folders must be a list of folder paths")
     if r.resume is not None:
         if not _is_int(r.resume.step) or r.resume.step < 1:
             found.append(f"resume step must be 1 or more, got {r.resume.step!r}")

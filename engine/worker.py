@@ -84,9 +84,18 @@ class Engine:
         max_pixels: int = validation.MAX_PIXELS,
         keep_trajectories: int = KEEP_TRAJECTORIES,
         niceness: int = 0,
+        backend: str | None = None,
+        compile_unet: bool = False,
     ) -> None:
         """niceness > 0 lowers the worker thread's CPU priority (and that of the torch
-        threads it starts), so that a window's thread wins the CPU when it wakes up."""
+        threads it starts), so that a window's thread wins the CPU when it wakes up.
+        backend: "auto", "torch" or "openvino" (None: $DIFFUSIONDESK_BACKEND or "auto");
+        compile_unet: torch.compile the UNet (see engine/backends)."""
+        from engine.backends.choice import Accelerator
+
+        self._accelerator = Accelerator(
+            backend or os.environ.get("DIFFUSIONDESK_BACKEND", "auto"), compile_unet
+        )
         if models is None:
             from engine.models import ModelManager
 
@@ -266,6 +275,7 @@ class Engine:
         )
         if r.model != self._last_model:
             self._runner.reset()  # let the old model's memory go before loading another
+            self._accelerator.release()
         self._last_model = r.model
         model = self._models.get(
             r.model,
@@ -274,23 +284,35 @@ class Engine:
             ),
             should_cancel=job.cancel.is_set,
         )
+        plan = make_plan(r, model, inputs)
+        # OpenVINO conversion and compilation or torch.compile, as loading stages.
+        session = self._accelerator.prepare(
+            model,
+            plan.filled_request(),
+            len(plan.seeds),
+            progress=lambda stage, fraction: self._emit(
+                ModelLoading(job.id, r.model, stage, fraction)
+            ),
+            should_cancel=job.cancel.is_set,
+        )
         loaded = time.perf_counter()
         if job.cancel.is_set():
             raise JobCancelled()
-        plan = make_plan(r, model, inputs)
-        self._emit(Started(job.id, inputs.total, r.model, self.device_description, plan.seeds))
+        device = self.device_description + (f", {session.label}" if session.label else "")
+        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
-        result = self._runner.run(
-            plan,
-            model,
-            on_step=on_step,
-            should_cancel=job.cancel.is_set,
-            keep=lambda trajectory: self._keep(job.id, trajectory),
-        )
+        with session:
+            result = self._runner.run(
+                plan,
+                model,
+                on_step=on_step,
+                should_cancel=job.cancel.is_set,
+                keep=lambda trajectory: self._keep(job.id, trajectory),
+            )
         end = time.perf_counter()
         trajectory = result.trajectory
         return Finished(
@@ -307,7 +329,7 @@ class Engine:
             },
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
-            warnings=tuple(result.warnings),
+            warnings=tuple(session.warnings + result.warnings),
         )
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:

@@ -8,6 +8,7 @@ engine is attached.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import threading
@@ -134,6 +135,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # In a frozen bundle the model library's scan process starts by running this
+    # executable again; freeze_support hands that run to multiprocessing.
+    multiprocessing.freeze_support()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)

@@ -1,4 +1,4 @@
-"""Saves finished images (PNG with their parameters) off the GUI thread.
+"""Saves finished images (PNG, JPEG or WebP with their parameters) off the GUI thread.
 
 A finished job is shown as done only after its images are on disk: the window hands
 the Finished event here and waits for `saved`. One small worker thread does the
@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 
 from engine.api import Finished
 from engine.metadata import read_parameters, save_png
+from engine.picture_files import SUFFIXES, save_picture
 
 __all__ = ["OutputWriter", "SavedJob", "read_parameters", "save_png"]
 
@@ -37,7 +38,8 @@ class OutputWriter(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._queue: queue.Queue[tuple[Finished, Path] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Finished, Path, str] | None] = queue.Queue()
+        self.picture_format = "PNG"  # or "JPEG", "WEBP": engine.picture_files.FORMATS
         self._thread: threading.Thread | None = None
         self._relay.connect(self.saved, Qt.ConnectionType.QueuedConnection)
 
@@ -47,7 +49,7 @@ class OutputWriter(QObject):
                 target=self._run, name="diffusiondesk-output-writer", daemon=True
             )
             self._thread.start()
-        self._queue.put((event, folder))
+        self._queue.put((event, folder, SUFFIXES.get(self.picture_format, ".png")))
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
@@ -56,23 +58,23 @@ class OutputWriter(QObject):
             self._thread = None
 
     @classmethod
-    def file_name(cls, job_id: int, seed: int) -> str:
+    def file_name(cls, job_id: int, seed: int, suffix: str = ".png") -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        return f"{stamp}-{next(cls._counter):04d}-job{job_id}-seed{seed}.png"
+        return f"{stamp}-{next(cls._counter):04d}-job{job_id}-seed{seed}{suffix}"
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            event, folder = item
+            event, folder, suffix = item
             paths: list[Path] = []
             error = ""
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 for image, seed in zip(event.images, event.seeds, strict=False):
-                    path = folder / self.file_name(event.job_id, seed)
-                    save_png(image, path, event.request.with_changes(seed=seed), seed)
+                    path = folder / self.file_name(event.job_id, seed, suffix)
+                    save_picture(image, path, event.request.with_changes(seed=seed), seed)
                     paths.append(path)
             except Exception as exc:  # reported inline in the window
                 error = f"could not save the image to {folder}: {exc}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from engine.picture_files import SUFFIXES
 from guiapp.state import FormValues, ViewModel
 
 ORGANIZATION = "DiffusionDesk"
@@ -71,6 +72,14 @@ class AppSettings:
 
     def set_brush_size(self, size: int) -> None:
         self.qsettings.setValue("canvas/brush_size", size)
+
+    def save_format(self) -> str:
+        """ "PNG", "JPEG" or "WEBP": how finished pictures are saved."""
+        value = str(self.qsettings.value("output/format", "PNG")).upper()
+        return value if value in SUFFIXES else "PNG"
+
+    def set_save_format(self, picture_format: str) -> None:
+        self.qsettings.setValue("output/format", picture_format)
 
     def sync(self) -> None:
         self.qsettings.sync()

@@ -43,6 +43,12 @@ class ViewModel(Observable):
     mask_blur = Property(4)
     inpaint_only_masked = Property(False)
     show_noisy = Property(False)
+    clip_skip = Property(1)
+    vae = Property("")
+    # The model folders (from the library) where LoRAs, embeddings and VAEs are found,
+    # and the VAE files found there: this machine's, so never persisted or reused.
+    model_folders: Property[tuple[str, ...]] = Property((), persist=False)
+    vae_choices: Property[tuple[str, ...]] = Property((), persist=False)
 
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -77,7 +83,7 @@ class ViewModel(Observable):
         values = {
             p.name: getattr(request, p.name)
             for p in self.properties()
-            if p.name in REQUEST_FIELDS and getattr(request, p.name) is not None
+            if p.name in REQUEST_FIELDS and p.persist and getattr(request, p.name) is not None
         }
         self.set_values(values)
         if request.seed is not None:

@@ -37,6 +37,7 @@ from guiapp.history import HistoryEntry
 from guiapp.icons import icon
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
+from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
@@ -48,6 +49,7 @@ from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
+from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
 from guiapp.workspace import IMAGE_SUFFIXES, Workspace
 
@@ -76,6 +78,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self.form = ViewModel(self.settings.load_form(), self)
         self.workspace = Workspace(bridge, self.form, self.settings.output_folder(), self)
+        self.workspace.writer.picture_format = self.settings.save_format()
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -122,6 +125,8 @@ class MainWindow(QMainWindow):
         self.queue_dock = self.add_dock("Queue", "queueDock", self.queue_view, "right")
         self.history_strip = HistoryStrip(self.workspace.history, self)
         self.history_dock = self.add_dock("History", "historyDock", self.history_strip, "bottom")
+        self.addons_dock = AddonsDock(self.form, self)
+        self.add_dock("LoRA and embeddings", "addonsDock", self.addons_dock, "right")
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""
@@ -271,6 +276,9 @@ class MainWindow(QMainWindow):
             self.models_action,
         ):
             file_menu.addAction(action)
+        file_menu.addMenu(
+            save_format_menu(self, self.workspace.writer.picture_format, self.set_save_format)
+        )
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menus.addMenu("&Edit")
@@ -305,6 +313,7 @@ class MainWindow(QMainWindow):
         self.queue_view.removeRequested.connect(ws.remove_job)
         self.history_strip.entrySelected.connect(ws.show_entry)
         self.history_strip.reuseRequested.connect(ws.reuse_parameters)
+        self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
         ws.previewShown.connect(self.canvas.show_preview)
@@ -362,6 +371,11 @@ class MainWindow(QMainWindow):
         )
         if folder:
             self.set_output_folder(Path(folder))
+
+    def set_save_format(self, picture_format: str) -> None:
+        """PNG, JPEG or WEBP for the pictures saved from now on."""
+        self.workspace.writer.picture_format = picture_format
+        self.settings.set_save_format(picture_format)
 
     def use_model(self, path: str) -> None:
         self.form.model = path

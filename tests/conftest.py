@@ -7,3 +7,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# "auto" would convert every test model to OpenVINO and time it; the OpenVINO tests
+# choose that backend themselves.
+os.environ.setdefault("DIFFUSIONDESK_BACKEND", "torch")

@@ -52,7 +52,7 @@ def tiny_inpaint_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_device_description_known_before_any_load() -> None:
-    manager = ModelManager(device="cpu")
+    manager = ModelManager(device="cpu", dtype="float32")
     assert manager.device_description == "cpu (float32)"
     assert manager.current is None
 
@@ -67,8 +67,12 @@ def test_loads_a_diffusers_folder_with_progress(tiny_folder: Path) -> None:
     assert model.source == str(tiny_folder)
     assert model.is_inpaint_unet is False
     assert model.latent_rgb is None and model.tiny_vae is None
-    assert model.device == torch.device("cpu") and model.dtype == torch.float32
-    assert model.pipe.unet.dtype == torch.float32
+    # "auto": bfloat16 + channels_last on a CPU with bfloat16 units, float32 elsewhere.
+    policy = manager.policy
+    assert model.device == torch.device("cpu") and model.dtype == policy.dtype
+    assert model.pipe.unet.dtype == policy.dtype == model.pipe.vae.dtype
+    weight = model.pipe.unet.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) == policy.channels_last
     assert progress.events[-1] == ("ready", 1.0)
     fractions = [f for _, f in progress.events]
     assert fractions == sorted(fractions)
@@ -223,10 +227,11 @@ def write_checkpoint(pipe, family: str, path: Path, extra: dict | None = None) -
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """b holds a's weights, in b's precision ("auto" may load bfloat16 on this CPU)."""
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+        assert torch.equal(sa[key].to(sb[key].dtype), sb[key]), key
 
 
 @pytest.mark.parametrize("family", ["sd1", "sd2"])
@@ -562,7 +567,7 @@ def test_folder_with_only_fp16_variant_weights(tmp_path: Path) -> None:
     pipe = StableDiffusionPipeline.from_pretrained(save_tiny_model(tmp_path / "src"))
     pipe.save_pretrained(folder, variant="fp16")
     assert not (folder / "unet" / "diffusion_pytorch_model.safetensors").exists()
-    model = ModelManager(device="cpu").get(str(folder), Recorder(), never)
+    model = ModelManager(device="cpu", dtype="float32").get(str(folder), Recorder(), never)
     assert model.pipe.unet.dtype == torch.float32
     assert_same_weights(pipe.unet, model.pipe.unet)
 

@@ -39,14 +39,14 @@ def test_closing_waits_for_an_image_that_is_being_written(
     qtbot, window, fake_engine, monkeypatch
 ) -> None:
     writing = threading.Event()
-    original_save = guiapp.output_writer.save_png
+    original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
 
     def slow_save(image, path, request, seed) -> None:  # noqa: ANN001
         writing.set()
         threading.Event().wait(0.5)  # a slow disk
         original_save(image, path, request, seed)
 
-    monkeypatch.setattr(guiapp.output_writer, "save_png", slow_save)
+    monkeypatch.setattr(guiapp.output_writer, "save_picture", slow_save)
     window.form.steps = 2
     window.workspace.generate()
     qtbot.waitUntil(writing.is_set)

@@ -116,7 +116,7 @@ def test_a_finished_job_does_not_take_the_screen_from_the_next_running_job(
     """Job 1's save is held until job 2 runs: when it lands, job 2's preview, caption
     and progress stay; job 1 only joins the history."""
     release_save = threading.Event()
-    original_save = guiapp.output_writer.save_png
+    original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
     saves = []
 
     def held_save(image, path, request, seed) -> None:  # noqa: ANN001
@@ -125,7 +125,7 @@ def test_a_finished_job_does_not_take_the_screen_from_the_next_running_job(
             release_save.wait(10)
         original_save(image, path, request, seed)
 
-    monkeypatch.setattr(guiapp.output_writer, "save_png", held_save)
+    monkeypatch.setattr(guiapp.output_writer, "save_picture", held_save)
     ws = window.workspace
     fake_engine.gates[2] = threading.Event()
     window.form.steps = 3

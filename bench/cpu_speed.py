@@ -1,0 +1,535 @@
+"""How fast DiffusionDesk makes a Stable Diffusion picture on this CPU, against a plain
+float32 diffusers call in the same run. Prints one JSON object.
+
+    python bench/cpu_speed.py [--size 512] [--steps 20] [--repeats 3] [--pictures 1]
+                              [--paths bf16,openvino,tiny] [--cutoff 0.5] [--no-starter]
+                              [--no-rss]
+
+The model is SD 1.5's architecture (engine/model_configs/sd1) with random weights built
+here, so nothing is downloaded; speed does not depend on the weights' values. Measured:
+
+- per path, one UNet call at batch 2 (a guided step) and one full VAE decode, the paths
+  taking turns (median of --repeats): "plain" (float32 diffusers, the baseline), "bf16"
+  (bfloat16 + channels_last, the default on CPUs with bfloat16 units), "openvino"
+  (the OpenVINO backend), "tiny" (the fast-decode tiny autoencoder), "compile" (the
+  UNet under torch.compile, opt-in, only when listed in --paths);
+- correlation of each path's UNet output with float32's on the same inputs;
+- a --steps guided picture through the engine with live previews and default settings
+  (dtype and backend "auto"), alternating with the plain float32 pipeline call
+  (--pictures pairs): seconds, ratio, and the two pictures' PSNR; the same with the
+  guidance cut-off at --cutoff; a 1-step unguided picture with the full VAE decode;
+- OpenVINO's first-use conversion and compilation, cold and from its cache;
+- peak RSS of each path, each in a fresh process making a 2-step picture;
+- the starter model's 20-step picture (128x128) with default settings against float32.
+
+The machine may be shared: absolute seconds drift, so compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from diffusers import (  # noqa: E402
+    AutoencoderKL,
+    AutoencoderTiny,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
+
+from engine import devices, single_file  # noqa: E402
+from engine.api import Finished, GenerationRequest  # noqa: E402
+from engine.backends import choice, openvino_backend  # noqa: E402
+from engine.models import MODEL_CONFIGS, LoadedModel  # noqa: E402
+from engine.schedulers import make_scheduler  # noqa: E402
+from engine.worker import Engine  # noqa: E402
+
+PROMPT = "a photograph of an astronaut riding a horse"
+NEGATIVE = "blurry, low quality"
+GUIDANCE = 7.5
+SCHEDULER = "DPM++ 2M"
+CONFIGS = MODEL_CONFIGS / "sd1"
+
+
+class _Fixed:
+    """A model manager that always hands out one already loaded model."""
+
+    def __init__(self, model: LoadedModel, description: str) -> None:
+        self.model, self.device_description = model, description
+
+    def get(self, source, progress, should_cancel) -> LoadedModel:  # noqa: ANN001
+        return self.model
+
+    def release(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _config(name: str) -> dict[str, Any]:
+    return json.loads((CONFIGS / name / "config.json").read_text())
+
+
+def build_pipeline(dtype: torch.dtype, seed: int = 0) -> StableDiffusionPipeline:
+    """SD 1.5's architecture with random weights, created directly in dtype."""
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        unet = UNet2DConditionModel.from_config(_config("unet"))
+        vae = AutoencoderKL.from_config(_config("vae"))
+        text = _config("text_encoder")
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(**{k: v for k, v in text.items() if not k.startswith("_")})
+        )
+    finally:
+        torch.set_default_dtype(previous)
+    scheduler = make_scheduler(
+        SCHEDULER, json.loads((CONFIGS / "scheduler" / "scheduler_config.json").read_text())
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=single_file._tokenizer(CONFIGS, "tokenizer"),
+        unet=unet.eval(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def to_bf16(pipe: StableDiffusionPipeline) -> StableDiffusionPipeline:
+    """A bfloat16 copy of pipe's weights (the float32 ones stay), UNet and VAE in
+    channels_last: what the default policy loads on a CPU with bfloat16 units."""
+    parts: dict[str, Any] = {}
+    for name in ("unet", "vae"):
+        module = getattr(pipe, name)
+        state = {k: v.to(torch.bfloat16) for k, v in module.state_dict().items()}
+        with torch.device("meta"):  # no second float32 copy on the way
+            shell = type(module).from_config(module.config)
+        shell.load_state_dict(state, assign=True)
+        assert not any(t.is_meta for t in [*shell.parameters(), *shell.buffers()])
+        parts[name] = shell.eval()
+    parts["text_encoder"] = copy.deepcopy(pipe.text_encoder).to(torch.bfloat16)
+    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    devices.apply_layout(policy, parts["unet"], parts["vae"])
+    out = StableDiffusionPipeline(
+        **parts,
+        tokenizer=pipe.tokenizer,
+        scheduler=copy.deepcopy(pipe.scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out.set_progress_bar_config(disable=True)
+    return out
+
+
+def tiny_autoencoder(dtype: torch.dtype) -> AutoencoderTiny:
+    """TAESD's architecture (diffusers' AutoencoderTiny defaults), random weights."""
+    torch.manual_seed(0)
+    tiny = AutoencoderTiny().to(dtype).eval()
+    if dtype == torch.bfloat16:
+        tiny.to(memory_format=torch.channels_last)
+    return tiny
+
+
+def loaded(pipe: StableDiffusionPipeline, tiny: AutoencoderTiny | None = None) -> LoadedModel:
+    dtype = pipe.unet.dtype
+    return LoadedModel("sd15-random", "sd1", pipe, None, tiny, False, torch.device("cpu"), dtype)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    x = a.detach().float().reshape(-1).numpy().astype(np.float64)
+    y = b.detach().float().reshape(-1).numpy().astype(np.float64)
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def psnr(a: Any, b: Any) -> float:
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    mse = float(((x - y) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def rounded(value: float, digits: int = 3) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def plain_picture(
+    pipe: StableDiffusionPipeline, size: int, steps: int, guidance: float, seed: int
+) -> Any:
+    pipe.scheduler = make_scheduler(SCHEDULER, pipe.scheduler.config)
+    return pipe(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE if guidance > 1 else None,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        width=size,
+        height=size,
+        generator=[torch.Generator("cpu").manual_seed(seed)],
+    ).images[0]
+
+
+def engine_request(size: int, steps: int, seed: int, **changes: Any) -> GenerationRequest:
+    base = GenerationRequest(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        steps=steps,
+        guidance_scale=GUIDANCE,
+        seed=seed,
+        width=size,
+        height=size,
+        scheduler=SCHEDULER,
+        model="sd15-random",
+    )
+    return base.with_changes(**changes)
+
+
+def engine_picture(engine: Engine, request: GenerationRequest) -> tuple[float, Finished]:
+    seconds, result = timed(lambda: engine.generate(request, 7200))
+    if not isinstance(result, Finished):
+        raise SystemExit(f"the engine did not finish: {result}")
+    return seconds, result
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def unet_and_vae(
+    args: argparse.Namespace,
+    fp32: StableDiffusionPipeline,
+    bf16: StableDiffusionPipeline,
+    ov_model: Any,
+    tiny: AutoencoderTiny | None,
+) -> dict[str, Any]:
+    """UNet step (batch 2) and VAE decode per path, taking turns; UNet correlations."""
+    latent = args.size // 8
+    torch.manual_seed(1)
+    sample = torch.randn(2, 4, latent, latent)
+    hidden = torch.randn(2, 77, 768)
+    step = torch.tensor(500.0)
+    z = torch.randn(1, 4, latent, latent)
+    unets: dict[str, Any] = {"plain": lambda s, h: fp32.unet(s, step, h).sample}
+    vaes: dict[str, Any] = {"plain": lambda z: fp32.vae.decode(z).sample}
+    as_bf16 = torch.bfloat16
+    if "bf16" in args.paths:
+        unets["bf16"] = lambda s, h: bf16.unet(s.to(as_bf16), step, h.to(as_bf16)).sample
+        vaes["bf16"] = lambda z: bf16.vae.decode(z.to(as_bf16)).sample
+    if ov_model is not None:
+        unets["openvino"] = lambda s, h: ov_model.unet_forward(s, step, h).sample
+        vaes["openvino"] = lambda z: ov_model.vae_decode(z).sample
+    if tiny is not None:
+        vaes["tiny"] = lambda z: tiny.decode(z.to(tiny.dtype)).sample
+    compile_s = None
+    if "compile" in args.paths:
+        compiled = torch.compile(type(bf16.unet).forward.__get__(bf16.unet))
+        with torch.inference_mode():
+            compile_s, _ = timed(lambda: compiled(sample.to(as_bf16), step, hidden.to(as_bf16)))
+        unets["compile"] = lambda s, h: compiled(s.to(as_bf16), step, h.to(as_bf16)).sample
+
+    unet_times: dict[str, list[float]] = {k: [] for k in unets}
+    vae_times: dict[str, list[float]] = {k: [] for k in vaes}
+    outputs: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for name, fn in unets.items():  # warm-up, and the outputs to compare
+            outputs[name] = fn(sample, hidden).float()
+        for fn in vaes.values():
+            fn(z)
+        for r in range(args.repeats):
+            order = list(unets) if r % 2 == 0 else list(reversed(unets))
+            for name in order:
+                unet_times[name].append(timed(lambda fn=unets[name]: fn(sample, hidden))[0])
+            order = list(vaes) if r % 2 == 0 else list(reversed(vaes))
+            for name in order:
+                vae_times[name].append(timed(lambda fn=vaes[name]: fn(z))[0])
+    unet_s = {k: statistics.median(v) for k, v in unet_times.items()}
+    vae_s = {k: statistics.median(v) for k, v in vae_times.items()}
+    return {
+        "unet_step_batch2_s": {k: round(v, 3) for k, v in unet_s.items()},
+        "unet_speedup_vs_float32": {k: round(unet_s["plain"] / v, 2) for k, v in unet_s.items()},
+        "vae_decode_s": {k: round(v, 3) for k, v in vae_s.items()},
+        "vae_speedup_vs_float32": {k: round(vae_s["plain"] / v, 2) for k, v in vae_s.items()},
+        "unet_correlation_vs_float32": {
+            k: round(correlation(v, outputs["plain"]), 6)
+            for k, v in outputs.items()
+            if k != "plain"
+        },
+        "torch_compile_first_call_s": rounded(compile_s, 1),
+    }
+
+
+def openvino_times(bf16: StableDiffusionPipeline, cache: Path, size: int) -> tuple[dict, Any]:
+    """First-use conversion and compilation, cold and from the cache."""
+    folder = openvino_backend.cache_folder(cache, bf16.unet, bf16.vae)
+    export_s, _ = timed(
+        lambda: openvino_backend.convert_to_cache(
+            bf16.unet, bf16.vae, folder, torch.bfloat16, lambda *_: None, lambda: False
+        )
+    )
+
+    def compile_all() -> Any:
+        model = openvino_backend.OpenVINOModel(bf16.unet, bf16.vae, folder, torch.bfloat16)
+        model.unet_part.compile_for(model.unet_shapes(2, size, size))
+        model.unet_part.compile_for(model.unet_shapes(1, size, size))
+        model.decoder_part.compile_for(model.decoder_shapes(1, size, size))
+        return model
+
+    cold_s, _ = timed(compile_all)
+    cached_s, model = timed(compile_all)
+    return {
+        "openvino_version": openvino_backend.version(),
+        "export_cold_s": round(export_s, 1),
+        "compile_cold_s": round(cold_s, 1),
+        "compile_cached_s": round(cached_s, 1),
+        "ir_size_mb": round(sum(p.stat().st_size for p in folder.glob("*.bin")) / 2**20, 1),
+    }, model
+
+
+def pictures(
+    args: argparse.Namespace, fp32: StableDiffusionPipeline, bf16: StableDiffusionPipeline
+) -> dict[str, Any]:
+    """Whole pictures through the engine (default settings) against plain float32."""
+    description = devices.resolve().description
+    engine = Engine(_Fixed(loaded(bf16), description), backend="auto")
+    size, steps = args.size, args.steps
+    try:
+        # Warm-up at the picture's shape; "auto" measures its backends here (once).
+        engine_picture(engine, engine_request(size, 1, 0))
+        chosen = json.loads((Path(args.cache) / choice.CHOICES_FILE).read_text())
+        plains, engines, cutoffs, ratios, cut_ratios = [], [], [], [], []
+        image_psnr = cut_psnr = math.nan
+        for i in range(args.pictures):
+            seed = 1000 + i
+
+            def plain(seed: int = seed) -> float:
+                seconds, image = timed(lambda: plain_picture(fp32, size, steps, GUIDANCE, seed))
+                plain.image = image  # type: ignore[attr-defined]
+                return seconds
+
+            def ours(seed: int = seed, **changes: Any) -> tuple[float, Finished]:
+                return engine_picture(engine, engine_request(size, steps, seed, **changes))
+
+            if i % 2 == 0:
+                p = plain()
+                e, result = ours()
+                c, cut = ours(guidance_cutoff=args.cutoff)
+            else:
+                c, cut = ours(guidance_cutoff=args.cutoff)
+                e, result = ours()
+                p = plain()
+            plains.append(p)
+            engines.append(e)
+            cutoffs.append(c)
+            ratios.append(p / e)
+            cut_ratios.append(p / c)
+            image_psnr = psnr(result.images[0], plain.image)  # type: ignore[attr-defined]
+            cut_psnr = psnr(cut.images[0], plain.image)  # type: ignore[attr-defined]
+        one_plain, _ = timed(lambda: plain_picture(fp32, size, 1, 0.0, 7))
+        one_step, one = engine_picture(engine, engine_request(size, 1, 7, guidance_scale=0.0))
+        fast_step = None
+        if args.tiny is not None:
+            fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend="auto")
+            try:
+                engine_picture(fast_engine, engine_request(size, 1, 7, guidance_scale=0.0))
+                fast_step, _ = engine_picture(
+                    fast_engine, engine_request(size, 1, 7, guidance_scale=0.0, fast_decode=True)
+                )
+            finally:
+                fast_engine.shutdown(30)
+        return {
+            "engine_device": description,
+            "auto_backend_choice": chosen,
+            f"picture_{steps}_steps": {
+                "plain_float32_s": round(statistics.median(plains), 1),
+                "engine_default_s": round(statistics.median(engines), 1),
+                "speedup": round(statistics.median(ratios), 2),
+                "psnr_vs_float32_db": rounded(image_psnr, 1),
+                "engine_timings": {k: round(v, 2) for k, v in result.timings.items()},
+            },
+            f"picture_{steps}_steps_guidance_cutoff_{args.cutoff}": {
+                "engine_s": round(statistics.median(cutoffs), 1),
+                "speedup": round(statistics.median(cut_ratios), 2),
+                "psnr_vs_float32_db": rounded(cut_psnr, 1),
+            },
+            "picture_1_step_unguided": {
+                "plain_float32_s": round(one_plain, 2),
+                "engine_default_s": round(one_step, 2),
+                "engine_fast_decode_s": rounded(fast_step, 2),
+                "engine_timings": {k: round(v, 2) for k, v in one.timings.items()},
+            },
+        }
+    finally:
+        engine.shutdown(30)
+
+
+def starter(args: argparse.Namespace) -> dict[str, Any]:
+    """The starter model's 20-step picture: default settings against float32 + torch."""
+    default, float32 = Engine(), Engine(dtype="float32", backend="torch")
+    try:
+        request = GenerationRequest(
+            prompt="a large red circle in the centre on a blue background", steps=20, seed=3
+        )
+        default.generate(request, 600), float32.generate(request, 600)  # load, warm up
+        ratios, fast, slow = [], [], []
+        for i in range(max(5, args.repeats)):
+            pair = [(default, fast), (float32, slow)]
+            for engine, times in pair if i % 2 == 0 else reversed(pair):
+                seconds, result = timed(lambda engine=engine: engine.generate(request, 600))
+                times.append(seconds)
+                if engine is default:
+                    image = result.images[0]
+                else:
+                    reference = result.images[0]
+            ratios.append(slow[-1] / fast[-1])
+        return {
+            "device": default.device_description,
+            "default_s": round(statistics.median(fast), 3),
+            "float32_s": round(statistics.median(slow), 3),
+            "speedup": round(statistics.median(ratios), 2),
+            "psnr_vs_float32_db": rounded(psnr(image, reference), 1),
+        }
+    finally:
+        default.shutdown(30)
+        float32.shutdown(30)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def rss_child(path: str, size: int, cache: str) -> None:
+    """One path alone in this process: a 2-step guided picture; print the peak RSS."""
+    if path == "plain":
+        pipe = build_pipeline(torch.float32)
+        plain_picture(pipe, size, 2, GUIDANCE, 1)
+    else:
+        pipe = build_pipeline(torch.bfloat16)
+        policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+        devices.apply_layout(policy, pipe.unet, pipe.vae)
+        tiny = tiny_autoencoder(torch.bfloat16) if path == "tiny" else None
+        backend = {"openvino": "openvino", "compile": "torch"}.get(path, "torch")
+        os.environ["DIFFUSIONDESK_CACHE"] = cache
+        engine = Engine(
+            _Fixed(loaded(pipe, tiny), "cpu"), backend=backend, compile_unet=path == "compile"
+        )
+        try:
+            engine_picture(engine, engine_request(size, 2, 1, fast_decode=path == "tiny"))
+        finally:
+            engine.shutdown(30)
+    print(json.dumps({"path": path, "peak_rss_mb": round(peak_rss_mb())}))
+
+
+def peak_rss_per_path(args: argparse.Namespace) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for path in ["plain", *args.paths]:
+        command = [sys.executable, __file__, "--rss-child", path, "--size", str(args.size)]
+        done = subprocess.run(
+            [*command, "--cache", args.cache], capture_output=True, text=True, check=False
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        found[path] = json.loads(lines[-1])["peak_rss_mb"] if lines else done.stderr[-300:]
+    return found
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="UNet/VAE timings per path")
+    parser.add_argument("--pictures", type=int, default=1, help="picture pairs (plain, ours)")
+    parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
+    parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
+    parser.add_argument("--no-starter", action="store_true")
+    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--cache", default=None, help="OpenVINO cache (default: a temp dir)")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.size, args.cache)
+        return
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if "openvino" in args.paths and not openvino_backend.available():
+        args.paths.remove("openvino")
+    args.cache = args.cache or tempfile.mkdtemp(prefix="cpu-speed-")
+    os.environ["DIFFUSIONDESK_CACHE"] = args.cache  # the engine's OpenVINO cache
+
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "cpu_speed",
+        "model": "SD 1.5 architecture, random weights",
+        "size": f"{args.size}x{args.size}",
+        "steps": args.steps,
+        "scheduler": SCHEDULER,
+        "guidance": GUIDANCE,
+        "threads": torch.get_num_threads(),
+        "cpu_bf16_units": devices.cpu_bf16_units(),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+    fp32 = build_pipeline(torch.float32)
+    bf16 = to_bf16(fp32)
+    args.tiny = tiny_autoencoder(torch.bfloat16) if "tiny" in args.paths else None
+    ov_model = None
+    if "openvino" in args.paths:
+        report["openvino"], ov_model = openvino_times(bf16, Path(args.cache), args.size)
+    report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
+    del ov_model
+    report.update(pictures(args, fp32, bf16))
+    picture = report[f"picture_{args.steps}_steps"]
+    report["goals"] = {
+        "picture_at_most_30_s": picture["engine_default_s"] <= 30,
+        "picture_at_least_4.5x": picture["speedup"] >= 4.5,
+        "one_step_at_most_2.5_s": report["picture_1_step_unguided"]["engine_default_s"] <= 2.5,
+        "unet_correlation_above_0.999": all(
+            v > 0.999 for v in report["unet_correlation_vs_float32"].values()
+        ),
+    }
+    del fp32, bf16
+    if not args.no_starter:
+        report["starter_20_steps_128px"] = starter(args)
+    if not args.no_rss:
+        report["peak_rss_mb_per_path"] = peak_rss_per_path(args)
+    report["load_average_at_end"] = os.getloadavg()[0]
+    report["bench_seconds"] = round(time.perf_counter() - started)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

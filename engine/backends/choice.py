@@ -1,0 +1,331 @@
+"""Which backend runs a loaded model's UNet (and VAE decode) for a job, and getting it
+ready: OpenVINO conversion and compilation, torch.compile, or plain torch.
+
+"auto" uses OpenVINO where it is installed and measured faster for this model on this
+machine: the first job of a model converts it, times one UNet call of each backend at
+that job's shape, and remembers the answer in <cache>/backend_choices.json, so later
+jobs (and later runs of the application) do not measure again. "torch" and "openvino"
+force a backend. torch.compile is a separate opt-in for the torch backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from engine import guidance_cutoff
+from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
+from engine.backends import BACKEND_NAMES, openvino_backend
+
+if TYPE_CHECKING:
+    from engine.models import LoadedModel
+
+Progress = Callable[[str, float], None]
+ShouldCancel = Callable[[], bool]
+CHOICES_FILE = "backend_choices.json"
+COMPILE_COST = (
+    "torch.compile of the UNet: the first picture at each new size first compiles for "
+    "about a minute or two (longer on a busy machine); later pictures at that size are "
+    "faster. Pictures at many sizes are better off without --compile."
+)
+
+
+def cache_root() -> Path:
+    """DiffusionDesk's cache folder (XDG; DIFFUSIONDESK_CACHE overrides)."""
+    override = os.environ.get("DIFFUSIONDESK_CACHE")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "diffusiondesk"
+
+
+def check_backend_name(name: str) -> str:
+    key = (name or "auto").strip().lower()
+    if key not in BACKEND_NAMES:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"Unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}.",
+        )
+    if key == "openvino" and not openvino_backend.available():
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "The OpenVINO backend needs the openvino package: "
+            "pip install 'diffusiondesk[openvino]', or choose the torch backend.",
+        )
+    return key
+
+
+def unet_batch(request: GenerationRequest, model: LoadedModel, images: int) -> tuple[int, ...]:
+    """The UNet batch sizes a job uses: doubled while it guides, single after a cut-off."""
+    guided = request.guidance_scale > 1 and model.pipe.unet.config.time_cond_proj_dim is None
+    if not guided:
+        return (images,)
+    if guidance_cutoff.is_on(request.guidance_cutoff):
+        return (2 * images, images)
+    return (2 * images,)
+
+
+@dataclass
+class Session:
+    """What one job runs with; a context manager around the pipeline call."""
+
+    label: str  # added to the device description, e.g. "OpenVINO"
+    warnings: list[str] = field(default_factory=list)
+    _enter: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+    def __enter__(self) -> Session:
+        self._context = self._enter()
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._context.__exit__(*exc)
+
+
+class Accelerator:
+    """Per engine, worker thread only: prepares each job's backend."""
+
+    def __init__(
+        self, backend: str = "auto", compile_unet: bool = False, cache_dir: Path | None = None
+    ) -> None:
+        self.backend = check_backend_name(backend)
+        self.compile_unet = compile_unet
+        self.cache_dir = cache_dir or cache_root()
+        self._ov: dict[int, openvino_backend.OpenVINOModel] = {}  # by id(unet)
+        self._compiled: dict[int, Any] = {}  # id(unet) -> compiled forward
+
+    def release(self) -> None:
+        self._ov.clear()
+        self._compiled.clear()
+
+    # ------------------------------------------------------------------ per job
+
+    def prepare(
+        self,
+        model: LoadedModel,
+        request: GenerationRequest,
+        images: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+    ) -> Session:
+        width, height = request.width, request.height
+        batches = unet_batch(request, model, images)
+        unet = model.pipe.unet
+        if self.backend != "torch" and model.device.type == "cpu":
+            reason = openvino_backend.unsupported_reason(unet)
+            if reason is None and openvino_backend.available():
+                if self.backend == "auto" and self._remembered(model) == "torch":
+                    return self._torch(model, batches[0], height, width, progress)
+                ov_model = self._openvino(model, progress, should_cancel)
+                if self._wants_openvino(model, ov_model, batches[0], height, width, progress):
+                    for batch in batches:
+                        self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
+                    decode = width * height <= 1024 * 1024  # larger ones decode in tiles
+                    return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
+            elif self.backend == "openvino":
+                why = reason or "openvino is not installed"
+                return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
+        return self._torch(model, batches[0], height, width, progress)
+
+    def _torch(
+        self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
+    ) -> Session:
+        if self.compile_unet:
+            return self._torch_compile(model, batch, height, width, progress)
+        return Session("")
+
+    # ------------------------------------------------------------------ the choice
+
+    def _choice_key(self, model: LoadedModel) -> str:
+        """Per model (by source and architecture), dtype and OpenVINO version: a LoRA
+        fused into the weights does not change which backend is faster."""
+        config = json.dumps(dict(model.pipe.unet.config), sort_keys=True, default=str)
+        arch = hashlib.blake2b(config.encode(), digest_size=6).hexdigest()
+        dtype = str(model.dtype).removeprefix("torch.")
+        return f"{model.source}|{arch}|{dtype}|openvino {openvino_backend.version()}"
+
+    def _remembered(self, model: LoadedModel) -> str | None:
+        entry = _read_json(self.cache_dir / CHOICES_FILE).get(self._choice_key(model))
+        return entry.get("backend") if isinstance(entry, dict) else None
+
+    # ------------------------------------------------------------------ OpenVINO
+
+    def _openvino(
+        self, model: LoadedModel, progress: Progress, should_cancel: ShouldCancel
+    ) -> openvino_backend.OpenVINOModel:
+        unet, vae = model.pipe.unet, model.pipe.vae
+        # The fingerprint each job (hundredths of a second): add-ons may change weights.
+        folder = openvino_backend.cache_folder(self.cache_dir, unet, vae)
+        known = self._ov.get(id(unet))
+        if known is not None and known.key == folder.name:
+            return known
+        progress("checking for a converted OpenVINO model", 0.0)
+        if not openvino_backend.is_cached(folder):
+            openvino_backend.convert_to_cache(
+                unet, vae, folder, model.dtype, progress, should_cancel
+            )
+        if should_cancel():
+            raise JobCancelled()
+        ov_model = openvino_backend.OpenVINOModel(unet, vae, folder, model.dtype)
+        self._ov = {id(unet): ov_model}  # one model at a time, like the model manager
+        return ov_model
+
+    def _compile_ov(
+        self,
+        ov_model: openvino_backend.OpenVINOModel,
+        batch: int,
+        height: int,
+        width: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+    ) -> None:
+        shapes = ov_model.unet_shapes(batch, height, width)
+        if not ov_model.unet_part.is_compiled_for(shapes):
+            progress(f"compiling OpenVINO for {width}x{height}, batch {batch}", 0.95)
+            ov_model.unet_part.compile_for(shapes)
+        if ov_model.decoder_part is not None and batch <= 4:
+            ov_model.decoder_part.compile_for(ov_model.decoder_shapes(1, height, width))
+        if should_cancel():
+            raise JobCancelled()
+
+    def _wants_openvino(
+        self,
+        model: LoadedModel,
+        ov_model: openvino_backend.OpenVINOModel,
+        batch: int,
+        height: int,
+        width: int,
+        progress: Progress,
+    ) -> bool:
+        if self.backend == "openvino":
+            return True
+        remembered = self._remembered(model)
+        if remembered is not None:
+            return remembered == "openvino"
+        progress("measuring torch against OpenVINO on this machine (once per model)", 0.97)
+        torch_s, ov_s = measure_unet(model, ov_model, batch, height, width)
+        choices_path = self.cache_dir / CHOICES_FILE
+        choices = _read_json(choices_path)
+        choices[self._choice_key(model)] = {
+            "backend": "openvino" if ov_s < torch_s else "torch",
+            "torch_s": round(torch_s, 4),
+            "openvino_s": round(ov_s, 4),
+            "shape": f"{width}x{height}x{batch}",
+            "openvino": openvino_backend.version(),
+        }
+        _write_json(choices_path, choices)
+        return ov_s < torch_s
+
+    # ------------------------------------------------------------------ torch.compile
+
+    def _torch_compile(
+        self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
+    ) -> Session:
+        unet = model.pipe.unet
+        if id(unet) not in self._compiled:
+            progress(COMPILE_COST, 0.9)
+            # Inductor's freezing folds the weights into the graph: faster on the CPU.
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
+            self._compiled = {id(unet): torch.compile(type(unet).forward.__get__(unet))}
+        compiled = self._compiled[id(unet)]
+        eager = type(unet).forward.__get__(unet)
+        session = Session("torch.compile", [COMPILE_COST])
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if self._compiled.get(id(unet)) is None:
+                return eager(*args, **kwargs)
+            try:
+                return compiled(*args, **kwargs)
+            except JobCancelled:
+                raise
+            except Exception as exc:  # no C++ compiler, an unsupported op ...: run eager
+                self._compiled[id(unet)] = None
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                session.warnings.append(
+                    f"torch.compile failed ({type(exc).__name__}: {first[:200]}); the UNet "
+                    "ran without it."
+                )
+                return eager(*args, **kwargs)
+
+        @contextlib.contextmanager
+        def active() -> Iterator[None]:
+            unet.forward = forward
+            try:
+                yield
+            finally:
+                vars(unet).pop("forward", None)
+
+        session._enter = active
+        return session
+
+
+def example_unet_inputs(
+    unet: Any, batch: int, height: int, width: int, dtype: torch.dtype
+) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """Inputs of a UNet call at a job's shape (random values: speed does not depend on
+    them)."""
+    config = unet.config
+    hidden = config.cross_attention_dim
+    hidden = hidden[0] if isinstance(hidden, list | tuple) else hidden
+    args = (
+        torch.randn(batch, config.in_channels, height // 8, width // 8, dtype=dtype),
+        torch.tensor(500.0),
+        torch.randn(batch, 77, hidden, dtype=dtype),
+    )
+    kwargs: dict[str, Any] = {}
+    if openvino_backend.is_sdxl_unet(unet):
+        pooled = unet.add_embedding.linear_1.in_features - 6 * config.addition_time_embed_dim
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(batch, pooled, dtype=dtype),
+            "time_ids": torch.ones(batch, 6, dtype=dtype) * 512,
+        }
+    return args, kwargs
+
+
+def measure_unet(
+    model: LoadedModel,
+    ov_model: openvino_backend.OpenVINOModel,
+    batch: int,
+    height: int,
+    width: int,
+) -> tuple[float, float]:
+    """Seconds per UNet call in torch and in OpenVINO, after one warm-up call each."""
+    unet = model.pipe.unet
+    args, kwargs = example_unet_inputs(unet, batch, height, width, model.dtype)
+    timings = []
+    for forward in (type(unet).forward.__get__(unet), ov_model.unet_forward):
+        with torch.inference_mode():
+            forward(*args, **kwargs)
+            runs = []
+            for _ in range(2):  # the faster of two: a shared machine adds noise
+                start = time.perf_counter()
+                forward(*args, **kwargs)
+                runs.append(time.perf_counter() - start)
+            timings.append(min(runs))
+    return timings[0], timings[1]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

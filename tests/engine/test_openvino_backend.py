@@ -1,0 +1,173 @@
+"""The OpenVINO backend on the tiny models: its pictures match torch's, it runs inside
+the same pipeline (previews, cancel, continue), its conversion is cached, cancellable
+and never left half-written, and "auto" measures once and remembers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from engine_helpers import TINY, TINY_INPAINT, TINY_SDXL, WAIT, Recorder, box_mask, picture, request
+
+from engine.api import Cancelled, Finished, JobCancelled, ModelLoading, ResumeFrom, Started, Step
+from engine.backends import choice, openvino_backend
+from engine.worker import Engine
+
+pytest.importorskip("openvino")
+pytestmark = pytest.mark.slow  # each tiny model's conversion takes seconds
+
+
+@pytest.fixture(scope="module")
+def ov_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ov-cache")
+
+
+@pytest.fixture
+def make_engine(tiny_models, ov_cache, monkeypatch):
+    monkeypatch.setenv("DIFFUSIONDESK_CACHE", str(ov_cache))
+    engines: list[Engine] = []
+
+    def make(backend: str) -> tuple[Engine, Recorder]:
+        engine = Engine(tiny_models, backend=backend)
+        recorder = Recorder()
+        engine.add_listener(recorder)
+        engines.append(engine)
+        return engine, recorder
+
+    yield make
+    for engine in engines:
+        engine.shutdown(10)
+
+
+def pixels(result: Finished) -> list[np.ndarray]:
+    return [np.asarray(image).astype(int) for image in result.images]
+
+
+@pytest.mark.parametrize(
+    "source, extra",
+    [
+        (TINY, {"batch_size": 2}),
+        (TINY_SDXL, {}),
+        (TINY_INPAINT, {}),
+        (TINY, {"init_image": picture(), "mask": box_mask(), "strength": 1.0}),
+    ],
+    ids=["sd1-batch", "sdxl", "9-channel-inpaint", "inpaint"],
+)
+def test_openvino_pictures_match_torch(make_engine, source, extra):
+    job = request(model=source, steps=4, **extra)
+    torch_engine, _ = make_engine("torch")
+    reference = torch_engine.generate(job, WAIT)
+    ov_engine, events = make_engine("openvino")
+    result = ov_engine.generate(job, WAIT)
+    assert isinstance(result, Finished), result
+    started = events.of(result.job_id, Started)[0]
+    assert started.device.endswith(", OpenVINO")
+    assert len(events.of(result.job_id, Step)) == 4 and len(result.step_previews) == 4
+    for ours, theirs in zip(pixels(result), pixels(reference), strict=True):
+        assert np.abs(ours - theirs).max() <= 3
+
+
+def test_openvino_is_converted_once_and_then_read_from_the_cache(make_engine, ov_cache):
+    engine, events = make_engine("openvino")
+    first = engine.generate(request(steps=2), WAIT)
+    assert isinstance(first, Finished), first
+    again, events_again = make_engine("openvino")
+    second = again.generate(request(steps=2, width=48), WAIT)
+    assert isinstance(second, Finished), second
+    stages = [e.stage for e in events_again.of(second.job_id, ModelLoading)]
+    assert not any("converting" in stage for stage in stages)
+    assert any("compiling OpenVINO for 48x32, batch 2" in stage for stage in stages)
+    folders = [p for p in (ov_cache / "openvino").iterdir() if p.is_dir()]
+    assert all(openvino_backend.is_cached(p) for p in folders)
+    assert not [p for p in folders if ".part-" in p.name]
+
+
+def test_openvino_runs_inside_the_pipeline_so_cancel_and_continue_work(make_engine):
+    engine, events = make_engine("openvino")
+
+    def cancel_at_two(event):
+        if isinstance(event, Step) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    engine.add_listener(cancel_at_two)
+    cancelled = engine.generate(request(steps=5, scheduler="Euler"), WAIT)
+    assert isinstance(cancelled, Cancelled) and cancelled.step == 2
+    engine.remove_listener(cancel_at_two)
+    resumed = engine.generate(request(resume=ResumeFrom(cancelled.job_id, 2)), WAIT)
+    assert isinstance(resumed, Finished), resumed
+    assert [s.step for s in events.of(resumed.job_id, Step)] == [3, 4, 5]
+    full = engine.generate(request(steps=5, scheduler="Euler"), WAIT)
+    assert np.abs(pixels(full)[0] - pixels(resumed)[0]).max() <= 2
+    cut = engine.generate(request(steps=6, batch_size=2, guidance_cutoff=0.5), WAIT)
+    assert isinstance(cut, Finished), cut
+
+
+def test_cancel_during_conversion_leaves_no_half_written_cache(tiny_models, tmp_path):
+    model = tiny_models.get(TINY_INPAINT, lambda *_: None, lambda: False)
+    folder = tmp_path / "openvino" / "model"
+    stages: list[str] = []
+    with pytest.raises(JobCancelled):
+        openvino_backend.convert_to_cache(
+            model.pipe.unet,
+            model.pipe.vae,
+            folder,
+            torch.float32,
+            lambda stage, _: stages.append(stage),
+            lambda: bool(stages),  # cancel as soon as the first stage began
+        )
+    assert stages == ["converting the UNet to OpenVINO (once per model)"]
+    assert list((tmp_path / "openvino").iterdir()) == []
+
+
+def test_auto_measures_once_and_remembers_the_faster_backend(make_engine, ov_cache, monkeypatch):
+    measured: list[int] = []
+
+    def fake_measure(*_args):
+        measured.append(1)
+        return 1.0, 2.0  # torch faster
+
+    monkeypatch.setattr(choice, "measure_unet", fake_measure)
+    engine, events = make_engine("auto")
+    result = engine.generate(request(steps=2), WAIT)
+    assert isinstance(result, Finished), result
+    assert not events.of(result.job_id, Started)[0].device.endswith("OpenVINO")
+    choices = json.loads((ov_cache / choice.CHOICES_FILE).read_text())
+    assert [c["backend"] for c in choices.values()] == ["torch"]
+    again, events = make_engine("auto")
+    assert isinstance(again.generate(request(steps=2), WAIT), Finished)
+    assert measured == [1]  # remembered
+    key = next(iter(choices))
+    choices[key]["backend"] = "openvino"
+    (ov_cache / choice.CHOICES_FILE).write_text(json.dumps(choices))
+    third, events = make_engine("auto")
+    result = third.generate(request(steps=2), WAIT)
+    assert events.of(result.job_id, Started)[0].device.endswith(", OpenVINO")
+
+
+def test_calls_the_graph_cannot_serve_go_to_the_torch_unet(tiny_models, ov_cache):
+    model = tiny_models.get(TINY, lambda *_: None, lambda: False)
+    accelerator = choice.Accelerator("openvino", cache_dir=ov_cache)
+    ov_model = accelerator._openvino(model, lambda *_: None, lambda: False)
+    unet = model.pipe.unet
+    args, kwargs = choice.example_unet_inputs(unet, 2, 32, 32, torch.float32)
+    with torch.no_grad():
+        expected = unet(*args, **kwargs).sample
+        served = ov_model.unet_forward(*args, **kwargs).sample
+        scaled = ov_model.unet_forward(*args, cross_attention_kwargs={"scale": 1.0}).sample
+    torch.testing.assert_close(served, expected, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(scaled, expected)  # the torch UNet itself
+    assert "forward" not in vars(unet)
+
+
+def test_the_fingerprint_changes_with_the_weights(tiny_models):
+    unet = copy.deepcopy(tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.unet)
+    before = openvino_backend.weights_fingerprint(unet)
+    assert openvino_backend.weights_fingerprint(unet) == before
+    weight = unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q.weight
+    with torch.no_grad():
+        weight += 0.01  # what fusing a LoRA does
+    assert openvino_backend.weights_fingerprint(unet) != before
