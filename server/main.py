@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="serve on a Ray cluster (no address: start a local one)",
     )
+    p.add_argument("--replicas", type=int, default=2, help="Ray: most replicas (autoscaled)")
+    p.add_argument("--gpus-per-replica", type=float, default=0.0, help="Ray: GPUs per replica")
     return p
 
 

@@ -99,6 +99,7 @@ def test_binding_beyond_loopback_is_recognised():
         (["--port", "70000"], "--port"),
         (["--tls-cert", "/nonexistent.pem"], "go together"),
         (["--models", "/nonexistent-folder"], "not a folder"),
+        (["--ray", "--replicas", "0"], "--replicas"),
     ],
 )
 def test_bad_server_arguments_exit_with_one_sentence(argv, message, capsys):
