@@ -143,5 +143,5 @@ def deploy(
         options["autoscaling_config"] = autoscaling(replicas)
     else:
         options["num_replicas"] = replicas
-    app = EngineReplica.options(**options).bind(engine_factory)
+    app = EngineReplica.options(**options).bind(engine_factory)  # type: ignore[attr-defined]
     return serve.run(app, name=APP_NAME, route_prefix=None)
