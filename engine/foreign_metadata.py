@@ -174,7 +174,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
     into: PNG text chunks, EXIF UserComment/ImageDescription, ComfyUI's EXIF tags, and
     XMP fields (as "xmp:<name>")."""
     texts: dict[str, str] = {}
-    info: dict[str, Any] = dict(image.info)
+    info: dict[Any, Any] = dict(image.info)
     with contextlib.suppress(Exception):  # a PNG's late text chunks may be damaged
         info.update(getattr(image, "text", {}) or {})
     for key, value in info.items():
@@ -457,8 +457,9 @@ def _invokeai(texts: dict[str, str]) -> _Collector | None:
     except ParserError:
         return None
     got = _from_prompt_info(INVOKEAI, info)
-    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata")) or {}
-    image = record.get("image") if isinstance(record.get("image"), dict) else record
+    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata"))
+    record = record if isinstance(record, dict) else {}
+    image = record["image"] if isinstance(record.get("image"), dict) else record
     got.size(image.get("width"), image.get("height"))
     if not got.model_name:
         model = record.get("model")

@@ -23,7 +23,6 @@ from diffusers import (
     StableDiffusionXLPipeline,
 )
 
-import engine
 from engine import devices, hub, single_file
 from engine.api import (
     STARTER_MODEL,
@@ -34,6 +33,7 @@ from engine.api import (
     ShouldCancel,
 )
 from engine.memory import free_memory
+from engine.resources import model_configs_dir, resources_dir, starter_model_dir
 
 FAMILIES = ("sd1", "sd2", "sdxl")
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
@@ -42,16 +42,8 @@ PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code wh
 ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
-MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+MODEL_CONFIGS = model_configs_dir()
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def resources_dir() -> Path:
-    return Path(engine.__file__).resolve().parent.parent / "resources"
-
-
-def starter_model_dir() -> Path:
-    return resources_dir() / "starter-model"
 
 
 def default_tiny_vae_dirs() -> dict[str, Path]:

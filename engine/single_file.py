@@ -36,8 +36,9 @@ from engine.checkpoint_keys import (  # the one key-prefix table, shared with th
     UNET_PREFIX,
     VAE_PREFIXES,
 )
+from engine.resources import model_configs_dir
 
-CLIP_TOKENIZER = Path(__file__).resolve().parent / "model_configs" / "clip_tokenizer"
+CLIP_TOKENIZER = model_configs_dir() / "clip_tokenizer"
 
 # ComfyUI's test for SD 2.x v-prediction weights: this norm's bias spreads wider in them.
 _SD2_V_PROBE = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"

@@ -87,6 +87,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_layout()
+        if self.settings.notice:  # settings set aside: say so, without blocking anything
+            self.workspace.show_error(self.settings.notice)
 
     @property
     def closed(self) -> bool:
@@ -355,7 +357,9 @@ class MainWindow(QMainWindow):
         entry = entry or self.workspace.history.current
         if entry is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save as", entry.name, "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save as", entry.name, "Pictures (*.png *.jpg *.jpeg *.webp)"
+        )
         if path:
             self.workspace.save_entry_as(entry, Path(path))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -120,7 +121,7 @@ class _Row:
             KIND_NAMES.get(AssetKind(entry.kind), entry.kind)
             if entry.kind in AssetKind._value2member_map_
             else entry.kind,
-            FAMILY_NAMES.get(entry.family, entry.family),
+            "unreadable" if entry.problem else FAMILY_NAMES.get(entry.family, entry.family),
             format_size(entry.size),
             "",
             entry.folder,
@@ -305,7 +306,13 @@ class ScanFeeder(QObject):
         library = self.model.library
         self.summary = {}
         self._seen = 0
-        self.scan = BackgroundScan(library.folders(), library.index_path, sorted(library.hidden()))
+        try:
+            self.scan = BackgroundScan(
+                library.folders(), library.index_path, sorted(library.hidden())
+            )
+        except (OSError, RuntimeError) as exc:  # no process could start (limits, a bare script)
+            self.ended.emit(f"The model scan could not start: {exc}".splitlines()[0])
+            return
         self.progressed.emit("Scanning model folders…")
         self._timer.start(0)
 
@@ -613,11 +620,11 @@ class ModelsDialog(QDialog):
         own.setEnabled(False)
         for folder in self.library.added_folders():
             sub = self.folders_menu.addMenu(str(folder))
-            sub.addAction("Remove from the library", lambda f=folder: self.remove_folder(f))
+            sub.addAction("Remove from the library", partial(self.remove_folder, folder))
 
-    def _save(self, change: object) -> None:
+    def _save(self, change: Callable[[], None]) -> None:
         try:
-            change()  # type: ignore[operator]
+            change()
         except OSError as exc:
             self.status.setText(f"Could not save the library's list: {exc}")
 
