@@ -34,7 +34,7 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from engine.addons.lora import LoraCache, LoraMerger, LoraUse  # noqa: E402
-from engine.models import MODEL_CONFIGS  # noqa: E402
+from engine.resources import model_configs_dir  # noqa: E402
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in",
                 "proj_out")  # fmt: skip
@@ -43,9 +43,9 @@ TE_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 
 def build(dtype: torch.dtype) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     torch.manual_seed(0)
-    unet_config = UNet2DConditionModel.load_config(MODEL_CONFIGS / "sd1" / "unet")
+    unet_config = UNet2DConditionModel.load_config(model_configs_dir() / "sd1" / "unet")
     unet = UNet2DConditionModel.from_config(unet_config).to(dtype).eval()
-    te_config = CLIPTextConfig.from_pretrained(MODEL_CONFIGS / "sd1" / "text_encoder")
+    te_config = CLIPTextConfig.from_pretrained(model_configs_dir() / "sd1" / "text_encoder")
     return unet, CLIPTextModel(te_config).to(dtype).eval()
 
 

@@ -14,7 +14,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +35,7 @@ from engine.api import (
 )
 from engine.memory import free_memory
 from engine.plan import check_inputs, make_plan
+from engine.protocols import ModelProvider
 from engine.sampling import PipelineRunner, Trajectory
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Engine:
 
     def __init__(
         self,
-        models: Any = None,
+        models: ModelProvider | None = None,
         *,
         device: str = "auto",
         dtype: str = "auto",
@@ -100,7 +100,7 @@ class Engine:
             from engine.models import ModelManager
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
-        self._models = models
+        self._models: ModelProvider = models
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
