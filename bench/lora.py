@@ -68,7 +68,7 @@ def write_lora(unet, te, rank: int, path: Path, seed: int) -> int:
             tensors[f"{key}.lora_down.weight"] = down.reshape(rank, *weight.shape[1:]).half()
             tensors[f"{key}.lora_up.weight"] = up.reshape(
                 out, rank, *(1,) * (weight.ndim - 2)
-            ).half()  # noqa: E501
+            ).half()
             tensors[f"{key}.alpha"] = torch.tensor(rank / 2)
     save_file(tensors, str(path), metadata={"ss_base_model_version": "sd_v1"})
     return path.stat().st_size
@@ -81,7 +81,7 @@ def step_seconds(unet, latents, t, context) -> float:
     return time.perf_counter() - start
 
 
-def timed(action) -> float:  # noqa: ANN001
+def timed(action) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start

@@ -382,3 +382,17 @@ def test_a_model_name_from_another_tool_resolves_to_the_library_path(tmp_path: P
     assert resolve_model_name("ink", fresh) is None  # a LoRA is not a model to use
     assert resolve_model_name("dreamshaper_8", fresh) is None
     assert resolve_model_name("", fresh) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{oops", b'{"version": 1, "entries": [[1], "x", null, ["a", "b"]]}', b'{"version": 99}'],
+)
+def test_a_damaged_index_is_rebuilt_by_the_next_scan(tmp_path: Path, content: bytes) -> None:
+    write_safetensors(tmp_path / "m" / "a.safetensors", SD1_KEYS)
+    library = ModelLibrary(tmp_path / "data")
+    library.add_folder(tmp_path / "m")
+    library.index_path.write_bytes(content)
+    assert library.load() == []
+    assert library.scan()["headers_read"] == 1
+    assert [e.name for e in ModelLibrary(tmp_path / "data").load()] == ["a"]
