@@ -4,9 +4,9 @@ Reading: a .safetensors LoRA in the kohya/A1111 layout (`lora_unet_…`, `lora_t
 `lora_te1_/lora_te2_` for SDXL, LyCORIS LoCon included), the diffusers layout or the
 PEFT layout goes through diffusers' own `lora_state_dict` (its kohya and SDXL block
 conversions) and `convert_*_to_peft`, so the key names are diffusers' business, not
-ours. What comes out is, per target layer, a down (A) and an up (B) matrix with the
-kohya alpha/rank scale folded into B once, cached between jobs (a LoRA used again
-costs no file read, conversion or dtype cast).
+ours. What comes out is, per target layer, a down (A) and an up (B) matrix in the
+model's dtype with the kohya alpha/rank scale folded into B once, cached between jobs
+(a LoRA used again costs no file read, conversion or dtype cast).
 
 Applying: each touched layer gets `W += weight · B @ A` in place, computed in W's own
 dtype (float32, bfloat16 or float16) with one `addmm_`, and W's original values are
@@ -117,15 +117,18 @@ def _declared_family(metadata: dict[str, str], keys: list[str]) -> str | None:
     return None
 
 
-def _fold_kohya_alphas(raw: dict[str, torch.Tensor]) -> None:
-    """kohya's W += alpha/rank · up @ down: fold alpha/rank into up, drop the alphas."""
+def _kohya_scales(raw: dict[str, torch.Tensor]) -> dict[int, float]:
+    """kohya's W += alpha/rank · up @ down: the alpha/rank of each up tensor, by the
+    tensor's identity (the key conversion renames keys but keeps the tensors); the
+    alphas are taken out of the state dict."""
+    scales: dict[int, float] = {}
     for key in [k for k in raw if k.endswith(".alpha")]:
         alpha = raw.pop(key)
         name = key[: -len(".alpha")]
         down, up = raw.get(f"{name}.lora_down.weight"), raw.get(f"{name}.lora_up.weight")
-        if down is None or up is None:
-            continue
-        raw[f"{name}.lora_up.weight"] = up.float() * (float(alpha) / down.shape[0])
+        if down is not None and up is not None:
+            scales[id(up)] = float(alpha) / down.shape[0]
+    return scales
 
 
 def _peft_keys(component: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -191,7 +194,7 @@ def read_lora(path: Path, family: str, dtype: torch.dtype) -> LoraFile:
             )
     keys = list(raw)
     declared = _declared_family(metadata, keys)
-    _fold_kohya_alphas(raw)
+    scales = _kohya_scales(raw)
     try:
         state, _ = loader.lora_state_dict(raw)
     except Exception as exc:
@@ -214,11 +217,16 @@ def read_lora(path: Path, family: str, dtype: torch.dtype) -> LoraFile:
             up = peft.get(f"{module}.lora_B.weight")
             if up is None:
                 continue
-            up = up.float()
+            scale = scales.get(id(up), 1.0)
             module_alpha = pattern.get(module, alpha)
             if module_alpha is not None:
-                up = up * (float(module_alpha) / down.shape[0])
-            found[module] = LoraLayer(down.to(dtype).contiguous(), up.to(dtype).contiguous())
+                scale = float(module_alpha) / down.shape[0]
+            # One pass each: cast to the model's dtype, then scale the (small) up factor
+            # in place; the file's tensors are ours, so in place is safe.
+            up = up.to(dtype).contiguous()
+            if scale != 1.0:
+                up.mul_(scale)
+            found[module] = LoraLayer(down.to(dtype).contiguous(), up)
         if found:
             layers[component] = found
     if not layers:
