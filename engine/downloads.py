@@ -232,7 +232,7 @@ def _plan_hub(repo_id: str, models_folder: Path, token: str | None) -> DownloadP
             tqdm_class=_SilentBar,
             dry_run=True,
         )
-    except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+    except Exception as exc:  # every hub failure becomes one sentence
         raise _hub_error(repo_id, exc) from exc
     names = [f.filename for f in listing]
     if "model_index.json" not in names:
@@ -491,7 +491,7 @@ class Download:
             )
         except DownloadCancelled:
             raise
-        except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+        except Exception as exc:  # every hub failure becomes one sentence
             if self.cancelled:
                 raise DownloadCancelled() from exc
             raise _hub_error(plan.source, exc) from exc
