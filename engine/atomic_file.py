@@ -1,6 +1,6 @@
 """The one way DiffusionDesk writes a file: atomically, with a sentence when it cannot.
 
-`write_atomic` writes into a temporary file beside the target, flushes it to disk and
+`atomic_write` writes into a temporary file beside the target, flushes it to disk and
 renames it over the target with os.replace, so the target is either the old file or
 the complete new one: a full disk, a read-only folder or a crash never leaves half a
 PNG behind. `SaveError` carries one sentence saying what happened and what to do.
@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from engine.api import EngineError, ErrorKind
 
@@ -68,7 +68,7 @@ def describe_os_error(exc: OSError, path: Path) -> str:
     return f"{path.name} could not be saved in {folder} ({reason}); choose another folder."
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Create path's folder if needed and write it through write(file), atomically.
 
     Raises SaveError (with the OSError as its cause) when the disk refuses; nothing is
@@ -96,8 +96,5 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     return path
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    def write(f: BinaryIO) -> None:
-        f.write(data)
-
-    return write_atomic(path, write)
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))

@@ -232,7 +232,7 @@ def _plan_hub(repo_id: str, models_folder: Path, token: str | None) -> DownloadP
             tqdm_class=_SilentBar,
             dry_run=True,
         )
-    except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+    except Exception as exc:  # every hub failure becomes one sentence
         raise _hub_error(repo_id, exc) from exc
     names = [f.filename for f in listing]
     if "model_index.json" not in names:
@@ -304,6 +304,12 @@ def _plan_url(url: str, folder: Path, token: str | None) -> DownloadPlan:
         ) as response:
             headers = response.headers
             final_url = response.geturl()
+            if headers.get("Content-Type", "").lower().startswith("text/html"):
+                raise DownloadError(
+                    f"{urllib.parse.urlparse(url).hostname} answered with a web page, not a "
+                    "model file: use the file's download link (on CivitAI the Download "
+                    "button's link; on Hugging Face a …/resolve/main/… link)."
+                )
             total: int | None = None
             content_range = headers.get("Content-Range", "")
             if response.status == 206 and "/" in content_range:
@@ -491,7 +497,7 @@ class Download:
             )
         except DownloadCancelled:
             raise
-        except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+        except Exception as exc:  # every hub failure becomes one sentence
             if self.cancelled:
                 raise DownloadCancelled() from exc
             raise _hub_error(plan.source, exc) from exc

@@ -202,7 +202,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
                 texts.setdefault(name, _cap(rest))
             elif tag == _IMAGE_DESCRIPTION and value.strip():
                 texts.setdefault("ImageDescription", _cap(value))
-    except Exception:  # noqa: BLE001 - malformed EXIF: the other texts still count
+    except Exception:  # malformed EXIF: the other texts still count
         pass
     return {k: v.replace("\x00", "") for k, v in texts.items() if v}
 
@@ -569,6 +569,6 @@ def read_picture_settings(
         if own is not None:
             return own
         collected = _collect(texts)
-    except Exception:  # noqa: BLE001 - hostile or damaged metadata: as if none
+    except Exception:  # hostile or damaged metadata: as if none
         return None
     return collected.result(resolve_model) if collected is not None else None

@@ -22,8 +22,10 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine import validation
-from engine.api import STARTER_MODEL, GenerationRequest, ResumeFrom, SchedulerName
-from engine.atomic_file import write_atomic
+from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.atomic_file import atomic_write
+from engine.model_files import is_checkpoint
+from engine.schedulers import NAMES
 
 A1111_KEY = "parameters"
 JSON_KEY = "diffusiondesk"
@@ -77,7 +79,6 @@ MAX_TEXT_CHARS = 200_000
 # A key of the A1111 parameters line: a word character, then these (" Model hash").
 _KEY_CHARS = frozenset(" -/+.()_")
 _NEGATIVE = "Negative prompt:"
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -94,7 +95,7 @@ def model_name(model: str) -> str:
     if model == STARTER_MODEL:
         return model
     path = Path(model)
-    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.is_absolute() or path.exists():
+    if is_checkpoint(path) or path.is_absolute() or path.exists():
         return path.stem or model
     return model  # a hub id stays whole
 
@@ -111,9 +112,9 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     ]
     if request.batch_size != 1:
         params.append(("Batch size", str(request.batch_size)))
-    if request.mode != "txt2img":
+    if request.mode is not Mode.TXT2IMG:
         params.append(("Denoising strength", str(float(request.strength))))
-    if request.mode == "inpaint":
+    if request.mode is Mode.INPAINT:
         params.append(("Mask blur", str(request.mask_blur)))
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
@@ -162,7 +163,7 @@ def save_png(
     the old one or the complete new one, never half written. Raises atomic_file.SaveError
     (an OSError) with a sentence saying what to do when the disk refuses."""
     info = png_info(request, seed)
-    return write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=info))
+    return atomic_write(path, lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -369,7 +370,7 @@ def _scheduler(value: Any) -> str:
         mapped = sampler_from_name(value)
         if mapped is not None:
             return mapped
-    raise _Rejected("a sampler DiffusionDesk has (" + ", ".join(validation.SCHEDULER_NAMES) + ")")
+    raise _Rejected("a sampler DiffusionDesk has (" + ", ".join(NAMES) + ")")
 
 
 def _model(value: Any) -> str:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from engine import metadata
 from engine.api import GenerationRequest
-from engine.atomic_file import write_atomic
+from engine.atomic_file import atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
@@ -65,4 +65,4 @@ def save_picture(
         options.update(quality=JPEG_QUALITY)
     else:
         options.update(quality=WEBP_QUALITY)
-    return write_atomic(path, lambda f: image.save(f, format=kind, **options))
+    return atomic_write(path, lambda f: image.save(f, format=kind, **options))

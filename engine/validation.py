@@ -7,32 +7,25 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import TypeGuard
 
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom, SchedulerName
+from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom
+from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
-MAX_STEPS = 1000  # the models' own training schedule has 1000 timesteps
 MAX_GUIDANCE = 100.0
 MAX_BATCH = 16
 MAX_SIDE = 4096
 # Width x height x batch beyond which a job would not fit in memory on ordinary hardware.
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**64 - 1
-SCHEDULER_NAMES = tuple(s.value for s in SchedulerName)
 MAX_MASK_BLUR = 256
 MAX_PADDING = MAX_SIDE
 # Far beyond any text encoder's window (77 tokens is about 300 characters); longer text
 # is a paste gone wrong, and tokenizing megabytes would stall the job.
 MAX_PROMPT_CHARS = 20_000
 MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
-# Schedulers whose own schedule caps the steps (LCM distils 50 original steps).
-_STEP_CAPS = {SchedulerName.LCM.value: 50}
-
-
-def max_steps_for(scheduler: str) -> int:
-    """The most steps this scheduler can run; the form and the engine share it."""
-    return _STEP_CAPS.get(scheduler, MAX_STEPS) if isinstance(scheduler, str) else MAX_STEPS
 
 
 def short(value: object, limit: int = 40) -> str:
@@ -80,7 +73,7 @@ def cleaned(request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
     return (request.with_changes(**changes) if changes else request), notes
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
@@ -162,10 +155,8 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
                 f"({pixels / 1e6:.1f} megapixels; the most is {max_pixels / 1e6:.1f}); "
                 "choose a smaller size or batch"
             )
-    if not isinstance(r.scheduler, str) or r.scheduler not in SCHEDULER_NAMES:
-        found.append(
-            f"unknown scheduler {short(r.scheduler)}; choose one of: {', '.join(SCHEDULER_NAMES)}"
-        )
+    if not isinstance(r.scheduler, str) or r.scheduler not in NAMES:
+        found.append(f"unknown scheduler {short(r.scheduler)}; choose one of: {', '.join(NAMES)}")
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
     cutoff = r.guidance_cutoff

@@ -14,7 +14,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -34,10 +33,12 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
 from engine.out_of_memory import suggestion as out_of_memory_suggestion
 from engine.plan import check_inputs, make_plan
+from engine.protocols import ModelProvider
 from engine.sampling import PipelineRunner, Trajectory
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Engine:
 
     def __init__(
         self,
-        models: Any = None,
+        models: ModelProvider | None = None,
         *,
         device: str = "auto",
         dtype: str = "auto",
@@ -96,12 +97,12 @@ class Engine:
             from engine.models import ModelManager
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
-        self._models = models
+        self._models: ModelProvider = models
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: Listeners[[Event]] = Listeners()
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._pending: list[int] = []
         self._ids = itertools.count(1)
@@ -122,13 +123,10 @@ class Engine:
         return self._models.device_description
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+        self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
         if not isinstance(request, GenerationRequest):
@@ -197,13 +195,7 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("an engine listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     def _finish(self, job: _Job, event: Event) -> None:
         job.result = event

@@ -48,7 +48,7 @@ def copy_file(source: Path, target: Path) -> None:
             "in the history instead.",
             exc.errno,
         ) from exc
-    atomic_file.write_bytes_atomic(target, data)
+    atomic_file.atomic_write_bytes(target, data)
 
 
 def save_failed_message(exc: BaseException, folder: Path) -> str:

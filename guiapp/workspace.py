@@ -17,7 +17,7 @@ from PySide6.QtCore import QMimeData, QObject, QSize, Signal
 from PySide6.QtGui import QImage
 
 from engine.api import ErrorKind, GenerationRequest, JobState, ResumeFrom
-from engine.atomic_file import SaveError, write_atomic
+from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
@@ -383,7 +383,7 @@ class Workspace(Observable):
                 save_picture(qimage_to_pil(entry.image), path, entry.request, seed)
             else:
                 picture = qimage_to_pil(entry.image)
-                write_atomic(path, lambda f: picture.save(f, format="PNG"))
+                atomic_write(path, lambda f: picture.save(f, format="PNG"))
         except SaveError as exc:
             self.show_error(exc.message)
             return False

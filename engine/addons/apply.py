@@ -32,6 +32,7 @@ from engine.addons.vae import VaeSwitch, resolve
 from engine.api import EngineError, ErrorKind, GenerationRequest
 from engine.asset_folders import AssetKind, asset_folders
 from engine.prompts import LoraTag, extract_extra_networks
+from engine.resources import model_configs_dir
 
 
 @dataclass
@@ -112,8 +113,6 @@ class Addons:
         self._vae_pipes = []
 
     def _attach(self, model: Any) -> None:
-        from engine.models import MODEL_CONFIGS
-
         if self._model is model:
             return
         self.reset()
@@ -126,7 +125,7 @@ class Addons:
         self._model = model
         self._merger = LoraMerger(components, model.family)
         self._embeddings = EmbeddingSet(pipe, model.family)
-        self._vae = VaeSwitch(pipe, (self._config_root or MODEL_CONFIGS) / model.family)
+        self._vae = VaeSwitch(pipe, (self._config_root or model_configs_dir()) / model.family)
 
     def apply(self, model: Any, pipe: Any, request: GenerationRequest) -> AppliedAddons:
         """Put the request's LoRAs, embeddings and VAE on the model (and `pipe`)."""

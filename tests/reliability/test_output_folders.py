@@ -68,7 +68,7 @@ def test_a_disk_that_fills_up_halfway_through_leaves_the_old_file_whole(tmp_path
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(atomic_file.SaveError, match="is full"):
-        atomic_file.write_atomic(path, half_then_full)
+        atomic_file.atomic_write(path, half_then_full)
     assert path.read_bytes() == before and only_files(tmp_path) == ["a.png"]
 
 
