@@ -6,6 +6,7 @@ the window stays usable."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 from reliability_helpers import encode, png_with_header
 
 from engine import atomic_file, metadata
+from engine.api import GenerationRequest
 from guiapp.imaging import qimage_to_array
 
 pytestmark = pytest.mark.gui
@@ -147,3 +149,18 @@ def test_a_vanished_output_folder_is_made_again(qtbot, window, tmp_path):
     generate_one(qtbot, window)
     assert entries(window)[0].path.exists()
     assert strip(window) == ""
+
+
+def test_our_own_record_with_impossible_values_names_what_was_left_out(window, tmp_path):
+    record = metadata.to_record(GenerationRequest(prompt="a tower"), seed=3)
+    record.update(steps=-1, guidance_scale="lots", inpaint_only_masked="false", width=513)
+    info = PngInfo()
+    info.add_text("diffusiondesk", json.dumps(record))
+    path = tmp_path / "ours.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    assert window.workspace.open_image(path) is True
+    for words in ("Steps -1", "Guidance scale 'lots'", "Width 513", "was left out"):
+        assert words in strip(window), strip(window)
+    request = entries(window)[0].request
+    assert request.prompt == "a tower" and request.steps >= 1
+    assert request.inpaint_only_masked is False and request.width % 8 == 0
