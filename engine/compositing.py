@@ -123,11 +123,11 @@ class PreviewCompositor:
     """Turns a step preview of what the pipeline paints (the whole picture, or the crop)
     into a whole-picture preview over the original, with the final composite's alpha.
 
-    The whole picture is drawn at the preview's own detail (as many pixels per image
-    pixel as the preview has over the area it shows: a linear preview of the whole
-    picture stays an eighth of its size, a crop's preview shows the crop finer), never
-    larger than the picture and at most max_side on the long side. The original and the
-    alpha are scaled once per preview size; each step blends only the painted box.
+    The whole picture is drawn at its own size, at most max_side on the long side,
+    whatever the preview's detail: a coarse (latent-sized) preview drawn small would show
+    the kept pixels blurred once the window scales it up, and outside the mask the
+    preview must show the original as the final image will. The original and the alpha
+    are scaled once; each step blends only the painted box.
     """
 
     def __init__(self, setup: InpaintSetup, max_side: int) -> None:
@@ -137,10 +137,8 @@ class PreviewCompositor:
 
     def canvas_size(self, preview_size: tuple[int, int]) -> tuple[int, int]:
         """The whole picture's size for a preview of preview_size (width, height)."""
-        width, height = self._setup.original.size
-        x1, _, x2, _ = self._setup.crop or (0, 0, width, height)
-        scale = min(1.0, preview_size[0] / (x2 - x1))
-        return fit((max(1, round(width * scale)), max(1, round(height * scale))), self._max_side)
+        del preview_size  # the kept pixels decide the size, not the painted ones
+        return fit(self._setup.original.size, self._max_side)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """rgb: H x W x 3 uint8 preview of the pipeline's picture -> whole-picture preview."""

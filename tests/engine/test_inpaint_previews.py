@@ -101,7 +101,7 @@ def test_whole_picture_inpaint_previews_keep_the_original_outside_the_mask(engin
     result = engine.generate(r, WAIT)
     assert isinstance(result, Finished), result
     for preview in (*result.step_previews, *result.noisy_step_previews):
-        assert preview.shape == (8, 8, 3)  # a linear preview of the whole picture: latent size
+        assert preview.shape == (64, 64, 3)  # the picture at its own size, kept pixels exact
         moved = changed(preview, original_at(init, preview))
         assert not (moved & ~inside(MASK_BOX, init, preview)).any()
 
@@ -126,9 +126,10 @@ def test_a_crop_preview_is_pasted_at_its_box_and_scaled_to_the_cap():
     mask = box_mask(size, (600, 200, 700, 300))
     setup = dataclasses.replace(inpaint_setup(init, mask, blur=0), crop=(512, 128, 768, 384))
     compositor = PreviewCompositor(setup, max_side=512)
-    # A latent-sized preview of the 256-pixel crop: the picture at an eighth of its size.
-    assert compositor.canvas_size((32, 32)) == (128, 64)
-    assert compositor(np.zeros((32, 32, 3), np.uint8)).shape == (64, 128, 3)
+    # A latent-sized preview of the 256-pixel crop still shows the whole picture at the
+    # cap, so the kept pixels are the original's, not a blurred eighth of it.
+    assert compositor.canvas_size((32, 32)) == (512, 256)
+    assert compositor(np.zeros((32, 32, 3), np.uint8)).shape == (256, 512, 3)
     crop_preview = np.full((256, 256, 3), 200, np.uint8)  # the crop at full detail
     assert compositor.canvas_size((256, 256)) == (512, 256)  # capped
     out = compositor(crop_preview)
