@@ -326,12 +326,13 @@ def pictures(
 ) -> dict[str, Any]:
     """Whole pictures through the engine (default settings) against plain float32."""
     description = devices.resolve().description
-    engine = Engine(_Fixed(loaded(bf16), description), backend="auto")
+    engine = Engine(_Fixed(loaded(bf16), description), backend=args.backend)
     size, steps = args.size, args.steps
     try:
         # Warm-up at the picture's shape; "auto" measures its backends here (once).
         engine_picture(engine, engine_request(size, 1, 0))
-        chosen = json.loads((Path(args.cache) / choice.CHOICES_FILE).read_text())
+        choices = Path(args.cache) / choice.CHOICES_FILE
+        chosen = json.loads(choices.read_text()) if choices.is_file() else args.backend
         plains, engines, cutoffs, ratios, cut_ratios = [], [], [], [], []
         image_psnr = cut_psnr = math.nan
         for i in range(args.pictures):
@@ -364,7 +365,7 @@ def pictures(
         one_step, one = engine_picture(engine, engine_request(size, 1, 7, guidance_scale=0.0))
         fast_step = None
         if args.tiny is not None:
-            fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend="auto")
+            fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend=args.backend)
             try:
                 engine_picture(fast_engine, engine_request(size, 1, 7, guidance_scale=0.0))
                 fast_step, _ = engine_picture(
@@ -400,7 +401,7 @@ def pictures(
 
 def starter(args: argparse.Namespace) -> dict[str, Any]:
     """The starter model's 20-step picture: default settings against float32 + torch."""
-    default, float32 = Engine(), Engine(dtype="float32", backend="torch")
+    default, float32 = Engine(backend=args.backend), Engine(dtype="float32", backend="torch")
     try:
         request = GenerationRequest(
             prompt="a large red circle in the centre on a blue background", steps=20, seed=3
@@ -477,6 +478,7 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=1, help="picture pairs (plain, ours)")
     parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
+    parser.add_argument("--backend", default="auto", help="the engine's (default: auto)")
     parser.add_argument("--no-starter", action="store_true")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--cache", default=None, help="OpenVINO cache (default: a temp dir)")

@@ -304,14 +304,22 @@ def convert_to_cache(
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=folder.name + ".part-", dir=folder.parent))
+    # openvino's converter turns bfloat16 modules into graphs that compute NaN (2026.4),
+    # so the modules convert in float32 and go back after (bfloat16 -> float32 -> bfloat16
+    # is exact); the IR stores float16 weights and compiles for bfloat16 compute.
+    original, as_float32 = dtype, dtype != torch.float32
     try:
+        if as_float32:  # torch's own to(): diffusers' would warn about keeping fp32 parts
+            torch.nn.Module.to(unet, torch.float32)
+            torch.nn.Module.to(vae, torch.float32)
+            dtype = torch.float32
         progress("converting the UNet to OpenVINO (once per model)", 0.1)
         names, example = _unet_example(unet, dtype)
         model = _convert(_UNetGraph(unet, is_sdxl_unet(unet)), names, example)
         if should_cancel():
             raise JobCancelled()
         progress("saving the converted UNet", 0.5)
-        ov.save_model(model, str(work / "unet.xml"), compress_to_fp16=False)
+        ov.save_model(model, str(work / "unet.xml"), compress_to_fp16=as_float32)
         del model
         if should_cancel():
             raise JobCancelled()
@@ -321,10 +329,13 @@ def convert_to_cache(
         if should_cancel():
             raise JobCancelled()
         progress("saving the converted VAE decoder", 0.9)
-        ov.save_model(decoder, str(work / "vae_decoder.xml"), compress_to_fp16=False)
+        ov.save_model(decoder, str(work / "vae_decoder.xml"), compress_to_fp16=as_float32)
         with contextlib.suppress(FileExistsError, OSError):
             os.replace(work, folder)  # another engine may have finished it first
     finally:
+        if as_float32:
+            torch.nn.Module.to(unet, original)
+            torch.nn.Module.to(vae, original)
         shutil.rmtree(work, ignore_errors=True)
 
 

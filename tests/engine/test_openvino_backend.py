@@ -5,6 +5,7 @@ and never left half-written, and "auto" measures once and remembers."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from engine_helpers import TINY, TINY_INPAINT, TINY_SDXL, WAIT, Recorder, box_mask, picture, request
 
+from engine import devices
 from engine.api import Cancelled, Finished, JobCancelled, ModelLoading, ResumeFrom, Started, Step
 from engine.backends import choice, openvino_backend
 from engine.worker import Engine
@@ -69,6 +71,28 @@ def test_openvino_pictures_match_torch(make_engine, source, extra):
     assert len(events.of(result.job_id, Step)) == 4 and len(result.step_previews) == 4
     for ours, theirs in zip(pixels(result), pixels(reference), strict=True):
         assert np.abs(ours - theirs).max() <= 3
+
+
+def test_a_bfloat16_model_runs_in_openvino_like_in_torch(make_engine, tiny_models):
+    """The default policy on CPUs with bfloat16 units: bfloat16 + channels_last."""
+    pipe = copy.deepcopy(tiny_models.get(TINY, lambda *_: None, lambda: False).pipe)
+    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        torch.nn.Module.to(part, torch.bfloat16)
+    devices.apply_layout(policy, pipe.unet, pipe.vae)
+    base = tiny_models.get(TINY, lambda *_: None, lambda: False)
+    tiny_models.variants["tiny-bf16"] = dataclasses.replace(
+        base, source="tiny-bf16", pipe=pipe, dtype=torch.bfloat16
+    )
+    weights = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    job = request(model="tiny-bf16", steps=4)
+    reference = make_engine("torch")[0].generate(job, WAIT)
+    result = make_engine("openvino")[0].generate(job, WAIT)
+    assert isinstance(result, Finished), result
+    assert np.abs(pixels(result)[0] - pixels(reference)[0]).mean() < 2
+    # Converted in float32 and put back: the same bfloat16 weights, still channels_last.
+    assert all(torch.equal(weights[k], v) for k, v in pipe.unet.state_dict().items())
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_openvino_is_converted_once_and_then_read_from_the_cache(make_engine, ov_cache):
