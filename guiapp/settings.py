@@ -46,6 +46,18 @@ class AppSettings:
             stored = str(value) if type(value) is int else value
             self.qsettings.setValue(f"parameters/{name}", stored)
 
+    def engine_dtype(self) -> str:
+        return str(self.qsettings.value("engine/dtype", "auto"))
+
+    def set_engine_dtype(self, dtype: str) -> None:
+        self.qsettings.setValue("engine/dtype", dtype)
+
+    def engine_backend(self) -> str:
+        return str(self.qsettings.value("engine/backend", "auto"))
+
+    def set_engine_backend(self, backend: str) -> None:
+        self.qsettings.setValue("engine/backend", backend)
+
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")
         return Path(str(value)) if value else default_output_folder()

@@ -43,6 +43,8 @@ class ViewModel(Observable):
     mask_blur = Property(4)
     inpaint_only_masked = Property(False)
     show_noisy = Property(False)
+    guidance_cutoff = Property(1.0)  # 1.0: off
+    fast_decode = Property(False)
 
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
