@@ -120,20 +120,20 @@ def build_pipeline(dtype: torch.dtype, seed: int = 0) -> StableDiffusionPipeline
     return pipe
 
 
-def to_bf16(pipe: StableDiffusionPipeline) -> StableDiffusionPipeline:
-    """A bfloat16 copy of pipe's weights (the float32 ones stay), UNet and VAE in
-    channels_last: what the default policy loads on a CPU with bfloat16 units."""
+def copy_as(pipe: StableDiffusionPipeline, dtype: torch.dtype) -> StableDiffusionPipeline:
+    """A copy of pipe's weights in dtype; in bfloat16 the UNet and VAE go channels_last
+    (what the default policy loads on a CPU with bfloat16 units)."""
     parts: dict[str, Any] = {}
     for name in ("unet", "vae"):
         module = getattr(pipe, name)
-        state = {k: v.to(torch.bfloat16) for k, v in module.state_dict().items()}
-        with torch.device("meta"):  # no second float32 copy on the way
+        state = {k: v.to(dtype).contiguous() for k, v in module.state_dict().items()}
+        with torch.device("meta"):  # no second random initialisation on the way
             shell = type(module).from_config(module.config)
         shell.load_state_dict(state, assign=True)
         assert not any(t.is_meta for t in [*shell.parameters(), *shell.buffers()])
         parts[name] = shell.eval()
-    parts["text_encoder"] = copy.deepcopy(pipe.text_encoder).to(torch.bfloat16)
-    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    parts["text_encoder"] = copy.deepcopy(pipe.text_encoder).to(dtype)
+    policy = devices.DevicePolicy(torch.device("cpu"), dtype, channels_last=dtype == torch.bfloat16)
     devices.apply_layout(policy, parts["unet"], parts["vae"])
     out = StableDiffusionPipeline(
         **parts,
@@ -505,12 +505,17 @@ def main() -> None:
         "cpu_bf16_units": devices.cpu_bf16_units(),
         "load_average_at_start": os.getloadavg()[0],
     }
-    fp32 = build_pipeline(torch.float32)
-    bf16 = to_bf16(fp32)
+    # bfloat16 first and the OpenVINO conversion before the float32 copy exists: the
+    # conversion's peak memory then does not add to a float32 model's. The float32
+    # baseline holds the same (bfloat16-representable) weights.
+    bf16 = build_pipeline(torch.bfloat16)
+    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    devices.apply_layout(policy, bf16.unet, bf16.vae)
     args.tiny = tiny_autoencoder(torch.bfloat16) if "tiny" in args.paths else None
     ov_model = None
     if "openvino" in args.paths:
         report["openvino"], ov_model = openvino_times(bf16, Path(args.cache), args.size)
+    fp32 = copy_as(bf16, torch.float32)
     report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
     del ov_model
     report.update(pictures(args, fp32, bf16))

@@ -39,6 +39,11 @@ COMPILE_COST = (
 )
 
 
+def _pipe(model: LoadedModel) -> Any:
+    """The loaded pipeline, as the Stable Diffusion families have it (unet, vae)."""
+    return model.pipe
+
+
 def cache_root() -> Path:
     """DiffusionDesk's cache folder (XDG; DIFFUSIONDESK_CACHE overrides)."""
     override = os.environ.get("DIFFUSIONDESK_CACHE")
@@ -66,7 +71,7 @@ def check_backend_name(name: str) -> str:
 
 def unet_batch(request: GenerationRequest, model: LoadedModel, images: int) -> tuple[int, ...]:
     """The UNet batch sizes a job uses: doubled while it guides, single after a cut-off."""
-    guided = request.guidance_scale > 1 and model.pipe.unet.config.time_cond_proj_dim is None
+    guided = request.guidance_scale > 1 and _pipe(model).unet.config.time_cond_proj_dim is None
     if not guided:
         return (images,)
     if guidance_cutoff.is_on(request.guidance_cutoff):
@@ -87,7 +92,7 @@ class Session:
         self._context.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._context.__exit__(*exc)
 
 
@@ -119,7 +124,7 @@ class Accelerator:
     ) -> Session:
         width, height = request.width, request.height
         batches = unet_batch(request, model, images)
-        unet = model.pipe.unet
+        unet = _pipe(model).unet
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():
@@ -148,7 +153,7 @@ class Accelerator:
     def _choice_key(self, model: LoadedModel) -> str:
         """Per model (by source and architecture), dtype and OpenVINO version: a LoRA
         fused into the weights does not change which backend is faster."""
-        config = json.dumps(dict(model.pipe.unet.config), sort_keys=True, default=str)
+        config = json.dumps(dict(_pipe(model).unet.config), sort_keys=True, default=str)
         arch = hashlib.blake2b(config.encode(), digest_size=6).hexdigest()
         dtype = str(model.dtype).removeprefix("torch.")
         return f"{model.source}|{arch}|{dtype}|openvino {openvino_backend.version()}"
@@ -162,7 +167,7 @@ class Accelerator:
     def _openvino(
         self, model: LoadedModel, progress: Progress, should_cancel: ShouldCancel
     ) -> openvino_backend.OpenVINOModel:
-        unet, vae = model.pipe.unet, model.pipe.vae
+        unet, vae = _pipe(model).unet, _pipe(model).vae
         # The fingerprint each job (hundredths of a second): add-ons may change weights.
         folder = openvino_backend.cache_folder(self.cache_dir, unet, vae)
         known = self._ov.get(id(unet))
@@ -230,7 +235,7 @@ class Accelerator:
     def _torch_compile(
         self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
     ) -> Session:
-        unet = model.pipe.unet
+        unet = _pipe(model).unet
         if id(unet) not in self._compiled:
             progress(COMPILE_COST, 0.9)
             # Inductor's freezing folds the weights into the graph: faster on the CPU.
@@ -301,7 +306,7 @@ def measure_unet(
     width: int,
 ) -> tuple[float, float]:
     """Seconds per UNet call in torch and in OpenVINO, after one warm-up call each."""
-    unet = model.pipe.unet
+    unet = _pipe(model).unet
     args, kwargs = example_unet_inputs(unet, batch, height, width, model.dtype)
     timings = []
     for forward in (type(unet).forward.__get__(unet), ov_model.unet_forward):

@@ -48,7 +48,7 @@ def available() -> bool:
 
 
 def version() -> str:
-    import openvino as ov
+    import openvino as ov  # type: ignore[import-untyped]
 
     return str(ov.get_version())
 
@@ -88,7 +88,8 @@ class _UNetGraph(torch.nn.Module):
 
     def __init__(self, unet: torch.nn.Module, sdxl: bool) -> None:
         super().__init__()
-        self.unet, self.sdxl = unet, sdxl
+        self.unet: Any = unet
+        self.sdxl = sdxl
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         sample, timestep, hidden = inputs[:3]
@@ -101,7 +102,7 @@ class _DecoderGraph(torch.nn.Module):
 
     def __init__(self, vae: torch.nn.Module) -> None:
         super().__init__()
-        self.vae = vae
+        self.vae: Any = vae
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         post = getattr(self.vae, "post_quant_conv", None)
@@ -129,8 +130,8 @@ def _unet_example(unet: Any, dtype: torch.dtype) -> tuple[list[str], tuple[torch
 
 def _convert(graph: torch.nn.Module, names: list[str], example: tuple[torch.Tensor, ...]) -> Any:
     """Trace and convert; float32 at the model's edges whatever the weights' dtype."""
-    import openvino as ov
-    from openvino.preprocess import PrePostProcessor
+    import openvino as ov  # type: ignore[import-untyped]
+    from openvino.preprocess import PrePostProcessor  # type: ignore[import-untyped]
 
     with torch.no_grad():
         model = ov.convert_model(graph, example_input=example)
@@ -188,7 +189,7 @@ class OpenVINOModel:
     """A loaded model's UNet and VAE decoder in OpenVINO."""
 
     def __init__(self, unet: Any, vae: Any, folder: Path, dtype: torch.dtype) -> None:
-        import openvino as ov
+        import openvino as ov  # type: ignore[import-untyped]
 
         self.unet, self.vae = unet, vae
         self.key = folder.name  # the fingerprint: weights, OpenVINO version, export code
@@ -300,7 +301,7 @@ def convert_to_cache(
 ) -> None:
     """Convert both parts into folder (atomically: a half-written cache is never read).
     Cancel is honoured between the stages."""
-    import openvino as ov
+    import openvino as ov  # type: ignore[import-untyped]
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=folder.name + ".part-", dir=folder.parent))
