@@ -130,16 +130,45 @@ class Accelerator:
             if reason is None and openvino_backend.available():
                 if self.backend == "auto" and self._remembered(model) == "torch":
                     return self._torch(model, batches[0], height, width, progress)
-                ov_model = self._openvino(model, progress, should_cancel)
-                if self._wants_openvino(model, ov_model, batches[0], height, width, progress):
-                    for batch in batches:
-                        self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
-                    decode = width * height <= 1024 * 1024  # larger ones decode in tiles
-                    return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
+                try:
+                    session = self._openvino_session(
+                        model, batches, height, width, progress, should_cancel
+                    )
+                except (JobCancelled, EngineError, MemoryError):
+                    raise
+                except Exception as exc:  # a converter or compiler failure: torch runs it
+                    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                    self._remember(model, "torch", failed=f"{type(exc).__name__}: {first}")
+                    torch_session = self._torch(model, batches[0], height, width, progress)
+                    torch_session.warnings.append(
+                        f"OpenVINO could not run this model ({type(exc).__name__}: {first}); "
+                        "torch ran it."
+                    )
+                    return torch_session
+                if session is not None:
+                    return session
             elif self.backend == "openvino":
                 why = reason or "openvino is not installed"
                 return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
         return self._torch(model, batches[0], height, width, progress)
+
+    def _openvino_session(
+        self,
+        model: LoadedModel,
+        batches: tuple[int, ...],
+        height: int,
+        width: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+    ) -> Session | None:
+        """The OpenVINO session, or None where "auto" measured torch faster."""
+        ov_model = self._openvino(model, progress, should_cancel)
+        if not self._wants_openvino(model, ov_model, batches[0], height, width, progress):
+            return None
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
+        decode = width * height <= 1024 * 1024  # larger ones decode in tiles
+        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
 
     def _torch(
         self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
@@ -218,17 +247,24 @@ class Accelerator:
             return remembered == "openvino"
         progress("measuring torch against OpenVINO on this machine (once per model)", 0.97)
         torch_s, ov_s = measure_unet(model, ov_model, batch, height, width)
+        self._remember(
+            model,
+            "openvino" if ov_s < torch_s else "torch",
+            torch_s=round(torch_s, 4),
+            openvino_s=round(ov_s, 4),
+            shape=f"{width}x{height}x{batch}",
+        )
+        return ov_s < torch_s
+
+    def _remember(self, model: LoadedModel, backend: str, **details: Any) -> None:
+        """Only "auto" remembers: a forced backend measures nothing."""
+        if self.backend != "auto":
+            return
         choices_path = self.cache_dir / CHOICES_FILE
         choices = _read_json(choices_path)
-        choices[self._choice_key(model)] = {
-            "backend": "openvino" if ov_s < torch_s else "torch",
-            "torch_s": round(torch_s, 4),
-            "openvino_s": round(ov_s, 4),
-            "shape": f"{width}x{height}x{batch}",
-            "openvino": openvino_backend.version(),
-        }
-        _write_json(choices_path, choices)
-        return ov_s < torch_s
+        choices[self._choice_key(model)] = {"backend": backend, **details}
+        with contextlib.suppress(OSError):  # a read-only cache: measure again next time
+            _write_json(choices_path, choices)
 
     # ------------------------------------------------------------------ torch.compile
 

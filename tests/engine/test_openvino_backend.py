@@ -195,3 +195,22 @@ def test_the_fingerprint_changes_with_the_weights(tiny_models):
     with torch.no_grad():
         weight += 0.01  # what fusing a LoRA does
     assert openvino_backend.weights_fingerprint(unet) != before
+
+
+def test_a_conversion_failure_runs_torch_with_a_warning_and_is_remembered(
+    make_engine, ov_cache, monkeypatch
+):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("unsupported operation aten::frobnicate")
+
+    monkeypatch.setattr(openvino_backend, "convert_to_cache", broken)
+    monkeypatch.setattr(openvino_backend, "is_cached", lambda _folder: False)
+    engine, events = make_engine("auto")
+    result = engine.generate(request(model=TINY_INPAINT, steps=2, seed=9), WAIT)
+    assert isinstance(result, Finished), result
+    assert any("OpenVINO could not run this model (RuntimeError" in w for w in result.warnings)
+    choices = json.loads((ov_cache / choice.CHOICES_FILE).read_text())
+    failed = [c for k, c in choices.items() if k.startswith(TINY_INPAINT + "|")]
+    assert failed and failed[0]["backend"] == "torch" and "frobnicate" in failed[0]["failed"]
+    again = engine.generate(request(model=TINY_INPAINT, steps=2, seed=9), WAIT)
+    assert isinstance(again, Finished) and not again.warnings  # remembered: no new try
