@@ -147,6 +147,10 @@ class GenerationRequest:
     guidance_cutoff: float | None = None
     fast_decode: bool = False
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
+    vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
+    # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
+    # models folder); empty: DiffusionDesk's own.
+    model_folders: tuple[str, ...] = ()
 
     @property
     def mode(self) -> Mode:
@@ -191,7 +195,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Step:
-    """One denoising step. Previews are uint8 arrays H x W x 3 of the first batch image."""
+    """One denoising step. Previews are uint8 arrays H x W x 3 of the first batch image.
+
+    Every preview shows the whole picture in image coordinates, with the request's aspect
+    ratio, at most preview.MAX_PREVIEW_SIDE on the long side. For inpainting it is already
+    composited over the original with the final composite's feathered alpha (an "only
+    masked area" crop pasted back at its box): show it as it is, never blend it again.
+    """
 
     job_id: int
     step: int  # 1..total
@@ -209,7 +219,7 @@ class Finished:
     seeds: tuple[int, ...]
     request: GenerationRequest  # the full parameters, seed filled in
     timings: dict[str, float]  # "load", "sampling", "decode", "total" (seconds)
-    # The whole trajectory, one entry per step, for scrubbing after the run.
+    # The whole trajectory, one entry per step, for scrubbing after the run (as Step's).
     step_previews: tuple[np.ndarray, ...] = ()
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).

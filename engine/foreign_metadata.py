@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+from sd_parsers.exceptions import ParserError
+from sd_parsers.parsers import ComfyUIParser, FooocusParser, InvokeAIParser, NovelAIParser
 
 from engine import metadata
 from engine.api import GenerationRequest
@@ -172,7 +174,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
     into: PNG text chunks, EXIF UserComment/ImageDescription, ComfyUI's EXIF tags, and
     XMP fields (as "xmp:<name>")."""
     texts: dict[str, str] = {}
-    info: dict[str, Any] = dict(image.info)
+    info: dict[Any, Any] = dict(image.info)
     with contextlib.suppress(Exception):  # a PNG's late text chunks may be damaged
         info.update(getattr(image, "text", {}) or {})
     for key, value in info.items():
@@ -200,7 +202,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
                 texts.setdefault(name, _cap(rest))
             elif tag == _IMAGE_DESCRIPTION and value.strip():
                 texts.setdefault("ImageDescription", _cap(value))
-    except Exception:  # noqa: BLE001 - malformed EXIF: the other texts still count
+    except Exception:  # malformed EXIF: the other texts still count
         pass
     return {k: v.replace("\x00", "") for k, v in texts.items() if v}
 
@@ -427,15 +429,16 @@ def _from_prompt_info(tool: str, info: Any) -> _Collector:
 
 
 def _comfyui(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import ComfyUIParser
-
     prompt = _json(texts.get("prompt"))
     if not isinstance(prompt, dict):
         return None
     workflow = _json(texts.get("workflow"))
     if not isinstance(workflow, dict) or not isinstance(workflow.get("links"), list):
         workflow = {"links": []}  # an API-format save: the graph alone
-    info = ComfyUIParser().parse({"prompt": prompt, "workflow": workflow})
+    try:
+        info = ComfyUIParser().parse({"prompt": prompt, "workflow": workflow})
+    except ParserError:
+        return None
     got = _from_prompt_info(COMFYUI, info)
     latents = info.metadata.get("EmptyLatentImage") or info.metadata.get("EmptySD3LatentImage")
     if isinstance(latents, list) and latents and isinstance(latents[0], dict):
@@ -444,15 +447,19 @@ def _comfyui(texts: dict[str, str]) -> _Collector | None:
 
 
 def _invokeai(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import InvokeAIParser
-
     keys = ("invokeai_metadata", "sd-metadata", "Dream")
     if not any(k in texts for k in keys):
         return None
-    info = InvokeAIParser().parse({k: texts[k] for k in (*keys, "invokeai_graph") if k in texts})
+    try:
+        info = InvokeAIParser().parse(
+            {k: texts[k] for k in (*keys, "invokeai_graph") if k in texts}
+        )
+    except ParserError:
+        return None
     got = _from_prompt_info(INVOKEAI, info)
-    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata")) or {}
-    image = record.get("image") if isinstance(record.get("image"), dict) else record
+    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata"))
+    record = record if isinstance(record, dict) else {}
+    image = record["image"] if isinstance(record.get("image"), dict) else record
     got.size(image.get("width"), image.get("height"))
     if not got.model_name:
         model = record.get("model")
@@ -461,12 +468,13 @@ def _invokeai(texts: dict[str, str]) -> _Collector | None:
 
 
 def _novelai(texts: dict[str, str]) -> _Collector | None:
-    from sd_parsers.parsers import NovelAIParser
-
     if not {"Comment", "Description"} <= texts.keys():
         return None
     params = {"Source": texts.get("Source", ""), **texts}
-    info = NovelAIParser().parse(params)
+    try:
+        info = NovelAIParser().parse(params)
+    except ParserError:  # a "Comment" chunk of some other program
+        return None
     got = _from_prompt_info(NOVELAI, info)
     got.steps(info.metadata.get("steps"))  # sd-parsers leaves NovelAI's steps in metadata
     got.size(info.metadata.get("width"), info.metadata.get("height"))
@@ -475,9 +483,6 @@ def _novelai(texts: dict[str, str]) -> _Collector | None:
 
 
 def _fooocus(record: dict, text: str) -> _Collector:
-    from sd_parsers.exceptions import ParserError
-    from sd_parsers.parsers import FooocusParser
-
     try:
         got = _from_prompt_info(FOOOCUS, FooocusParser().parse({"parameters": text}))
     except ParserError:  # no base_model_hash, which sd-parsers insists on
@@ -563,6 +568,6 @@ def read_picture_settings(
         if own is not None:
             return own
         collected = _collect(texts)
-    except Exception:  # noqa: BLE001 - hostile or damaged metadata: as if none
+    except Exception:  # hostile or damaged metadata: as if none
         return None
     return collected.result(resolve_model) if collected is not None else None

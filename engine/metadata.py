@@ -14,14 +14,15 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine.api import STARTER_MODEL, GenerationRequest, ResumeFrom, SchedulerName
+from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.atomic_file import atomic_write
+from engine.model_files import is_checkpoint
 
 A1111_KEY = "parameters"
 JSON_KEY = "diffusiondesk"
@@ -30,6 +31,8 @@ APP_NAME = "DiffusionDesk"
 
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
+# Request fields that describe this machine, not the picture: never stored.
+_LOCAL_FIELDS = ("model_folders",)
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral
@@ -71,7 +74,6 @@ _SAMPLERS: dict[str, SchedulerName] = {
 _PARAM = re.compile(r'\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 _NEGATIVE = "Negative prompt:"
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -88,7 +90,7 @@ def model_name(model: str) -> str:
     if model == STARTER_MODEL:
         return model
     path = Path(model)
-    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.is_absolute() or path.exists():
+    if is_checkpoint(path) or path.is_absolute() or path.exists():
         return path.stem or model
     return model  # a hub id stays whole
 
@@ -105,9 +107,9 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     ]
     if request.batch_size != 1:
         params.append(("Batch size", str(request.batch_size)))
-    if request.mode != "txt2img":
+    if request.mode is not Mode.TXT2IMG:
         params.append(("Denoising strength", str(float(request.strength))))
-    if request.mode == "inpaint":
+    if request.mode is Mode.INPAINT:
         params.append(("Mask blur", str(request.mask_blur)))
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
@@ -115,6 +117,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += addon_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -128,6 +131,8 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
+        if f.name in _LOCAL_FIELDS:
+            continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
         elif isinstance(value, ResumeFrom):
@@ -151,20 +156,8 @@ def save_png(
 ) -> Path:
     """Write image as a PNG with its parameters, atomically: the file at path is either
     the old one or the complete new one, never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=png_info(request, seed))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    info = png_info(request, seed)
+    return atomic_write(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -243,7 +236,7 @@ def from_record(text: str) -> GenerationRequest | None:
     values: dict[str, Any] = {}
     defaults = GenerationRequest(prompt="")
     for name, value in record.items():
-        if name not in known or name in _IMAGE_FIELDS:
+        if name not in known or name in _IMAGE_FIELDS or name in _LOCAL_FIELDS:
             continue
         if name == "resume":
             values[name] = _resume(value)
@@ -375,4 +368,88 @@ def parse_a1111(text: str) -> GenerationRequest:
             values["strength"] = strength
     if fields.get("Inpaint area", "").strip().lower() == "only masked":
         values["inpaint_only_masked"] = True
+    values.update(addon_values(fields))
     return GenerationRequest(**values)
+
+
+# ----------------------------------------------------------------------------- add-ons
+
+
+def addon_params(request: GenerationRequest) -> list[tuple[str, str]]:
+    """A1111's add-on fields for a request: Clip skip, TI hashes, Lora hashes, VAE hash
+    and VAE, with the hashes computed as A1111 computes them (engine/addons/hashes.py).
+    The `<lora:…>` tags stay in the prompt, which is written as it was typed."""
+    from engine.addons import files, hashes
+    from engine.prompts import lora_names
+
+    params: list[tuple[str, str]] = []
+    if isinstance(request.clip_skip, int) and request.clip_skip > 1:
+        params.append(("Clip skip", str(request.clip_skip)))
+    roots = files.roots_of(request.model_folders)
+    embeddings = files.embedding_files(roots)
+    used = files.mentioned([request.prompt, request.negative_prompt], embeddings)
+    if used:
+        ti = {name: hashes.embedding_hash(embeddings[name]) for name in used}
+        params.append(("TI hashes", hashes.format_hashes(ti)))
+    loras = {}
+    for name in lora_names(request.prompt):
+        path = files.lora_path(name, roots)
+        if path is not None:
+            loras[name] = hashes.lora_hash(path)
+    if loras:
+        params.append(("Lora hashes", hashes.format_hashes(loras)))
+    if request.vae:
+        path = files.vae_path(request.vae, roots)
+        if path is not None and path.is_file():
+            params.append(("VAE hash", hashes.vae_hash(path)))
+        params.append(("VAE", path.name if path is not None else request.vae))
+    return params
+
+
+def addon_values(fields: dict[str, str]) -> dict[str, Any]:
+    """Request values from A1111's add-on fields (Clip skip, VAE)."""
+    values: dict[str, Any] = {}
+    try:
+        clip_skip = int(fields.get("Clip skip", "1").strip())
+    except ValueError:
+        clip_skip = 1
+    if 1 <= clip_skip <= 12:
+        values["clip_skip"] = clip_skip
+    vae = fields.get("VAE", "").strip()
+    if vae and vae.lower() not in ("none", "automatic"):
+        values["vae"] = vae
+    return values
+
+
+def missing_addons(
+    source: str | os.PathLike[str] | Image.Image, model_folders: tuple[str, ...] = ()
+) -> list[str]:
+    """Sentences naming the LoRAs, embeddings and VAE a picture was made with that are
+    not on this machine (or are a different file of the same name, by hash)."""
+    from engine.addons import files, hashes
+    from engine.prompts import lora_names
+
+    texts = read_texts(source)
+    if A1111_KEY not in texts:
+        return []
+    prompt, negative, fields = parse_a1111_fields(texts[A1111_KEY])
+    roots = files.roots_of(model_folders)
+    lora_hashes = hashes.parse_hashes(fields.get("Lora hashes", ""))
+    ti_hashes = hashes.parse_hashes(fields.get("TI hashes", ""))
+    found: list[str] = []
+    for name in lora_names(prompt):
+        path = files.lora_path(name, roots)
+        if path is None:
+            found.append(f"the LoRA {name} is not in the LoRA folders")
+        elif name in lora_hashes and hashes.lora_hash(path) != lora_hashes[name]:
+            found.append(f"the LoRA {name} here is a different file (hash {lora_hashes[name]})")
+    embeddings = files.embedding_files(roots)
+    for name, value in ti_hashes.items():
+        if name not in embeddings:
+            found.append(f"the embedding {name} is not in the embeddings folders")
+        elif hashes.embedding_hash(embeddings[name]) != value:
+            found.append(f"the embedding {name} here is a different file (hash {value})")
+    vae = addon_values(fields).get("vae")
+    if vae and files.vae_path(vae, roots) is None:
+        found.append(f"the VAE {vae} is not in the VAE folders")
+    return found

@@ -8,11 +8,14 @@ engine is attached.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -22,6 +25,7 @@ from engine.api import EngineLike
 from guiapp.bridge import EngineBridge
 from guiapp.icons import icon
 from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
 
@@ -143,6 +147,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--model", default=None, help="model to select at start")
     parser.add_argument(
+        "pictures", nargs="*", type=Path, help="pictures to open (as from a file manager)"
+    )
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check this install: open the window, start the engine, make one picture with "
+        "the starter model (throw-away settings and folder), print timings as JSON, quit; "
+        "exit code 0 when all worked",
+    )
+    parser.add_argument(
         "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
     )
     parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
@@ -158,6 +172,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started_at = time.perf_counter()
+    # In a frozen bundle the model library's scan process starts by running this
+    # executable again; freeze_support hands that run to multiprocessing.
+    multiprocessing.freeze_support()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     share_the_gil_fairly()
     QApplication.setOrganizationName(ORGANIZATION)
@@ -166,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(icon("app"))
     apply_dark_theme(app)
-    window = MainWindow(EngineBridge())
+    smoke = SmokeTest(started_at) if args.smoke_test else None
+    window = MainWindow(EngineBridge(), smoke.settings if smoke else None)
     if args.model:
         window.form.model = args.model
+    for picture in args.pictures:
+        window.workspace.open_image(picture)
     token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
     starter = EngineStarter(
         (lambda: remote_engine_factory(args.engine, token, starter))
@@ -185,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)
+    if smoke:
+        smoke.watch(window, starter)
     window.show()
     starter.start()
     code = app.exec()
     starter.join(10.0)
     if starter.engine is not None and window.bridge.engine is not starter.engine:
         starter.engine.shutdown(5.0)  # became ready after the window closed
-    return code
+    return smoke.report(code) if smoke else code
 
 
 if __name__ == "__main__":

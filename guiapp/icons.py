@@ -6,10 +6,10 @@ from functools import cache
 
 from PySide6.QtGui import QIcon
 
-from guiapp.resources import icon_path
+from engine.resources import icons_dir
 
 
 @cache
 def icon(name: str) -> QIcon:
-    path = icon_path(name)
+    path = icons_dir() / f"{name}.svg"
     return QIcon(str(path)) if path.exists() else QIcon()

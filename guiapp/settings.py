@@ -1,5 +1,6 @@
 """What the window remembers between runs (QSettings): geometry, panels, last
-parameters, output folder."""
+parameters, output folder. Opening checks, migrates or sets aside the stored settings
+(guiapp/settings_upgrade.py); `notice` says when they had to be set aside."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 from engine.picture_files import SUFFIXES
+from guiapp.settings_upgrade import (
+    BRUSH_SIZE_KEY,
+    DEFAULT_BRUSH_SIZE,
+    FORM_GROUP,
+    coerce,
+    open_settings,
+    stored_form_value,
+)
 from guiapp.state import FormValues, ViewModel
 
 ORGANIZATION = "DiffusionDesk"
@@ -21,30 +30,24 @@ def default_output_folder() -> Path:
     return base / "DiffusionDesk"
 
 
-def _coerce(value: object, kind: type) -> object:
-    if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    return kind(value)
-
-
 class AppSettings:
     def __init__(self, settings: QSettings | None = None) -> None:
-        self.qsettings = settings or QSettings(ORGANIZATION, APPLICATION)
+        opened = open_settings(settings or QSettings(ORGANIZATION, APPLICATION))
+        self.qsettings = opened.qsettings
+        self.notice = opened.notice
 
     def load_form(self) -> FormValues:
         values = ViewModel.defaults()
         for name, default in ViewModel.defaults().items():
-            key = f"parameters/{name}"
+            key = f"{FORM_GROUP}/{name}"
             if self.qsettings.contains(key):
                 with contextlib.suppress(TypeError, ValueError):
-                    values[name] = _coerce(self.qsettings.value(key), type(default))
+                    values[name] = coerce(self.qsettings.value(key), type(default))
         return values
 
     def save_form(self, values: FormValues) -> None:
         for name, value in values.items():
-            # ints as text: a 64-bit seed does not fit QSettings' signed integers
-            stored = str(value) if type(value) is int else value
-            self.qsettings.setValue(f"parameters/{name}", stored)
+            self.qsettings.setValue(f"{FORM_GROUP}/{name}", stored_form_value(value))
 
     def engine_dtype(self) -> str:
         return str(self.qsettings.value("engine/dtype", "auto"))
@@ -78,12 +81,13 @@ class AppSettings:
         self.qsettings.setValue("window/state", state)
 
     def brush_size(self) -> int:
-        with contextlib.suppress(TypeError, ValueError):
-            return int(str(self.qsettings.value("canvas/brush_size", 24)))
-        return 24
+        try:
+            return int(str(self.qsettings.value(BRUSH_SIZE_KEY, DEFAULT_BRUSH_SIZE)).strip())
+        except ValueError:
+            return DEFAULT_BRUSH_SIZE
 
     def set_brush_size(self, size: int) -> None:
-        self.qsettings.setValue("canvas/brush_size", size)
+        self.qsettings.setValue(BRUSH_SIZE_KEY, size)
 
     def save_format(self) -> str:
         """ "PNG", "JPEG" or "WEBP": how finished pictures are saved."""

@@ -45,6 +45,12 @@ class ViewModel(Observable):
     show_noisy = Property(False)
     guidance_cutoff = Property(1.0)  # 1.0: off
     fast_decode = Property(False)
+    clip_skip = Property(1)
+    vae = Property("")
+    # The model folders (from the library) where LoRAs, embeddings and VAEs are found,
+    # and the VAE files found there: this machine's, so never persisted or reused.
+    model_folders: Property[tuple[str, ...]] = Property((), persist=False)
+    vae_choices: Property[tuple[str, ...]] = Property((), persist=False)
 
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -79,7 +85,7 @@ class ViewModel(Observable):
         values = {
             p.name: getattr(request, p.name)
             for p in self.properties()
-            if p.name in REQUEST_FIELDS and getattr(request, p.name) is not None
+            if p.name in REQUEST_FIELDS and p.persist and getattr(request, p.name) is not None
         }
         self.set_values(values)
         if request.seed is not None:

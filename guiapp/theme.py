@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from guiapp.resources import stylesheet_path
+from engine.resources import stylesheet_path
 
 BACKGROUND = QColor(30, 31, 38)
 BASE = QColor(22, 23, 29)

@@ -37,6 +37,7 @@ from guiapp.history import HistoryEntry
 from guiapp.icons import icon
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
+from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_layout()
+        if self.settings.notice:  # settings set aside: say so, without blocking anything
+            self.workspace.show_error(self.settings.notice)
 
     @property
     def closed(self) -> bool:
@@ -125,6 +128,8 @@ class MainWindow(QMainWindow):
         self.queue_dock = self.add_dock("Queue", "queueDock", self.queue_view, "right")
         self.history_strip = HistoryStrip(self.workspace.history, self)
         self.history_dock = self.add_dock("History", "historyDock", self.history_strip, "bottom")
+        self.addons_dock = AddonsDock(self.form, self)
+        self.add_dock("LoRA and embeddings", "addonsDock", self.addons_dock, "right")
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""
@@ -313,6 +318,7 @@ class MainWindow(QMainWindow):
         self.queue_view.removeRequested.connect(ws.remove_job)
         self.history_strip.entrySelected.connect(ws.show_entry)
         self.history_strip.reuseRequested.connect(ws.reuse_parameters)
+        self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
         ws.previewShown.connect(self.canvas.show_preview)
@@ -354,7 +360,9 @@ class MainWindow(QMainWindow):
         entry = entry or self.workspace.history.current
         if entry is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save as", entry.name, "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save as", entry.name, "Pictures (*.png *.jpg *.jpeg *.webp)"
+        )
         if path:
             self.workspace.save_entry_as(entry, Path(path))
 

@@ -14,7 +14,14 @@ A prompt that fits one chunk and has no weights is encoded exactly as diffusers'
 diffusers' `clip_skip` (ours counts the A1111 way: 1 = last layer, 2 = the one before;
 diffusers' clip_skip = ours - 1). For SDXL both encoders run on the same chunks, their
 states are concatenated, and the pooled vector comes from the second encoder's first
-chunk, as in A1111 and diffusers; clip skip applies to both.
+chunk, as in A1111 and diffusers; clip skip applies to both encoders, and to the
+negative prompt too (diffusers' SDXL pipeline leaves it off the negative; A1111 does not).
+An empty SDXL negative prompt gives zeros where the model's config asks for it
+(`force_zeros_for_empty_prompt`), as diffusers does.
+
+Not done: A1111's prompt editing (`[a:b:0.5]`), alternation (`[a|b]`) and `AND`; they
+are read as plain text with brackets, and a multi-vector embedding is not kept whole
+at a chunk boundary.
 
 Families are described by `TextEncoderSlot`s (which tokenizer, which encoder, which
 layer); a family without an entry in `_SLOTS` (the newer ones, whose encoders are not
@@ -29,7 +36,7 @@ from typing import Any
 
 import torch
 
-from engine.api import EngineError, ErrorKind
+from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.prompts import Fragment, parse_prompt
 
 CHUNK_LENGTH = 75  # tokens per chunk, without the start and end tokens
@@ -76,10 +83,10 @@ def _sdxl_slots(pipe: Any) -> list[TextEncoderSlot]:
     return slots
 
 
-_SLOTS: dict[str, Callable[[Any], list[TextEncoderSlot]]] = {
-    "sd1": _sd_slots,
-    "sd2": _sd_slots,
-    "sdxl": _sdxl_slots,
+_SLOTS: dict[ModelFamily, Callable[[Any], list[TextEncoderSlot]]] = {
+    ModelFamily.SD1: _sd_slots,
+    ModelFamily.SD2: _sd_slots,
+    ModelFamily.SDXL: _sdxl_slots,
 }
 
 
@@ -252,7 +259,7 @@ def _pad_to(z: torch.Tensor, empty: torch.Tensor, chunks: int, length: int) -> t
 
 def encode_prompts(
     pipe: Any,
-    family: str,
+    family: ModelFamily,
     prompt: str,
     negative_prompt: str,
     *,

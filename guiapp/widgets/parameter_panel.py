@@ -25,15 +25,16 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import STARTER_MODEL
+from engine.schedulers import NAMES as SCHEDULER_NAMES
 from engine.validation import (
     MAX_BATCH,
     MAX_GUIDANCE,
     MAX_MASK_BLUR,
     MAX_SIDE,
-    SCHEDULER_NAMES,
     max_steps_for,
 )
 from guiapp.state import ViewModel
+from guiapp.widgets.addons_dock import add_form_rows
 from guiapp.widgets.binding import bind, follow
 from guiapp.widgets.buttons import tool_button
 from guiapp.widgets.seed_edit import SeedEdit
@@ -62,6 +63,7 @@ class ParameterPanel(QWidget):
         self._add_scheduler_row()
         self._add_model_row()
         self._add_inpaint_rows()
+        add_form_rows(self, model)  # clip skip and VAE (guiapp/widgets/addons_dock.py)
 
     def _row(self, label: str, *widgets: QWidget, stretch: tuple[int, ...] = (1,)) -> None:
         """A form row of one widget, or of several side by side (stretch factors in order,

@@ -399,3 +399,15 @@ def test_sampler_names_of_every_tool_map_to_ours(
     name: str, schedule: str, ours: str | None
 ) -> None:
     assert our_sampler(name, schedule) == ours
+
+
+def test_a_comment_chunk_of_another_program_does_not_hide_a1111_settings(tmp_path: Path) -> None:
+    text = samples.A1111_TEXT.format(version="v1.10.1")
+    path = samples.save(
+        tmp_path / "a.png",
+        png_texts={"parameters": text, "Comment": "edited in GIMP", "Description": "holiday"},
+    )
+    found = read_picture_settings(path)
+    assert (
+        found is not None and found.tool == "AUTOMATIC1111" and dict(found.values) == A1111_VALUES
+    )
