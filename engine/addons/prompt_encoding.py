@@ -309,6 +309,11 @@ def encode_prompts(
     return PromptEmbeddings(kwargs, warnings, chunks)
 
 
+# The truncation warning quotes at most this much of the ignored text.
+EXCERPT_TOKENS = 12
+EXCERPT_CHARS = 60
+
+
 def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
     """For pipelines that encode the text themselves: what their tokenizer cuts off."""
     tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
@@ -321,9 +326,12 @@ def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[st
             continue
         ids = tokenizer(text, truncation=False).input_ids
         if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
+            # Quote only the start of what was cut: the rest could be pages long.
+            end = min(limit - 1 + EXCERPT_TOKENS, len(ids) - 1)
+            ignored = tokenizer.decode(ids[limit - 1 : end], skip_special_tokens=True).strip()
+            more = "…" if end < len(ids) - 1 else ""
             found.append(
                 f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
+                f'{limit - 2}; the end was ignored, from "{ignored[:EXCERPT_CHARS]}{more}".'
             )
     return found
