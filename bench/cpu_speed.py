@@ -58,7 +58,8 @@ from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 from engine import devices, single_file  # noqa: E402
 from engine.api import Finished, GenerationRequest  # noqa: E402
 from engine.backends import choice, openvino_backend  # noqa: E402
-from engine.models import MODEL_CONFIGS, LoadedModel  # noqa: E402
+from engine.models import LoadedModel  # noqa: E402
+from engine.resources import model_configs_dir  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
 from engine.worker import Engine  # noqa: E402
 
@@ -66,7 +67,7 @@ PROMPT = "a photograph of an astronaut riding a horse"
 NEGATIVE = "blurry, low quality"
 GUIDANCE = 7.5
 SCHEDULER = "DPM++ 2M"
-CONFIGS = MODEL_CONFIGS / "sd1"
+CONFIGS = model_configs_dir() / "sd1"
 
 
 class _Fixed:
@@ -75,7 +76,7 @@ class _Fixed:
     def __init__(self, model: LoadedModel, description: str) -> None:
         self.model, self.device_description = model, description
 
-    def get(self, source, progress, should_cancel) -> LoadedModel:  # noqa: ANN001
+    def get(self, source, progress, should_cancel) -> LoadedModel:
         return self.model
 
     def release(self) -> None:

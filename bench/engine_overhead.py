@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.api import STARTER_MODEL, Finished, GenerationRequest  # noqa: E402
-from engine.models import LoadedModel, ModelManager, starter_model_dir  # noqa: E402
+from engine.models import LoadedModel, ModelManager  # noqa: E402
+from engine.resources import starter_model_dir  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
 from engine.worker import Engine  # noqa: E402
 
@@ -35,7 +36,7 @@ class _Fixed:
     def __init__(self, model: LoadedModel, description: str) -> None:
         self.model, self.device_description = model, description
 
-    def get(self, source, progress, should_cancel) -> LoadedModel:  # noqa: ANN001
+    def get(self, source, progress, should_cancel) -> LoadedModel:
         return self.model
 
     def release(self) -> None:

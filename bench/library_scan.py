@@ -173,7 +173,7 @@ class Ticker:
         }
 
 
-def run_until(condition, timeout: float) -> None:  # noqa: ANN001
+def run_until(condition, timeout: float) -> None:
     loop = QEventLoop()
     checker = QTimer()
     checker.setInterval(20)

@@ -34,7 +34,7 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from engine.addons.lora import LoraCache, LoraMerger, LoraUse  # noqa: E402
-from engine.models import MODEL_CONFIGS  # noqa: E402
+from engine.resources import model_configs_dir  # noqa: E402
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in",
                 "proj_out")  # fmt: skip
@@ -43,9 +43,9 @@ TE_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 
 def build(dtype: torch.dtype) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     torch.manual_seed(0)
-    unet_config = UNet2DConditionModel.load_config(MODEL_CONFIGS / "sd1" / "unet")
+    unet_config = UNet2DConditionModel.load_config(model_configs_dir() / "sd1" / "unet")
     unet = UNet2DConditionModel.from_config(unet_config).to(dtype).eval()
-    te_config = CLIPTextConfig.from_pretrained(MODEL_CONFIGS / "sd1" / "text_encoder")
+    te_config = CLIPTextConfig.from_pretrained(model_configs_dir() / "sd1" / "text_encoder")
     return unet, CLIPTextModel(te_config).to(dtype).eval()
 
 
@@ -68,7 +68,7 @@ def write_lora(unet, te, rank: int, path: Path, seed: int) -> int:
             tensors[f"{key}.lora_down.weight"] = down.reshape(rank, *weight.shape[1:]).half()
             tensors[f"{key}.lora_up.weight"] = up.reshape(
                 out, rank, *(1,) * (weight.ndim - 2)
-            ).half()  # noqa: E501
+            ).half()
             tensors[f"{key}.alpha"] = torch.tensor(rank / 2)
     save_file(tensors, str(path), metadata={"ss_base_model_version": "sd_v1"})
     return path.stat().st_size
@@ -81,7 +81,7 @@ def step_seconds(unet, latents, t, context) -> float:
     return time.perf_counter() - start
 
 
-def timed(action) -> float:  # noqa: ANN001
+def timed(action) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start

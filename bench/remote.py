@@ -1,14 +1,18 @@
-"""The same starter-model picture through the local engine and through diffusiondesk-server.
+"""The same starter-model picture through the local engine, diffusiondesk-server and Ray Serve.
 
-    python bench/remote.py [--runs 7] [--steps 20]
+    python bench/remote.py [--runs 7] [--steps 20] [--ray] [--jobs 8]
 
-One engine serves both paths: directly (engine.worker.Engine) and over loopback
+One engine serves the first two paths: directly (engine.worker.Engine) and over loopback
 (a server thread on 127.0.0.1 and a RemoteEngine, so the WebSocket, the JSON records,
 the WebP previews and the PNG results are all on the measured path). Runs alternate
-local and remote after one warm-up each; medians of time to the first preview and of
-the total time (submit to Finished), previews delivered per run, and the ratios
-remote / local, which this shared machine's drift affects far less than the seconds.
-Ray Serve is not measured: it is not built yet. Prints one JSON object.
+local and remote after one warm-up each. With --ray, the local engine is shut down
+and the same picture goes RemoteEngine -> server -> Ray Serve replica (a local Ray
+instance, the starter model in each replica), then --jobs pictures at once measure
+throughput with one and with two replicas.
+
+Medians of time to the first preview and of the total time (submit to Finished),
+previews delivered per run, and ratios to local, which this shared machine's drift
+affects far less than the seconds. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--ray", action="store_true", help="also through Ray Serve")
+    parser.add_argument("--jobs", type=int, default=8, help="Ray: pictures for throughput")
     args = parser.parse_args()
     request = GenerationRequest(
         prompt="a red circle on a blue background", steps=args.steps, seed=1, model=STARTER_MODEL
@@ -80,6 +86,8 @@ def main() -> None:
         finally:
             remote.shutdown(10)
             local.shutdown(10)
+    if args.ray:
+        runs["ray"], throughput = through_ray(request, args.runs, args.jobs)
 
     def median(path: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[path])
@@ -92,10 +100,56 @@ def main() -> None:
             "previews_min": min(r["previews"] for r in runs[path]),
             "previews_max": max(r["previews"] for r in runs[path]),
         }
-    out["ratio_first_preview"] = round(median("remote", "first") / median("local", "first"), 3)
-    out["ratio_total"] = round(median("remote", "total") / median("local", "total"), 3)
-    out["ray_serve"] = "not built"
+    for path in [p for p in runs if p != "local"]:
+        out[f"{path}_ratio_first_preview"] = round(
+            median(path, "first") / median("local", "first"), 3
+        )
+        out[f"{path}_ratio_total"] = round(median(path, "total") / median("local", "total"), 3)
+    if args.ray:
+        out["ray_throughput_pictures_per_s"] = throughput
+        out["ray_throughput_ratio_2_to_1"] = round(throughput["2"] / throughput["1"], 3)
     print(json.dumps(out))
+
+
+def through_ray(
+    request: GenerationRequest, runs: int, jobs: int
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Timed runs through a one-replica deployment, then throughput with one and two."""
+    import ray
+    from ray import serve
+
+    from server.ray_engine import RayEngine
+    from server.ray_serve import deploy
+
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    options = {"num_cpus": 2, "runtime_env": {"env_vars": env}}
+    throughput: dict[str, float] = {}
+    timed_runs: list[dict[str, float]] = []
+    try:
+        for replicas in (1, 2):
+            handle = deploy(replicas=replicas, autoscale=False, num_cpus=1, init_options=options)
+            cluster = RayEngine(handle)
+            hub = JobHub(cluster, ModelCatalog(), where="loopback")
+            with BackgroundServer(create_app(hub)) as server:
+                remote = RemoteEngine(server.url)
+                try:
+                    for _ in range(replicas):  # loads the model in each replica
+                        timed(remote, request)
+                    if replicas == 1:
+                        timed_runs = [timed(remote, request) for _ in range(runs)]
+                    start = time.perf_counter()
+                    ids = [remote.submit(request.with_changes(seed=i)) for i in range(jobs)]
+                    for job in ids:
+                        if not isinstance(remote.wait(job, 600), Finished):
+                            raise SystemExit(f"a throughput job did not finish: {job}")
+                    throughput[str(replicas)] = round(jobs / (time.perf_counter() - start), 3)
+                finally:
+                    remote.shutdown(10)
+                    cluster.shutdown(10)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return timed_runs, throughput
 
 
 if __name__ == "__main__":

@@ -195,7 +195,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Step:
-    """One denoising step. Previews are uint8 arrays H x W x 3 of the first batch image."""
+    """One denoising step. Previews are uint8 arrays H x W x 3 of the first batch image.
+
+    Every preview shows the whole picture in image coordinates, with the request's aspect
+    ratio, at most preview.MAX_PREVIEW_SIDE on the long side. For inpainting it is already
+    composited over the original with the final composite's feathered alpha (an "only
+    masked area" crop pasted back at its box): show it as it is, never blend it again.
+    """
 
     job_id: int
     step: int  # 1..total
@@ -213,7 +219,7 @@ class Finished:
     seeds: tuple[int, ...]
     request: GenerationRequest  # the full parameters, seed filled in
     timings: dict[str, float]  # "load", "sampling", "decode", "total" (seconds)
-    # The whole trajectory, one entry per step, for scrubbing after the run.
+    # The whole trajectory, one entry per step, for scrubbing after the run (as Step's).
     step_previews: tuple[np.ndarray, ...] = ()
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).

@@ -22,11 +22,14 @@ from engine.api import (
     Finished,
     GenerationRequest,
     ModelLoading,
+    Queued,
     SchedulerName,
     Started,
     Step,
 )
 from engine.picture_files import format_of, save_picture
+from engine.protocols import ModelProvider
+from engine.schedulers import NAMES
 
 if TYPE_CHECKING:
     from engine.remote import RemoteEngine
@@ -54,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--scheduler",
         default=SchedulerName.DPMPP_2M.value,
-        help="one of: " + ", ".join(s.value for s in SchedulerName),
+        help="one of: " + ", ".join(NAMES),
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
@@ -107,10 +110,15 @@ def _parser() -> argparse.ArgumentParser:
         "for each new size",
     )
     g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
-    g.add_argument("--engine", default=None, metavar="URL",
-                   help="run on a diffusiondesk-server (http://host:port) instead of here")
-    g.add_argument("--token", default=None,
-                   help="the server's access token (default: $DIFFUSIONDESK_TOKEN)")
+    g.add_argument(
+        "--engine",
+        default=None,
+        metavar="URL",
+        help="run on a diffusiondesk-server (http://host:port) instead of here",
+    )
+    g.add_argument(
+        "--token", default=None, help="the server's access token (default: $DIFFUSIONDESK_TOKEN)"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument(
         "--output", type=Path, required=True, help="FILE.png, .jpg or .webp (settings inside)"
@@ -172,18 +180,21 @@ class _Progress:
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
-        if isinstance(event, ModelLoading):
-            done = f" {event.progress:4.0%}" if event.progress >= 0 else ""
-            self._line(f"model: {event.stage}{done}")
-        elif isinstance(event, Started):
-            self._line(f"running on {event.device}, seed {event.seeds[0]}")
-        elif isinstance(event, Step):
-            filled = round(30 * event.step / event.total)
-            bar = "#" * filled + "." * (30 - filled)
-            self._line(f"[{bar}] {event.step}/{event.total} steps  {event.elapsed:.1f}s")
-        elif isinstance(event, Finished | Cancelled | Failed):
-            self.out.write("\n")
-            self.out.flush()
+        match event:
+            case ModelLoading(stage=stage, progress=fraction):
+                done = f" {fraction:4.0%}" if fraction >= 0 else ""
+                self._line(f"model: {stage}{done}")
+            case Started(device=device, seeds=seeds):
+                self._line(f"running on {device}, seed {seeds[0]}")
+            case Step(step=step, total=total, elapsed=elapsed):
+                filled = round(30 * step / total)
+                bar = "#" * filled + "." * (30 - filled)
+                self._line(f"[{bar}] {step}/{total} steps  {elapsed:.1f}s")
+            case Finished() | Cancelled() | Failed():
+                self.out.write("\n")
+                self.out.flush()
+            case Queued():
+                pass
 
     def _line(self, text: str) -> None:
         self.out.write("\r" + text.ljust(60))
@@ -201,7 +212,7 @@ def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed:
     save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
 
 
-def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
+def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | RemoteEngine:
     if args.engine:
         import os
 
@@ -227,7 +238,9 @@ def _engine(args: argparse.Namespace, models: object) -> Engine | RemoteEngine:
         raise _CliError(exc.message) from None
 
 
-def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object = None) -> int:
+def generate(
+    args: argparse.Namespace, out: TextIO, err: TextIO, models: ModelProvider | None = None
+) -> int:
     request = build_request(args)
     engine = _engine(args, models)
     engine.add_listener(_Progress(err, args.quiet))
@@ -259,7 +272,7 @@ def generate(args: argparse.Namespace, out: TextIO, err: TextIO, models: object 
     return 0
 
 
-def main(argv: list[str] | None = None, *, models: object = None) -> int:
+def main(argv: list[str] | None = None, *, models: ModelProvider | None = None) -> int:
     """models: a ModelManager stand-in (tests); by default the real one."""
     args = _parser().parse_args(argv)
     try:

@@ -110,32 +110,63 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """The whole picture at one preview size: the original, the alpha and the painted box."""
+
+    original: np.ndarray  # h x w x 3 uint8
+    alpha: np.ndarray  # h x w float32
+    box: Box
+
+
 class PreviewCompositor:
     """Turns a step preview of what the pipeline paints (the whole picture, or the crop)
     into a whole-picture preview over the original, with the final composite's alpha.
 
-    Works at the picture's size capped to max_side; the original and the alpha are
-    scaled once, and with a crop only the crop's box is blended each step.
+    The whole picture is drawn at the preview's own detail (as many pixels per image
+    pixel as the preview has over the area it shows: a linear preview of the whole
+    picture stays an eighth of its size, a crop's preview shows the crop finer), never
+    larger than the picture and at most max_side on the long side. The original and the
+    alpha are scaled once per preview size; each step blends only the painted box.
     """
 
     def __init__(self, setup: InpaintSetup, max_side: int) -> None:
-        self.size = fit(setup.original.size, max_side)
-        width, height = setup.original.size
-        small = setup.original.resize(self.size, Image.Resampling.BOX)
-        self._original = np.asarray(small)
-        alpha = Image.fromarray(setup.alpha.astype(np.float32), mode="F")
-        self._alpha = np.asarray(alpha.resize(self.size, Image.Resampling.BOX), np.float32)
-        crop = setup.crop or (0, 0, width, height)
-        sx, sy = self.size[0] / width, self.size[1] / height
-        x1, y1 = round(crop[0] * sx), round(crop[1] * sy)
-        x2 = max(x1 + 1, round(crop[2] * sx))
-        y2 = max(y1 + 1, round(crop[3] * sy))
-        self.box: Box = (x1, y1, x2, y2)
+        self._setup = setup
+        self._max_side = max_side
+        self._layouts: dict[tuple[int, int], _Layout] = {}
+
+    def canvas_size(self, preview_size: tuple[int, int]) -> tuple[int, int]:
+        """The whole picture's size for a preview of preview_size (width, height)."""
+        width, height = self._setup.original.size
+        x1, _, x2, _ = self._setup.crop or (0, 0, width, height)
+        scale = min(1.0, preview_size[0] / (x2 - x1))
+        return fit((max(1, round(width * scale)), max(1, round(height * scale))), self._max_side)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """rgb: H x W x 3 uint8 preview of the pipeline's picture -> whole-picture preview."""
-        x1, y1, x2, y2 = self.box
-        out = self._original.copy()
+        layout = self._layout((rgb.shape[1], rgb.shape[0]))
+        x1, y1, x2, y2 = layout.box
+        out = layout.original.copy()
         painted = _resize(rgb, (x2 - x1, y2 - y1))
-        out[y1:y2, x1:x2] = blend(self._original[y1:y2, x1:x2], painted, self._alpha[y1:y2, x1:x2])
+        out[y1:y2, x1:x2] = blend(
+            layout.original[y1:y2, x1:x2], painted, layout.alpha[y1:y2, x1:x2]
+        )
         return out
+
+    def _layout(self, preview_size: tuple[int, int]) -> _Layout:
+        layout = self._layouts.get(preview_size)
+        if layout is None:
+            setup = self._setup
+            size = self.canvas_size(preview_size)
+            width, height = setup.original.size
+            original = np.asarray(setup.original.resize(size, Image.Resampling.BOX))
+            alpha = Image.fromarray(setup.alpha.astype(np.float32), mode="F")
+            small_alpha = np.asarray(alpha.resize(size, Image.Resampling.BOX), np.float32)
+            crop = setup.crop or (0, 0, width, height)
+            sx, sy = size[0] / width, size[1] / height
+            x1, y1 = round(crop[0] * sx), round(crop[1] * sy)
+            x2 = max(x1 + 1, round(crop[2] * sx))
+            y2 = max(y1 + 1, round(crop[3] * sy))
+            layout = _Layout(original, small_alpha, (x1, y1, x2, y2))
+            self._layouts[preview_size] = layout
+        return layout

@@ -187,4 +187,4 @@ def apply_layout(policy: DevicePolicy, *modules: torch.nn.Module | None) -> None
         return
     for module in modules:
         if module is not None:
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -102,7 +102,10 @@ def format_bytes(n: float | None) -> str:
 
 
 def _token(token: str | None) -> str | None:
-    return (token or "").strip() or os.environ.get("HF_TOKEN") or None
+    """The token field's, else the one huggingface_hub knows (HF_TOKEN, `hf auth login`)."""
+    from huggingface_hub import get_token
+
+    return (token or "").strip() or get_token() or None
 
 
 def _endpoint() -> str:
@@ -224,12 +227,12 @@ def _plan_hub(repo_id: str, models_folder: Path, token: str | None) -> DownloadP
             allow_patterns=hub.ALLOW_PATTERNS,
             ignore_patterns=[p for p in hub.IGNORE_PATTERNS if p not in ("*.fp16.*", "*.bf16.*")],
             local_dir=target,
-            token=token or False,
+            token=token,
             endpoint=_endpoint(),
             tqdm_class=_SilentBar,
             dry_run=True,
         )
-    except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+    except Exception as exc:  # every hub failure becomes one sentence
         raise _hub_error(repo_id, exc) from exc
     names = [f.filename for f in listing]
     if "model_index.json" not in names:
@@ -482,13 +485,13 @@ class Download:
                 plan.source,
                 allow_patterns=list(plan.files),
                 local_dir=plan.target,
-                token=plan.token or False,
+                token=plan.token,
                 endpoint=plan.endpoint,
                 tqdm_class=self._bar_class(meter),
             )
         except DownloadCancelled:
             raise
-        except Exception as exc:  # noqa: BLE001 - every hub failure becomes one sentence
+        except Exception as exc:  # every hub failure becomes one sentence
             if self.cancelled:
                 raise DownloadCancelled() from exc
             raise _hub_error(plan.source, exc) from exc

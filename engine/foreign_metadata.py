@@ -174,7 +174,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
     into: PNG text chunks, EXIF UserComment/ImageDescription, ComfyUI's EXIF tags, and
     XMP fields (as "xmp:<name>")."""
     texts: dict[str, str] = {}
-    info: dict[str, Any] = dict(image.info)
+    info: dict[Any, Any] = dict(image.info)
     with contextlib.suppress(Exception):  # a PNG's late text chunks may be damaged
         info.update(getattr(image, "text", {}) or {})
     for key, value in info.items():
@@ -202,7 +202,7 @@ def picture_texts(image: Image.Image) -> dict[str, str]:
                 texts.setdefault(name, _cap(rest))
             elif tag == _IMAGE_DESCRIPTION and value.strip():
                 texts.setdefault("ImageDescription", _cap(value))
-    except Exception:  # noqa: BLE001 - malformed EXIF: the other texts still count
+    except Exception:  # malformed EXIF: the other texts still count
         pass
     return {k: v.replace("\x00", "") for k, v in texts.items() if v}
 
@@ -457,8 +457,9 @@ def _invokeai(texts: dict[str, str]) -> _Collector | None:
     except ParserError:
         return None
     got = _from_prompt_info(INVOKEAI, info)
-    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata")) or {}
-    image = record.get("image") if isinstance(record.get("image"), dict) else record
+    record = _json(texts.get("invokeai_metadata")) or _json(texts.get("sd-metadata"))
+    record = record if isinstance(record, dict) else {}
+    image = record["image"] if isinstance(record.get("image"), dict) else record
     got.size(image.get("width"), image.get("height"))
     if not got.model_name:
         model = record.get("model")
@@ -567,6 +568,6 @@ def read_picture_settings(
         if own is not None:
             return own
         collected = _collect(texts)
-    except Exception:  # noqa: BLE001 - hostile or damaged metadata: as if none
+    except Exception:  # hostile or damaged metadata: as if none
         return None
     return collected.result(resolve_model) if collected is not None else None

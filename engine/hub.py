@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from huggingface_hub import snapshot_download
@@ -17,10 +16,7 @@ from huggingface_hub.errors import (
 )
 from tqdm import tqdm
 
-from engine.api import EngineError, ErrorKind, JobCancelled
-
-Progress = Callable[[str, float], None]
-ShouldCancel = Callable[[], bool]
+from engine.api import EngineError, ErrorKind, JobCancelled, Progress, ShouldCancel
 
 # Only what a text-to-image pipeline needs, in safetensors (weights, and the index of
 # sharded weights): no pickles, no EMA copies, no safety checker, no single-file copies

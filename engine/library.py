@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, replace
@@ -32,6 +31,7 @@ from typing import Any
 
 from engine.api import STARTER_MODEL
 from engine.asset_folders import SUBFOLDERS, AssetKind, data_dir
+from engine.atomic_file import atomic_write
 from engine.checkpoint_keys import classify
 
 STATE_FILE = "library.json"
@@ -365,18 +365,8 @@ def run_scan(
 
 def atomic_write_json(path: Path, value: Any) -> None:
     """Write JSON to path so that it holds either the old or the complete new text."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 class _Unreadable:

@@ -51,7 +51,7 @@ def _child(
             conn.send(message)
     except (BrokenPipeError, EOFError):
         return  # the window went away
-    except Exception as exc:  # noqa: BLE001 - reported to the window as one sentence
+    except Exception as exc:  # reported to the window as one sentence
         with contextlib.suppress(OSError):
             conn.send((FAILED, f"The model scan failed: {exc}\n{traceback.format_exc()}"))
     finally:

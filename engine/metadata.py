@@ -14,14 +14,15 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine.api import STARTER_MODEL, GenerationRequest, ResumeFrom, SchedulerName
+from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.atomic_file import atomic_write
+from engine.model_files import is_checkpoint
 
 A1111_KEY = "parameters"
 JSON_KEY = "diffusiondesk"
@@ -73,7 +74,6 @@ _SAMPLERS: dict[str, SchedulerName] = {
 _PARAM = re.compile(r'\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 _NEGATIVE = "Negative prompt:"
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -90,7 +90,7 @@ def model_name(model: str) -> str:
     if model == STARTER_MODEL:
         return model
     path = Path(model)
-    if path.suffix.lower() in _CHECKPOINT_SUFFIXES or path.is_absolute() or path.exists():
+    if is_checkpoint(path) or path.is_absolute() or path.exists():
         return path.stem or model
     return model  # a hub id stays whole
 
@@ -107,9 +107,9 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     ]
     if request.batch_size != 1:
         params.append(("Batch size", str(request.batch_size)))
-    if request.mode != "txt2img":
+    if request.mode is not Mode.TXT2IMG:
         params.append(("Denoising strength", str(float(request.strength))))
-    if request.mode == "inpaint":
+    if request.mode is Mode.INPAINT:
         params.append(("Mask blur", str(request.mask_blur)))
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
@@ -156,20 +156,8 @@ def save_png(
 ) -> Path:
     """Write image as a PNG with its parameters, atomically: the file at path is either
     the old one or the complete new one, never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=png_info(request, seed))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    info = png_info(request, seed)
+    return atomic_write(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 # ----------------------------------------------------------------------------- reading

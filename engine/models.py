@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderTiny,
-    DiffusionPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
 )
@@ -29,34 +28,35 @@ from engine.api import (
     EngineError,
     ErrorKind,
     JobCancelled,
+    ModelFamily,
     Progress,
     ShouldCancel,
 )
 from engine.memory import free_memory
+from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
+from engine.protocols import Pipeline
 from engine.resources import model_configs_dir, resources_dir, starter_model_dir
 
-FAMILIES = ("sd1", "sd2", "sdxl")
-PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
-CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {".safetensors"}
-PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
-ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 # Components a text-to-image pipeline can do without (we never load a safety checker).
 _SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
-MODEL_CONFIGS = model_configs_dir()
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def default_tiny_vae_dirs() -> dict[str, Path]:
+def default_tiny_vae_dirs() -> dict[ModelFamily, Path]:
     """Where bundled TAESD weights would live: resources/taesd (SD 1/2), taesdxl (SDXL)."""
     root = resources_dir()
-    return {"sd1": root / "taesd", "sd2": root / "taesd", "sdxl": root / "taesdxl"}
+    return {
+        ModelFamily.SD1: root / "taesd",
+        ModelFamily.SD2: root / "taesd",
+        ModelFamily.SDXL: root / "taesdxl",
+    }
 
 
 @dataclass
 class LoadedModel:
     source: str  # as requested ("starter", folder, file, hub id)
-    family: str  # "sd1" | "sd2" | "sdxl"
-    pipe: DiffusionPipeline  # StableDiffusionPipeline or StableDiffusionXLPipeline
+    family: ModelFamily
+    pipe: Pipeline  # a StableDiffusionPipeline or StableDiffusionXLPipeline
     # Model-shipped latent-to-RGB (factors per latent channel, bias); None: family default.
     latent_rgb: tuple[list[list[float]], list[float]] | None
     tiny_vae: AutoencoderTiny | None  # only when TAESD weights are present locally
@@ -92,14 +92,14 @@ def read_latent_rgb(path: Path) -> tuple[list[list[float]], list[float]] | None:
     return factors, bias
 
 
-def family_of_pipeline(pipe: DiffusionPipeline) -> str:
+def family_of_pipeline(pipe: Pipeline) -> ModelFamily:
     if isinstance(pipe, StableDiffusionXLPipeline) or hasattr(pipe, "text_encoder_2"):
-        return "sdxl"
+        return ModelFamily.SDXL
     # SD 2.x uses OpenCLIP ViT-H (1024-wide); SD 1.x uses CLIP ViT-L (768-wide) or smaller.
     te = getattr(pipe, "text_encoder", None)
     if te is not None and getattr(te.config, "hidden_size", 0) == 1024:
-        return "sd2"
-    return "sd1"
+        return ModelFamily.SD2
+    return ModelFamily.SD1
 
 
 def _only_variant(weight_files: list[str]) -> str | None:
@@ -122,7 +122,7 @@ class ModelManager:
         *,
         config_root: Path | None = None,
         cache_dir: Path | None = None,
-        tiny_vae_dirs: dict[str, Path] | None = None,
+        tiny_vae_dirs: dict[ModelFamily, Path] | None = None,
     ) -> None:
         """device: "auto", "cuda", "mps" or "cpu"; dtype: "auto", "float32", "float16" or
         "bfloat16". config_root replaces engine/model_configs (tests); cache_dir the hub
@@ -222,7 +222,7 @@ class ModelManager:
         if path.is_file():
             return self._load_single_file(path, source, progress, should_cancel)
         if (
-            path.suffix.lower() in CHECKPOINT_SUFFIXES
+            is_checkpoint(path)
             or path.is_absolute()
             or source.startswith(("./", "../", "~"))
             or path.parent != Path(".")
@@ -306,7 +306,7 @@ class ModelManager:
             return cls.from_pretrained(folder, subfolder=name, local_files_only=True)
         safetensors = sorted(p.name for p in sub.glob("*.safetensors"))
         if not safetensors:
-            pickles = [p for p in sub.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+            pickles = [p for p in sub.glob("*") if is_pickle(p)]
             if pickles and not self.allow_pickle:
                 raise _model_error(
                     f"{folder}: the {name} weights are only in pickle format ({pickles[0].name}); "
@@ -328,11 +328,11 @@ class ModelManager:
 
     def _finish(
         self,
-        pipe: DiffusionPipeline,
+        pipe: Pipeline,
         source: str,
         latent_rgb: tuple[list[list[float]], list[float]] | None,
         local_dir: Path | None,
-        family: str | None = None,
+        family: ModelFamily | None = None,
     ) -> LoadedModel:
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
@@ -350,7 +350,7 @@ class ModelManager:
             dtype=self.dtype,
         )
 
-    def _find_tiny_vae(self, family: str, local_dir: Path | None) -> AutoencoderTiny | None:
+    def _find_tiny_vae(self, family: ModelFamily, local_dir: Path | None) -> AutoencoderTiny | None:
         candidates: list[Path] = []
         if local_dir is not None:
             candidates.append(local_dir / "taesd")
@@ -369,13 +369,12 @@ class ModelManager:
     def _load_single_file(
         self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
     ) -> LoadedModel:
-        suffix = path.suffix.lower()
-        if suffix not in CHECKPOINT_SUFFIXES:
+        if not is_checkpoint(path):
             raise _model_error(
                 f"{path.name} is not a model checkpoint DiffusionDesk can open; choose a "
                 ".safetensors file or a diffusers model folder."
             )
-        if suffix in PICKLE_SUFFIXES and not self.allow_pickle:
+        if is_pickle(path) and not self.allow_pickle:
             raise _model_error(
                 f"{path.name} is a pickle checkpoint and was refused because {PICKLE_REASON}. "
                 f"Use a .safetensors version of the model, or {ALLOW_PICKLE_HINT} if you "
@@ -385,7 +384,7 @@ class ModelManager:
         checkpoint = single_file.read_checkpoint(path)
         _check_cancel(should_cancel)
         spec = single_file.inspect_checkpoint(checkpoint, path)
-        config_dir = (self._config_root or MODEL_CONFIGS) / spec.family
+        config_dir = (self._config_root or model_configs_dir()) / spec.family
         stages = single_file.component_loaders(spec, checkpoint, config_dir, self.dtype)
         components: dict[str, object] = {}
         for i, (name, load) in enumerate(stages):

@@ -11,15 +11,14 @@ No Qt and no torch.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from engine import metadata
 from engine.api import GenerationRequest
+from engine.atomic_file import atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
@@ -65,18 +64,4 @@ def save_picture(
         options.update(quality=JPEG_QUALITY)
     else:
         options.update(quality=WEBP_QUALITY)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=f"{path.suffix}.tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=kind, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: image.save(f, format=kind, **options))

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from diffusers import (
-    DiffusionPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -31,6 +30,7 @@ from PIL import Image
 from engine import compositing, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode, ModelFamily
 from engine.compositing import InpaintSetup
+from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
@@ -41,7 +41,7 @@ _SD = {
     Mode.IMG2IMG: StableDiffusionImg2ImgPipeline,
     Mode.INPAINT: StableDiffusionInpaintPipeline,
 }
-PIPELINES: dict[ModelFamily, dict[Mode, type[DiffusionPipeline]]] = {
+PIPELINES: dict[ModelFamily, dict[Mode, PipelineClass]] = {
     ModelFamily.SD1: _SD,
     ModelFamily.SD2: _SD,
     ModelFamily.SDXL: {
@@ -100,7 +100,7 @@ class Plan:
 
     request: GenerationRequest
     mode: Mode  # what the pipeline does (a resumed image-to-image continues as text-to-image)
-    pipeline_class: type[DiffusionPipeline]
+    pipeline_class: PipelineClass
     scheduler: str
     steps: int  # length of the full schedule
     start_index: int  # schedule index of the trajectory's first step
@@ -177,39 +177,36 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     """Resolve checked inputs against the loaded model."""
     r = request
     if inputs.resume is not None:
+        # The source's schedule, size and inpaint setup; a resumed image-to-image run has
+        # its init image inside the latents already, so it continues as text-to-image.
         source = inputs.resume.source
-        # A resumed image-to-image run has its init image inside the latents already.
-        mode = Mode.INPAINT if source.inpaint is not None else Mode.TXT2IMG
-        return Plan(
-            request=r,
-            mode=mode,
-            pipeline_class=PIPELINES[model.family][mode],
-            scheduler=source.scheduler,
-            steps=source.steps,
-            start_index=source.start_index,
-            strength=1.0,
-            width=source.width,
-            height=source.height,
-            inpaint=source.inpaint,
-            seeds=inputs.seeds,
-            resume=inputs.resume,
+        setup, strength, start = source.inpaint, 1.0, source.start_index
+        scheduler, steps, width, height = (
+            source.scheduler,
+            source.steps,
+            source.width,
+            source.height,
         )
-    setup = _inpaint_setup(r, model.is_inpaint_unet)
-    mode = Mode.INPAINT if setup is not None else r.mode
-    strength = r.strength if r.init_image is not None else 1.0
+        mode = Mode.INPAINT if setup is not None else Mode.TXT2IMG
+    else:
+        setup = _inpaint_setup(r, model.is_inpaint_unet)
+        strength = r.strength if r.init_image is not None else 1.0
+        start = start_index(r.steps, strength)
+        scheduler, steps, width, height = r.scheduler, r.steps, r.width, r.height
+        mode = Mode.INPAINT if setup is not None else r.mode
     return Plan(
         request=r,
         mode=mode,
         pipeline_class=PIPELINES[model.family][mode],
-        scheduler=r.scheduler,
-        steps=r.steps,
-        start_index=start_index(r.steps, strength),
+        scheduler=scheduler,
+        steps=steps,
+        start_index=start,
         strength=strength,
-        width=r.width,
-        height=r.height,
+        width=width,
+        height=height,
         inpaint=setup,
         seeds=inputs.seeds,
-        resume=None,
+        resume=inputs.resume,
     )
 
 

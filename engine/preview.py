@@ -19,6 +19,7 @@ from PIL import Image
 
 from engine.api import ModelFamily
 from engine.compositing import fit
+from engine.protocols import Scheduler
 
 Factors = tuple[list[list[float]], list[float]]
 
@@ -78,7 +79,7 @@ class LatentRGB:
         return _to_uint8(rgb)
 
 
-def _x0_from_sigma(scheduler: Any, model_output: torch.Tensor, sample: torch.Tensor) -> Any:
+def _x0_from_sigma(scheduler: Scheduler, model_output: torch.Tensor, sample: torch.Tensor) -> Any:
     """x0 from the scheduler's noise level, for schedulers that do not return it."""
     step_index = getattr(scheduler, "step_index", None)
     sigmas = getattr(scheduler, "sigmas", None)
@@ -102,12 +103,12 @@ def _x0_from_sigma(scheduler: Any, model_output: torch.Tensor, sample: torch.Ten
     return model_output  # "sample": the model predicts x0 itself
 
 
-def k_space(scheduler: Any) -> bool:
+def k_space(scheduler: Scheduler) -> bool:
     """True for k-diffusion style schedulers whose samples are x0 + sigma * eps."""
     return float(scheduler.init_noise_sigma) > 1.0
 
 
-def vp_scale(scheduler: Any, in_k_space: bool) -> float:
+def vp_scale(scheduler: Scheduler, in_k_space: bool) -> float:
     """Factor that brings the scheduler's current sample to variance-preserving form,
     as scale_model_input would, without a torch op."""
     sigmas = getattr(scheduler, "sigmas", None)
@@ -125,7 +126,7 @@ class X0Tap:
     their generator (ancestral samplers) and eta.
     """
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.x0: torch.Tensor | None = None
         self.before_first_step: Callable[[], None] | None = None
@@ -148,7 +149,7 @@ class X0Tap:
             if pred is None and isinstance(out, tuple) and len(out) > 1:
                 pred = out[1]
             if pred is None and x0_in_history:
-                pred = scheduler.model_outputs[-1]
+                pred = getattr(scheduler, "model_outputs", [None])[-1]
             if pred is None:
                 pred = _x0_from_sigma(scheduler, model_output, sample)
             self.x0 = pred

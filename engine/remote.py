@@ -35,6 +35,7 @@ from engine.api import (
     GenerationRequest,
     Step,
 )
+from engine.listeners import Listeners
 from engine.wire import WireError
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class RemoteEngine:
         # Our secret on the server: jobs are visible to this id only.
         self._client = client_id or secrets.token_urlsafe(24)
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Event], None]] = []
-        self._status_listeners: list[StatusListener] = []
+        self._listeners: Listeners[[Event]] = Listeners()
+        self._status_listeners: Listeners[[bool, str]] = Listeners("a connection status listener")
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._by_public: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -136,17 +137,13 @@ class RemoteEngine:
         return self._connected.wait(timeout)
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+        self._listeners.remove(listener)
 
     def add_status_listener(self, listener: StatusListener) -> None:
-        with self._lock:
-            self._status_listeners.append(listener)
+        self._status_listeners.add(listener)
 
     def submit(self, request: GenerationRequest) -> int:
         if not isinstance(request, GenerationRequest):
@@ -206,13 +203,7 @@ class RemoteEngine:
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("an engine listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     def _finish(self, job: _Job, event: Event) -> None:
         job.result = event
@@ -226,13 +217,7 @@ class RemoteEngine:
                     self._by_public.pop(gone.public, None)
 
     def _status(self, connected: bool, message: str) -> None:
-        with self._lock:
-            listeners = list(self._status_listeners)
-        for listener in listeners:
-            try:
-                listener(connected, message)
-            except Exception:
-                log.exception("a connection status listener failed")
+        self._status_listeners.emit(connected, message)
 
     # ------------------------------------------------------------------ network thread
 

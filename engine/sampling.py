@@ -27,6 +27,7 @@ from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
+from engine.protocols import Pipeline, PipelineClass, Scheduler
 from engine.schedulers import make_scheduler
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class RunResult:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
+def _start_at(scheduler: Scheduler, offset: int) -> Callable[[], None]:
     """Make the pipeline run only the schedule's steps from `offset` on.
 
     diffusers' pipelines cannot start from a partly denoised state (only SDXL's
@@ -96,6 +97,7 @@ def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
             set_begin_index(offset)
 
     def shifted_set_begin_index(begin_index: int = 0) -> None:
+        assert set_begin_index is not None
         set_begin_index(offset + begin_index)
 
     def restore() -> None:
@@ -104,14 +106,15 @@ def _start_at(scheduler: Any, offset: int) -> Callable[[], None]:
 
     scheduler.set_timesteps = trimmed_set_timesteps
     if set_begin_index is not None:
-        scheduler.set_begin_index = shifted_set_begin_index
+        patched: Any = scheduler  # not every scheduler declares set_begin_index
+        patched.set_begin_index = shifted_set_begin_index
     return restore
 
 
 class _CancelHooks:
     """Lets cancel interrupt a long UNet or VAE forward pass between blocks."""
 
-    def __init__(self, modules: list[torch.nn.Module], should_cancel: Callable[[], bool]):
+    def __init__(self, modules: list[torch.nn.Module], should_cancel: ShouldCancel) -> None:
         def check(*_: Any) -> None:
             if should_cancel():
                 raise JobCancelled()
@@ -123,7 +126,7 @@ class _CancelHooks:
             handle.remove()
 
 
-def _blocks(pipe: Any) -> list[torch.nn.Module]:
+def _blocks(pipe: Pipeline) -> list[torch.nn.Module]:
     blocks: list[torch.nn.Module] = []
     unet = getattr(pipe, "unet", None)
     # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
@@ -136,7 +139,7 @@ def _blocks(pipe: Any) -> list[torch.nn.Module]:
 
 
 def _is_black(image: Image.Image) -> bool:
-    return all(high == 0 for _, high in image.convert("RGB").getextrema())
+    return image.convert("RGB").getbbox() is None
 
 
 # ----------------------------------------------------------------------------- step hook
@@ -170,7 +173,7 @@ class StepHook:
     def begin(self) -> None:
         self.start = self.last = time.perf_counter()
 
-    def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, pipe: Pipeline, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         now = time.perf_counter()
         latents = kwargs["latents"]
         state = latents.detach().to("cpu", copy=True)
@@ -204,9 +207,9 @@ class PipelineRunner:
     """Owns the per-mode pipelines of the loaded model and runs plans. Worker thread only."""
 
     def __init__(self) -> None:
-        self._base: Any = None
+        self._base: Pipeline | None = None
         self._base_scheduler_config: Any = None
-        self._pipes: dict[type, Any] = {}
+        self._pipes: dict[PipelineClass, Pipeline] = {}
         self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
 
     def reset(self) -> None:
@@ -215,7 +218,7 @@ class PipelineRunner:
         self._pipes.clear()
         self.addons.reset()
 
-    def pipeline(self, model: LoadedModel, cls: type) -> Any:
+    def pipeline(self, model: LoadedModel, cls: PipelineClass) -> Pipeline:
         """The loaded model's pipeline of class cls, sharing its components."""
         if self._base is not model.pipe:
             self.reset()
@@ -239,12 +242,12 @@ class PipelineRunner:
         """Run one plan; keep() receives the trajectory at once, so a cancelled run has one."""
         r = plan.request
 
-        # 1. The pipeline for the plan's mode, with a fresh scheduler.
+        # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
+        #    LoRAs, embeddings and VAE (before the prompts are encoded).
         pipe = self.pipeline(model, plan.pipeline_class)
         scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
-        # The request's LoRAs, embeddings and VAE, before the prompts are encoded.
         applied = self.addons.apply(model, pipe, r)
 
         # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
@@ -252,9 +255,8 @@ class PipelineRunner:
         encoded = encode_prompts(
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
-        args = pipeline_arguments(plan)
-        del args["prompt"], args["negative_prompt"]
-        args.update(encoded.kwargs)
+        args = pipeline_arguments(plan) | encoded.kwargs
+        warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
         trajectory = Trajectory(
@@ -290,10 +292,7 @@ class PipelineRunner:
             compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
         hook = StepHook(trajectory, tap, previewer, compositor, on_step, should_cancel)
 
-        # 6. What the prompt encoding had to say (a prompt past the chunk limit, bad tags).
-        warnings = applied.warnings + encoded.warnings
-
-        # 7. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
+        # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         #    The guidance cut-off acts after the hook; the final decode may be the tiny
         #    autoencoder's ("fast decode") or tiled (large pictures).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -319,7 +318,7 @@ class PipelineRunner:
         warnings = warnings + decode_warnings
         end = time.perf_counter()
 
-        # 8. Guard against overflow, and put inpainted images back over the original.
+        # 7. Guard against overflow, and put inpainted images back over the original.
         if any(_is_black(image) for image in images):
             raise EngineError(ErrorKind.MODEL, NAN_MESSAGE.format(what="a black image"))
         if plan.inpaint is not None:
@@ -335,11 +334,10 @@ class PipelineRunner:
 
 
 def pipeline_arguments(plan: Plan) -> dict[str, Any]:
-    """The keyword arguments of the pipeline's __call__ for a plan."""
+    """The keyword arguments of the pipeline's __call__ for a plan, but for the prompts
+    (step 2 of the run encodes them)."""
     r = plan.request
     args: dict[str, Any] = {
-        "prompt": r.prompt,
-        "negative_prompt": r.negative_prompt or None,
         "num_inference_steps": plan.steps,
         "guidance_scale": r.guidance_scale,
         "num_images_per_prompt": len(plan.seeds),

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import diffusers
 import torch
@@ -26,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from engine.api import EngineError, ErrorKind
+from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.checkpoint_keys import (  # the one key-prefix table, shared with the library scan
     SD1_CLIP,
     SD2_OPEN_CLIP,
@@ -36,6 +37,8 @@ from engine.checkpoint_keys import (  # the one key-prefix table, shared with th
     UNET_PREFIX,
     VAE_PREFIXES,
 )
+from engine.model_files import SAFETENSORS_SUFFIX
+from engine.protocols import Pipeline
 from engine.resources import model_configs_dir
 
 CLIP_TOKENIZER = model_configs_dir() / "clip_tokenizer"
@@ -51,7 +54,7 @@ def _error(message: str) -> EngineError:
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    family: str  # "sd1" | "sd2" | "sdxl"
+    family: ModelFamily
     in_channels: int  # 4, or 9 for inpainting UNets
     v_prediction: bool
     zero_snr: bool
@@ -60,7 +63,8 @@ class CheckpointSpec:
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's flat state dict; MODEL errors for unreadable files."""
-    if path.suffix.lower() == ".safetensors":
+    state: Any
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
         try:
             state = load_file(path)
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -112,16 +116,16 @@ def inspect_checkpoint(checkpoint: dict[str, torch.Tensor], path: Path) -> Check
             f"not support. {supported}"
         )
     if _has_prefix(keys, SDXL_OPEN_CLIP) or _has_prefix(keys, SDXL_CLIP_L):
-        family = "sdxl"
+        family = ModelFamily.SDXL
     elif _has_prefix(keys, SDXL_REFINER_OPEN_CLIP):
         raise _error(
             f"{path.name} is an SDXL refiner, which only refines another model's images. "
             f"{supported}"
         )
     elif _has_prefix(keys, SD2_OPEN_CLIP):
-        family = "sd2"
+        family = ModelFamily.SD2
     elif _has_prefix(keys, SD1_CLIP):
-        family = "sd1"
+        family = ModelFamily.SD1
     else:
         raise _error(
             f"{path.name} has a UNet but no text encoder DiffusionDesk recognises "
@@ -146,7 +150,7 @@ def inspect_checkpoint(checkpoint: dict[str, torch.Tensor], path: Path) -> Check
 
 
 def _is_v_prediction(
-    checkpoint: dict[str, torch.Tensor], path: Path, family: str, in_channels: int
+    checkpoint: dict[str, torch.Tensor], path: Path, family: ModelFamily, in_channels: int
 ) -> bool:
     # The A1111 convention: an original-config YAML next to the file.
     sidecar = path.with_suffix(".yaml")
@@ -157,7 +161,7 @@ def _is_v_prediction(
             pass
     if "v_pred" in checkpoint:  # marker key some trainers (and ComfyUI) write
         return True
-    if family == "sd2" and in_channels == 4:
+    if family == ModelFamily.SD2 and in_channels == 4:
         probe = checkpoint.get(_SD2_V_PROBE)
         if probe is None or probe.is_meta:
             return False
@@ -208,7 +212,7 @@ def _complete(model: torch.nn.Module, part: str) -> torch.nn.Module:
     return model
 
 
-def _from_single_file(cls: type, checkpoint: dict, part: str, **kwargs: object) -> object:
+def _from_single_file(cls: Any, checkpoint: dict, part: str, **kwargs: object) -> object:
     try:
         model = cls.from_single_file(checkpoint, **kwargs)
     except (RuntimeError, ValueError) as exc:
@@ -225,7 +229,7 @@ def component_loaders(
     if not (config_dir / "model_index.json").is_file():
         raise _error(f"The bundled configuration for {spec.family} is missing from {config_dir}.")
     unet_overrides: dict[str, object] = {"in_channels": spec.in_channels}
-    if spec.family == "sd2" and not spec.v_prediction:
+    if spec.family == ModelFamily.SD2 and not spec.v_prediction:
         unet_overrides["sample_size"] = 64  # SD 2.x base models are 512 px, epsilon
     common = {"config": str(config_dir), "local_files_only": True, "torch_dtype": dtype}
 
@@ -237,7 +241,7 @@ def component_loaders(
             lambda: _text_encoder(CLIPTextModel, checkpoint, config_dir, "text_encoder", dtype),
         ),
     ]
-    if spec.family == "sdxl":
+    if spec.family == ModelFamily.SDXL:
         stages += [
             ("tokenizer_2", lambda: _tokenizer(config_dir, "tokenizer_2")),
             (
@@ -280,8 +284,8 @@ def _scheduler(spec: CheckpointSpec, config_dir: Path) -> object:
     )
 
 
-def assemble(spec: CheckpointSpec, components: dict, config_dir: Path) -> DiffusionPipeline:
-    if spec.family == "sdxl":
+def assemble(spec: CheckpointSpec, components: dict, config_dir: Path) -> Pipeline:
+    if spec.family == ModelFamily.SDXL:
         index = DiffusionPipeline.load_config(config_dir)
         return StableDiffusionXLPipeline(
             **components,

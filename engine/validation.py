@@ -7,31 +7,24 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import TypeGuard
 
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, GenerationRequest, SchedulerName
+from engine.api import EngineError, ErrorKind, GenerationRequest
+from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
-MAX_STEPS = 1000  # the models' own training schedule has 1000 timesteps
 MAX_GUIDANCE = 100.0
 MAX_BATCH = 16
 MAX_SIDE = 4096
 # Width x height x batch beyond which a job would not fit in memory on ordinary hardware.
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**64 - 1
-SCHEDULER_NAMES = tuple(s.value for s in SchedulerName)
 MAX_MASK_BLUR = 256
 MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
-# Schedulers whose own schedule caps the steps (LCM distils 50 original steps).
-_STEP_CAPS = {SchedulerName.LCM.value: 50}
 
 
-def max_steps_for(scheduler: str) -> int:
-    """The most steps this scheduler can run; the form and the engine share it."""
-    return _STEP_CAPS.get(scheduler, MAX_STEPS) if isinstance(scheduler, str) else MAX_STEPS
-
-
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
@@ -100,10 +93,8 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
                 f"({pixels / 1e6:.1f} megapixels; the most is {max_pixels / 1e6:.1f}); "
                 "choose a smaller size or batch"
             )
-    if r.scheduler not in SCHEDULER_NAMES:
-        found.append(
-            f"unknown scheduler {r.scheduler!r}; choose one of: {', '.join(SCHEDULER_NAMES)}"
-        )
+    if r.scheduler not in NAMES:
+        found.append(f"unknown scheduler {r.scheduler!r}; choose one of: {', '.join(NAMES)}")
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
     cutoff = r.guidance_cutoff

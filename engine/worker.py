@@ -14,7 +14,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +33,10 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.plan import check_inputs, make_plan
+from engine.protocols import ModelProvider
 from engine.sampling import PipelineRunner, Trajectory
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Engine:
 
     def __init__(
         self,
-        models: Any = None,
+        models: ModelProvider | None = None,
         *,
         device: str = "auto",
         dtype: str = "auto",
@@ -100,12 +101,12 @@ class Engine:
             from engine.models import ModelManager
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
-        self._models = models
+        self._models: ModelProvider = models
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: Listeners[[Event]] = Listeners()
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._pending: list[int] = []
         self._ids = itertools.count(1)
@@ -125,13 +126,10 @@ class Engine:
         return self._models.device_description
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Callable[[Event], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+        self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
         with self._lock:
@@ -194,13 +192,7 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("an engine listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     def _finish(self, job: _Job, event: Event) -> None:
         job.result = event

@@ -59,9 +59,6 @@ class Document(QObject):
     def mask(self) -> QImage:
         return self._mask
 
-    def size(self) -> QSize | None:
-        return self._image.size() if self._image is not None else None
-
     def picture(self) -> Image.Image | None:
         """The picture as an RGB PIL image (what image-to-image and inpaint start from)."""
         return qimage_to_pil(self._image) if self._image is not None else None

@@ -2,9 +2,10 @@
 parameters), newest first, with the step-by-step previews of the newest few runs.
 
 A run's previews (one picture per step, for the scrubber and "continue from here")
-are the biggest thing a result carries; only the newest KEEP_RUN_PREVIEWS runs keep
-them, and only the newest KEEP_ENTRIES entries stay listed (the files stay on disk),
-so memory stays flat over hours of use.
+and the pictures its request started from are the biggest things a result carries;
+only the newest KEEP_RUN_PREVIEWS runs keep them (older entries keep their parameters),
+and only the newest KEEP_ENTRIES entries stay listed (the files stay on disk), so
+memory stays flat over hours of use.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class Run:
 
     def forget_previews(self) -> None:
         self.step_previews = self.noisy_step_previews = ()
+        self.request = _without_pictures(self.request)
+
+
+def _without_pictures(request: GenerationRequest) -> GenerationRequest:
+    if request.init_image is None and request.mask is None:
+        return request
+    return request.with_changes(init_image=None, mask=None)
 
 
 @dataclass(eq=False)
@@ -87,6 +95,7 @@ class History(QObject):
         return list(self._entries)
 
     def runs_with_previews(self) -> list[Run]:
+        """The runs that still keep their step previews, oldest first."""
         return [run for run in self._runs if run.step_previews]
 
     @property
@@ -108,9 +117,13 @@ class History(QObject):
         self._entries.insert(0, entry)
         if entry.run is not None and entry.run not in self._runs:
             self._runs.append(entry.run)
-            for old in self._runs[: -self._keep_run_previews]:
-                old.forget_previews()
-            self._runs = [run for run in self._runs if run.step_previews]
+            old = self._runs[: -self._keep_run_previews]
+            for run in old:
+                run.forget_previews()
+            self._runs = self._runs[len(old) :]
+            for kept in self._entries:
+                if kept.run in old and kept.request is not None:
+                    kept.request = _without_pictures(kept.request)
         self.added.emit(entry)
         if select:
             self.select(entry)

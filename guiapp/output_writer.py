@@ -17,10 +17,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 
 from engine.api import Finished
-from engine.metadata import read_parameters, save_png
+from engine.metadata import read_parameters
 from engine.picture_files import SUFFIXES, save_picture
 
-__all__ = ["OutputWriter", "SavedJob", "read_parameters", "save_png"]
+__all__ = ["OutputWriter", "SavedJob", "read_parameters", "save_picture"]
 
 
 @dataclass(frozen=True)

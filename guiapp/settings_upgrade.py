@@ -19,13 +19,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
+from engine.schedulers import NAMES as SCHEDULER_NAMES
 from engine.validation import (
     MAX_BATCH,
     MAX_GUIDANCE,
     MAX_MASK_BLUR,
     MAX_SEED,
     MAX_SIDE,
-    SCHEDULER_NAMES,
     max_steps_for,
 )
 from guiapp.state import ViewModel

@@ -357,7 +357,9 @@ class MainWindow(QMainWindow):
         entry = entry or self.workspace.history.current
         if entry is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save as", entry.name, "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save as", entry.name, "Pictures (*.png *.jpg *.jpeg *.webp)"
+        )
         if path:
             self.workspace.save_entry_as(entry, Path(path))
 

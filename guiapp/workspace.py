@@ -24,7 +24,7 @@ from guiapp.document import Document
 from guiapp.history import History, HistoryEntry, Run
 from guiapp.imaging import pil_to_qimage, qimage_to_pil
 from guiapp.jobs import Job, JobQueue
-from guiapp.output_writer import OutputWriter, SavedJob, save_png
+from guiapp.output_writer import OutputWriter, SavedJob, save_picture
 from guiapp.progress import Progress
 from guiapp.properties import Observable, Property
 from guiapp.state import ViewModel
@@ -356,16 +356,20 @@ class Workspace(Observable):
                 return
 
     def save_entry_as(self, entry: HistoryEntry, path: Path) -> None:
-        """Write an entry elsewhere: its saved file as it is, or (never saved) a new PNG."""
+        """Write an entry elsewhere: its saved file as it is when the format is the same,
+        else a new picture (PNG, JPEG or WebP by the suffix) with its parameters."""
         try:
-            if entry.path is not None and entry.path.exists():
+            same_format = (
+                entry.path is not None and entry.path.suffix.lower() == path.suffix.lower()
+            )
+            if same_format and entry.path is not None and entry.path.exists():
                 path.write_bytes(entry.path.read_bytes())
             elif entry.request is not None:
                 seed = entry.seed if entry.seed is not None else 0
-                save_png(qimage_to_pil(entry.image), path, entry.request, seed)
+                save_picture(qimage_to_pil(entry.image), path, entry.request, seed)
             else:
                 qimage_to_pil(entry.image).save(path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self.show_error(f"Could not save {path}: {exc}")
 
     # ------------------------------------------------------------------ closing

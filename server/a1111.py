@@ -1,6 +1,7 @@
 """The subset of AUTOMATIC1111's `/sdapi/v1/` web API that existing clients use.
 
-txt2img, img2img (with a mask), progress (with the current preview), interrupt,
+txt2img, img2img (with a mask; override_settings sd_model_checkpoint, sd_vae and
+CLIP_stop_at_last_layers), progress (with the current preview), interrupt,
 sd-models, samplers, schedulers, options (the model switch) and png-info, translated
 into GenerationRequests for the same JobHub the streaming channel uses. A1111 is a
 one-user API; here each client address has its own current run, so progress and
@@ -336,6 +337,12 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
         raise _bad("override_settings must be an object")
     if "sd_model_checkpoint" in overrides:
         model = _model_name(overrides["sd_model_checkpoint"])
+    vae = overrides.get("sd_vae") or ""
+    if not isinstance(vae, str):
+        raise _bad("sd_vae must be a VAE's file name")
+    if vae.lower() in ("automatic", "none"):
+        vae = ""
+    clip_skip = overrides.get("CLIP_stop_at_last_layers", 1)
     width, height = int(_number(body, "width", 512)), int(_number(body, "height", 512))
     seed = int(_number(body, "seed", -1))
     batch = int(_number(body, "batch_size", 1))
@@ -353,6 +360,8 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
         height=height,
         scheduler=_scheduler(body),
         model=model,
+        vae=vae,
+        clip_skip=clip_skip,
     )
     if img2img:
         base = _with_images(base, body)

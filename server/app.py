@@ -17,6 +17,7 @@ from server.hub import JobHub
 from server.security import (
     AuthMiddleware,
     BodyLimitMiddleware,
+    OriginMiddleware,
     RateLimiter,
     RateLimitMiddleware,
     TokenCheck,
@@ -59,11 +60,12 @@ def create_app(hub: JobHub, config: ServerConfig | None = None) -> FastAPI:
         await StreamSession(ws, hub, submits, limits).run()
 
     app.include_router(a1111.router(a1111.A1111State(hub, submits)))
-    # Added innermost first: the token check runs before anything reads the body.
+    # Added innermost first: the origin and token checks run before anything reads the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(config.requests_per_second, config.request_burst),
     )
     app.add_middleware(AuthMiddleware, check=config.token)
+    app.add_middleware(OriginMiddleware)
     return app

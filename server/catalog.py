@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from engine.api import STARTER_MODEL, EngineError, ErrorKind
-from engine.asset_folders import AssetKind, asset_folders
+from engine.asset_folders import AssetKind, asset_folders, default_roots, find_asset
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
 MAX_LISTED = 20  # names quoted in a "no such model" message
@@ -83,6 +83,28 @@ class ModelCatalog:
                 f"This server has no model called {name[:80]!r}; choose one of: {shown}.",
             )
         return source
+
+    @property
+    def roots(self) -> list[Path]:
+        """The model roots this server's add-ons (LoRAs, embeddings, VAEs) come from."""
+        return list(self._roots) or default_roots()
+
+    def resolve_asset(self, kind: AssetKind, name: object) -> str:
+        """The file of an add-on a client names (a VAE, ...), inside the server's folders
+        only; a path, or a name that is not there, is refused."""
+        what = kind.value.replace("_", " ")
+        if not isinstance(name, str) or not name.strip():
+            raise EngineError(ErrorKind.BAD_INPUT, f"the {what} must be a file's name (text)")
+        if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"the {what} {name[:80]!r} is a path; on a server, name the file only "
+                f"(it is looked up in the server's {what} folders)",
+            )
+        path = find_asset(kind, name, self.roots, suffixes=CHECKPOINT_SUFFIXES)
+        if path is None:
+            raise EngineError(ErrorKind.MODEL, f"This server has no {what} called {name[:80]!r}.")
+        return str(path)
 
     def _lookup(self, name: str) -> str | None:
         with self._lock:

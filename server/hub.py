@@ -1,6 +1,8 @@
 """JobHub: the one listener on the served engine; it names jobs and routes their events.
 
-Every remote job gets an unguessable public id and an owner (one client). Events reach
+Every remote job gets an unguessable public id and an owner (one client). Fields that
+name files (the model, the model folders, a VAE) are resolved inside the server's own
+folders, never taken from the client as paths. Events reach
 only the owner's sink, with the server's own details taken out: model paths become the
 model's public name, and the place a job ran ("cpu (float32) on host") is added. A client
 can cancel, resume from, or even name only jobs it owns.
@@ -14,7 +16,8 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine.api import (
     TERMINAL_KINDS,
@@ -28,6 +31,7 @@ from engine.api import (
     ModelLoading,
     Started,
 )
+from engine.asset_folders import AssetKind
 from engine.wire import WireError
 from server.catalog import ModelCatalog
 
@@ -47,6 +51,7 @@ class _Record:
     model_name: str
     model_source: str
     sink: Sink
+    client_fields: dict[str, Any] = field(default_factory=dict)  # as the client sent them
     ended: bool = False
 
 
@@ -70,21 +75,41 @@ class JobHub:
     def submit(self, request: GenerationRequest, owner: str, sink: Sink) -> str:
         """Queue a client's job and return its public id; EngineError if the model is not
         one the server offers."""
-        source = self.catalog.resolve(request.model)
-        name = request.model
+        server_fields, client_fields = self._server_side(request)
+        source = server_fields["model"]
         with self._lock:
             self._submitting += 1
             try:
-                internal = self.engine.submit(request.with_changes(model=source))
+                internal = self.engine.submit(request.with_changes(**server_fields))
             finally:
                 self._submitting -= 1
-            record = _Record(secrets.token_urlsafe(16), internal, owner, name, source, sink)
+            record = _Record(
+                secrets.token_urlsafe(16),
+                internal,
+                owner,
+                request.model,
+                source,
+                sink,
+                client_fields,
+            )
             self._by_internal[internal] = record
             self._by_public[record.public] = record
             for event in self._orphans.pop(internal, []):
                 self._deliver(record, event)
             self._prune()
         return record.public
+
+    def _server_side(self, request: GenerationRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(fields the server sets, the client's values of them): every field that names
+        a file or folder is chosen here, from the server's own folders."""
+        server: dict[str, Any] = {"model": self.catalog.resolve(request.model)}
+        client: dict[str, Any] = {"model": request.model}
+        server["model_folders"] = tuple(str(r) for r in self.catalog.roots)
+        client["model_folders"] = request.model_folders
+        if request.vae:
+            server["vae"] = self.catalog.resolve_asset(AssetKind.VAE, request.vae)
+            client["vae"] = request.vae
+        return server, client
 
     def cancel(self, public: str, owner: str) -> bool:
         with self._lock:
@@ -144,7 +169,7 @@ class JobHub:
                 where = f"{event.device} on {self.where}" if self.where else event.device
                 return dataclasses.replace(event, model=record.model_name, device=where)
             case Finished():
-                request = event.request.with_changes(model=record.model_name)
+                request = event.request.with_changes(**record.client_fields)
                 return dataclasses.replace(event, request=request)
             case Failed():
                 message = event.message.replace(record.model_source, record.model_name)

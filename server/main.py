@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="serve on a Ray cluster (no address: start a local one)",
     )
+    p.add_argument("--replicas", type=int, default=2, help="Ray: most replicas (autoscaled)")
+    p.add_argument("--gpus-per-replica", type=float, default=0.0, help="Ray: GPUs per replica")
     return p
 
 
@@ -85,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _error(f"--models {folder} is not a folder")
     if args.max_upload_mb <= 0 or args.rate <= 0:
         return _error("--max-upload-mb and --rate must be positive")
-    if args.ray is not None:
-        return _error("--ray is not available in this version; run without it")
+    if args.replicas < 1:
+        return _error(f"--replicas must be at least 1, got {args.replicas}")
 
     from engine.asset_folders import data_dir
     from server.security import TOKEN_ENV, TokenCheck, load_or_create_token
@@ -112,13 +114,24 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from engine.api import EngineLike
     from engine.worker import Engine  # torch loads here, after every check
     from server.app import ServerConfig, create_app
     from server.catalog import ModelCatalog
     from server.hub import JobHub
     from server.running import uvicorn_config
 
-    engine = Engine(device=args.device, dtype=args.dtype)
+    engine: EngineLike
+    if args.ray is not None:
+        from server.ray_engine import RayEngine
+        from server.ray_serve import deploy
+
+        handle = deploy(
+            address=args.ray or None, replicas=args.replicas, num_gpus=args.gpus_per_replica
+        )
+        engine = RayEngine(handle, f"Ray Serve, 1 to {args.replicas} replicas")
+    else:
+        engine = Engine(device=args.device, dtype=args.dtype)
     catalog = ModelCatalog(args.models or _default_roots())
     hub = JobHub(engine, catalog, where=args.name)
     limit = int(args.max_upload_mb * 1024 * 1024)
@@ -150,7 +163,19 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     finally:
         engine.shutdown(10)
+        if args.ray is not None:
+            _stop_ray()
     return 0
+
+
+def _stop_ray() -> None:
+    import ray
+    from ray import serve
+
+    from server.ray_serve import APP_NAME
+
+    serve.delete(APP_NAME)  # frees the replicas of a cluster that outlives us
+    ray.shutdown()
 
 
 def _default_roots() -> list[Path]:

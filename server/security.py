@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -130,6 +131,32 @@ def _ws_denial(send: Send) -> Send:
         await send(message)
 
     return wrapped
+
+
+class OriginMiddleware:
+    """Refuses requests a web browser sends on behalf of another site.
+
+    Browsers let any page open a WebSocket to 127.0.0.1 or post to it; they always say
+    which page with an Origin header. Our clients send none, or the server's own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers", []))
+            origin = headers.get(b"origin")
+            if origin is not None and origin != b"null":
+                host = urlsplit(origin.decode("latin-1")).netloc.lower()
+                if host != headers.get(b"host", b"").decode("latin-1").lower():
+                    body = {
+                        "error": "forbidden",
+                        "detail": "Requests from web pages of other sites are not accepted.",
+                    }
+                    if scope["type"] == "http":
+                        return await _send_json(send, 403, body)
+                    return await send({"type": "websocket.close", "code": 1008})
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -11,9 +11,9 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from tiny_models import tiny_components, tiny_sdxl_pipeline
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from engine.models import MODEL_CONFIGS
+from engine.resources import model_configs_dir
 
-TOKENIZER_DIR = MODEL_CONFIGS / "clip_tokenizer"
+TOKENIZER_DIR = model_configs_dir() / "clip_tokenizer"
 
 
 @cache

@@ -11,7 +11,16 @@ import torch
 from PIL import Image
 from tiny_models import tiny_pipeline, tiny_sdxl_pipeline
 
-from engine.api import EngineError, ErrorKind, Event, GenerationRequest, JobCancelled
+from engine.api import (
+    EngineError,
+    ErrorKind,
+    Event,
+    GenerationRequest,
+    JobCancelled,
+    ModelFamily,
+    Progress,
+    ShouldCancel,
+)
 from engine.models import LoadedModel
 
 # Seconds to wait for a job: generous, because the tests share a busy machine. Not a
@@ -35,9 +44,7 @@ class TinyModels:
         self.before_load: Callable[[], None] | None = None
         self.variants: dict[str, LoadedModel] = {}  # extra sources, e.g. with a tiny VAE
 
-    def get(
-        self, source: str, progress: Callable[[str, float], None], should_cancel: Callable[[], bool]
-    ) -> LoadedModel:
+    def get(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
         if source in self.variants:
             return self.variants[source]
         if source not in (TINY, TINY_INPAINT, TINY_SDXL):
@@ -56,7 +63,7 @@ class TinyModels:
                 pipe = tiny_pipeline(self._tmp / source, inpaint_unet=inpaint)
             self._built[source] = LoadedModel(
                 source=source,
-                family="sdxl" if source == TINY_SDXL else "sd1",
+                family=ModelFamily.SDXL if source == TINY_SDXL else ModelFamily.SD1,
                 pipe=pipe,
                 latent_rgb=None,
                 tiny_vae=None,

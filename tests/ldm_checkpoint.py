@@ -174,7 +174,7 @@ def open_clip_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[str, t
     return out
 
 
-def pipeline_to_ldm(pipe, family: str) -> dict[str, torch.Tensor]:  # noqa: ANN001
+def pipeline_to_ldm(pipe, family: str) -> dict[str, torch.Tensor]:
     """One original-layout state dict for an SD 1.x / 2.x / SDXL diffusers pipeline."""
     out = unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config))
     out.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))

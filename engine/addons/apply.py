@@ -19,12 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from engine.addons.embeddings import EmbeddingSet
-from engine.addons.files import embedding_files, lora_path, mentioned, roots_of
+from engine.addons.files import (
+    PICKLED,
+    embedding_files,
+    listing,
+    lora_path,
+    mentioned,
+    roots_of,
+)
 from engine.addons.lora import LoraCache, LoraMerger, LoraUse
 from engine.addons.vae import VaeSwitch, resolve
 from engine.api import EngineError, ErrorKind, GenerationRequest
 from engine.asset_folders import AssetKind, asset_folders
 from engine.prompts import LoraTag, extract_extra_networks
+from engine.resources import model_configs_dir
 
 
 @dataclass
@@ -87,14 +95,24 @@ class Addons:
         self._merger: LoraMerger | None = None
         self._embeddings: EmbeddingSet | None = None
         self._vae: VaeSwitch | None = None
+        self._vae_pipes: list[Any] = []  # pipelines whose VAE apply() set
 
     def reset(self) -> None:
-        """Forget the model (it is being released); the LoRA cache stays."""
+        """Give the model back as it was loaded (no LoRA, embedding or other VAE), then
+        forget it; the LoRA cache stays. Called when the model is released or replaced,
+        so that a model object that lives on elsewhere is never left changed."""
+        if self._merger is not None:
+            self._merger.restore()
+        if self._embeddings is not None:
+            self._embeddings.sync({})
+        if self._vae is not None:
+            own = self._vae.choose(None)
+            for pipe in self._vae_pipes:
+                pipe.vae = own
         self._model = self._merger = self._embeddings = self._vae = None
+        self._vae_pipes = []
 
     def _attach(self, model: Any) -> None:
-        from engine.models import MODEL_CONFIGS
-
         if self._model is model:
             return
         self.reset()
@@ -107,7 +125,7 @@ class Addons:
         self._model = model
         self._merger = LoraMerger(components, model.family)
         self._embeddings = EmbeddingSet(pipe, model.family)
-        self._vae = VaeSwitch(pipe, (self._config_root or MODEL_CONFIGS) / model.family)
+        self._vae = VaeSwitch(pipe, (self._config_root or model_configs_dir()) / model.family)
 
     def apply(self, model: Any, pipe: Any, request: GenerationRequest) -> AppliedAddons:
         """Put the request's LoRAs, embeddings and VAE on the model (and `pipe`)."""
@@ -130,11 +148,20 @@ class Addons:
         names = embedding_files(roots)
         used = mentioned([request.prompt, request.negative_prompt], list(names))
         wanted = {name: names[name] for name in used}
+        pickled = listing(AssetKind.EMBEDDING, roots, PICKLED)
+        texts = [request.prompt, request.negative_prompt]
+        for name in mentioned(texts, [n for n in pickled if n not in names]):
+            applied.warnings.append(
+                f"The embedding {name} is a {pickled[name].suffix} file (a pickle, which can "
+                "run code when opened) and was not used; use a .safetensors version."
+            )
         self._embeddings.sync(wanted)
         applied.embeddings = wanted
 
         vae_name = request.vae
         path = resolve(vae_name, roots) if vae_name else None
         pipe.vae = self._vae.choose(path)
+        if all(p is not pipe for p in self._vae_pipes):
+            self._vae_pipes.append(pipe)
         applied.vae = path
         return applied

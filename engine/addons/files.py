@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.asset_folders import AssetKind, asset_folders, default_roots, find_asset
 
 SAFETENSORS = (".safetensors",)
+PICKLED = (".pt", ".bin", ".ckpt")  # A1111 also reads these; they can run code, we do not
 
 
 def roots_of(folders: Iterable[str]) -> list[Path]:
@@ -30,11 +31,14 @@ def vae_path(name: str, roots: list[Path]) -> Path | None:
     return find_asset(AssetKind.VAE, name, roots, suffixes=SAFETENSORS)
 
 
-def listing(kind: AssetKind, roots: list[Path]) -> dict[str, Path]:
-    """Name (file stem) -> file for every .safetensors of a kind (the first root wins)."""
+def listing(
+    kind: AssetKind, roots: list[Path], suffixes: tuple[str, ...] = SAFETENSORS
+) -> dict[str, Path]:
+    """Name (file stem) -> file for every file of a kind (the first root wins)."""
     found: dict[str, Path] = {}
     for folder in asset_folders(kind, roots):
-        for path in sorted(folder.rglob("*.safetensors"), key=lambda p: (len(p.parts), str(p))):
+        paths = [p for suffix in suffixes for p in folder.rglob(f"*{suffix}")]
+        for path in sorted(paths, key=lambda p: (len(p.parts), str(p))):
             found.setdefault(path.stem, path)
     return found
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from engine.api import EngineError, ErrorKind
+from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.prompts import Fragment, parse_prompt
 
 CHUNK_LENGTH = 75  # tokens per chunk, without the start and end tokens
@@ -76,10 +76,10 @@ def _sdxl_slots(pipe: Any) -> list[TextEncoderSlot]:
     return slots
 
 
-_SLOTS: dict[str, Callable[[Any], list[TextEncoderSlot]]] = {
-    "sd1": _sd_slots,
-    "sd2": _sd_slots,
-    "sdxl": _sdxl_slots,
+_SLOTS: dict[ModelFamily, Callable[[Any], list[TextEncoderSlot]]] = {
+    ModelFamily.SD1: _sd_slots,
+    ModelFamily.SD2: _sd_slots,
+    ModelFamily.SDXL: _sdxl_slots,
 }
 
 
@@ -252,7 +252,7 @@ def _pad_to(z: torch.Tensor, empty: torch.Tensor, chunks: int, length: int) -> t
 
 def encode_prompts(
     pipe: Any,
-    family: str,
+    family: ModelFamily,
     prompt: str,
     negative_prompt: str,
     *,

@@ -87,7 +87,7 @@ class Session:
         self._context.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._context.__exit__(*exc)
 
 

@@ -99,7 +99,7 @@ class _UNetGraph(torch.nn.Module):
 class _DecoderGraph(torch.nn.Module):
     """latents (already divided by the scaling factor) -> image in [-1, 1]."""
 
-    def __init__(self, vae: torch.nn.Module) -> None:
+    def __init__(self, vae: Any) -> None:  # a diffusers AutoencoderKL
         super().__init__()
         self.vae = vae
 

@@ -31,6 +31,20 @@ class HistoryStrip(QWidget):
         self.setObjectName("historyStrip")
         self._history = history
         self._showing_model = False  # selection changes made by the model, not a person
+        self._build_list()
+        buttons = self._build_buttons()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+        for entry in reversed(history.entries()):
+            self._add(entry)
+        history.added.connect(self._add)
+        history.removed.connect(self._remove)
+        history.currentChanged.connect(self._show_current)
+        self._update_buttons()
+
+    def _build_list(self) -> None:
         self.list = QListWidget(self)
         self.list.setObjectName("historyList")
         self.list.setViewMode(QListView.ViewMode.IconMode)
@@ -41,6 +55,13 @@ class HistoryStrip(QWidget):
         self.list.setFixedHeight(THUMB + 34)
         self.list.setSpacing(4)
         self.list.setToolTip("Finished images: click to show, double-click to reuse parameters")
+        self.list.itemClicked.connect(lambda item: self.entrySelected.emit(self._entry(item)))
+        self.list.currentItemChanged.connect(self._current_changed)
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.reuseRequested.emit(self._entry(item))
+        )
+
+    def _build_buttons(self) -> QVBoxLayout:
         self.reuse_button = push_button(
             self,
             "recycle",
@@ -67,22 +88,7 @@ class HistoryStrip(QWidget):
         for button in (self.reuse_button, self.save_button, self.copy_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.list, 1)
-        layout.addLayout(buttons)
-
-        self.list.itemClicked.connect(lambda item: self.entrySelected.emit(self._entry(item)))
-        self.list.currentItemChanged.connect(self._current_changed)
-        self.list.itemDoubleClicked.connect(
-            lambda item: self.reuseRequested.emit(self._entry(item))
-        )
-        for entry in reversed(history.entries()):
-            self._add(entry)
-        history.added.connect(self._add)
-        history.removed.connect(self._remove)
-        history.currentChanged.connect(self._show_current)
-        self._update_buttons()
+        return buttons
 
     @staticmethod
     def _entry(item: QListWidgetItem) -> HistoryEntry:

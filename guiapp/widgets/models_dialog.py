@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -120,7 +121,7 @@ class _Row:
             KIND_NAMES.get(AssetKind(entry.kind), entry.kind)
             if entry.kind in AssetKind._value2member_map_
             else entry.kind,
-            FAMILY_NAMES.get(entry.family, entry.family),
+            "unreadable" if entry.problem else FAMILY_NAMES.get(entry.family, entry.family),
             format_size(entry.size),
             "",
             entry.folder,
@@ -174,6 +175,17 @@ class LibraryTableModel(QAbstractTableModel):
 
     def entry_at(self, row: int) -> ModelEntry:
         return self.rows[row].entry
+
+    def would_change(self, entries: Iterable[ModelEntry]) -> bool:
+        """Whether put(entries) would add or alter a row."""
+        for entry in entries:
+            at = self._row_of.get(entry.path)
+            if at is None or self.rows[at].entry != entry:
+                return True
+        return False
+
+    def would_drop(self, paths: Iterable[str]) -> bool:
+        return any(p in self._row_of for p in paths)
 
     def put(self, entries: Iterable[ModelEntry]) -> None:
         """Add new entries at the end; replace entries already listed (same path)."""
@@ -305,7 +317,13 @@ class ScanFeeder(QObject):
         library = self.model.library
         self.summary = {}
         self._seen = 0
-        self.scan = BackgroundScan(library.folders(), library.index_path, sorted(library.hidden()))
+        try:
+            self.scan = BackgroundScan(
+                library.folders(), library.index_path, sorted(library.hidden())
+            )
+        except (OSError, RuntimeError) as exc:  # no process could start (limits, a bare script)
+            self.ended.emit(f"The model scan could not start: {exc}".splitlines()[0])
+            return
         self.progressed.emit("Scanning model folders…")
         self._timer.start(0)
 
@@ -323,11 +341,7 @@ class ScanFeeder(QObject):
         scan = self.scan
         if scan is None:
             return
-        now = time.perf_counter()
-        deadline = now + SLICE_SECONDS
-        if self.view is not None and self.view.updatesEnabled() and now - self._shown_at > 0.02:
-            self.view.setUpdatesEnabled(False)  # _show_rows turns them on again
-            self._repaint.start()
+        deadline = time.perf_counter() + SLICE_SECONDS
         while time.perf_counter() < deadline:
             if not self._pending:
                 messages = scan.poll(1)
@@ -344,6 +358,12 @@ class ScanFeeder(QObject):
             self._timer.start(BETWEEN_SLICES_MS if self._pending else IDLE_POLL_MS)
         else:  # ended without a closing message: cancelled
             self.stop()
+
+    def _hold_repaints(self) -> None:
+        now = time.perf_counter()
+        if self.view is not None and self.view.updatesEnabled() and now - self._shown_at > 0.02:
+            self.view.setUpdatesEnabled(False)  # _show_rows turns them on again
+            self._repaint.start()
 
     def _show_rows(self) -> None:
         # Re-enabling updates repaints the view in the next turn of the event loop; the
@@ -365,9 +385,16 @@ class ScanFeeder(QObject):
             self._pending.popleft()
         entries = self.model.library.apply((kind, chunk))
         if kind == GONE:
-            self.model.drop(entries)  # type: ignore[arg-type]
+            paths: list[str] = entries  # type: ignore[assignment]
+            if self.model.would_drop(paths):
+                self._hold_repaints()
+                self.model.drop(paths)
         else:
-            self.model.put(entries)  # type: ignore[arg-type]
+            rows: list[ModelEntry] = entries  # type: ignore[assignment]
+            # A rescan resends every unchanged entry: those must not cost a repaint.
+            if self.model.would_change(rows):
+                self._hold_repaints()
+                self.model.put(rows)
             self._seen += len(chunk)
         took = (time.perf_counter() - began) / len(chunk)
         self._cost[kind] = took if kind not in self._cost else (cost + took) / 2
@@ -613,11 +640,11 @@ class ModelsDialog(QDialog):
         own.setEnabled(False)
         for folder in self.library.added_folders():
             sub = self.folders_menu.addMenu(str(folder))
-            sub.addAction("Remove from the library", lambda f=folder: self.remove_folder(f))
+            sub.addAction("Remove from the library", partial(self.remove_folder, folder))
 
-    def _save(self, change: object) -> None:
+    def _save(self, change: Callable[[], None]) -> None:
         try:
-            change()  # type: ignore[operator]
+            change()
         except OSError as exc:
             self.status.setText(f"Could not save the library's list: {exc}")
 

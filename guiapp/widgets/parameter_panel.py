@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import STARTER_MODEL
+from engine.schedulers import NAMES as SCHEDULER_NAMES
 from engine.validation import (
     MAX_BATCH,
     MAX_GUIDANCE,
     MAX_MASK_BLUR,
     MAX_SIDE,
-    SCHEDULER_NAMES,
     max_steps_for,
 )
 from guiapp.state import ViewModel

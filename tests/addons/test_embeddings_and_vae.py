@@ -127,3 +127,24 @@ def test_a_vae_that_is_not_there_fails_the_job_saying_where_to_put_it(addon_engi
     )
     assert isinstance(result, Failed)
     assert 'The VAE "nothing-here"' in result.message and "VAE folder" in result.message
+
+
+def test_a_pickled_embedding_named_in_the_prompt_is_not_opened_and_the_job_says_so(
+    addon_engine, models_root
+):
+    (embeddings_dir(models_root) / "oldstyle.pt").write_bytes(b"not opened")
+    result = finished(addon_engine, prompt="an oldstyle cat", model_folders=(str(models_root),))
+    assert any("oldstyle is a .pt file" in w for w in result.warnings)
+
+
+def test_switching_to_another_model_gives_the_first_one_back_unchanged(
+    addon_engine, own_models, models_root
+):
+    folder = models_root / "VAE" / "other"
+    _other_vae().save_pretrained(folder)
+    pipe = pipe_of(own_models)
+    own = pipe.vae
+    finished(addon_engine, vae=str(folder), model_folders=(str(models_root),))
+    assert pipe.vae is not own
+    finished(addon_engine, model=TINY_SDXL)
+    assert pipe.vae is own

@@ -8,6 +8,7 @@ changed pixels lie inside the mask, and the final image keeps every pixel outsid
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -25,11 +26,27 @@ def changed(preview: np.ndarray, original: np.ndarray) -> np.ndarray:
     return (preview.astype(int) != original.astype(int)).any(axis=2)
 
 
-def inside(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    where = np.zeros(shape[:2], bool)
+def inside(box: tuple[int, int, int, int], image: Image.Image, preview: np.ndarray) -> np.ndarray:
+    """Where `box` (image pixels) lies in the preview: every preview pixel it touches."""
+    sx, sy = preview.shape[1] / image.width, preview.shape[0] / image.height
+    x1, y1 = math.floor(box[0] * sx), math.floor(box[1] * sy)
+    x2, y2 = math.ceil(box[2] * sx), math.ceil(box[3] * sy)
+    where = np.zeros(preview.shape[:2], bool)
     where[y1:y2, x1:x2] = True
     return where
+
+
+def original_at(image: Image.Image, preview: np.ndarray) -> np.ndarray:
+    size = (preview.shape[1], preview.shape[0])
+    return np.asarray(image.resize(size, Image.Resampling.BOX))
+
+
+def check_whole_picture(preview: np.ndarray, image: Image.Image) -> None:
+    """The request's aspect ratio, at most the cap, never larger than the picture."""
+    height, width = preview.shape[:2]
+    assert preview.dtype == np.uint8 and preview.shape[2] == 3
+    assert width <= image.width and height <= image.height and max(width, height) <= 512
+    assert abs(width / height - image.width / image.height) < 0.2
 
 
 @pytest.fixture
@@ -59,19 +76,20 @@ def test_only_masked_previews_change_only_the_masked_area(
     )
     result = engine.generate(r, WAIT)
     assert isinstance(result, Finished), result
-    original = np.asarray(init)
     steps = recorder.of(result.job_id, Step)
     previews = [*result.step_previews, *result.noisy_step_previews]
     previews += [s.preview for s in steps] + [s.noisy_preview for s in steps]
     assert len(previews) == 12
     for preview in previews:
-        # The whole picture at the request's size (64 and 96 are under the cap).
-        assert preview.shape == (size[1], size[0], 3) and preview.dtype == np.uint8
-        moved = changed(preview, original)
+        check_whole_picture(preview, init)
+        moved = changed(preview, original_at(init, preview))
         assert moved.any(), "the preview shows what is painted"
-        assert not (moved & ~inside(MASK_BOX, preview.shape)).any(), (
+        assert not (moved & ~inside(MASK_BOX, init, preview)).any(), (
             "a preview pixel outside the mask's bounding box changed"
         )
+    if decoder == "tiny autoencoder":  # decoded at the crop's full size: the picture's
+        assert all(p.shape == (size[1], size[0], 3) for p in previews)
+    original = np.asarray(init)
     final = np.asarray(result.images[0])
     outside = np.asarray(mask) <= 127
     np.testing.assert_array_equal(final[outside], original[outside])
@@ -82,10 +100,10 @@ def test_whole_picture_inpaint_previews_keep_the_original_outside_the_mask(engin
     r = request(steps=2, width=64, height=64, init_image=init, mask=mask, strength=1.0)
     result = engine.generate(r, WAIT)
     assert isinstance(result, Finished), result
-    original = np.asarray(init)
     for preview in (*result.step_previews, *result.noisy_step_previews):
-        assert preview.shape == (64, 64, 3)
-        assert not (changed(preview, original) & ~inside(MASK_BOX, preview.shape)).any()
+        assert preview.shape == (8, 8, 3)  # a linear preview of the whole picture: latent size
+        moved = changed(preview, original_at(init, preview))
+        assert not (moved & ~inside(MASK_BOX, init, preview)).any()
 
 
 def test_previews_use_the_final_composites_feathered_alpha():
@@ -108,8 +126,11 @@ def test_a_crop_preview_is_pasted_at_its_box_and_scaled_to_the_cap():
     mask = box_mask(size, (600, 200, 700, 300))
     setup = dataclasses.replace(inpaint_setup(init, mask, blur=0), crop=(512, 128, 768, 384))
     compositor = PreviewCompositor(setup, max_side=512)
-    assert compositor.size == (512, 256) and compositor.box == (256, 64, 384, 192)
-    crop_preview = np.full((32, 32, 3), 200, np.uint8)  # latent-sized, for the crop
+    # A latent-sized preview of the 256-pixel crop: the picture at an eighth of its size.
+    assert compositor.canvas_size((32, 32)) == (128, 64)
+    assert compositor(np.zeros((32, 32, 3), np.uint8)).shape == (64, 128, 3)
+    crop_preview = np.full((256, 256, 3), 200, np.uint8)  # the crop at full detail
+    assert compositor.canvas_size((256, 256)) == (512, 256)  # capped
     out = compositor(crop_preview)
     assert out.shape == (256, 512, 3)
     moved = changed(out, np.asarray(init.resize((512, 256))))

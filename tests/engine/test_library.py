@@ -360,3 +360,39 @@ def test_single_file_loading_and_the_library_share_one_key_prefix_table() -> Non
 
     assert single_file.UNET_PREFIX is checkpoint_keys.UNET_PREFIX
     assert single_file.SDXL_OPEN_CLIP is checkpoint_keys.SDXL_OPEN_CLIP
+
+
+def test_a_model_name_from_another_tool_resolves_to_the_library_path(tmp_path: Path) -> None:
+    from engine.library import resolve_model_name
+
+    models = tmp_path / "ComfyUI" / "models"
+    write_safetensors(models / "checkpoints" / "sdxl" / "juggernautXL.safetensors", SDXL_KEYS)
+    write_safetensors(models / "loras" / "ink.safetensors", LORA_SD1_KEYS)
+    library = ModelLibrary(tmp_path / "data")
+    library.add_folder(models)
+    library.scan()
+    path = str((models / "checkpoints" / "sdxl" / "juggernautXL.safetensors").resolve())
+
+    fresh = ModelLibrary(tmp_path / "data")  # reads the index, no folder
+    assert resolve_model_name("sdxl/juggernautXL.safetensors", fresh) == path  # ComfyUI
+    assert resolve_model_name("sdxl\\juggernautXL.safetensors", fresh) == path  # Windows
+    assert resolve_model_name("juggernautXL", fresh) == path  # A1111's Model field
+    assert resolve_model_name("starter", fresh) == "starter"
+    assert resolve_model_name(path, fresh) == path
+    assert resolve_model_name("ink", fresh) is None  # a LoRA is not a model to use
+    assert resolve_model_name("dreamshaper_8", fresh) is None
+    assert resolve_model_name("", fresh) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{oops", b'{"version": 1, "entries": [[1], "x", null, ["a", "b"]]}', b'{"version": 99}'],
+)
+def test_a_damaged_index_is_rebuilt_by_the_next_scan(tmp_path: Path, content: bytes) -> None:
+    write_safetensors(tmp_path / "m" / "a.safetensors", SD1_KEYS)
+    library = ModelLibrary(tmp_path / "data")
+    library.add_folder(tmp_path / "m")
+    library.index_path.write_bytes(content)
+    assert library.load() == []
+    assert library.scan()["headers_read"] == 1
+    assert [e.name for e in ModelLibrary(tmp_path / "data").load()] == ["a"]

@@ -198,7 +198,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     metadata.save_png(image(), path, GenerationRequest(prompt="old"), seed=1)
     before = path.read_bytes()
 
-    def fail_halfway(self: Image.Image, fp, *args, **kwargs) -> None:  # noqa: ANN001
+    def fail_halfway(self: Image.Image, fp, *args, **kwargs) -> None:
         fp.write(b"\x89PNG\r\n\x1a\n half a file")
         raise OSError("disk full")
 

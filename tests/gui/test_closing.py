@@ -52,3 +52,38 @@ def test_closing_waits_for_an_image_that_is_being_written(
     qtbot.waitUntil(writing.is_set)
     window.close()
     assert len(_pngs(window)) == 1
+
+
+def test_an_image_that_could_not_be_saved_stays_in_the_history_for_save_as(
+    qtbot, window, tmp_path
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the output folder should be")
+    window.set_output_folder(blocked)
+    window.form.steps = 2
+    window.form.prompt = "keep me"
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
+    entry = window.workspace.history.entries()[0]
+    assert entry.path is None and "not saved" in entry.name
+    assert window.error_area.message() != ""
+    target = tmp_path / "elsewhere.png"
+    window.workspace.save_entry_as(entry, target)
+    read = guiapp.output_writer.read_parameters(target)
+    assert read is not None and read.prompt == "keep me"
+
+
+def test_save_as_another_format_writes_that_format(qtbot, window, tmp_path) -> None:
+    from PIL import Image
+
+    window.form.steps = 2
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1)
+    entry = window.workspace.history.entries()[0]
+    window.workspace.save_entry_as(entry, tmp_path / "copy.jpg")
+    window.workspace.save_entry_as(entry, tmp_path / "copy.png")
+    with Image.open(tmp_path / "copy.jpg") as picture:
+        assert picture.format == "JPEG"
+    assert (tmp_path / "copy.png").read_bytes() == entry.path.read_bytes()
+    window.workspace.save_entry_as(entry, tmp_path / "copy.gif")
+    assert ".gif" in window.error_area.message()

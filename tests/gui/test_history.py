@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 from PySide6.QtGui import QImage
 
 from engine.api import GenerationRequest
@@ -11,13 +12,19 @@ from guiapp.history import History, HistoryEntry, Run
 REQUEST = GenerationRequest(prompt="x")
 
 
+INPAINT = REQUEST.with_changes(
+    width=8, height=8, init_image=Image.new("RGB", (8, 8)), mask=Image.new("L", (8, 8), 255)
+)
+
+
 def _run(job_id: int, steps: int = 5) -> Run:
     frames = tuple(np.full((8, 8, 3), i, np.uint8) for i in range(steps))
-    return Run(job_id, REQUEST, frames, frames)
+    return Run(job_id, INPAINT, frames, frames)
 
 
 def _entry(run: Run | None, seed: int = 1) -> HistoryEntry:
-    return HistoryEntry(None, QImage(8, 8, QImage.Format.Format_RGB888), REQUEST, seed, run)
+    request = run.request if run is not None else REQUEST
+    return HistoryEntry(None, QImage(8, 8, QImage.Format.Format_RGB888), request, seed, run)
 
 
 def test_only_the_newest_runs_keep_their_step_previews(qtbot) -> None:
@@ -31,6 +38,11 @@ def test_only_the_newest_runs_keep_their_step_previews(qtbot) -> None:
     assert all(not run.step_previews and not run.noisy_step_previews for run in runs[:6])
     assert runs[-1].preview(3) is not None and runs[0].preview(3) is None
     assert history.find_run(2) is runs[1], "an old run keeps its request for 'continue'"
+    entries = history.entries()
+    assert entries[0].request.mode == "inpaint" and entries[0].request.init_image is not None
+    oldest = entries[-1].request
+    assert oldest.init_image is None and oldest.mask is None, "old entries drop their pictures"
+    assert (oldest.prompt, oldest.steps) == (REQUEST.prompt, REQUEST.steps)
 
 
 def test_the_list_is_capped_and_the_newest_is_selected(qtbot) -> None:

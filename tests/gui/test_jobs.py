@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 from PIL import Image
+from PySide6.QtCore import Qt
 
 import guiapp.output_writer
 from engine.api import (
@@ -153,3 +154,23 @@ def test_a_finished_job_does_not_take_the_screen_from_the_next_running_job(
     qtbot.waitUntil(lambda: len(ws.history.entries()) == 2)
     assert window.caption.text().startswith(f"job #{second} done")
     assert "done" in window.progress.text()
+
+
+def test_removing_a_queued_job_leaves_the_running_jobs_screen_alone(
+    qtbot, window, fake_engine
+) -> None:
+    ws = window.workspace
+    fake_engine.gates[1] = threading.Event()
+    window.form.steps = 3
+    first, second = ws.generate(), ws.generate()
+    qtbot.waitUntil(lambda: ws.jobs.running is not None and ws.jobs.running.step == 1)
+    qtbot.waitUntil(lambda: "step 1/3" in window.progress.text())
+    caption, progress = window.caption.text(), window.progress.text()
+    window.queue_view.select(second)
+    qtbot.mouseClick(window.queue_view.remove_button, Qt.MouseButton.LeftButton)
+    assert window.queue_view.job_ids() == [first]
+    assert (window.caption.text(), window.progress.text()) == (caption, progress)
+    assert window.progress.cancel_button.isEnabled()
+    fake_engine.gates[1].set()
+    qtbot.waitUntil(lambda: len(ws.history.entries()) == 1)
+    assert ws.jobs.find(second).state == JobState.CANCELLED

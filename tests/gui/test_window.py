@@ -18,8 +18,9 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from engine.api import ErrorKind, GenerationRequest
+from engine.metadata import save_png
 from guiapp.imaging import qimage_to_array
-from guiapp.output_writer import read_parameters, save_png
+from guiapp.output_writer import read_parameters
 from guiapp.window import MainWindow
 
 HAS_METADATA = importlib.util.find_spec("engine.metadata") is not None

@@ -113,6 +113,8 @@ def test_png_info_reads_back_the_parameters_of_a_result(api):
         ({"width": 33}, "multiple of 8"),
         ({"sampler_name": "Nonsense"}, "unknown sampler"),
         ({"override_settings": {"sd_model_checkpoint": "/etc/passwd"}}, "no model"),
+        ({"override_settings": {"sd_vae": "../vae.safetensors"}}, "is a path"),
+        ({"override_settings": {"CLIP_stop_at_last_layers": 0}}, "lip"),
     ],
 )
 def test_requests_it_cannot_honour_are_refused_with_a_sentence(api, changes, message):

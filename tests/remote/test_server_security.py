@@ -12,7 +12,7 @@ from engine_helpers import WAIT, request
 from PIL import Image
 from remote_helpers import TOKEN
 
-from engine.api import ErrorKind, Failed, Finished
+from engine.api import EngineError, ErrorKind, Failed, Finished
 from engine.remote import RemoteEngine
 from server.app import ServerConfig
 from server.main import is_loopback, main
@@ -99,6 +99,7 @@ def test_binding_beyond_loopback_is_recognised():
         (["--port", "70000"], "--port"),
         (["--tls-cert", "/nonexistent.pem"], "go together"),
         (["--models", "/nonexistent-folder"], "not a folder"),
+        (["--ray", "--replicas", "0"], "--replicas"),
     ],
 )
 def test_bad_server_arguments_exit_with_one_sentence(argv, message, capsys):
@@ -127,3 +128,46 @@ def test_png_info_refuses_a_picture_that_is_not_one(server):
         timeout=TIMEOUT,
     )
     assert response.status_code == 422 and "picture" in response.json()["detail"]
+
+
+def test_a_web_page_of_another_site_cannot_use_the_server(server):
+    url = f"{server.url}/sdapi/v1/sd-models"
+    evil = {"Origin": "https://evil.example", "Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(url, headers=evil, timeout=TIMEOUT).status_code == 403
+    own = {"Origin": server.url, "Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(url, headers=own, timeout=TIMEOUT).status_code == 200
+
+
+def test_a_web_page_of_another_site_cannot_open_the_stream(server):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = server.url.replace("http://", "ws://") + "/v1/stream"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        pytest.raises(InvalidStatus),
+        connect(url, origin="https://evil.example", additional_headers=auth, proxy=None),
+    ):  # type: ignore[arg-type]
+        pass
+    with connect(url, additional_headers=auth, proxy=None) as ws:
+        ws.send(json.dumps({"op": "hello", "protocol": 1}))
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+
+
+def test_folders_and_vae_paths_from_a_client_are_replaced_or_refused(hub, local_engine):
+    seen: list = []
+    local_engine.add_listener(seen.append)
+    mine: list = []
+    evil = request(steps=2, model_folders=("/",))
+    public = hub.submit(evil, "client", lambda p, e: mine.append(e))
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(e, Finished) for e in mine) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    internal = hub.internal_of(public, "client")
+    ran = next(e for e in seen if isinstance(e, Finished) and e.job_id == internal)
+    assert ran.request.model_folders != ("/",)  # the engine saw the server's folders
+    assert next(e for e in mine if isinstance(e, Finished)).request.model_folders == ("/",)
+    with pytest.raises(EngineError, match="is a path"):
+        hub.submit(request(vae="/etc/passwd"), "client", lambda p, e: None)
+    with pytest.raises(EngineError, match="no vae called"):
+        hub.submit(request(vae="missing.safetensors"), "client", lambda p, e: None)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine.api import STARTER_MODEL, Finished, GenerationRequest
-from engine.models import starter_model_dir
+from engine.resources import starter_model_dir
 from engine.worker import Engine
 from starter.analyse import analyse
 from starter.architecture import build_tokenizer, caption_words
