@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diffusers import UNet2DConditionModel  # noqa: E402
+# The engine has the pipelines imported before any LoRA is read; so does the bench.
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402, F401
 from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 

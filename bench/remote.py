@@ -5,14 +5,15 @@
 One engine serves the first two paths: directly (engine.worker.Engine) and over loopback
 (a server thread on 127.0.0.1 and a RemoteEngine, so the WebSocket, the JSON records,
 the WebP previews and the PNG results are all on the measured path). Runs alternate
-local and remote after one warm-up each. With --ray, the local engine is shut down
-and the same picture goes RemoteEngine -> server -> Ray Serve replica (a local Ray
-instance, the starter model in each replica), then --jobs pictures at once measure
-throughput with one and with two replicas.
+local and remote after one warm-up each. With --ray, the same picture then goes
+RemoteEngine -> server -> Ray Serve replica (a local Ray
+instance, the starter model in each replica), alternating with local runs again, then
+--jobs pictures at once measure throughput with one and with two replicas.
 
 Medians of time to the first preview and of the total time (submit to Finished),
-previews delivered per run, and ratios to local, which this shared machine's drift
-affects far less than the seconds. Prints one JSON object.
+previews delivered per run, and each path's ratios to the local runs interleaved with
+it, which this shared machine's drift affects far less than the seconds. Prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -85,9 +86,13 @@ def main() -> None:
                 runs["remote"].append(timed(remote, request))
         finally:
             remote.shutdown(10)
-            local.shutdown(10)
-    if args.ray:
-        runs["ray"], throughput = through_ray(request, args.runs, args.jobs)
+    try:
+        if args.ray:
+            runs["ray"], runs["local_beside_ray"], throughput = through_ray(
+                local, request, args.runs, args.jobs
+            )
+    finally:
+        local.shutdown(10)
 
     def median(path: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[path])
@@ -100,11 +105,13 @@ def main() -> None:
             "previews_min": min(r["previews"] for r in runs[path]),
             "previews_max": max(r["previews"] for r in runs[path]),
         }
-    for path in [p for p in runs if p != "local"]:
-        out[f"{path}_ratio_first_preview"] = round(
-            median(path, "first") / median("local", "first"), 3
-        )
-        out[f"{path}_ratio_total"] = round(median(path, "total") / median("local", "total"), 3)
+    # Each path against the local runs interleaved with it (the load drifts between phases).
+    for path, base in (("remote", "local"), ("ray", "local_beside_ray")):
+        if path in runs:
+            out[f"{path}_ratio_first_preview"] = round(
+                median(path, "first") / median(base, "first"), 3
+            )
+            out[f"{path}_ratio_total"] = round(median(path, "total") / median(base, "total"), 3)
     if args.ray:
         out["ray_throughput_pictures_per_s"] = throughput
         out["ray_throughput_ratio_2_to_1"] = round(throughput["2"] / throughput["1"], 3)
@@ -112,9 +119,10 @@ def main() -> None:
 
 
 def through_ray(
-    request: GenerationRequest, runs: int, jobs: int
-) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Timed runs through a one-replica deployment, then throughput with one and two."""
+    local: Engine, request: GenerationRequest, runs: int, jobs: int
+) -> tuple[list[dict[str, float]], list[dict[str, float]], dict[str, float]]:
+    """Timed runs through a one-replica deployment, each beside a local run, then
+    throughput with one replica and with two."""
     import ray
     from ray import serve
 
@@ -125,6 +133,7 @@ def through_ray(
     options = {"num_cpus": 2, "runtime_env": {"env_vars": env}}
     throughput: dict[str, float] = {}
     timed_runs: list[dict[str, float]] = []
+    beside: list[dict[str, float]] = []
     try:
         for replicas in (1, 2):
             handle = deploy(replicas=replicas, autoscale=False, num_cpus=1, init_options=options)
@@ -136,7 +145,9 @@ def through_ray(
                     for _ in range(replicas):  # loads the model in each replica
                         timed(remote, request)
                     if replicas == 1:
-                        timed_runs = [timed(remote, request) for _ in range(runs)]
+                        for _ in range(runs):
+                            beside.append(timed(local, request))
+                            timed_runs.append(timed(remote, request))
                     start = time.perf_counter()
                     ids = [remote.submit(request.with_changes(seed=i)) for i in range(jobs)]
                     for job in ids:
@@ -149,7 +160,7 @@ def through_ray(
     finally:
         serve.shutdown()
         ray.shutdown()
-    return timed_runs, throughput
+    return timed_runs, beside, throughput
 
 
 if __name__ == "__main__":

@@ -99,6 +99,18 @@ class EngineError(Exception):
         self.detail = detail
 
 
+class JobResultPruned(LookupError):
+    """wait() on a job that ended so long ago that the engine no longer keeps its result."""
+
+    def __init__(self, job_id: int, kept: int) -> None:
+        super().__init__(
+            f"Job {job_id} ended long ago and its result was pruned (the engine keeps the "
+            f"results of the last {kept} jobs); wait() for a job soon after submitting it, "
+            "or listen for its events."
+        )
+        self.job_id = job_id
+
+
 class JobCancelled(Exception):
     """Raised inside the worker (e.g. between model-loading stages) when a job is cancelled."""
 

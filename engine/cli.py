@@ -7,12 +7,15 @@ Exit status: 0 done, 1 the job failed (one line on stderr says why), 2 bad argum
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from engine import images, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -27,9 +30,11 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.images import OpenedImage
 from engine.picture_files import format_of, save_picture
 from engine.protocols import ModelProvider
 from engine.schedulers import NAMES
+from engine.validation import short
 
 if TYPE_CHECKING:
     from engine.remote import RemoteEngine
@@ -46,14 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Make images with diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
     g = commands.add_parser("generate", help="make one image (or a batch) and save it as PNG")
+    # Numbers arrive as text and are checked by _whole/_number, so that a bad value gets
+    # one sentence (exit 1) like every other bad input, never argparse's usage dump.
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--steps", type=int, default=20)
-    g.add_argument("--guidance", type=float, default=5.0, help="guidance (CFG) scale")
-    g.add_argument("--seed", type=int, default=None, help="default: a random seed, printed")
-    g.add_argument("--width", type=int, default=None, help="default: the init image's, or 128")
-    g.add_argument("--height", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=1)
+    g.add_argument("--steps", default="20")
+    g.add_argument("--guidance", default="5.0", help="guidance (CFG) scale")
+    g.add_argument("--seed", default=None, help="default: a random seed, printed")
+    g.add_argument("--width", default=None, help="default: the init image's, or 128")
+    g.add_argument("--height", default=None)
+    g.add_argument("--batch-size", default="1")
     g.add_argument(
         "--scheduler",
         default=SchedulerName.DPMPP_2M.value,
@@ -61,14 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
-    g.add_argument("--strength", type=float, default=0.75)
-    g.add_argument("--mask", type=Path, default=None, help="white = repaint, black = keep")
-    g.add_argument("--mask-blur", type=int, default=4)
+    g.add_argument("--strength", default="0.75")
+    g.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="white = repaint, black = keep (default: the init image's transparent part)",
+    )
+    g.add_argument("--mask-blur", default="4")
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
-    g.add_argument("--padding", type=int, default=32, help="pixels around the mask crop")
+    g.add_argument("--padding", default="32", help="pixels around the mask crop")
     g.add_argument(
         "--guidance-cutoff",
-        type=float,
         default=None,
         metavar="F",
         help="stop guidance after this fraction of the steps (0..1): faster",
@@ -78,9 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode the picture with the tiny autoencoder (TAESD) if present",
     )
-    g.add_argument(
-        "--clip-skip", type=int, default=1, help="A1111's clip skip: 1 = last layer (default)"
-    )
+    g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
     g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
     g.add_argument(
         "--models-dir",
@@ -109,7 +118,11 @@ def _parser() -> argparse.ArgumentParser:
         help="torch.compile the UNet: faster steps after a compile of a minute or more "
         "for each new size",
     )
-    g.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt (runs code)")
+    g.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read .ckpt/.pt/.bin weights too (weights only: never their code)",
+    )
     g.add_argument(
         "--engine",
         default=None,
@@ -126,49 +139,95 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_image(path: Path, what: str, mode: str) -> Image.Image:
+def _whole(flag: str, text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.lstrip("-").isdigit() and len(value) <= 40):
+        raise _CliError(f"{flag} must be a whole number, got {short(text)}")
+    return int(value)
+
+
+def _number(flag: str, text: str) -> float:
     try:
-        with Image.open(path) as image:
-            return image.convert(mode)
-    except FileNotFoundError:
-        raise _CliError(f"{what} {path} does not exist") from None
-    except UnidentifiedImageError:
-        raise _CliError(f"{what} {path} is not an image file") from None
-    except OSError as exc:
-        raise _CliError(f"cannot read {what} {path}: {exc}") from None
+        value = float(text) if len(text) <= 40 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise _CliError(f"{flag} must be a number, got {short(text)}")
+    return value
 
 
-def build_request(args: argparse.Namespace) -> GenerationRequest:
-    init = _open_image(args.init, "--init", "RGB") if args.init else None
-    mask = _open_image(args.mask, "--mask", "L") if args.mask else None
-    if mask is not None and init is None:
+def _check_output(path: Path) -> None:
+    """Refuse an output the job could never be saved to, before minutes of work."""
+    if format_of(path) is None:
+        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {path}")
+    if path.is_dir():
+        raise _CliError(f"--output {path} is a folder; give a file name such as out.png")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise _CliError(f"--output {path}: {folder} is a file, not a folder")
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise _CliError(f"--output {path}: DiffusionDesk may not write into {folder}")
+
+
+def _check_device(device: str, dtype: str) -> None:
+    kind, _, index = device.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise _CliError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {short(device)}")
+    if dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise _CliError(f"--dtype must be auto, float32, float16 or bfloat16, got {short(dtype)}")
+
+
+def _open(path: Path, flag: str, err: TextIO, *, mask: bool = False) -> OpenedImage:
+    try:
+        opened = images.open_mask(path) if mask else images.open_image(path)
+    except images.ImageError as exc:
+        raise _CliError(f"{flag} {exc.message}") from None
+    for note in opened.notes:
+        err.write(f"{PROG}: note: {flag} {path}: {note}\n")
+    return opened
+
+
+def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> GenerationRequest:
+    """The request the arguments describe, every check done (before torch is imported):
+    raises _CliError."""
+    _check_output(args.output)
+    _check_device(args.device, args.dtype)
+    if args.mask and not args.init:
         raise _CliError("--mask needs --init: the image to paint into")
-    if format_of(args.output) is None:
-        raise _CliError(f"--output must be a .png, .jpg or .webp file, got {args.output}")
+    init = mask = None
+    if args.init:
+        init, mask, _ = _open(args.init, "--init", err)
+    if args.mask:
+        mask = _open(args.mask, "--mask", err, mask=True).image
     width, height = init.size if init is not None else (128, 128)
-    return GenerationRequest(
+    cutoff = args.guidance_cutoff
+    request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        steps=args.steps,
-        guidance_scale=args.guidance,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        width=args.width if args.width is not None else width,
-        height=args.height if args.height is not None else height,
+        steps=_whole("--steps", args.steps),
+        guidance_scale=_number("--guidance", args.guidance),
+        seed=_whole("--seed", args.seed) if args.seed is not None else None,
+        batch_size=_whole("--batch-size", args.batch_size),
+        width=_whole("--width", args.width) if args.width is not None else width,
+        height=_whole("--height", args.height) if args.height is not None else height,
         scheduler=args.scheduler,
         model=args.model,
         init_image=init,
-        strength=args.strength,
+        strength=_number("--strength", args.strength),
         mask=mask,
-        mask_blur=args.mask_blur,
+        mask_blur=_whole("--mask-blur", args.mask_blur),
         inpaint_only_masked=args.only_masked,
-        inpaint_padding=args.padding,
-        guidance_cutoff=args.guidance_cutoff,
+        inpaint_padding=_whole("--padding", args.padding),
+        guidance_cutoff=_number("--guidance-cutoff", cutoff) if cutoff is not None else None,
         fast_decode=args.fast_decode,
-        clip_skip=args.clip_skip,
+        clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
     )
+    found = validation.problems(request)
+    if found:
+        raise _CliError("; ".join(found))
+    return request
 
 
 class _Progress:
@@ -214,8 +273,6 @@ def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed:
 
 def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | RemoteEngine:
     if args.engine:
-        import os
-
         from engine.remote import TOKEN_ENV, RemoteEngine, stream_url
 
         try:
@@ -241,7 +298,7 @@ def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | 
 def generate(
     args: argparse.Namespace, out: TextIO, err: TextIO, models: ModelProvider | None = None
 ) -> int:
-    request = build_request(args)
+    request = build_request(args, err)
     engine = _engine(args, models)
     engine.add_listener(_Progress(err, args.quiet))
     job = None
@@ -267,7 +324,11 @@ def generate(
     for image, seed, path in zip(
         result.images, result.seeds, output_paths(args.output, len(result.images)), strict=True
     ):
-        save_image(image, path, result.request, seed)
+        try:
+            save_image(image, path, result.request, seed)
+        except OSError as exc:  # atomic_file.SaveError says what happened and what to do
+            err.write(f"{PROG}: error: {getattr(exc, 'message', None) or exc}\n")
+            return 1
         out.write(f"saved {path} (seed {seed})\n")
     return 0
 
@@ -278,11 +339,22 @@ def main(argv: list[str] | None = None, *, models: ModelProvider | None = None) 
     try:
         return generate(args, sys.stdout, sys.stderr, models)
     except _CliError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
+        message = str(exc)
+    except EngineError as exc:
+        message = exc.message
     except OSError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 1
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    except MemoryError:
+        message = "out of memory; choose a smaller size or batch, or close other programs"
+    except Exception as exc:  # noqa: BLE001 - a person gets one line, never a traceback
+        message = f"internal error ({type(exc).__name__}: {str(exc)[:200]}); please report it"
+    sys.stderr.write(f"{PROG}: error: {_sentence(message)}\n")
+    return 1
+
+
+def _sentence(message: str) -> str:
+    """One line: no newlines from a message, whatever produced it."""
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -304,6 +304,12 @@ def _plan_url(url: str, folder: Path, token: str | None) -> DownloadPlan:
         ) as response:
             headers = response.headers
             final_url = response.geturl()
+            if headers.get("Content-Type", "").lower().startswith("text/html"):
+                raise DownloadError(
+                    f"{urllib.parse.urlparse(url).hostname} answered with a web page, not a "
+                    "model file: use the file's download link (on CivitAI the Download "
+                    "button's link; on Hugging Face a …/resolve/main/… link)."
+                )
             total: int | None = None
             content_range = headers.get("Content-Range", "")
             if response.status == 206 and "/" in content_range:

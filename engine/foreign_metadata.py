@@ -506,7 +506,7 @@ def _fooocus(record: dict, text: str) -> _Collector:
 def _own(texts: dict[str, str]) -> PictureSettings | None:
     if metadata.JSON_KEY not in texts:
         return None
-    request = metadata.from_record(texts[metadata.JSON_KEY])
+    request, left_out = metadata.from_record_checked(texts[metadata.JSON_KEY])
     if request is None:
         return None
     return PictureSettings(
@@ -514,6 +514,7 @@ def _own(texts: dict[str, str]) -> PictureSettings | None:
         values={"prompt": request.prompt},
         model_name=request.model,
         sampler_name=str(request.scheduler),
+        left_out=tuple(f"{note} was left out." for note in left_out),
         request=request,
     )
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from engine import validation
 from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
 from engine.atomic_file import atomic_write
 from engine.model_files import is_checkpoint
+from engine.schedulers import NAMES
 
 A1111_KEY = "parameters"
 JSON_KEY = "diffusiondesk"
@@ -70,9 +73,11 @@ _SAMPLERS: dict[str, SchedulerName] = {
     "restart": SchedulerName.EULER,
 }
 
-# "Key: value" pairs of the A1111 parameters line; values with commas are JSON-quoted.
-_PARAM = re.compile(r'\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+# Texts longer than this are not read: a parameters text is a few hundred characters,
+# and anything far longer is a file made to hurt the reader.
+MAX_TEXT_CHARS = 200_000
+# A key of the A1111 parameters line: a word character, then these (" Model hash").
+_KEY_CHARS = frozenset(" -/+.()_")
 _NEGATIVE = "Negative prompt:"
 
 
@@ -155,35 +160,68 @@ def save_png(
     image: Image.Image, path: str | os.PathLike[str], request: GenerationRequest, seed: int
 ) -> Path:
     """Write image as a PNG with its parameters, atomically: the file at path is either
-    the old one or the complete new one, never half written."""
+    the old one or the complete new one, never half written. Raises atomic_file.SaveError
+    (an OSError) with a sentence saying what to do when the disk refuses."""
     info = png_info(request, seed)
-    return atomic_write(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
+    return atomic_write(path, lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
 # ----------------------------------------------------------------------------- reading
+#
+# Whatever a file holds, reading never raises, runs in time linear in the text, reads at
+# most MAX_TEXT_CHARS of it, and hands on only values the engine accepts; the rest are
+# named in ParametersReading.left_out.
+
+
+class ParametersReading(NamedTuple):
+    request: GenerationRequest | None  # None: the picture carries no parameters we can use
+    left_out: tuple[str, ...]  # "Seed 1e999 (…)": each value that was not used, and why
+
+
+class _Rejected(Exception):
+    """A value that does not fit its field; the message says what it must be."""
 
 
 def read_texts(source: str | os.PathLike[str] | Image.Image) -> dict[str, str]:
-    """The text chunks of a PNG (or an already opened image); {} if it has none. For
-    JPEG and WebP, an EXIF UserComment stands for the "parameters" chunk."""
-    if isinstance(source, Image.Image):
-        return _texts_of(source)
-    with Image.open(source) as image:
-        return _texts_of(image)
+    """The text chunks of a PNG (or an already opened image); {} if it has none or the
+    file cannot be read. For JPEG and WebP, an EXIF UserComment stands for the
+    "parameters" chunk. Texts over MAX_TEXT_CHARS are left out."""
+    return _read_texts(source)[0]
 
 
-def _texts_of(image: Image.Image) -> dict[str, str]:
+def _read_texts(source: str | os.PathLike[str] | Image.Image) -> tuple[dict[str, str], list[str]]:
+    try:
+        if isinstance(source, Image.Image):
+            return _texts_of(source)
+        with Image.open(source) as image:
+            return _texts_of(image)
+    except Exception:  # noqa: BLE001 - an unreadable file simply carries no parameters
+        return {}, []
+
+
+def _texts_of(image: Image.Image) -> tuple[dict[str, str], list[str]]:
     texts: dict[str, str] = {}
-    for key, value in {**image.info, **getattr(image, "text", {})}.items():
-        if isinstance(value, str):
-            texts[key] = value
-        elif isinstance(value, bytes) and key == A1111_KEY:
-            texts[key] = value.decode("utf-8", errors="replace")
+    notes: list[str] = []
+    try:
+        chunks = {**image.info, **getattr(image, "text", {})}
+    except Exception:  # noqa: BLE001 - .text decodes the rest of a damaged file
+        chunks = dict(image.info)
+    for key, value in chunks.items():
+        if isinstance(value, bytes) and key == A1111_KEY:
+            value = value[: MAX_TEXT_CHARS * 4].decode("utf-8", errors="replace")
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue
+        if len(value) > MAX_TEXT_CHARS:
+            notes.append(
+                f"the {key!r} text ({len(value):,} characters; the most read is {MAX_TEXT_CHARS:,})"
+            )
+            continue
+        texts[key] = value
     if A1111_KEY not in texts:
         comment = _exif_user_comment(image)
         if comment:
             texts[A1111_KEY] = comment
-    return texts
+    return texts, notes
 
 
 _EXIF_IFD = 0x8769
@@ -195,13 +233,13 @@ def _exif_user_comment(image: Image.Image) -> str | None:
     an 8-byte charset prefix, then the text (UTF-16 for "UNICODE")."""
     try:
         raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-    except Exception:  # malformed EXIF is not our problem to report
+    except Exception:  # noqa: BLE001 - malformed EXIF is not our problem to report
         return None
     if isinstance(raw, str):
-        return raw.strip("\x00").strip() or None
+        return raw[:MAX_TEXT_CHARS].strip("\x00").strip() or None
     if not isinstance(raw, bytes) or len(raw) <= 8:
         return None
-    prefix, body = raw[:8], raw[8:]
+    prefix, body = raw[:8], raw[8 : 8 + 2 * MAX_TEXT_CHARS]
     if prefix.startswith(b"UNICODE"):
         # The standard says big-endian, but some writers use little-endian: keep the
         # reading that looks most like text.
@@ -214,75 +252,220 @@ def _exif_user_comment(image: Image.Image) -> str | None:
 
 def read_parameters(source: str | os.PathLike[str] | Image.Image) -> GenerationRequest | None:
     """The request an image was made with: from our JSON when present, else from the
-    A1111 "parameters" text; None when the image carries neither."""
-    texts = read_texts(source)
-    if JSON_KEY in texts:
-        request = from_record(texts[JSON_KEY])
-        if request is not None:
-            return request
-    if A1111_KEY in texts:
-        return parse_a1111(texts[A1111_KEY])
-    return None
+    A1111 "parameters" text; None when the image carries neither. Never raises."""
+    return read_parameters_checked(source).request
+
+
+def read_parameters_checked(source: str | os.PathLike[str] | Image.Image) -> ParametersReading:
+    """read_parameters, and which values were left out (out of range, not numbers, too
+    long, unknown samplers) so the window can say so. Never raises."""
+    try:
+        texts, skipped = _read_texts(source)
+        left_out = tuple(skipped)
+        if JSON_KEY in texts:
+            reading = from_record_checked(texts[JSON_KEY])
+            if reading.request is not None:
+                return reading._replace(left_out=left_out + reading.left_out)
+        if A1111_KEY in texts:
+            reading = parse_a1111_checked(texts[A1111_KEY])
+            return reading._replace(left_out=left_out + reading.left_out)
+        return ParametersReading(None, left_out)
+    except Exception:  # noqa: BLE001 - a reader bug must not reach a person as a traceback
+        return ParametersReading(None, ("the parameters (they could not be read)",))
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _int_of(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Rejected("a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise _Rejected("a whole number")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 40:
+            return int(text)
+        if len(text) <= 40:  # "20.0", "-5", "1e3"
+            with contextlib.suppress(ValueError, OverflowError):
+                number = float(text)
+                if math.isfinite(number) and number.is_integer():
+                    return int(number)
+    raise _Rejected("a whole number")
+
+
+def _float_of(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _Rejected("a number")
+    number: float | None = None
+    if isinstance(value, int | float):
+        with contextlib.suppress(OverflowError):
+            number = float(value)
+    elif isinstance(value, str) and len(value.strip()) <= 40:
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or not math.isfinite(number):
+        raise _Rejected("a finite number")
+    return number
+
+
+def _whole(low: int, high: int, step: int = 1) -> Any:
+    def check(value: Any) -> int:
+        must = f"a whole number from {low} to {high}" + (
+            f" and a multiple of {step}" if step > 1 else ""
+        )
+        try:
+            number = _int_of(value)
+        except _Rejected:
+            raise _Rejected(must) from None
+        if not low <= number <= high or number % step:
+            raise _Rejected(must)
+        return number
+
+    return check
+
+
+def _number(low: float, high: float, *, above_low: bool = False) -> Any:
+    def check(value: Any) -> float:
+        span = f"above {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
+        must = f"a number {span}"
+        try:
+            number = _float_of(value)
+        except _Rejected:
+            raise _Rejected(must) from None
+        if not (low < number if above_low else low <= number) or number > high:
+            raise _Rejected(must)
+        return number
+
+    return check
+
+
+def _text(limit: int) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Rejected("text")
+        if len(value) > limit:
+            raise _Rejected(f"at most {limit:,} characters long")
+        return validation.without_lone_surrogates(value)
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _Rejected("true or false")
+
+
+def _scheduler(value: Any) -> str:
+    if isinstance(value, str) and len(value) <= 100:
+        mapped = sampler_from_name(value)
+        if mapped is not None:
+            return mapped
+    raise _Rejected("a sampler DiffusionDesk has (" + ", ".join(NAMES) + ")")
+
+
+def _model(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\x00" in value:
+        raise _Rejected("a model folder, file or hub id")
+    return value
+
+
+def _resume(value: Any) -> ResumeFrom:
+    if not isinstance(value, dict):
+        raise _Rejected("a job and a step")
+    job_id = _whole(1, 2**63 - 1)(value.get("job_id"))
+    step = _whole(1, validation.MAX_STEPS)(value.get("step"))
+    return ResumeFrom(job_id=job_id, step=step)
+
+
+_CHECKS: dict[str, Any] = {
+    "prompt": _text(validation.MAX_PROMPT_CHARS),
+    "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
+    "steps": _whole(1, validation.MAX_STEPS),
+    "guidance_scale": _number(0, validation.MAX_GUIDANCE),
+    "seed": _whole(0, validation.MAX_SEED - validation.MAX_BATCH),
+    "batch_size": _whole(1, validation.MAX_BATCH),
+    "width": _whole(8, validation.MAX_SIDE, 8),
+    "height": _whole(8, validation.MAX_SIDE, 8),
+    "scheduler": _scheduler,
+    "model": _model,
+    "strength": _number(0, 1, above_low=True),
+    "mask_blur": _whole(0, validation.MAX_MASK_BLUR),
+    "inpaint_only_masked": _flag,
+    "inpaint_padding": _whole(0, validation.MAX_PADDING),
+    "resume": _resume,
+    "guidance_cutoff": _number(0, 1),
+    "fast_decode": _flag,
+    "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
+    "vae": _text(4096),
+}
+
+
+@dataclass
+class _Collector:
+    """Checked values for a request, and a note for each value left out."""
+
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    left_out: list[str] = dataclasses.field(default_factory=list)
+    rejected: set[str] = dataclasses.field(default_factory=set)
+
+    def take(self, name: str, value: Any, label: str) -> None:
+        if value is None and name in ("seed", "resume", "guidance_cutoff"):
+            return  # "no seed", "no cut-off": the default
+        try:
+            self.values[name] = _CHECKS[name](value)
+        except _Rejected as exc:
+            self.rejected.add(name)
+            self.left_out.append(f"{label} {validation.short(value)} (it must be {exc})")
+
+    def request(self) -> GenerationRequest:
+        if self.rejected & {"width", "height"}:
+            # Half a size would make a picture of another shape: both or neither.
+            self.values.pop("width", None)
+            self.values.pop("height", None)
+        steps, scheduler = self.values.get("steps"), self.values.get("scheduler")
+        if steps is not None and scheduler is not None:
+            most = validation.max_steps_for(scheduler)
+            if steps > most:
+                del self.values["steps"]
+                self.left_out.append(f"Steps {steps} (the most for {scheduler} is {most})")
+        return GenerationRequest(**{"prompt": "", **self.values})
+
+    def reading(self) -> ParametersReading:
+        request = self.request()
+        return ParametersReading(request, tuple(self.left_out))
 
 
 def from_record(text: str) -> GenerationRequest | None:
+    """The request in our JSON record, or None when the text is not one."""
+    return from_record_checked(text).request
+
+
+def from_record_checked(text: str) -> ParametersReading:
+    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+        return ParametersReading(None, ())
     try:
         record = json.loads(text)
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return ParametersReading(None, ())
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-        return None
-    known = {f.name: f for f in dataclasses.fields(GenerationRequest)}
-    values: dict[str, Any] = {}
-    defaults = GenerationRequest(prompt="")
+        return ParametersReading(None, ())
+    known = {f.name for f in dataclasses.fields(GenerationRequest)}
+    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS}
+    found = _Collector()
     for name, value in record.items():
-        if name not in known or name in _IMAGE_FIELDS or name in _LOCAL_FIELDS:
-            continue
-        if name == "resume":
-            values[name] = _resume(value)
-            continue
-        if name == "guidance_cutoff":  # optional number: None when off or unreadable
-            values[name] = _optional_float(value)
-            continue
-        default = getattr(defaults, name)
-        values[name] = _coerce(value, default)
-    return GenerationRequest(**values)
-
-
-def _resume(value: Any) -> ResumeFrom | None:
-    if isinstance(value, dict):
-        try:
-            return ResumeFrom(job_id=int(value["job_id"]), step=int(value["step"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-    return None
-
-
-def _optional_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    """value converted to the default's type; the default when it does not fit."""
-    if value is None:
-        return None if default is None else default
-    try:
-        if isinstance(default, bool):
-            return bool(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, str):
-            return str(value)
-    except (TypeError, ValueError):
-        return default
-    return value
+        if name in known:
+            found.take(name, value, name.replace("_", " ").capitalize())
+    return found.reading()
 
 
 def sampler_from_name(name: str) -> str | None:
@@ -297,12 +480,70 @@ def sampler_from_name(name: str) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- A1111 text
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _key_before(line: str, start: int, colon: int) -> str:
+    """The key ending at colon, as A1111's regex finds it: the longest run of key
+    characters before the colon that starts with a word character."""
+    j = colon
+    while j > start and (_is_word(line[j - 1]) or line[j - 1] in _KEY_CHARS):
+        j -= 1
+    while j < colon and not _is_word(line[j]):
+        j += 1
+    return line[j:colon]
+
+
+def scan_pairs(line: str) -> list[tuple[str, str]]:
+    """The "Key: value" pairs of A1111's parameters line, in one pass (linear time).
+
+    Reads what A1111's regex `\\s*(\\w[\\w \\-/]+):\\s*("(?:\\\\.|[^\\\\"])+"|[^,]*)(?:,|$)`
+    reads: a value is either a double-quoted string (JSON escapes) followed by a comma
+    or the end, or everything up to the next comma.
+    """
+    pairs: list[tuple[str, str]] = []
+    n, i = len(line), 0
+    quotes = True  # cleared once a quote never closes: no later quote can close either
+    while i < n:
+        colon = line.find(":", i)
+        if colon < 0:
+            break
+        comma = line.find(",", i, colon)
+        if comma >= 0:  # a stretch without a key
+            i = comma + 1
+            continue
+        key = _key_before(line, i, colon)
+        v = colon + 1
+        while v < n and line[v].isspace():
+            v += 1
+        end = -1
+        if quotes and v < n and line[v] == '"':
+            k = v + 1
+            while k < n and line[k] != '"':
+                k += 2 if line[k] == "\\" else 1
+            if k >= n:
+                quotes = False
+            elif k + 1 == n or line[k + 1] == ",":
+                end = k + 1
+        if end < 0:
+            end = line.find(",", v)
+            end = n if end < 0 else end
+        if key:
+            pairs.append((key, line[v:end]))
+        i = end + 1
+    return pairs
+
+
 def parse_a1111_fields(text: str) -> tuple[str, str, dict[str, str]]:
     """Split A1111 text into (prompt, negative prompt, {key: value}), as A1111 does:
     the last line holds the "Key: value" pairs, a line starting with "Negative prompt:"
     starts the negative prompt, and everything before it is the prompt."""
     *lines, last = text.strip().split("\n")
-    pairs = _PARAM.findall(last)
+    pairs = scan_pairs(last)
     if len(pairs) < 3:  # no parameters line: it is part of the prompt
         lines.append(last)
         pairs = []
@@ -318,58 +559,80 @@ def parse_a1111_fields(text: str) -> tuple[str, str, dict[str, str]]:
     for key, value in pairs:
         value = value.strip()
         if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
+            with contextlib.suppress(ValueError, RecursionError):
+                decoded = json.loads(value)
+                value = decoded if isinstance(decoded, str) else value
         fields[key.strip()] = value
     return "\n".join(prompt).strip(), "\n".join(negative).strip(), fields
 
 
+def _size(text: str) -> tuple[str, str] | None:
+    """("512", "768") from "512x768" (also "X" and "×"), without a regex."""
+    for sep in ("x", "X", "×"):
+        if sep in text:
+            width, _, height = text.partition(sep)
+            return width.strip(), height.strip()
+    return None
+
+
+# A1111 keys and the request fields they fill.
+_A1111_NUMBERS = (
+    ("Steps", "steps"),
+    ("CFG scale", "guidance_scale"),
+    ("Seed", "seed"),
+    ("Batch size", "batch_size"),
+    ("Mask blur", "mask_blur"),
+    ("Masked area padding", "inpaint_padding"),
+    ("Guidance cutoff", "guidance_cutoff"),
+)
+
+
 def parse_a1111(text: str) -> GenerationRequest:
-    """A request from A1111-format text; keys we do not know are ignored."""
+    """A request from A1111-format text; keys we do not know are ignored, values we
+    cannot use are left at their defaults."""
+    return parse_a1111_checked(text).request or GenerationRequest(prompt="")
+
+
+def parse_a1111_checked(text: str) -> ParametersReading:
+    if not isinstance(text, str):
+        return ParametersReading(None, ())
+    if len(text) > MAX_TEXT_CHARS:
+        return ParametersReading(
+            None,
+            (f"the parameters text ({len(text):,} characters; the most read is "
+             f"{MAX_TEXT_CHARS:,})",),
+        )  # fmt: skip
     prompt, negative, fields = parse_a1111_fields(text)
-    values: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
-
-    def number(key: str, kind: type) -> Any:
-        raw = fields.get(key)
-        if raw is None:
-            return None
-        try:
-            return kind(float(raw)) if kind is int else kind(raw)
-        except ValueError:
-            return None
-
-    for key, name, kind in (
-        ("Steps", "steps", int),
-        ("CFG scale", "guidance_scale", float),
-        ("Seed", "seed", int),
-        ("Batch size", "batch_size", int),
-        ("Mask blur", "mask_blur", int),
-        ("Masked area padding", "inpaint_padding", int),
-        ("Guidance cutoff", "guidance_cutoff", float),
-    ):
-        value = number(key, kind)
-        if value is not None:
-            values[name] = value
-    size = _SIZE.match(fields.get("Size", ""))
-    if size:
-        values["width"], values["height"] = int(size.group(1)), int(size.group(2))
+    found = _Collector()
+    found.take("prompt", prompt, "Prompt")
+    found.take("negative_prompt", negative, "Negative prompt")
+    for key, name in _A1111_NUMBERS:
+        if key in fields:
+            found.take(name, fields[key], key)
+    if "Size" in fields:
+        size = _size(fields["Size"])
+        if size is None:
+            found.left_out.append(f"Size {validation.short(fields['Size'])} (it must be WxH)")
+        else:
+            found.take("width", size[0], "Width")
+            found.take("height", size[1], "Height")
     sampler = fields.get("Sampler")
     if sampler:
         schedule = fields.get("Schedule type", "").strip().lower()
         if schedule == "karras" and "karras" not in sampler.lower():
             sampler = f"{sampler} Karras"
-        mapped = sampler_from_name(sampler)
-        if mapped is not None:
-            values["scheduler"] = mapped
+        found.take("scheduler", sampler, "Sampler")
     # With hires fix, "Denoising strength" belongs to the upscaling pass, not to us.
-    if not any(k.startswith("Hires") for k in fields):
-        strength = number("Denoising strength", float)
-        if strength is not None:
-            values["strength"] = strength
+    if "Denoising strength" in fields and not any(k.startswith("Hires") for k in fields):
+        found.take("strength", fields["Denoising strength"], "Denoising strength")
     if fields.get("Inpaint area", "").strip().lower() == "only masked":
-        values["inpaint_only_masked"] = True
-    values.update(addon_values(fields))
-    return GenerationRequest(**values)
+        found.values["inpaint_only_masked"] = True
+    if "Clip skip" in fields:
+        found.take("clip_skip", fields["Clip skip"], "Clip skip")
+    vae = addon_values(fields).get("vae")
+    if vae is not None:
+        found.take("vae", vae, "VAE")
+    return found.reading()
 
 
 # ----------------------------------------------------------------------------- add-ons

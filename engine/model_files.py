@@ -9,7 +9,10 @@ from pathlib import Path
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES | {SAFETENSORS_SUFFIX}
-PICKLE_REASON = "pickle files (.ckpt, .pt, .pth, .bin) can run arbitrary code when they are opened"
+PICKLE_REASON = (
+    "pickle files (.ckpt, .pt, .pth, .bin) can hide arbitrary code that runs when they "
+    "are opened (with --allow-pickle they are read as plain weights only)"
+)
 ALLOW_PICKLE_HINT = "start DiffusionDesk with --allow-pickle"
 
 

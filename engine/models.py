@@ -22,7 +22,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
 )
 
-from engine import devices, hub, single_file
+from engine import devices, hub, model_code, single_file
 from engine.api import (
     STARTER_MODEL,
     EngineError,
@@ -34,6 +34,7 @@ from engine.api import (
 )
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
+from engine.out_of_memory import is_out_of_memory
 from engine.protocols import Pipeline
 from engine.resources import model_configs_dir, resources_dir, starter_model_dir
 
@@ -168,14 +169,22 @@ class ModelManager:
             model = self._load(source, progress, should_cancel)
         except (EngineError, JobCancelled):
             raise
-        except (torch.OutOfMemoryError, MemoryError) as exc:
-            raise EngineError(
-                ErrorKind.OUT_OF_MEMORY,
-                f"Not enough memory to load {source} on {self.device}; close other programs "
-                "or choose the CPU.",
-            ) from exc
         except Exception as exc:  # any library failure while loading is a model problem
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if is_out_of_memory(exc):
+                raise EngineError(
+                    ErrorKind.OUT_OF_MEMORY,
+                    f"Not enough memory to load {source} on {self.device_description}; "
+                    "close other programs or choose a smaller model"
+                    + ("." if self.device.type == "cpu" else ", or the CPU."),
+                ) from exc
+            if model_code.needed_code(exc):  # diffusers or transformers read a .bin
+                raise EngineError(
+                    ErrorKind.MODEL,
+                    f"{source} holds pickle weights that need code to be run to open them, and "
+                    f"{model_code.NEVER_RUNS_CODE}; use a .safetensors version of the model.",
+                ) from exc
+            text = str(exc).strip()
+            first = text.splitlines()[0][:300] if text else type(exc).__name__
             raise EngineError(
                 ErrorKind.MODEL,
                 f"Could not load the model {source}: {first}",
@@ -253,6 +262,7 @@ class ModelManager:
     ) -> LoadedModel:
         hub.check_supported(str(folder), folder / "model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
+        model_code.check_folder(folder, index)
         class_name = str(index.get("_class_name", ""))
         pipe_cls = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
         wanted = [

@@ -4,7 +4,8 @@ PNG carries the A1111 "parameters" text chunk and our JSON record (engine/metada
 JPEG and WebP carry the A1111 text in EXIF UserComment exactly as AUTOMATIC1111 writes
 it (an 8-byte "UNICODE\\0" charset prefix, then UTF-16 big-endian), which A1111, Forge,
 sd-parsers, CivitAI and our own reader all read back. The format follows the file's
-suffix. Every write is atomic: the file is the old one or the complete new one.
+suffix. Every write is atomic (engine/atomic_file.py): the file is the old one or the complete
+new one, and a disk that refuses gives a SaveError with a sentence.
 
 No Qt and no torch.
 """

@@ -282,7 +282,13 @@ class RemoteEngine:
         self._status(True, f"connected to {self.host}")
         try:
             while True:
-                self._handle(json.loads(ws.recv()))
+                text = ws.recv()
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    log.warning("the server sent something that is not JSON; ignored")
+                    continue
+                self._handle(message)
         except Exception as exc:
             return _describe(exc)
         finally:

@@ -37,6 +37,7 @@ from engine.checkpoint_keys import (  # the one key-prefix table, shared with th
     UNET_PREFIX,
     VAE_PREFIXES,
 )
+from engine.model_code import load_pickle_weights
 from engine.model_files import SAFETENSORS_SUFFIX
 from engine.protocols import Pipeline
 from engine.resources import model_configs_dir
@@ -73,15 +74,8 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
                 "truncated or damaged: download it again."
             ) from exc
     else:
-        try:
-            # Only reached when the user allowed pickles: old .ckpt files hold
-            # training objects that weights_only loading rejects.
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise _error(
-                f"{path.name} could not be read as a PyTorch checkpoint ({exc}); it may be "
-                "truncated or damaged: download it again."
-            ) from exc
+        # Only reached when the person allowed pickles; even then, weights only.
+        state = load_pickle_weights(path)
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

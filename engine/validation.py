@@ -11,7 +11,7 @@ from typing import TypeGuard
 
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, GenerationRequest
+from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -21,7 +21,56 @@ MAX_SIDE = 4096
 MAX_PIXELS = 2048 * 2048
 MAX_SEED = 2**64 - 1
 MAX_MASK_BLUR = 256
+MAX_PADDING = MAX_SIDE
+# Far beyond any text encoder's window (77 tokens is about 300 characters); longer text
+# is a paste gone wrong, and tokenizing megabytes would stall the job.
+MAX_PROMPT_CHARS = 20_000
 MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
+
+
+def short(value: object, limit: int = 40) -> str:
+    """value for a message: repr'd, cut to about limit characters; huge numbers by size
+    (repr itself refuses ints of more than 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails still gets a message
+        text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def without_lone_surrogates(text: str) -> str:
+    """text with every lone surrogate (what invalid UTF-8 decodes to with
+    surrogateescape, or a broken JSON escape) replaced by U+FFFD; a pair of surrogates
+    that spells a character becomes that character."""
+    if not text or not has_lone_surrogates(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def has_lone_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def cleaned(request: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+    """The request with text every later stage can encode (tokenizer, PNG text chunk,
+    JSON), and a warning for each change made."""
+    changes: dict[str, str] = {}
+    notes: list[str] = []
+    for name, label in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):
+        text = getattr(request, name)
+        if isinstance(text, str) and has_lone_surrogates(text):
+            changes[name] = without_lone_surrogates(text)
+            notes.append(
+                f"The {label} held characters that are not valid text (from invalid UTF-8); "
+                "they were replaced with \ufffd."
+            )
+    return (request.with_changes(**changes) if changes else request), notes
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -32,16 +81,23 @@ def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]  # checked _is_number first
+    except OverflowError:  # an int too large for a float is finite, and far too large
+        return True
+
+
 def _size_problems(name: str, value: object) -> list[str]:
     if not _is_int(value):
-        return [f"{name} must be a whole number of pixels, got {value!r}"]
+        return [f"{name} must be a whole number of pixels, got {short(value)}"]
     if value <= 0:
-        return [f"{name} must be a positive number of pixels, got {value}"]
+        return [f"{name} must be a positive number of pixels, got {short(value)}"]
+    if value > MAX_SIDE:
+        return [f"{name} {short(value)} is too large; the most is {MAX_SIDE} pixels"]
     if value % 8:
         lower = max(8, value - value % 8)
         return [f"{name} must be a multiple of 8, got {value} (try {lower} or {lower + 8})"]
-    if value > MAX_SIDE:
-        return [f"{name} {value} is too large; the most is {MAX_SIDE} pixels"]
     return []
 
 
@@ -60,29 +116,35 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
     """Every problem with the request, each as a sentence; empty if it can run."""
     r = request
     found: list[str] = []
-    if not isinstance(r.prompt, str):
-        found.append(f"the prompt must be text, got {type(r.prompt).__name__}")
-    if not isinstance(r.negative_prompt, str):
-        found.append(f"the negative prompt must be text, got {type(r.negative_prompt).__name__}")
+    for label, text in (("prompt", r.prompt), ("negative prompt", r.negative_prompt)):
+        if not isinstance(text, str):
+            found.append(f"the {label} must be text, got {type(text).__name__}")
+        elif len(text) > MAX_PROMPT_CHARS:
+            found.append(
+                f"the {label} is {len(text):,} characters long; the most is "
+                f"{MAX_PROMPT_CHARS:,} (a text encoder reads about 300)"
+            )
     if not _is_int(r.steps):
-        found.append(f"steps must be a whole number, got {r.steps!r}")
+        found.append(f"steps must be a whole number, got {short(r.steps)}")
     elif not 1 <= r.steps <= max_steps_for(r.scheduler):
         found.append(
             f"steps must be between 1 and {max_steps_for(r.scheduler)}"
             f"{' for ' + str(r.scheduler) if max_steps_for(r.scheduler) < MAX_STEPS else ''}"
-            f", got {r.steps}"
+            f", got {short(r.steps)}"
         )
-    if not _is_number(r.guidance_scale) or not math.isfinite(r.guidance_scale):
-        found.append(f"guidance scale must be a number, got {r.guidance_scale!r}")
+    if not _is_number(r.guidance_scale) or not _finite(r.guidance_scale):
+        found.append(f"guidance scale must be a number, got {short(r.guidance_scale)}")
     elif r.guidance_scale < 0:
-        found.append(f"guidance scale must be 0 or more, got {r.guidance_scale}")
+        found.append(f"guidance scale must be 0 or more, got {short(r.guidance_scale)}")
     elif r.guidance_scale > MAX_GUIDANCE:
-        found.append(f"guidance scale must be at most {MAX_GUIDANCE:g}, got {r.guidance_scale}")
+        found.append(
+            f"guidance scale must be at most {MAX_GUIDANCE:g}, got {short(r.guidance_scale)}"
+        )
     if not _is_int(r.batch_size) or not 1 <= r.batch_size <= MAX_BATCH:
-        found.append(f"batch size must be between 1 and {MAX_BATCH}, got {r.batch_size!r}")
+        found.append(f"batch size must be between 1 and {MAX_BATCH}, got {short(r.batch_size)}")
     top_seed = MAX_SEED - MAX_BATCH
     if r.seed is not None and (not _is_int(r.seed) or not 0 <= r.seed <= top_seed):
-        found.append(f"seed must be a whole number from 0 to {top_seed}, got {r.seed!r}")
+        found.append(f"seed must be a whole number from 0 to {top_seed}, got {short(r.seed)}")
     size = _size_problems("width", r.width) + _size_problems("height", r.height)
     found += size
     if not size and _is_int(r.batch_size) and r.batch_size >= 1:
@@ -93,21 +155,22 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
                 f"({pixels / 1e6:.1f} megapixels; the most is {max_pixels / 1e6:.1f}); "
                 "choose a smaller size or batch"
             )
-    if r.scheduler not in NAMES:
-        found.append(f"unknown scheduler {r.scheduler!r}; choose one of: {', '.join(NAMES)}")
+    if not isinstance(r.scheduler, str) or r.scheduler not in NAMES:
+        found.append(f"unknown scheduler {short(r.scheduler)}; choose one of: {', '.join(NAMES)}")
     if not isinstance(r.model, str) or not r.model.strip():
         found.append("no model given: name a model folder, a .safetensors file or a hub id")
     cutoff = r.guidance_cutoff
     if cutoff is not None and (
-        not _is_number(cutoff) or not math.isfinite(cutoff) or not 0 <= cutoff <= 1
+        not _is_number(cutoff) or not _finite(cutoff) or not 0 <= cutoff <= 1
     ):
         found.append(
-            f"guidance cut-off must be a fraction of the steps from 0 to 1 (or off), got {cutoff!r}"
+            "guidance cut-off must be a fraction of the steps from 0 to 1 (or off), "
+            f"got {short(cutoff)}"
         )
     if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
         found.append(
             f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
-            f"encoder's last layer), got {r.clip_skip!r}"
+            f"encoder's last layer), got {short(r.clip_skip)}"
         )
     if not isinstance(r.vae, str):
         found.append(f"the VAE must be a file name or path, got {type(r.vae).__name__}")
@@ -116,15 +179,17 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
     ):
         found.append("model folders must be a list of folder paths")
     if r.resume is not None:
-        if not _is_int(r.resume.step) or r.resume.step < 1:
-            found.append(f"resume step must be 1 or more, got {r.resume.step!r}")
+        if not isinstance(r.resume, ResumeFrom):
+            found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
+        elif not _is_int(r.resume.step) or r.resume.step < 1:
+            found.append(f"resume step must be 1 or more, got {short(r.resume.step)}")
         return found  # size, images and strength come from the resumed job
     if r.init_image is not None:
         found += _image_problems("init image", r.init_image, r.width, r.height)
     if r.init_image is not None or r.mask is not None:
         if not _is_number(r.strength) or not 0 < r.strength <= 1:
-            found.append(f"strength must be more than 0 and at most 1, got {r.strength!r}")
-        elif _is_int(r.steps) and r.steps >= 1 and int(r.steps * r.strength) < 1:
+            found.append(f"strength must be more than 0 and at most 1, got {short(r.strength)}")
+        elif _is_int(r.steps) and 1 <= r.steps <= MAX_STEPS and int(r.steps * r.strength) < 1:
             found.append(
                 f"strength {r.strength} with {r.steps} steps leaves no step to run; "
                 "raise the strength or the steps"
@@ -150,14 +215,23 @@ def _mask_problems(r: GenerationRequest) -> list[str]:
     if r.mask.convert("L").getbbox() is None:
         found.append("the mask is empty: paint the area to repaint in white")
     if not _is_int(r.mask_blur) or not 0 <= r.mask_blur <= MAX_MASK_BLUR:
-        found.append(f"mask blur must be between 0 and {MAX_MASK_BLUR} pixels, got {r.mask_blur!r}")
-    if not _is_int(r.inpaint_padding) or r.inpaint_padding < 0:
-        found.append(f"inpaint padding must be 0 or more pixels, got {r.inpaint_padding!r}")
+        found.append(
+            f"mask blur must be between 0 and {MAX_MASK_BLUR} pixels, got {short(r.mask_blur)}"
+        )
+    if not _is_int(r.inpaint_padding) or not 0 <= r.inpaint_padding <= MAX_PADDING:
+        found.append(
+            f"inpaint padding must be between 0 and {MAX_PADDING} pixels, "
+            f"got {short(r.inpaint_padding)}"
+        )
     return found
 
 
 def check_request(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> None:
     """Raise EngineError(BAD_INPUT) naming every problem; do nothing if the request is fine."""
+    if not isinstance(request, GenerationRequest):
+        raise EngineError(
+            ErrorKind.BAD_INPUT, f"Expected a GenerationRequest, got {type(request).__name__}."
+        )
     found = problems(request, max_pixels=max_pixels)
     if found:
         message = "; ".join(found)

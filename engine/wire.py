@@ -308,7 +308,9 @@ def event_from_dict(
         return _event(kind, data, job_id, resolve_job, original)
     except KeyError as exc:
         raise WireError(f"a {kind.value} event lacks its {exc.args[0]!r} field") from None
-    except (TypeError, AttributeError) as exc:
+    except WireError:
+        raise
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise WireError(f"a {kind.value} event is malformed: {exc}") from None
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from engine import validation
 from engine.api import (
@@ -28,6 +27,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    JobResultPruned,
     ModelLoading,
     Queued,
     Started,
@@ -35,6 +35,8 @@ from engine.api import (
 )
 from engine.listeners import Listeners
 from engine.memory import free_memory
+from engine.out_of_memory import is_out_of_memory
+from engine.out_of_memory import suggestion as out_of_memory_suggestion
 from engine.plan import check_inputs, make_plan
 from engine.protocols import ModelProvider
 from engine.sampling import PipelineRunner, Trajectory
@@ -54,12 +56,6 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Event | None = None
     steps_done: int = 0
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -110,6 +106,7 @@ class Engine:
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._pending: list[int] = []
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._closed = False
         # Worker-thread state.
         self._runner = PipelineRunner()
@@ -132,10 +129,13 @@ class Engine:
         self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
+        if not isinstance(request, GenerationRequest):
+            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine has been shut down")
             job = _Job(next(self._ids), request)
+            self._last_id = job.id
             self._jobs[job.id] = job
             position = len(self._pending)
             self._pending.append(job.id)
@@ -176,7 +176,10 @@ class Engine:
         """The job's terminal event (Finished, Cancelled or Failed), or None on timeout."""
         with self._lock:
             job = self._jobs.get(job_id)
+            issued = self._last_id
         if job is None:
+            if isinstance(job_id, int) and 1 <= job_id <= issued:
+                raise JobResultPruned(job_id, KEEP_RESULTS)
             raise KeyError(f"no job {job_id}")
         job.done.wait(timeout)
         return job.result
@@ -217,7 +220,17 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
-                self._run_guarded(job)
+                try:
+                    self._run_guarded(job)
+                except Exception:  # a bug in reporting must not end the worker
+                    log.exception("job %d could not be reported", job.id)
+                    if not job.done.is_set():
+                        detail = traceback.format_exc()
+                        with self._lock:
+                            job.state = "done"
+                        self._finish(
+                            job, Failed(job.id, ErrorKind.INTERNAL, "Internal error.", detail)
+                        )
         finally:
             self._runner.reset()
             self._trajectories.clear()
@@ -237,11 +250,12 @@ class Engine:
             if is_out_of_memory(exc):
                 out_of_memory = True
                 r = job.request
+                device = self.device_description
                 event = Failed(
                     job.id,
                     ErrorKind.OUT_OF_MEMORY,
                     f"Out of memory making {r.batch_size} image(s) of {r.width}x{r.height} on "
-                    f"{self.device_description}; choose a smaller size or batch, or the CPU.",
+                    f"{device}; {out_of_memory_suggestion(device)}.",
                     traceback.format_exc(),
                 )
             else:
@@ -249,7 +263,7 @@ class Engine:
                 event = Failed(
                     job.id,
                     ErrorKind.INTERNAL,
-                    f"Internal error: {type(exc).__name__}: {exc}",
+                    f"Internal error: {type(exc).__name__}: {str(exc)[:300]}",
                     traceback.format_exc(),
                 )
         if out_of_memory:  # outside the except block, so the traceback's tensors are gone
@@ -261,7 +275,9 @@ class Engine:
     def _run(self, job: _Job) -> Finished:
         r = job.request
         start = time.perf_counter()
-        # Every check that needs no model, before the (slow) load.
+        # Text every later stage can encode (tokenizer, PNG chunk), then every check
+        # that needs no model, before the (slow) load.
+        r, notes = validation.cleaned(r)
         inputs = check_inputs(
             r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
         )
@@ -321,7 +337,7 @@ class Engine:
             },
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
-            warnings=tuple(session.warnings + result.warnings),
+            warnings=(*notes, *session.warnings, *result.warnings),
         )
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:

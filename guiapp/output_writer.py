@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from engine.api import Finished
 from engine.metadata import read_parameters
 from engine.picture_files import SUFFIXES, save_picture
+from guiapp.file_io import save_failed_message
 
 __all__ = ["OutputWriter", "SavedJob", "read_parameters", "save_picture"]
 
@@ -28,6 +29,7 @@ class SavedJob:
     event: Finished
     paths: tuple[Path, ...]
     error: str = ""  # non-empty if saving failed
+    unsaved: tuple[Path, ...] = ()  # where the images that failed to save were meant to go
 
 
 class OutputWriter(QObject):
@@ -68,14 +70,14 @@ class OutputWriter(QObject):
             if item is None:
                 return
             event, folder, suffix = item
+            planned = [folder / self.file_name(event.job_id, seed, suffix) for seed in event.seeds]
             paths: list[Path] = []
             error = ""
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                for image, seed in zip(event.images, event.seeds, strict=False):
-                    path = folder / self.file_name(event.job_id, seed, suffix)
+                for image, seed, path in zip(event.images, event.seeds, planned, strict=False):
                     save_picture(image, path, event.request.with_changes(seed=seed), seed)
                     paths.append(path)
-            except Exception as exc:  # reported inline in the window
-                error = f"could not save the image to {folder}: {exc}"
-            self._relay.emit(SavedJob(event, tuple(paths), error))
+            except Exception as exc:  # noqa: BLE001 - reported inline in the window
+                error = save_failed_message(exc, folder)
+            unsaved = tuple(planned[len(paths) :])
+            self._relay.emit(SavedJob(event, tuple(paths), error, unsaved))

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PySide6.QtCore import QMimeData, QObject, QSize, Signal
 from PySide6.QtGui import QImage
 
 from engine.api import ErrorKind, GenerationRequest, JobState, ResumeFrom
+from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
 from guiapp.bridge import EngineBridge
 from guiapp.document import Document
+from guiapp.file_io import copy_file, open_picture
 from guiapp.history import History, HistoryEntry, Run
 from guiapp.imaging import pil_to_qimage, qimage_to_pil
 from guiapp.jobs import Job, JobQueue
@@ -257,7 +260,7 @@ class Workspace(Observable):
             entries.append(HistoryEntry(path, pil_to_qimage(image), request, seed, run))
         for entry in reversed(entries):
             self.history.add(entry)
-        if event.warnings:
+        if event.warnings and not saved.error:  # the save error matters more
             self.show_error("Note: " + " ".join(event.warnings))
         if saved.paths:
             self.statusMessage.emit(f"Saved {saved.paths[0].name}", 5000)
@@ -312,33 +315,43 @@ class Workspace(Observable):
     # ------------------------------------------------------------------ files
 
     def open_image(self, path: Path) -> bool:
-        """Put a picture on the canvas; a PNG with parameters also goes into the history."""
-        try:
-            with Image.open(path) as opened:
-                picture = opened.convert("RGB")
-                # Ours or another tool's (A1111, ComfyUI, InvokeAI, ...): only what it states.
-                found = read_picture_settings(opened, resolve_model_name)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            self.show_error(f"Could not open {path.name}: {exc}")
+        """Put a picture on the canvas as a viewer shows it (its transparent part as the
+        mask); a picture with settings also goes into the history."""
+        opened = open_picture(path)
+        if opened.image is None:
+            self.show_error(opened.error)
             return False
-        self.put_picture(picture)
+        picture = self.put_picture(opened.image)
+        if opened.mask is not None:
+            mask = opened.mask[: picture.height, : picture.width]
+            self.document.set_mask_array(np.ascontiguousarray(mask), "Mask from transparency")
+        notes = opened.notes
+        try:
+            # Ours or another tool's (A1111, ComfyUI, InvokeAI, ...): only what it states.
+            found = read_picture_settings(path, resolve_model_name)
+        except (OSError, UnidentifiedImageError, ValueError):
+            found = None
         if found is None:
             self.statusMessage.emit(f"{path.name} carries no generation settings.", 8000)
-            return True
-        request = found.apply_to(self.form.build_request())
-        self.history.add(HistoryEntry(path, pil_to_qimage(picture), request, request.seed))
-        self.statusMessage.emit(
-            f"{path.name}: {found.summary()} 'Reuse parameters' fills the form.", 12000
-        )
+        else:
+            request = found.apply_to(self.form.build_request())
+            self.history.add(HistoryEntry(path, pil_to_qimage(picture), request, request.seed))
+            self.statusMessage.emit(
+                f"{path.name}: {found.summary()} 'Reuse parameters' fills the form.", 12000
+            )
+            notes = notes + [f"{path.name}: {' '.join(found.left_out)}"] * bool(found.left_out)
+        if notes:
+            self.show_error("Note: " + " ".join(notes))
         return True
 
-    def put_picture(self, picture: Image.Image) -> None:
+    def put_picture(self, picture: Image.Image) -> Image.Image:
         """The canvas works in multiples of 8 pixels (the latent grid): crop the rest."""
         w, h = picture.width - picture.width % 8, picture.height - picture.height % 8
         if (w, h) != picture.size and w > 0 and h > 0:
             picture = picture.crop((0, 0, w, h))
         self.document.set_image(pil_to_qimage(picture), keep_mask=True)
         self.caption = ""
+        return picture
 
     def paste(self, mime: QMimeData | None) -> None:
         """A picture or an image file from the clipboard or a drop."""
@@ -355,22 +368,30 @@ class Workspace(Observable):
                 self.open_image(path)
                 return
 
-    def save_entry_as(self, entry: HistoryEntry, path: Path) -> None:
-        """Write an entry elsewhere: its saved file as it is when the format is the same,
-        else a new picture (PNG, JPEG or WebP by the suffix) with its parameters."""
+    def save_entry_as(self, entry: HistoryEntry, path: Path) -> bool:
+        """Write an entry elsewhere, atomically: its saved file as it is when the format is
+        the same, else a new picture (PNG, JPEG or WebP by the suffix) with its parameters
+        from the image held in memory (so this works when its first save failed)."""
         try:
             same_format = (
                 entry.path is not None and entry.path.suffix.lower() == path.suffix.lower()
             )
             if same_format and entry.path is not None and entry.path.exists():
-                path.write_bytes(entry.path.read_bytes())
+                copy_file(entry.path, path)
             elif entry.request is not None:
                 seed = entry.seed if entry.seed is not None else 0
                 save_picture(qimage_to_pil(entry.image), path, entry.request, seed)
             else:
-                qimage_to_pil(entry.image).save(path)
+                picture = qimage_to_pil(entry.image)
+                atomic_write(path, lambda f: picture.save(f, format="PNG"))
+        except SaveError as exc:
+            self.show_error(exc.message)
+            return False
         except (OSError, ValueError) as exc:
             self.show_error(f"Could not save {path}: {exc}")
+            return False
+        self.statusMessage.emit(f"Saved {path.name}", 5000)
+        return True
 
     # ------------------------------------------------------------------ closing
 

@@ -11,6 +11,7 @@ Exit status: 0 stopped, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         return _error("--max-upload-mb and --rate must be positive")
     if args.replicas < 1:
         return _error(f"--replicas must be at least 1, got {args.replicas}")
+    missing = [m for m in ("fastapi", "uvicorn", "websockets") if not importlib.util.find_spec(m)]
+    if missing:
+        return _error(f"{', '.join(missing)} not installed: pip install 'diffusiondesk[server]'")
+    if args.ray is not None and not importlib.util.find_spec("ray"):
+        return _error("--ray needs Ray Serve: pip install 'diffusiondesk[ray]'")
 
     from engine.asset_folders import data_dir
     from server.security import TOKEN_ENV, TokenCheck, load_or_create_token

@@ -32,6 +32,7 @@ class Behaviour:
     bytes_per_second: float | None = None  # send slowly
     ranges: bool = True  # honour Range requests
     stall_after: int | None = None  # send this many bytes, then nothing (until closed)
+    content_type: str = "application/octet-stream"
 
 
 @dataclass
@@ -161,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", _etag(data))
         self.send_header("Accept-Ranges", "bytes" if behaviour.ranges else "none")
+        self.send_header("Content-Type", behaviour.content_type)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         for key, value in extra.items():

@@ -14,7 +14,14 @@ A prompt that fits one chunk and has no weights is encoded exactly as diffusers'
 diffusers' `clip_skip` (ours counts the A1111 way: 1 = last layer, 2 = the one before;
 diffusers' clip_skip = ours - 1). For SDXL both encoders run on the same chunks, their
 states are concatenated, and the pooled vector comes from the second encoder's first
-chunk, as in A1111 and diffusers; clip skip applies to both.
+chunk, as in A1111 and diffusers; clip skip applies to both encoders, and to the
+negative prompt too (diffusers' SDXL pipeline leaves it off the negative; A1111 does not).
+An empty SDXL negative prompt gives zeros where the model's config asks for it
+(`force_zeros_for_empty_prompt`), as diffusers does.
+
+Not done: A1111's prompt editing (`[a:b:0.5]`), alternation (`[a|b]`) and `AND`; they
+are read as plain text with brackets, and a multi-vector embedding is not kept whole
+at a chunk boundary.
 
 Families are described by `TextEncoderSlot`s (which tokenizer, which encoder, which
 layer); a family without an entry in `_SLOTS` (the newer ones, whose encoders are not
@@ -302,6 +309,11 @@ def encode_prompts(
     return PromptEmbeddings(kwargs, warnings, chunks)
 
 
+# The truncation warning quotes at most this much of the ignored text.
+EXCERPT_TOKENS = 12
+EXCERPT_CHARS = 60
+
+
 def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[str]:
     """For pipelines that encode the text themselves: what their tokenizer cuts off."""
     tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
@@ -314,9 +326,12 @@ def truncation_warnings(pipe: Any, prompt: str, negative_prompt: str) -> list[st
             continue
         ids = tokenizer(text, truncation=False).input_ids
         if len(ids) > limit:
-            ignored = tokenizer.decode(ids[limit - 1 : -1]).strip()
+            # Quote only the start of what was cut: the rest could be pages long.
+            end = min(limit - 1 + EXCERPT_TOKENS, len(ids) - 1)
+            ignored = tokenizer.decode(ids[limit - 1 : end], skip_special_tokens=True).strip()
+            more = "…" if end < len(ids) - 1 else ""
             found.append(
                 f"The {label} is {len(ids) - 2} tokens long but the text encoder takes "
-                f'{limit - 2}; the end was ignored: "{ignored}".'
+                f'{limit - 2}; the end was ignored, from "{ignored[:EXCERPT_CHARS]}{more}".'
             )
     return found

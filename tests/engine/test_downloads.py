@@ -301,3 +301,12 @@ def test_cancelling_a_hub_download_stops_it(server: DownloadServer, models: Path
     download.cancel()
     with pytest.raises(DownloadCancelled):
         download.run(lambda p: None)
+
+
+def test_a_link_to_a_web_page_is_refused_with_what_link_to_use(
+    server: DownloadServer, models: Path
+) -> None:
+    server.state.files["/models/4201"] = b"<html>log in</html>"
+    server.state.behaviour["/models/4201"] = Behaviour(content_type="text/html; charset=utf-8")
+    with pytest.raises(DownloadError, match="answered with a web page.*download link"):
+        downloads.plan(other_host(server, "/models/4201"), models)

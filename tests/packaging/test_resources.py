@@ -23,7 +23,11 @@ PROBE = (
 
 
 def _installed_layout(site: Path) -> None:
-    """engine/ and diffusiondesk_resources/ side by side, as a wheel installs them."""
+    """engine/ and diffusiondesk_resources/ side by side, as a wheel installs them.
+
+    The probe runs with -S so that an editable install of the checkout (its import hook
+    lives in site-packages) cannot supply the package the test removed.
+    """
     (site / "engine" / "model_configs" / "sd1").mkdir(parents=True)
     (site / "engine" / "__init__.py").write_text("")
     shutil.copy(ROOT / "engine" / "resources.py", site / "engine" / "resources.py")
@@ -36,6 +40,7 @@ def _probe(path_entry: Path, cwd: Path) -> list[str]:
         [
             sys.executable,
             "-I",
+            "-S",
             "-c",
             f"import sys; sys.path.insert(0, {str(path_entry)!r})\n" + PROBE,
         ],

@@ -74,12 +74,26 @@ def test_cancel_while_stepping_ends_the_job_before_its_last_step(remote, recorde
     assert isinstance(result, Cancelled) and 0 < result.step < 400
 
 
-def test_queued_jobs_report_their_position(remote, recorder):
-    jobs = [remote.submit(request(steps=2)) for _ in range(3)]
-    for job in jobs:
+def test_queued_jobs_report_their_position(remote, recorder, tiny_models):
+    import threading
+    import time
+
+    from engine.api import ModelLoading
+
+    gate = threading.Event()
+    tiny_models.before_load = gate.wait  # the first job holds the worker while loading
+    first = remote.submit(request(steps=2))
+    deadline = time.monotonic() + WAIT
+    while not recorder.of(first, ModelLoading) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waiting = [remote.submit(request(steps=2)) for _ in range(2)]
+    while len([e for j in waiting for e in recorder.of(j, Queued)]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    gate.set()
+    for job in (first, *waiting):
         assert isinstance(remote.wait(job, WAIT), Finished)
-    positions = [recorder.of(job, Queued)[0].position for job in jobs]
-    assert positions == sorted(positions)
+    assert [recorder.of(job, Queued)[0].position for job in waiting] == [0, 1]
 
 
 def test_continue_from_a_step_of_a_remote_job(remote, local_engine):

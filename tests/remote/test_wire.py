@@ -119,3 +119,20 @@ def test_an_event_of_unknown_kind_or_missing_fields_is_a_wire_error():
         wire.event_from_dict({"kind": "exploded", "job": "a"}, 1)
     with pytest.raises(WireError, match="position"):
         wire.event_from_dict({"kind": "queued", "job": "a"}, 1)
+
+
+def test_an_event_with_values_of_the_wrong_kind_is_a_wire_error():
+    with pytest.raises(WireError, match="malformed"):
+        wire.event_from_dict({"kind": "queued", "job": "a", "position": "first"}, 1)
+    with pytest.raises(WireError, match="malformed"):
+        wire.event_from_dict(
+            {
+                "kind": "started",
+                "job": "a",
+                "total_steps": 3,
+                "model": "m",
+                "device": "d",
+                "seeds": [1e999],
+            },
+            1,
+        )
