@@ -121,20 +121,20 @@ def build_pipeline(dtype: torch.dtype, seed: int = 0) -> StableDiffusionPipeline
     return pipe
 
 
-def to_bf16(pipe: StableDiffusionPipeline) -> StableDiffusionPipeline:
-    """A bfloat16 copy of pipe's weights (the float32 ones stay), UNet and VAE in
-    channels_last: what the default policy loads on a CPU with bfloat16 units."""
+def copy_as(pipe: StableDiffusionPipeline, dtype: torch.dtype) -> StableDiffusionPipeline:
+    """A copy of pipe's weights in dtype; in bfloat16 the UNet and VAE go channels_last
+    (what the default policy loads on a CPU with bfloat16 units)."""
     parts: dict[str, Any] = {}
     for name in ("unet", "vae"):
         module = getattr(pipe, name)
-        state = {k: v.to(torch.bfloat16) for k, v in module.state_dict().items()}
-        with torch.device("meta"):  # no second float32 copy on the way
+        state = {k: v.to(dtype).contiguous() for k, v in module.state_dict().items()}
+        with torch.device("meta"):  # no second random initialisation on the way
             shell = type(module).from_config(module.config)
         shell.load_state_dict(state, assign=True)
         assert not any(t.is_meta for t in [*shell.parameters(), *shell.buffers()])
         parts[name] = shell.eval()
-    parts["text_encoder"] = copy.deepcopy(pipe.text_encoder).to(torch.bfloat16)
-    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    parts["text_encoder"] = copy.deepcopy(pipe.text_encoder).to(dtype)
+    policy = devices.DevicePolicy(torch.device("cpu"), dtype, channels_last=dtype == torch.bfloat16)
     devices.apply_layout(policy, parts["unet"], parts["vae"])
     out = StableDiffusionPipeline(
         **parts,
@@ -327,12 +327,13 @@ def pictures(
 ) -> dict[str, Any]:
     """Whole pictures through the engine (default settings) against plain float32."""
     description = devices.resolve().description
-    engine = Engine(_Fixed(loaded(bf16), description), backend="auto")
+    engine = Engine(_Fixed(loaded(bf16), description), backend=args.backend)
     size, steps = args.size, args.steps
     try:
         # Warm-up at the picture's shape; "auto" measures its backends here (once).
         engine_picture(engine, engine_request(size, 1, 0))
-        chosen = json.loads((Path(args.cache) / choice.CHOICES_FILE).read_text())
+        choices = Path(args.cache) / choice.CHOICES_FILE
+        chosen = json.loads(choices.read_text()) if choices.is_file() else args.backend
         plains, engines, cutoffs, ratios, cut_ratios = [], [], [], [], []
         image_psnr = cut_psnr = math.nan
         for i in range(args.pictures):
@@ -365,7 +366,7 @@ def pictures(
         one_step, one = engine_picture(engine, engine_request(size, 1, 7, guidance_scale=0.0))
         fast_step = None
         if args.tiny is not None:
-            fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend="auto")
+            fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend=args.backend)
             try:
                 engine_picture(fast_engine, engine_request(size, 1, 7, guidance_scale=0.0))
                 fast_step, _ = engine_picture(
@@ -401,7 +402,7 @@ def pictures(
 
 def starter(args: argparse.Namespace) -> dict[str, Any]:
     """The starter model's 20-step picture: default settings against float32 + torch."""
-    default, float32 = Engine(), Engine(dtype="float32", backend="torch")
+    default, float32 = Engine(backend=args.backend), Engine(dtype="float32", backend="torch")
     try:
         request = GenerationRequest(
             prompt="a large red circle in the centre on a blue background", steps=20, seed=3
@@ -478,6 +479,7 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=1, help="picture pairs (plain, ours)")
     parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
+    parser.add_argument("--backend", default="auto", help="the engine's (default: auto)")
     parser.add_argument("--no-starter", action="store_true")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--cache", default=None, help="OpenVINO cache (default: a temp dir)")
@@ -504,12 +506,17 @@ def main() -> None:
         "cpu_bf16_units": devices.cpu_bf16_units(),
         "load_average_at_start": os.getloadavg()[0],
     }
-    fp32 = build_pipeline(torch.float32)
-    bf16 = to_bf16(fp32)
+    # bfloat16 first and the OpenVINO conversion before the float32 copy exists: the
+    # conversion's peak memory then does not add to a float32 model's. The float32
+    # baseline holds the same (bfloat16-representable) weights.
+    bf16 = build_pipeline(torch.bfloat16)
+    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    devices.apply_layout(policy, bf16.unet, bf16.vae)
     args.tiny = tiny_autoencoder(torch.bfloat16) if "tiny" in args.paths else None
     ov_model = None
     if "openvino" in args.paths:
         report["openvino"], ov_model = openvino_times(bf16, Path(args.cache), args.size)
+    fp32 = copy_as(bf16, torch.float32)
     report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
     del ov_model
     report.update(pictures(args, fp32, bf16))

@@ -59,10 +59,23 @@ class EngineStarter(QObject):
         self.ready.emit(engine)
 
 
-def default_engine_factory(device: str, dtype: str, allow_pickle: bool) -> EngineLike:
+def default_engine_factory(
+    device: str,
+    dtype: str,
+    allow_pickle: bool,
+    backend: str | None = None,
+    compile_unet: bool = False,
+) -> EngineLike:
     from engine.worker import Engine  # imports torch: only ever on the starter thread
 
-    return Engine(device=device, dtype=dtype, allow_pickle=allow_pickle, niceness=ENGINE_NICENESS)
+    return Engine(
+        device=device,
+        dtype=dtype,
+        allow_pickle=allow_pickle,
+        niceness=ENGINE_NICENESS,
+        backend=backend,
+        compile_unet=compile_unet,
+    )
 
 
 def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
@@ -115,7 +128,18 @@ def route_uncaught_errors(window: MainWindow) -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="diffusiondesk", description="DiffusionDesk window")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="auto, float32, float16, bfloat16 (default: the Speed panel's)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "torch", "openvino"),
+        help="what runs the UNet on the CPU (default: the Speed panel's)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -170,7 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     starter = EngineStarter(
         (lambda: remote_engine_factory(args.engine, token, starter))
         if args.engine
-        else (lambda: default_engine_factory(args.device, args.dtype, args.allow_pickle))
+        else (
+            lambda: default_engine_factory(
+                args.device,
+                args.dtype or window.settings.engine_dtype(),
+                args.allow_pickle,
+                args.backend or window.settings.engine_backend(),
+                args.compile,
+            )
+        )
     )
     attach_when_ready(window, starter)
     route_uncaught_errors(window)

@@ -49,6 +49,18 @@ class AppSettings:
         for name, value in values.items():
             self.qsettings.setValue(f"{FORM_GROUP}/{name}", stored_form_value(value))
 
+    def engine_dtype(self) -> str:
+        return str(self.qsettings.value("engine/dtype", "auto"))
+
+    def set_engine_dtype(self, dtype: str) -> None:
+        self.qsettings.setValue("engine/dtype", dtype)
+
+    def engine_backend(self) -> str:
+        return str(self.qsettings.value("engine/backend", "auto"))
+
+    def set_engine_backend(self, backend: str) -> None:
+        self.qsettings.setValue("engine/backend", backend)
+
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")
         return Path(str(value)) if value else default_output_folder()

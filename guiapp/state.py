@@ -43,6 +43,8 @@ class ViewModel(Observable):
     mask_blur = Property(4)
     inpaint_only_masked = Property(False)
     show_noisy = Property(False)
+    guidance_cutoff = Property(1.0)  # 1.0: off
+    fast_decode = Property(False)
     clip_skip = Property(1)
     vae = Property("")
     # The model folders (from the library) where LoRAs, embeddings and VAEs are found,

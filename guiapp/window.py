@@ -51,6 +51,7 @@ from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
 from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
+from guiapp.widgets.speed_panel import SpeedPanel
 from guiapp.workspace import IMAGE_SUFFIXES, Workspace
 
 CAPTION_STYLE = (
@@ -185,6 +186,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.generate_button)
         layout.addLayout(buttons)
         layout.addWidget(self.parameter_panel)
+        self.speed_panel = SpeedPanel(self.form, self.settings, left)
+        layout.addWidget(self.speed_panel)
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         # Scroll up and down only: the dock is never narrower than its form.

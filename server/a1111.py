@@ -12,8 +12,11 @@ tiling, scripts) are refused with a sentence rather than silently ignored.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -313,9 +316,6 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
 
 
 def _png_with_parameters(image: Image.Image, request: GenerationRequest, seed: int) -> str:
-    import base64
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=metadata.png_info(request, seed), compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -367,12 +367,9 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
         base = _with_images(base, body)
     if iterations == 1:
         return [base]
-    if base.seed is None:  # A1111 draws one seed and counts up from it
-        import secrets
-
-        base = base.with_changes(seed=secrets.randbelow(2**32))
-    assert base.seed is not None
-    return [base.with_changes(seed=base.seed + i * batch) for i in range(iterations)]
+    # A1111 draws one seed and counts up from it, a batch's worth per iteration.
+    first = secrets.randbelow(2**32) if base.seed is None else base.seed
+    return [base.with_changes(seed=first + i * batch) for i in range(iterations)]
 
 
 def _with_images(base: GenerationRequest, body: dict[str, Any]) -> GenerationRequest:

@@ -39,6 +39,11 @@ COMPILE_COST = (
 )
 
 
+def _pipe(model: LoadedModel) -> Any:
+    """The loaded pipeline, as the Stable Diffusion families have it (unet, vae)."""
+    return model.pipe
+
+
 def cache_root() -> Path:
     """DiffusionDesk's cache folder (XDG; DIFFUSIONDESK_CACHE overrides)."""
     override = os.environ.get("DIFFUSIONDESK_CACHE")
@@ -66,7 +71,7 @@ def check_backend_name(name: str) -> str:
 
 def unet_batch(request: GenerationRequest, model: LoadedModel, images: int) -> tuple[int, ...]:
     """The UNet batch sizes a job uses: doubled while it guides, single after a cut-off."""
-    guided = request.guidance_scale > 1 and model.pipe.unet.config.time_cond_proj_dim is None
+    guided = request.guidance_scale > 1 and _pipe(model).unet.config.time_cond_proj_dim is None
     if not guided:
         return (images,)
     if guidance_cutoff.is_on(request.guidance_cutoff):
@@ -119,22 +124,51 @@ class Accelerator:
     ) -> Session:
         width, height = request.width, request.height
         batches = unet_batch(request, model, images)
-        unet = model.pipe.unet
+        unet = _pipe(model).unet
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():
                 if self.backend == "auto" and self._remembered(model) == "torch":
                     return self._torch(model, batches[0], height, width, progress)
-                ov_model = self._openvino(model, progress, should_cancel)
-                if self._wants_openvino(model, ov_model, batches[0], height, width, progress):
-                    for batch in batches:
-                        self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
-                    decode = width * height <= 1024 * 1024  # larger ones decode in tiles
-                    return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
+                try:
+                    session = self._openvino_session(
+                        model, batches, height, width, progress, should_cancel
+                    )
+                except (JobCancelled, EngineError, MemoryError):
+                    raise
+                except Exception as exc:  # a converter or compiler failure: torch runs it
+                    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                    self._remember(model, "torch", failed=f"{type(exc).__name__}: {first}")
+                    torch_session = self._torch(model, batches[0], height, width, progress)
+                    torch_session.warnings.append(
+                        f"OpenVINO could not run this model ({type(exc).__name__}: {first}); "
+                        "torch ran it."
+                    )
+                    return torch_session
+                if session is not None:
+                    return session
             elif self.backend == "openvino":
                 why = reason or "openvino is not installed"
                 return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
         return self._torch(model, batches[0], height, width, progress)
+
+    def _openvino_session(
+        self,
+        model: LoadedModel,
+        batches: tuple[int, ...],
+        height: int,
+        width: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+    ) -> Session | None:
+        """The OpenVINO session, or None where "auto" measured torch faster."""
+        ov_model = self._openvino(model, progress, should_cancel)
+        if not self._wants_openvino(model, ov_model, batches[0], height, width, progress):
+            return None
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
+        decode = width * height <= 1024 * 1024  # larger ones decode in tiles
+        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
 
     def _torch(
         self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
@@ -148,7 +182,7 @@ class Accelerator:
     def _choice_key(self, model: LoadedModel) -> str:
         """Per model (by source and architecture), dtype and OpenVINO version: a LoRA
         fused into the weights does not change which backend is faster."""
-        config = json.dumps(dict(model.pipe.unet.config), sort_keys=True, default=str)
+        config = json.dumps(dict(_pipe(model).unet.config), sort_keys=True, default=str)
         arch = hashlib.blake2b(config.encode(), digest_size=6).hexdigest()
         dtype = str(model.dtype).removeprefix("torch.")
         return f"{model.source}|{arch}|{dtype}|openvino {openvino_backend.version()}"
@@ -162,7 +196,7 @@ class Accelerator:
     def _openvino(
         self, model: LoadedModel, progress: Progress, should_cancel: ShouldCancel
     ) -> openvino_backend.OpenVINOModel:
-        unet, vae = model.pipe.unet, model.pipe.vae
+        unet, vae = _pipe(model).unet, _pipe(model).vae
         # The fingerprint each job (hundredths of a second): add-ons may change weights.
         folder = openvino_backend.cache_folder(self.cache_dir, unet, vae)
         known = self._ov.get(id(unet))
@@ -213,24 +247,31 @@ class Accelerator:
             return remembered == "openvino"
         progress("measuring torch against OpenVINO on this machine (once per model)", 0.97)
         torch_s, ov_s = measure_unet(model, ov_model, batch, height, width)
+        self._remember(
+            model,
+            "openvino" if ov_s < torch_s else "torch",
+            torch_s=round(torch_s, 4),
+            openvino_s=round(ov_s, 4),
+            shape=f"{width}x{height}x{batch}",
+        )
+        return ov_s < torch_s
+
+    def _remember(self, model: LoadedModel, backend: str, **details: Any) -> None:
+        """Only "auto" remembers: a forced backend measures nothing."""
+        if self.backend != "auto":
+            return
         choices_path = self.cache_dir / CHOICES_FILE
         choices = _read_json(choices_path)
-        choices[self._choice_key(model)] = {
-            "backend": "openvino" if ov_s < torch_s else "torch",
-            "torch_s": round(torch_s, 4),
-            "openvino_s": round(ov_s, 4),
-            "shape": f"{width}x{height}x{batch}",
-            "openvino": openvino_backend.version(),
-        }
-        _write_json(choices_path, choices)
-        return ov_s < torch_s
+        choices[self._choice_key(model)] = {"backend": backend, **details}
+        with contextlib.suppress(OSError):  # a read-only cache: measure again next time
+            _write_json(choices_path, choices)
 
     # ------------------------------------------------------------------ torch.compile
 
     def _torch_compile(
         self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
     ) -> Session:
-        unet = model.pipe.unet
+        unet = _pipe(model).unet
         if id(unet) not in self._compiled:
             progress(COMPILE_COST, 0.9)
             # Inductor's freezing folds the weights into the graph: faster on the CPU.
@@ -301,7 +342,7 @@ def measure_unet(
     width: int,
 ) -> tuple[float, float]:
     """Seconds per UNet call in torch and in OpenVINO, after one warm-up call each."""
-    unet = model.pipe.unet
+    unet = _pipe(model).unet
     args, kwargs = example_unet_inputs(unet, batch, height, width, model.dtype)
     timings = []
     for forward in (type(unet).forward.__get__(unet), ov_model.unet_forward):

@@ -48,7 +48,7 @@ def available() -> bool:
 
 
 def version() -> str:
-    import openvino as ov
+    import openvino as ov  # type: ignore[import-untyped]
 
     return str(ov.get_version())
 
@@ -88,7 +88,8 @@ class _UNetGraph(torch.nn.Module):
 
     def __init__(self, unet: torch.nn.Module, sdxl: bool) -> None:
         super().__init__()
-        self.unet, self.sdxl = unet, sdxl
+        self.unet: Any = unet
+        self.sdxl = sdxl
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         sample, timestep, hidden = inputs[:3]
@@ -101,7 +102,7 @@ class _DecoderGraph(torch.nn.Module):
 
     def __init__(self, vae: Any) -> None:  # a diffusers AutoencoderKL
         super().__init__()
-        self.vae = vae
+        self.vae: Any = vae
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         post = getattr(self.vae, "post_quant_conv", None)
@@ -129,8 +130,8 @@ def _unet_example(unet: Any, dtype: torch.dtype) -> tuple[list[str], tuple[torch
 
 def _convert(graph: torch.nn.Module, names: list[str], example: tuple[torch.Tensor, ...]) -> Any:
     """Trace and convert; float32 at the model's edges whatever the weights' dtype."""
-    import openvino as ov
-    from openvino.preprocess import PrePostProcessor
+    import openvino as ov  # type: ignore[import-untyped]
+    from openvino.preprocess import PrePostProcessor  # type: ignore[import-untyped]
 
     with torch.no_grad():
         model = ov.convert_model(graph, example_input=example)
@@ -188,7 +189,7 @@ class OpenVINOModel:
     """A loaded model's UNet and VAE decoder in OpenVINO."""
 
     def __init__(self, unet: Any, vae: Any, folder: Path, dtype: torch.dtype) -> None:
-        import openvino as ov
+        import openvino as ov  # type: ignore[import-untyped]
 
         self.unet, self.vae = unet, vae
         self.key = folder.name  # the fingerprint: weights, OpenVINO version, export code
@@ -300,18 +301,26 @@ def convert_to_cache(
 ) -> None:
     """Convert both parts into folder (atomically: a half-written cache is never read).
     Cancel is honoured between the stages."""
-    import openvino as ov
+    import openvino as ov  # type: ignore[import-untyped]
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=folder.name + ".part-", dir=folder.parent))
+    # openvino's converter turns bfloat16 modules into graphs that compute NaN (2026.4),
+    # so the modules convert in float32 and go back after (bfloat16 -> float32 -> bfloat16
+    # is exact); the IR stores float16 weights and compiles for bfloat16 compute.
+    original, as_float32 = dtype, dtype != torch.float32
     try:
+        if as_float32:  # torch's own to(): diffusers' would warn about keeping fp32 parts
+            torch.nn.Module.to(unet, torch.float32)
+            torch.nn.Module.to(vae, torch.float32)
+            dtype = torch.float32
         progress("converting the UNet to OpenVINO (once per model)", 0.1)
         names, example = _unet_example(unet, dtype)
         model = _convert(_UNetGraph(unet, is_sdxl_unet(unet)), names, example)
         if should_cancel():
             raise JobCancelled()
         progress("saving the converted UNet", 0.5)
-        ov.save_model(model, str(work / "unet.xml"), compress_to_fp16=False)
+        ov.save_model(model, str(work / "unet.xml"), compress_to_fp16=as_float32)
         del model
         if should_cancel():
             raise JobCancelled()
@@ -321,10 +330,13 @@ def convert_to_cache(
         if should_cancel():
             raise JobCancelled()
         progress("saving the converted VAE decoder", 0.9)
-        ov.save_model(decoder, str(work / "vae_decoder.xml"), compress_to_fp16=False)
+        ov.save_model(decoder, str(work / "vae_decoder.xml"), compress_to_fp16=as_float32)
         with contextlib.suppress(FileExistsError, OSError):
             os.replace(work, folder)  # another engine may have finished it first
     finally:
+        if as_float32:
+            torch.nn.Module.to(unet, original)
+            torch.nn.Module.to(vae, original)
         shutil.rmtree(work, ignore_errors=True)
 
 

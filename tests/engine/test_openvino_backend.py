@@ -5,6 +5,7 @@ and never left half-written, and "auto" measures once and remembers."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from engine_helpers import TINY, TINY_INPAINT, TINY_SDXL, WAIT, Recorder, box_mask, picture, request
 
+from engine import devices
 from engine.api import Cancelled, Finished, JobCancelled, ModelLoading, ResumeFrom, Started, Step
 from engine.backends import choice, openvino_backend
 from engine.worker import Engine
@@ -69,6 +71,28 @@ def test_openvino_pictures_match_torch(make_engine, source, extra):
     assert len(events.of(result.job_id, Step)) == 4 and len(result.step_previews) == 4
     for ours, theirs in zip(pixels(result), pixels(reference), strict=True):
         assert np.abs(ours - theirs).max() <= 3
+
+
+def test_a_bfloat16_model_runs_in_openvino_like_in_torch(make_engine, tiny_models):
+    """The default policy on CPUs with bfloat16 units: bfloat16 + channels_last."""
+    pipe = copy.deepcopy(tiny_models.get(TINY, lambda *_: None, lambda: False).pipe)
+    policy = devices.DevicePolicy(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        torch.nn.Module.to(part, torch.bfloat16)
+    devices.apply_layout(policy, pipe.unet, pipe.vae)
+    base = tiny_models.get(TINY, lambda *_: None, lambda: False)
+    tiny_models.variants["tiny-bf16"] = dataclasses.replace(
+        base, source="tiny-bf16", pipe=pipe, dtype=torch.bfloat16
+    )
+    weights = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    job = request(model="tiny-bf16", steps=4)
+    reference = make_engine("torch")[0].generate(job, WAIT)
+    result = make_engine("openvino")[0].generate(job, WAIT)
+    assert isinstance(result, Finished), result
+    assert np.abs(pixels(result)[0] - pixels(reference)[0]).mean() < 2
+    # Converted in float32 and put back: the same bfloat16 weights, still channels_last.
+    assert all(torch.equal(weights[k], v) for k, v in pipe.unet.state_dict().items())
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_openvino_is_converted_once_and_then_read_from_the_cache(make_engine, ov_cache):
@@ -171,3 +195,22 @@ def test_the_fingerprint_changes_with_the_weights(tiny_models):
     with torch.no_grad():
         weight += 0.01  # what fusing a LoRA does
     assert openvino_backend.weights_fingerprint(unet) != before
+
+
+def test_a_conversion_failure_runs_torch_with_a_warning_and_is_remembered(
+    make_engine, ov_cache, monkeypatch
+):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("unsupported operation aten::frobnicate")
+
+    monkeypatch.setattr(openvino_backend, "convert_to_cache", broken)
+    monkeypatch.setattr(openvino_backend, "is_cached", lambda _folder: False)
+    engine, events = make_engine("auto")
+    result = engine.generate(request(model=TINY_INPAINT, steps=2, seed=9), WAIT)
+    assert isinstance(result, Finished), result
+    assert any("OpenVINO could not run this model (RuntimeError" in w for w in result.warnings)
+    choices = json.loads((ov_cache / choice.CHOICES_FILE).read_text())
+    failed = [c for k, c in choices.items() if k.startswith(TINY_INPAINT + "|")]
+    assert failed and failed[0]["backend"] == "torch" and "frobnicate" in failed[0]["failed"]
+    again = engine.generate(request(model=TINY_INPAINT, steps=2, seed=9), WAIT)
+    assert isinstance(again, Finished) and not again.warnings  # remembered: no new try
