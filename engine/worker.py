@@ -13,7 +13,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 KEEP_TRAJECTORIES = 8  # finished jobs whose per-step latents stay available for resume
 KEEP_RESULTS = 32  # finished jobs whose terminal event wait() can still return
+# Of those, the newest whose Finished still carries its step previews: a 512-pixel
+# inpaint's previews are tens of MB, and older results only need their images.
+KEEP_RESULT_PREVIEWS = 4
 
 
 @dataclass(eq=False)
@@ -205,6 +208,10 @@ class Engine:
             done = [i for i, j in self._jobs.items() if j.done.is_set()]
             for old in done[:-KEEP_RESULTS]:
                 del self._jobs[old]
+            for old in done[-KEEP_RESULTS:-KEEP_RESULT_PREVIEWS]:
+                kept = self._jobs[old]
+                if isinstance(kept.result, Finished) and kept.result.step_previews:
+                    kept.result = replace(kept.result, step_previews=(), noisy_step_previews=())
 
     # ------------------------------------------------------------------ worker thread
 

@@ -120,6 +120,20 @@ def test_wait_on_a_job_whose_result_was_pruned_says_so(engine, monkeypatch):
     next_job_finishes(engine)
 
 
+def test_older_results_keep_their_images_but_drop_their_step_previews(engine, monkeypatch):
+    import engine.worker as worker
+
+    monkeypatch.setattr(worker, "KEEP_RESULT_PREVIEWS", 1)
+    first = engine.generate(request(steps=2), WAIT)
+    assert isinstance(first, Finished) and len(first.step_previews) == 2
+    engine.generate(request(steps=2), WAIT)
+    older = engine.wait(first.job_id)
+    assert isinstance(older, Finished)
+    assert older.images and older.step_previews == () and older.noisy_step_previews == ()
+    newest = engine.generate(request(steps=2), WAIT)
+    assert isinstance(newest, Finished) and len(newest.step_previews) == 2
+
+
 def test_wait_on_a_job_that_never_existed_is_a_key_error(engine):
     with pytest.raises(KeyError, match="no job 999"):
         engine.wait(999)
