@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import metadata  # noqa: E402
+from engine import metadata
 
 
 def lines(length: int) -> dict[str, str]:

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None, *, models: ModelProvider | None = None) 
         message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     except MemoryError:
         message = "out of memory; choose a smaller size or batch, or close other programs"
-    except Exception as exc:  # noqa: BLE001 - a person gets one line, never a traceback
+    except Exception as exc:  # a person gets one line, never a traceback
         message = f"internal error ({type(exc).__name__}: {str(exc)[:200]}); please report it"
     sys.stderr.write(f"{PROG}: error: {_sentence(message)}\n")
     return 1

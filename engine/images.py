@@ -106,7 +106,7 @@ def _open(source: Source, name: str) -> Image.Image:
             f"{name} is not an image file DiffusionDesk can read; use a PNG, JPEG, WebP, BMP "
             "or TIFF file."
         ) from None
-    except Exception:  # noqa: BLE001 - a damaged header can raise anything inside Pillow
+    except Exception:  # a damaged header can raise anything inside Pillow
         raise ImageError(f"{name} is damaged: its header cannot be read.") from None
 
 
@@ -135,7 +135,7 @@ def _to_srgb(image: Image.Image, notes: list[str]) -> Image.Image:
         converted = ImageCms.profileToProfile(
             image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
         )
-    except Exception:  # noqa: BLE001 - a broken profile: show the numbers as they are
+    except Exception:  # a broken profile: show the numbers as they are
         notes.append("its colour profile could not be read, so its colours may look different")
         return image.convert("RGB")
     return converted if converted is not None else image.convert("RGB")
@@ -195,7 +195,7 @@ def working_size(width: int, height: int) -> tuple[int, int]:
 def _exif_transpose_safe(image: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(image) or image
-    except Exception:  # noqa: BLE001 - broken EXIF: show the picture as stored
+    except Exception:  # broken EXIF: show the picture as stored
         return image.copy()
 
 
@@ -233,7 +233,7 @@ def _open_image(source: Source) -> OpenedImage:
                 f"There is not enough memory to open {name} ({width}x{height}); close other "
                 "programs or scale the picture down first."
             ) from None
-        except Exception:  # noqa: BLE001 - every decoder failure means the same to a person
+        except Exception:  # every decoder failure means the same to a person
             raise ImageError(
                 f"{name} is damaged or incomplete (it could not be decoded); open the "
                 "original file or save it again from an image editor."
@@ -245,7 +245,7 @@ def _open_image(source: Source) -> OpenedImage:
             rgb, alpha = _to_rgb(picture, notes)
         except ImageError:
             raise
-        except Exception:  # noqa: BLE001 - an exotic mode Pillow cannot convert
+        except Exception:  # an exotic mode Pillow cannot convert
             raise ImageError(
                 f"{name} uses a colour format ({picture.mode}) DiffusionDesk cannot convert; "
                 "save it as an ordinary RGB PNG or JPEG."

@@ -195,7 +195,7 @@ def _read_texts(source: str | os.PathLike[str] | Image.Image) -> tuple[dict[str,
             return _texts_of(source)
         with Image.open(source) as image:
             return _texts_of(image)
-    except Exception:  # noqa: BLE001 - an unreadable file simply carries no parameters
+    except Exception:  # an unreadable file simply carries no parameters
         return {}, []
 
 
@@ -204,7 +204,7 @@ def _texts_of(image: Image.Image) -> tuple[dict[str, str], list[str]]:
     notes: list[str] = []
     try:
         chunks = {**image.info, **getattr(image, "text", {})}
-    except Exception:  # noqa: BLE001 - .text decodes the rest of a damaged file
+    except Exception:  # .text decodes the rest of a damaged file
         chunks = dict(image.info)
     for key, value in chunks.items():
         if isinstance(value, bytes) and key == A1111_KEY:
@@ -233,7 +233,7 @@ def _exif_user_comment(image: Image.Image) -> str | None:
     an 8-byte charset prefix, then the text (UTF-16 for "UNICODE")."""
     try:
         raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-    except Exception:  # noqa: BLE001 - malformed EXIF is not our problem to report
+    except Exception:  # malformed EXIF is not our problem to report
         return None
     if isinstance(raw, str):
         return raw[:MAX_TEXT_CHARS].strip("\x00").strip() or None
@@ -270,7 +270,7 @@ def read_parameters_checked(source: str | os.PathLike[str] | Image.Image) -> Par
             reading = parse_a1111_checked(texts[A1111_KEY])
             return reading._replace(left_out=left_out + reading.left_out)
         return ParametersReading(None, left_out)
-    except Exception:  # noqa: BLE001 - a reader bug must not reach a person as a traceback
+    except Exception:  # a reader bug must not reach a person as a traceback
         return ParametersReading(None, ("the parameters (they could not be read)",))
 
 

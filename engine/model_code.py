@@ -46,7 +46,7 @@ def load_pickle_weights(path: Path) -> Any:
         ) from exc
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - truncated zip, wrong format ...
+    except Exception as exc:  # truncated zip, wrong format ...
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise _refuse(
             f"{path.name} could not be read as a PyTorch checkpoint"

@@ -35,7 +35,7 @@ def short(value: object, limit: int = 40) -> str:
         return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a value whose repr fails still gets a message
+    except Exception:  # a value whose repr fails still gets a message
         text = f"<a {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -77,7 +77,7 @@ class OutputWriter(QObject):
                 for image, seed, path in zip(event.images, event.seeds, planned, strict=False):
                     save_picture(image, path, event.request.with_changes(seed=seed), seed)
                     paths.append(path)
-            except Exception as exc:  # noqa: BLE001 - reported inline in the window
+            except Exception as exc:  # reported inline in the window
                 error = save_failed_message(exc, folder)
             unsaved = tuple(planned[len(paths) :])
             self._relay.emit(SavedJob(event, tuple(paths), error, unsaved))

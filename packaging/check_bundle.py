@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import build as bundle_build  # noqa: E402 - packaging/build.py, beside this script
+import build as bundle_build
 
 APP_ID = bundle_build.APP_ID
 PROMPT = "a red circle on a blue background"

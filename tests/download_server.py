@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state: ServerState
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _json(self, value: object, status: int = 200, headers: dict | None = None) -> None:
@@ -78,10 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-Error-Code": code} if code else {}
         self._json({"error": code or str(status)}, status, headers)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._serve()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._serve()
 
     def _serve(self) -> None:

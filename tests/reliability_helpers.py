@@ -19,7 +19,7 @@ from engine.api import Finished
 CLI = "diffusiondesk-cli:"
 
 
-def next_job_finishes(engine) -> None:  # noqa: ANN001
+def next_job_finishes(engine) -> None:
     """The aftermath every engine case checks: the worker lives and takes the next job."""
     result = engine.generate(request(steps=1), WAIT)
     assert isinstance(result, Finished), result

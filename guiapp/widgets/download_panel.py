@@ -161,7 +161,7 @@ class DownloadPanel(QWidget):
                 self._relay.cancelled.emit()
             except DownloadError as exc:
                 self._relay.failed.emit(str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bug ends this download only
+            except Exception as exc:  # a bug ends this download only
                 self._relay.failed.emit(f"The download failed: {exc}")
 
         self._thread = threading.Thread(target=guarded, name="diffusiondesk-download", daemon=True)

@@ -16,7 +16,7 @@ def test_the_output_suffix_picks_the_format_and_the_settings_ride_along(
     capsys,
     tiny_models,
     suffix: str,
-    kind: str,  # noqa: ANN001
+    kind: str,
 ) -> None:
     out = tmp_path / f"out{suffix}"
     code = cli.main(
@@ -40,7 +40,7 @@ def test_the_output_suffix_picks_the_format_and_the_settings_ride_along(
 def test_an_output_suffix_we_cannot_write_is_refused_before_any_work(
     tmp_path,
     capsys,
-    tiny_models,  # noqa: ANN001
+    tiny_models,
 ) -> None:
     code = cli.main(
         ["generate", "--prompt", "x", "--output", str(tmp_path / "o.gif"), *BASE],

@@ -119,7 +119,7 @@ def test_cancel_stops_a_slow_download_at_once_and_keeps_the_part_for_later(
     def work() -> None:
         try:
             download.run(lambda p: started.set() if p.done > 8000 else None)
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
+        except BaseException as exc:  # the test reads it
             outcome.append(exc)
 
     worker = threading.Thread(target=work)

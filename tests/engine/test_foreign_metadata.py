@@ -140,7 +140,7 @@ def test_each_tools_picture_gives_back_its_settings(
     suffix: str,
     tool: str,
     values: dict,
-    model: str,  # noqa: ANN001
+    model: str,
 ) -> None:
     path = build(tmp_path / f"picture.{suffix}")
 

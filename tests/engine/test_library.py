@@ -138,7 +138,7 @@ def test_the_scan_reads_headers_only_and_never_the_weights(
     real_open = open
 
     class Counting:
-        def __init__(self, f) -> None:  # noqa: ANN001
+        def __init__(self, f) -> None:
             self.f = f
 
         def read(self, n: int = -1) -> bytes:

@@ -6,20 +6,20 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported anywhere
 
-import threading  # noqa: E402
-import time  # noqa: E402
-import weakref  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
-import shiboken6  # noqa: E402
-from gui.fake_engine import FakeEngine  # noqa: E402
-from PySide6.QtCore import QCoreApplication, QSettings, QTimer  # noqa: E402
+import pytest
+import shiboken6
+from gui.fake_engine import FakeEngine
+from PySide6.QtCore import QCoreApplication, QSettings, QTimer
 
-from guiapp.bridge import EngineBridge  # noqa: E402
-from guiapp.settings import AppSettings  # noqa: E402
-from guiapp.window import MainWindow  # noqa: E402
+from guiapp.bridge import EngineBridge
+from guiapp.settings import AppSettings
+from guiapp.window import MainWindow
 
 GUI_DIR = Path(__file__).resolve().parent
 
@@ -85,7 +85,7 @@ def _settle(until: Callable[[], bool], seconds: float = 3.0) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks(qapp, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:  # noqa: ANN001
+def no_leaks(qapp, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fail a test that leaves a thread running or a Qt timer active behind it."""
     before = set(threading.enumerate())
     tracker = _TimerTracker()
@@ -116,7 +116,7 @@ def fake_engine() -> Iterator[FakeEngine]:
 
 
 @pytest.fixture
-def make_window(qtbot, settings: AppSettings, tmp_path: Path):  # noqa: ANN001, ANN201
+def make_window(qtbot, settings: AppSettings, tmp_path: Path):
     """Build a MainWindow over an engine; it is closed (engine shut down) after the test."""
     windows: list[MainWindow] = []
 
@@ -135,5 +135,5 @@ def make_window(qtbot, settings: AppSettings, tmp_path: Path):  # noqa: ANN001, 
 
 
 @pytest.fixture
-def window(make_window, fake_engine: FakeEngine) -> MainWindow:  # noqa: ANN001
+def window(make_window, fake_engine: FakeEngine) -> MainWindow:
     return make_window(fake_engine)

@@ -20,10 +20,10 @@ class ListenerOnly:
     def __init__(self) -> None:
         self.listeners = []
 
-    def add_listener(self, listener) -> None:  # noqa: ANN001
+    def add_listener(self, listener) -> None:
         self.listeners.append(listener)
 
-    def emit(self, event) -> None:  # noqa: ANN001
+    def emit(self, event) -> None:
         for listener in self.listeners:
             listener(event)
 
@@ -36,7 +36,7 @@ def _step(job: int, step: int, total: int = 50) -> Step:
     return Step(job, step, total, 0.1 * step, frame, frame)
 
 
-def test_events_from_a_worker_thread_arrive_on_the_gui_thread(qtbot) -> None:  # noqa: ANN001
+def test_events_from_a_worker_thread_arrive_on_the_gui_thread(qtbot) -> None:
     engine = ListenerOnly()
     bridge = EngineBridge(engine)
     seen: list[tuple[str, bool]] = []
@@ -58,7 +58,7 @@ def test_events_from_a_worker_thread_arrive_on_the_gui_thread(qtbot) -> None:  #
     bridge.shutdown()
 
 
-def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None:  # noqa: ANN001
+def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None:
     engine = ListenerOnly()
     bridge = EngineBridge(engine)
     steps: list[int] = []
@@ -91,7 +91,7 @@ def test_stale_previews_are_dropped_and_the_newest_is_delivered(qtbot) -> None: 
     bridge.shutdown()
 
 
-def test_view_model_emits_only_on_change(qtbot) -> None:  # noqa: ANN001
+def test_view_model_emits_only_on_change(qtbot) -> None:
     model = ViewModel({"steps": 20})
     changes: list[int] = []
     model.stepsChanged.connect(changes.append)

@@ -8,7 +8,7 @@ import guiapp.output_writer
 from engine.api import Event, Finished
 
 
-def _pngs(window) -> list:  # noqa: ANN001
+def _pngs(window) -> list:
     folder = window.workspace.output_folder
     return sorted(folder.glob("*.png")) if folder.exists() else []
 
@@ -41,7 +41,7 @@ def test_closing_waits_for_an_image_that_is_being_written(
     writing = threading.Event()
     original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
 
-    def slow_save(image, path, request, seed) -> None:  # noqa: ANN001
+    def slow_save(image, path, request, seed) -> None:
         writing.set()
         threading.Event().wait(0.5)  # a slow disk
         original_save(image, path, request, seed)

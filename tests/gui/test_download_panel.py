@@ -32,7 +32,7 @@ def lora_bytes(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def dialog(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
+def dialog(qtbot, tmp_path: Path):
     made = ModelsDialog(ModelLibrary(tmp_path / "data"))
     qtbot.addWidget(made)
     made.show()
@@ -45,7 +45,7 @@ def test_a_downloaded_lora_lands_in_the_loras_folder_and_in_the_list(
     qtbot,
     dialog: ModelsDialog,
     server: DownloadServer,
-    lora_bytes: bytes,  # noqa: ANN001
+    lora_bytes: bytes,
 ) -> None:
     server.state.files["/api/download/ink-style.safetensors"] = lora_bytes
     panel = dialog.downloads
@@ -64,7 +64,7 @@ def test_cancel_keeps_the_part_and_download_again_finishes_it(
     qtbot,
     dialog: ModelsDialog,
     server: DownloadServer,
-    lora_bytes: bytes,  # noqa: ANN001
+    lora_bytes: bytes,
 ) -> None:
     server.state.files["/slow.safetensors"] = lora_bytes
     server.state.behaviour["/slow.safetensors"] = Behaviour(bytes_per_second=20_000)
@@ -90,14 +90,14 @@ def test_a_big_download_asks_first_and_no_means_nothing_is_fetched(
     qtbot,
     dialog: ModelsDialog,
     server: DownloadServer,
-    lora_bytes: bytes,  # noqa: ANN001
+    lora_bytes: bytes,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server.state.files["/big.safetensors"] = lora_bytes
     monkeypatch.setattr(downloads, "ASK_ABOVE_BYTES", 1000)
     asked: list[str] = []
 
-    def answer(_parent, _title, text, *args):  # noqa: ANN001, ANN202
+    def answer(_parent, _title, text, *args):
         asked.append(text)
         return QMessageBox.StandardButton.No
 
@@ -113,7 +113,7 @@ def test_a_big_download_asks_first_and_no_means_nothing_is_fetched(
 def test_a_gated_file_says_how_to_give_a_token(
     qtbot,
     dialog: ModelsDialog,
-    server: DownloadServer,  # noqa: ANN001
+    server: DownloadServer,
 ) -> None:
     server.state.files["/gated.safetensors"] = b"x"
     server.state.behaviour["/gated.safetensors"] = Behaviour(status=403)

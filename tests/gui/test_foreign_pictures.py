@@ -13,7 +13,7 @@ from PySide6.QtGui import QDropEvent
 from engine.library import ModelLibrary
 
 
-def drop(window, path: Path) -> None:  # noqa: ANN001
+def drop(window, path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     event = QDropEvent(
@@ -43,7 +43,7 @@ def test_a_dropped_comfyui_webp_fills_the_form_with_its_settings_and_model(
     qtbot,
     window,
     tmp_path: Path,
-    library_with_juggernaut: str,  # noqa: ANN001
+    library_with_juggernaut: str,
 ) -> None:
     drop(window, samples.comfyui(tmp_path / "ComfyUI_00001_.webp"))
     assert len(window.workspace.history.entries()) == 1
@@ -61,7 +61,7 @@ def test_a_dropped_comfyui_webp_fills_the_form_with_its_settings_and_model(
     assert m.model == library_with_juggernaut
 
 
-def test_a_picture_that_states_little_changes_little(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_picture_that_states_little_changes_little(qtbot, window, tmp_path: Path) -> None:
     window.form.steps, window.form.width, window.form.model = 11, 256, "starter"
     path = samples.save(tmp_path / "a.png", png_texts={"parameters": "only a prompt here"})
     drop(window, path)
@@ -74,7 +74,7 @@ def test_a_model_the_library_lacks_is_named_but_not_put_in_the_form(
     qtbot,
     window,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DIFFUSIONDESK_DATA", str(tmp_path / "empty-data"))
     drop(window, samples.a1111(tmp_path / "a.jpg"))
@@ -92,7 +92,7 @@ def test_a_picture_without_settings_says_so_and_leaves_the_form_alone(
     qtbot,
     window,
     tmp_path: Path,
-    suffix: str,  # noqa: ANN001
+    suffix: str,
 ) -> None:
     before = window.form.values()
     drop(window, samples.save(tmp_path / f"photo.{suffix}"))

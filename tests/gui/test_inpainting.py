@@ -13,7 +13,7 @@ from PIL import Image
 MARGIN = 2  # pixels a scaled-up preview may blur past the box
 
 
-def _masked_picture(window) -> tuple[np.ndarray, tuple[int, int, int, int]]:  # noqa: ANN001
+def _masked_picture(window) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A smooth 96x64 picture with a mask over x 56..79, y 16..39; returns it and the box.
 
     Smooth, so that a half-size preview scaled back up matches it outside the mask."""

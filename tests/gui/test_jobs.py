@@ -120,7 +120,7 @@ def test_a_finished_job_does_not_take_the_screen_from_the_next_running_job(
     original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
     saves = []
 
-    def held_save(image, path, request, seed) -> None:  # noqa: ANN001
+    def held_save(image, path, request, seed) -> None:
         saves.append(path)
         if len(saves) == 1:
             release_save.wait(10)

@@ -25,7 +25,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dialog(qtbot, tmp_path: Path, tree: Path):  # noqa: ANN001, ANN201
+def dialog(qtbot, tmp_path: Path, tree: Path):
     library = ModelLibrary(tmp_path / "data")
     library.add_folder(tree)
     made = ModelsDialog(library)
@@ -72,7 +72,7 @@ def test_search_and_kind_filter_narrow_the_list(dialog: ModelsDialog) -> None:
     assert [r[0] for r in table_texts(dialog)] == ["ink-style"]
 
 
-def test_using_a_model_hands_its_path_over_and_records_the_use(dialog: ModelsDialog, qtbot) -> None:  # noqa: ANN001
+def test_using_a_model_hands_its_path_over_and_records_the_use(dialog: ModelsDialog, qtbot) -> None:
     select(dialog, "xl-base")
     with qtbot.waitSignal(dialog.modelChosen) as chosen:
         dialog.use_button.click()
@@ -83,7 +83,7 @@ def test_using_a_model_hands_its_path_over_and_records_the_use(dialog: ModelsDia
     assert [r[4] for r in table_texts(dialog) if r[0] == "xl-base"] == ["just now"]
 
 
-def test_a_lora_cannot_be_used_as_the_model(dialog: ModelsDialog, qtbot) -> None:  # noqa: ANN001
+def test_a_lora_cannot_be_used_as_the_model(dialog: ModelsDialog, qtbot) -> None:
     select(dialog, "ink-style")
     assert not dialog.use_button.isEnabled()
     with qtbot.assertNotEmitted(dialog.modelChosen):
@@ -103,7 +103,7 @@ def test_open_folder_asks_the_desktop_to_show_the_models_folder(
 
 def test_remove_from_list_hides_the_model_for_good_and_keeps_the_file(
     dialog: ModelsDialog, qtbot
-) -> None:  # noqa: ANN001
+) -> None:
     entry = dialog.library.find("dreamy-sd15")
     assert entry is not None
     select(dialog, "dreamy-sd15")
@@ -117,7 +117,7 @@ def test_remove_from_list_hides_the_model_for_good_and_keeps_the_file(
 
 def test_adding_a_folder_scans_it_and_a_bad_folder_says_why(
     dialog: ModelsDialog, tmp_path: Path, qtbot
-) -> None:  # noqa: ANN001
+) -> None:
     assert not dialog.add_folder(tmp_path / "missing")
     assert "is not a folder" in dialog.status.text()
     write_safetensors(tmp_path / "more" / "extra.safetensors", SD1_KEYS)
@@ -128,7 +128,7 @@ def test_adding_a_folder_scans_it_and_a_bad_folder_says_why(
 
 def test_a_rescan_removes_rows_of_deleted_files_in_slices(
     dialog: ModelsDialog, tree: Path, qtbot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+) -> None:
     for n in range(30):
         write_safetensors(tree / "loras" / f"extra{n}.safetensors", LORA_SD1_KEYS)
     dialog.rescan()
@@ -148,7 +148,7 @@ def test_a_rescan_removes_rows_of_deleted_files_in_slices(
     assert sum(drops) == 30 and len(drops) > 1
 
 
-def test_closing_the_main_window_stops_a_running_scan(qtbot, tmp_path: Path, tree: Path) -> None:  # noqa: ANN001
+def test_closing_the_main_window_stops_a_running_scan(qtbot, tmp_path: Path, tree: Path) -> None:
     from PySide6.QtWidgets import QWidget
 
     parent = QWidget()
@@ -164,7 +164,7 @@ def test_closing_the_main_window_stops_a_running_scan(qtbot, tmp_path: Path, tre
 
 def test_the_window_menu_opens_the_dialog_and_the_chosen_model_fills_the_form(
     window, qtbot, tmp_path: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+) -> None:
     monkeypatch.setenv("DIFFUSIONDESK_DATA", str(tmp_path / "data"))
     ModelLibrary(tmp_path / "data").add_folder(tree)
     window.models_action.trigger()

@@ -27,7 +27,7 @@ def served_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture
-def server_url(served_engine) -> Iterator[str]:  # noqa: ANN001
+def server_url(served_engine) -> Iterator[str]:
     from server.app import create_app
     from server.hub import JobHub
     from server.running import BackgroundServer

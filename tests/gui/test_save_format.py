@@ -10,7 +10,7 @@ from engine.metadata import read_parameters
 from guiapp.settings import AppSettings
 
 
-def save_format_actions(window) -> dict[str, object]:  # noqa: ANN001
+def save_format_actions(window) -> dict[str, object]:
     menu = window.findChild(QMenu, "saveFormatMenu")
     assert menu is not None
     return {action.data(): action for action in menu.actions()}
@@ -25,7 +25,7 @@ def test_a_chosen_format_is_used_for_results_and_remembered(
     settings: AppSettings,
     choice: str,
     suffix: str,
-    kind: str,  # noqa: ANN001
+    kind: str,
 ) -> None:
     actions = save_format_actions(window)
     assert actions["PNG"].isChecked()

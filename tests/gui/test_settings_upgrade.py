@@ -222,7 +222,7 @@ def test_settings_that_are_not_a_file_are_copied_aside_then_cleared(tmp_path: Pa
 
 def test_the_window_says_so_without_blocking_and_starts_with_defaults(
     qtbot,
-    tmp_path: Path,  # noqa: ANN001
+    tmp_path: Path,
 ) -> None:
     path = _write(tmp_path / "settings.ini", b"\xff\xfe\x00garbage\x00")
     window = MainWindow(EngineBridge(), AppSettings(_ini(path)))

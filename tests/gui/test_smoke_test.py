@@ -17,7 +17,7 @@ from guiapp.smoke_test import SmokeTest
 from guiapp.window import MainWindow
 
 
-def _run_smoke_test(qtbot, factory: Callable[[], FakeEngine]) -> tuple[int, SmokeTest]:  # noqa: ANN001
+def _run_smoke_test(qtbot, factory: Callable[[], FakeEngine]) -> tuple[int, SmokeTest]:
     smoke = SmokeTest(time.perf_counter(), timeout_s=60)
     window = MainWindow(EngineBridge(), smoke.settings)
     qtbot.addWidget(window)
@@ -39,7 +39,7 @@ def _report(capsys: pytest.CaptureFixture[str]) -> dict:
 
 def test_the_smoke_test_makes_a_picture_through_the_window_and_exits_zero(
     qtbot,
-    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, smoke = _run_smoke_test(qtbot, FakeEngine)
     report = _report(capsys)
@@ -53,7 +53,7 @@ def test_the_smoke_test_makes_a_picture_through_the_window_and_exits_zero(
 
 def test_the_smoke_test_fails_with_the_reason_when_the_engine_cannot_start(
     qtbot,
-    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def broken() -> FakeEngine:
         raise RuntimeError("no torch here")
@@ -66,7 +66,7 @@ def test_the_smoke_test_fails_with_the_reason_when_the_engine_cannot_start(
 
 def test_the_smoke_test_fails_when_the_picture_fails(
     qtbot,
-    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def failing() -> FakeEngine:
         engine = FakeEngine()

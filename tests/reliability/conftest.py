@@ -28,7 +28,7 @@ class MixedModels:
         self.tiny = tiny
         self.real = ModelManager(device="cpu", dtype="float32", allow_pickle=allow_pickle)
 
-    def get(self, source, progress, should_cancel):  # noqa: ANN001, ANN201
+    def get(self, source, progress, should_cancel):
         if source == TINY:
             return self.tiny.get(source, progress, should_cancel)
         return self.real.get(source, progress, should_cancel)
@@ -66,14 +66,14 @@ def pickle_engine(tiny_models: TinyModels) -> Iterator:
 
 
 @pytest.fixture
-def recorder(engine) -> Recorder:  # noqa: ANN001
+def recorder(engine) -> Recorder:
     rec = Recorder()
     engine.add_listener(rec)
     return rec
 
 
 @pytest.fixture
-def cli(capsys, tiny_models: TinyModels) -> Callable:  # noqa: ANN001
+def cli(capsys, tiny_models: TinyModels) -> Callable:
     from engine import cli as cli_module
 
     def run(*args: str) -> tuple[int, str, list[str]]:

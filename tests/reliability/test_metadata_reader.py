@@ -26,7 +26,7 @@ def read(text: str) -> metadata.ParametersReading:
     return reading
 
 
-def read_file(path_or_bytes, tmp_path) -> metadata.ParametersReading:  # noqa: ANN001
+def read_file(path_or_bytes, tmp_path) -> metadata.ParametersReading:
     if isinstance(path_or_bytes, bytes):
         path = tmp_path / "in.png"
         path.write_bytes(path_or_bytes)

@@ -22,7 +22,7 @@ from engine.model_code import NEVER_RUNS_CODE
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
 
 
-def fails_naming(engine, source: Path | str, *words: str) -> str:  # noqa: ANN001
+def fails_naming(engine, source: Path | str, *words: str) -> str:
     result = engine.generate(request(model=str(source)), WAIT)
     assert isinstance(result, Failed), result
     assert result.error == ErrorKind.MODEL, result
@@ -41,7 +41,7 @@ class Marker:
     def __init__(self, path: Path) -> None:
         self.path = str(path)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"echo owned > {self.path}",))
 
 

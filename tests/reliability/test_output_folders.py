@@ -18,14 +18,14 @@ from engine.api import ErrorKind, GenerationRequest
 REQUEST = GenerationRequest(prompt="a red circle", seed=3)
 
 
-def only_files(folder) -> list[str]:  # noqa: ANN001
+def only_files(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def refuse_with(monkeypatch, code: int, where: str = "mkstemp") -> None:  # noqa: ANN001
+def refuse_with(monkeypatch, code: int, where: str = "mkstemp") -> None:
     """Make the disk refuse with errno `code` at one point of the atomic write."""
 
-    def refuse(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+    def refuse(*_args, **_kwargs):
         raise OSError(code, os.strerror(code))
 
     target = {"mkstemp": (atomic_file.tempfile, "mkstemp"), "fsync": (atomic_file.os, "fsync")}
@@ -63,7 +63,7 @@ def test_a_disk_that_fills_up_halfway_through_leaves_the_old_file_whole(tmp_path
     metadata.save_png(picture(), path, REQUEST, 3)
     before = path.read_bytes()
 
-    def half_then_full(f) -> None:  # noqa: ANN001
+    def half_then_full(f) -> None:
         f.write(before[: len(before) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -73,7 +73,7 @@ def test_a_disk_that_fills_up_halfway_through_leaves_the_old_file_whole(tmp_path
 
 
 def test_a_failed_rename_removes_the_temporary_file(tmp_path, monkeypatch):
-    def no_rename(*_args) -> None:  # noqa: ANN002
+    def no_rename(*_args) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
     monkeypatch.setattr(atomic_file.os, "replace", no_rename)

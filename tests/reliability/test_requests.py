@@ -12,7 +12,7 @@ from engine import metadata
 from engine.api import ErrorKind, Failed, Finished, ModelLoading, ResumeFrom
 
 
-def refused_before_loading(engine, recorder, req, *words: str) -> str:  # noqa: ANN001
+def refused_before_loading(engine, recorder, req, *words: str) -> str:
     result = engine.generate(req, WAIT)
     assert isinstance(result, Failed), result
     assert result.error == ErrorKind.BAD_INPUT

@@ -23,19 +23,19 @@ from guiapp.imaging import qimage_to_array
 pytestmark = pytest.mark.gui
 
 
-def entries(window) -> list:  # noqa: ANN001
+def entries(window) -> list:
     return window.workspace.history.entries()
 
 
-def wait_history(qtbot, window, count: int) -> None:  # noqa: ANN001
+def wait_history(qtbot, window, count: int) -> None:
     qtbot.waitUntil(lambda: len(entries(window)) >= count, timeout=60_000)
 
 
-def strip(window) -> str:  # noqa: ANN001
+def strip(window) -> str:
     return window.error_area.message()
 
 
-def generate_one(qtbot, window) -> None:  # noqa: ANN001
+def generate_one(qtbot, window) -> None:
     window.form.prompt = "a red circle"
     window.form.steps = 2
     before = len(entries(window))
@@ -108,7 +108,7 @@ def test_a_png_with_impossible_parameters_fills_the_form_with_the_good_ones(wind
 def test_an_image_the_output_folder_refuses_stays_in_the_history_and_saves_elsewhere(
     qtbot, window, tmp_path, monkeypatch, code, words
 ):
-    def refuse(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+    def refuse(*_args, **_kwargs):
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(atomic_file.os, "fsync", refuse)
@@ -130,7 +130,7 @@ def test_save_as_onto_a_full_disk_says_so_and_leaves_nothing(qtbot, window, tmp_
     generate_one(qtbot, window)
     entry = entries(window)[0]
 
-    def full(*_args):  # noqa: ANN002, ANN202
+    def full(*_args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(atomic_file.os, "fsync", full)

@@ -21,7 +21,7 @@ CPU_ALLOCATOR = (
 
 @contextlib.contextmanager
 def raising_in(module: torch.nn.Module, exc: BaseException):
-    def hook(*_):  # noqa: ANN002, ANN202
+    def hook(*_):
         raise exc
 
     handle = module.register_forward_pre_hook(hook)
@@ -31,7 +31,7 @@ def raising_in(module: torch.nn.Module, exc: BaseException):
         handle.remove()
 
 
-def out_of_memory(engine, req=None) -> Failed:  # noqa: ANN001
+def out_of_memory(engine, req=None) -> Failed:
     result = engine.generate(req or request(), WAIT)
     assert isinstance(result, Failed), result
     assert result.error == ErrorKind.OUT_OF_MEMORY, result
@@ -83,7 +83,7 @@ def test_the_real_model_manager_reports_out_of_memory_while_loading(
 
     folder = save_tiny_model(tmp_path / "tiny-model")
 
-    def load(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+    def load(*_args, **_kwargs):
         raise exc
 
     monkeypatch.setattr(ModelManager, "_load_folder", load)

@@ -55,7 +55,7 @@ def ray_engine() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def front(ray_engine) -> Iterator[BackgroundServer]:  # noqa: ANN001
+def front(ray_engine) -> Iterator[BackgroundServer]:
     config = ServerConfig(token=TokenCheck.for_token(TOKEN), max_body_bytes=200_000)
     hub = JobHub(ray_engine, tiny_catalog(), where="front")  # type: ignore[arg-type]
     with BackgroundServer(create_app(hub, config), max_message_bytes=200_000) as server:
@@ -63,7 +63,7 @@ def front(ray_engine) -> Iterator[BackgroundServer]:  # noqa: ANN001
 
 
 @pytest.fixture
-def clients(front) -> Iterator[list[RemoteEngine]]:  # noqa: ANN001
+def clients(front) -> Iterator[list[RemoteEngine]]:
     engines = [RemoteEngine(front.url, TOKEN) for _ in range(4)]
     yield engines
     for engine in engines:
