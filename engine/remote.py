@@ -35,6 +35,7 @@ from engine.api import (
     GenerationRequest,
     Step,
 )
+from engine.job_results import ended_beyond, wait_for_result
 from engine.listeners import Listeners
 from engine.wire import WireError
 
@@ -110,6 +111,7 @@ class RemoteEngine:
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._by_public: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._issued = 0
         self._sendq: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._ws: Any = None
         self._closed = threading.Event()
@@ -152,6 +154,7 @@ class RemoteEngine:
             if self._closed.is_set():
                 raise RuntimeError("the remote engine has been shut down")
             job = _Job(next(self._ids), request)
+            self._issued = job.id
             self._jobs[job.id] = job
             if self._ws is not None:
                 job.state = "to_send"
@@ -190,12 +193,9 @@ class RemoteEngine:
 
     def wait(self, job_id: int, timeout: float | None = None) -> Event | None:
         """The job's terminal event (Finished, Cancelled or Failed), or None on timeout."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise KeyError(f"no job {job_id}")
-        job.done.wait(timeout)
-        return job.result
+        return wait_for_result(
+            self._lock, self._jobs, job_id, timeout, issued=self._issued, kept=KEEP_RESULTS
+        )
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> Event | None:
         return self.wait(self.submit(request), timeout)
@@ -210,8 +210,7 @@ class RemoteEngine:
         self._emit(event)
         job.done.set()
         with self._lock:
-            ended = [i for i, j in self._jobs.items() if j.done.is_set()]
-            for old in ended[:-KEEP_RESULTS]:
+            for old in ended_beyond(self._jobs, KEEP_RESULTS):
                 gone = self._jobs.pop(old)
                 if gone.public is not None:
                     self._by_public.pop(gone.public, None)

@@ -27,12 +27,12 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
-    JobResultPruned,
     ModelLoading,
     Queued,
     Started,
     Step,
 )
+from engine.job_results import ended_beyond, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
@@ -177,15 +177,9 @@ class Engine:
 
     def wait(self, job_id: int, timeout: float | None = None) -> Event | None:
         """The job's terminal event (Finished, Cancelled or Failed), or None on timeout."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-            issued = self._last_id
-        if job is None:
-            if isinstance(job_id, int) and 1 <= job_id <= issued:
-                raise JobResultPruned(job_id, KEEP_RESULTS)
-            raise KeyError(f"no job {job_id}")
-        job.done.wait(timeout)
-        return job.result
+        return wait_for_result(
+            self._lock, self._jobs, job_id, timeout, issued=self._last_id, kept=KEEP_RESULTS
+        )
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> Event | None:
         """Submit and wait: for scripts, the command line and tests."""
@@ -205,10 +199,9 @@ class Engine:
         self._emit(event)
         job.done.set()
         with self._lock:
-            done = [i for i, j in self._jobs.items() if j.done.is_set()]
-            for old in done[:-KEEP_RESULTS]:
+            for old in ended_beyond(self._jobs, KEEP_RESULTS):
                 del self._jobs[old]
-            for old in done[-KEEP_RESULTS:-KEEP_RESULT_PREVIEWS]:
+            for old in ended_beyond(self._jobs, KEEP_RESULT_PREVIEWS):
                 kept = self._jobs[old]
                 if isinstance(kept.result, Finished) and kept.result.step_previews:
                     kept.result = replace(kept.result, step_previews=(), noisy_step_previews=())

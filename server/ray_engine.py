@@ -29,6 +29,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.job_results import ended_beyond, wait_for_result
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class RayEngine:
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._threads: dict[int, threading.Thread] = {}
         self._ids = itertools.count(1)
+        self._issued = 0
         self._closed = False
 
     @property
@@ -81,6 +83,7 @@ class RayEngine:
             if self._closed:
                 raise RuntimeError("the engine has been shut down")
             job = _Job(next(self._ids), request)
+            self._issued = job.id
             self._jobs[job.id] = job
             position = sum(1 for j in self._jobs.values() if not j.started and not j.ended) - 1
         self._emit(Queued(job.id, position))
@@ -125,12 +128,9 @@ class RayEngine:
             thread.join(timeout)
 
     def wait(self, job_id: int, timeout: float | None = None) -> Event | None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise KeyError(f"no job {job_id}")
-        job.done.wait(timeout)
-        return job.result
+        return wait_for_result(
+            self._lock, self._jobs, job_id, timeout, issued=self._issued, kept=KEEP_RESULTS
+        )
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> Event | None:
         return self.wait(self.submit(request), timeout)
@@ -201,6 +201,5 @@ class RayEngine:
         self._emit(event)
         job.done.set()
         with self._lock:
-            ended = [i for i, j in self._jobs.items() if j.ended]
-            for old in ended[:-KEEP_RESULTS]:
+            for old in ended_beyond(self._jobs, KEEP_RESULTS):
                 del self._jobs[old]
