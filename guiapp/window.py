@@ -32,9 +32,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.library import ModelLibrary
 from guiapp.bridge import EngineBridge
 from guiapp.history import HistoryEntry
 from guiapp.icons import icon
+from guiapp.output_writer import SavedJob
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
 from guiapp.widgets.addons_dock import AddonsDock
@@ -44,7 +46,7 @@ from guiapp.widgets.canvas import Canvas
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.history_strip import HistoryStrip
 from guiapp.widgets.mask_toolbar import MaskToolBar
-from guiapp.widgets.models_dialog import show_models_dialog
+from guiapp.widgets.models_dialog import note_model_used, show_models_dialog
 from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
@@ -80,6 +82,8 @@ class MainWindow(QMainWindow):
         self.form = ViewModel(self.settings.load_form(), self)
         self.workspace = Workspace(bridge, self.form, self.settings.output_folder(), self)
         self.workspace.writer.picture_format = self.settings.save_format()
+        self.workspace.writer.saved.connect(self._note_model_use)
+        self._library: ModelLibrary | None = None
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -266,7 +270,10 @@ class MainWindow(QMainWindow):
         )
         self.folder_action = self._action("Output folder…", "", self.choose_output_folder, "folder")
         self.models_action = self._action(
-            "Models…", "Ctrl+M", lambda: show_models_dialog(self, self.use_model), "folder"
+            "Models…",
+            "Ctrl+M",
+            lambda: show_models_dialog(self, self.use_model, self.library()),
+            "folder",
         )
         self.quit_action = self._action("Quit", "Ctrl+Q", self.close)
         self._build_menus()
@@ -386,6 +393,16 @@ class MainWindow(QMainWindow):
 
     def use_model(self, path: str) -> None:
         self.form.model = path
+
+    def library(self) -> ModelLibrary:
+        """The model library the Models dialog shows (read from the data folder once)."""
+        if self._library is None:
+            self._library = ModelLibrary()
+        return self._library
+
+    def _note_model_use(self, saved: SavedJob) -> None:
+        if saved.event.images:
+            note_model_used(self, self.library(), saved.event.request.model)
 
     def set_output_folder(self, folder: Path) -> None:
         self.workspace.output_folder = folder

@@ -649,12 +649,34 @@ class ModelsDialog(QDialog):
             self.status.setText(f"Could not save the library's list: {exc}")
 
 
-def show_models_dialog(window: QWidget, use_model: Callable[[str], None]) -> ModelsDialog:
+def note_model_used(window: QWidget, library: ModelLibrary, model: str) -> None:
+    """Record that a job ran with `model`, if it is a file or folder of the library,
+    and show the new last use in an open Models dialog."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        return  # the starter model or a hub id: not a library entry
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(f.expanduser().resolve()) for f in library.folders()):
+        return  # a model opened from elsewhere is not on the list
+    key = str(resolved)
+    try:
+        library.mark_used(key)
+    except OSError:
+        return  # the list could not be saved; the next use tries again
+    dialog = window.findChild(ModelsDialog)
+    if dialog is not None:
+        dialog.model.refresh_last_use(key)
+
+
+def show_models_dialog(
+    window: QWidget, use_model: Callable[[str], None], library: ModelLibrary | None = None
+) -> ModelsDialog:
     """Open (or bring back) the window's Models dialog; `use_model(path)` when the person
-    picks one. The library lives in DiffusionDesk's data folder."""
+    picks one. The library lives in DiffusionDesk's data folder; pass the window's own so
+    that the dialog and the window's last-use notes share one list."""
     dialog = window.findChild(ModelsDialog)
     if dialog is None:
-        dialog = ModelsDialog(ModelLibrary(), window)
+        dialog = ModelsDialog(library if library is not None else ModelLibrary(), window)
         dialog.modelChosen.connect(use_model)
     dialog.show()
     dialog.raise_()

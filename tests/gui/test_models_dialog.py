@@ -186,3 +186,21 @@ def test_sizes_and_last_use_read_like_a_person_would_say_them() -> None:
     assert format_last_use(None) == "never"
     assert format_last_use(1000.0, now=1030.0) == "just now"
     assert format_last_use(1000.0, now=1000.0 + 3 * 86400) == "3 days ago"
+
+
+def test_a_finished_job_notes_the_last_use_of_its_library_model_only(
+    window, qtbot, tmp_path: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIFFUSIONDESK_DATA", str(tmp_path / "data"))
+    ModelLibrary(tmp_path / "data").add_folder(tree)
+    model = sorted(tree.rglob("*.safetensors"))[0].resolve()
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    elsewhere.write_bytes(model.read_bytes())
+    for name in ("starter", str(elsewhere), str(model)):
+        window.form.model = name
+        done = len(window.workspace.history.entries())
+        window.workspace.generate()
+        qtbot.waitUntil(lambda d=done: len(window.workspace.history.entries()) > d, timeout=60000)
+    library = ModelLibrary(tmp_path / "data")
+    assert library.last_used(str(model)) is not None
+    assert library.last_used(str(elsewhere)) is None and library.last_used("starter") is None
