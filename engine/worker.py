@@ -157,6 +157,7 @@ class Engine:
             job.state = "done"
             self._pending.remove(job_id)
         self._finish(job, Cancelled(job_id, 0))
+        self._announce_positions()
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -194,6 +195,13 @@ class Engine:
     def _emit(self, event: Event) -> None:
         self._listeners.emit(event)
 
+    def _announce_positions(self) -> None:
+        """A job left the queue: every job behind it moved up, so say where each one is."""
+        with self._lock:
+            waiting = list(self._pending)
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
     def _finish(self, job: _Job, event: Event) -> None:
         job.result = event
         self._emit(event)
@@ -220,6 +228,7 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
+                self._announce_positions()
                 try:
                     self._run_guarded(job)
                 except Exception:  # a bug in reporting must not end the worker

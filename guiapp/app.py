@@ -2,61 +2,33 @@
 
 The engine (torch, diffusers) is imported and built on a helper thread so the window
 appears at once and never freezes while torch loads; Generate is enabled when the
-engine is attached.
+engine is attached. Which engine: `--engine URL` (with `--token` or $DIFFUSIONDESK_TOKEN)
+for this run, else the one chosen in File → Engine location… (this computer by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from engine.api import EngineLike
 from guiapp.bridge import EngineBridge
+from guiapp.engine_location import EngineLocation
+from guiapp.engine_switch import EngineStarter
 from guiapp.icons import icon
 from guiapp.settings import APPLICATION, ORGANIZATION
 from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
-
-
-class EngineStarter(QObject):
-    """Builds the engine on a helper thread and hands it to the GUI thread."""
-
-    ready = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, factory: Callable[[], EngineLike], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._factory = factory
-        self.engine: EngineLike | None = None
-        self._thread = threading.Thread(target=self._run, name="engine-starter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            engine = self._factory()
-        except Exception as exc:  # shown inline in the window
-            self.failed.emit(f"The engine could not start: {exc}")
-            return
-        self.engine = engine
-        self.ready.emit(engine)
 
 
 def default_engine_factory(
@@ -76,15 +48,6 @@ def default_engine_factory(
         backend=backend,
         compile_unet=compile_unet,
     )
-
-
-def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
-    """An engine on a diffusiondesk-server; connection trouble shows in the error strip."""
-    from engine.remote import RemoteEngine
-
-    engine = RemoteEngine(url, token)
-    engine.add_status_listener(lambda up, message: None if up else starter.failed.emit(message))
-    return engine
 
 
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
@@ -190,30 +153,30 @@ def main(argv: list[str] | None = None) -> int:
         window.form.model = args.model
     for picture in args.pictures:
         window.workspace.open_image(picture)
-    token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
-    starter = EngineStarter(
-        (lambda: remote_engine_factory(args.engine, token, starter))
-        if args.engine
-        else (
-            lambda: default_engine_factory(
-                args.device,
-                args.dtype or window.settings.engine_dtype(),
-                args.allow_pickle,
-                args.backend or window.settings.engine_backend(),
-                args.compile,
-            )
-        )
+    window.engines.local_factory = lambda: default_engine_factory(
+        args.device,
+        args.dtype or window.settings.engine_dtype(),
+        args.allow_pickle,
+        args.backend or window.settings.engine_backend(),
+        args.compile,
     )
-    attach_when_ready(window, starter)
+    if args.engine:
+        location = EngineLocation(args.engine, args.token or "")
+    elif smoke:
+        location = EngineLocation()  # the smoke test checks this install's own engine
+    else:
+        location = window.settings.engine_location()
+    starter = window.engines.switch_to(location, start=False)
+    if starter is None:  # a stored address that cannot be used: said inline; run locally
+        starter = window.engines.switch_to(EngineLocation(), start=False)
+    assert starter is not None
     route_uncaught_errors(window)
     if smoke:
         smoke.watch(window, starter)
     window.show()
     starter.start()
     code = app.exec()
-    starter.join(10.0)
-    if starter.engine is not None and window.bridge.engine is not starter.engine:
-        starter.engine.shutdown(5.0)  # became ready after the window closed
+    window.engines.join(10.0)
     return smoke.report(code) if smoke else code
 
 

@@ -154,6 +154,9 @@ class RayEngine:
                     continue  # the replica's own queue; ours was reported at submit
                 if isinstance(event, Started):
                     job.started = True
+                    self._emit(event)
+                    self._announce_positions()
+                    continue
                 elif isinstance(event, Step):
                     job.steps_done = event.step
                 if event.kind in TERMINAL_KINDS:
@@ -183,6 +186,13 @@ class RayEngine:
             with self._lock:
                 self._threads.pop(job.id, None)
 
+    def _announce_positions(self) -> None:
+        """A job started or ended: the jobs not yet started moved up."""
+        with self._lock:
+            waiting = [j.id for j in self._jobs.values() if not j.started and not j.ended]
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
     def _emit(self, event: Event) -> None:
         with self._lock:
             listeners = list(self._listeners)
@@ -203,3 +213,5 @@ class RayEngine:
         with self._lock:
             for old in ended_beyond(self._jobs, KEEP_RESULTS):
                 del self._jobs[old]
+        if not job.started:
+            self._announce_positions()
