@@ -25,7 +25,7 @@ from guiapp.bridge import EngineBridge
 from guiapp.engine_location import EngineLocation
 from guiapp.engine_switch import EngineStarter
 from guiapp.icons import icon
-from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.settings import APPLICATION, ORGANIZATION, AppSettings
 from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
@@ -88,6 +88,18 @@ def route_uncaught_errors(window: MainWindow) -> None:
     sys.excepthook = hook
 
 
+def initial_location(
+    args: argparse.Namespace, settings: AppSettings, smoke: bool
+) -> EngineLocation:
+    """--engine for this run (not remembered), else the stored choice; the smoke test
+    always checks this install's own engine."""
+    if args.engine:
+        return EngineLocation(args.engine, args.token or "")
+    if smoke:
+        return EngineLocation()
+    return settings.engine_location()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="diffusiondesk", description="DiffusionDesk window")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -122,7 +134,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
     )
-    parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
+    parser.add_argument(
+        "--token", default=None, help="its access token (default: $DIFFUSIONDESK_TOKEN)"
+    )
     args = parser.parse_args(argv)
     if args.engine:
         from engine.remote import stream_url
@@ -160,13 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         args.backend or window.settings.engine_backend(),
         args.compile,
     )
-    if args.engine:
-        location = EngineLocation(args.engine, args.token or "")
-    elif smoke:
-        location = EngineLocation()  # the smoke test checks this install's own engine
-    else:
-        location = window.settings.engine_location()
-    starter = window.engines.switch_to(location, start=False)
+    starter = window.engines.switch_to(
+        initial_location(args, window.settings, bool(smoke)), start=False
+    )
     if starter is None:  # a stored address that cannot be used: said inline; run locally
         starter = window.engines.switch_to(EngineLocation(), start=False)
     assert starter is not None

@@ -76,6 +76,8 @@ class EngineSwitcher(QObject):
         self.starter: EngineStarter | None = None
         self._starters: list[EngineStarter] = []
         self._connection_message = ""
+        # News from an engine that is built but not attached yet (it connects at once).
+        self._early: tuple[EngineLike, bool, str] | None = None
         self._connection.connect(self._on_connection, Qt.ConnectionType.QueuedConnection)
 
     def switch_to(self, location: EngineLocation, start: bool = True) -> EngineStarter | None:
@@ -138,6 +140,9 @@ class EngineSwitcher(QObject):
         else:
             self.bridge.replace(engine)
         self.switched.emit(location)
+        early, self._early = self._early, None
+        if early is not None and early[0] is engine:
+            self._on_connection(*early)
         if not location.local:
             self.workspace.statusMessage.emit(f"Engine: {location.describe()}", 5000)
 
@@ -147,7 +152,11 @@ class EngineSwitcher(QObject):
             self.workspace.show_error(message)
 
     def _on_connection(self, engine: EngineLike, up: bool, message: str) -> None:
-        if engine is not self.bridge.engine or self.workspace.closed:
+        if self.workspace.closed:
+            return
+        if engine is not self.bridge.engine:
+            if self.starter is not None and self.starter.engine is engine:
+                self._early = (engine, up, message)
             return
         if up:
             self.workspace.device = engine.device_description
