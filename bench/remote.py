@@ -136,7 +136,9 @@ def through_ray(
     beside: list[dict[str, float]] = []
     try:
         for replicas in (1, 2):
-            handle = deploy(replicas=replicas, autoscale=False, num_cpus=1, init_options=options)
+            handle, _ = deploy(
+                replicas=replicas, autoscale=False, num_cpus=1, init_options=options
+            )
             cluster = RayEngine(handle)
             hub = JobHub(cluster, ModelCatalog(), where="loopback")
             with BackgroundServer(create_app(hub)) as server:

@@ -190,6 +190,15 @@ class Engine:
         """A recent job's per-step latents (CPU tensors) and previews, for replay."""
         return self._trajectories.get(job_id)
 
+    def adopt_trajectory(self, trajectory: Trajectory) -> int:
+        """Keep a trajectory another engine made (a Ray replica continuing a run that ran
+        on another replica); returns the id a ResumeFrom names it by (never a job's)."""
+        with self._lock:
+            source_id = next(self._ids)
+            self._last_id = source_id
+            self._store_trajectory(source_id, trajectory)
+        return source_id
+
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
@@ -350,6 +359,11 @@ class Engine:
         )
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
+        with self._lock:
+            self._store_trajectory(job_id, trajectory)
+
+    def _store_trajectory(self, job_id: int, trajectory: Trajectory) -> None:
+        """Call with the lock held: adopt_trajectory runs on other threads."""
         self._trajectories[job_id] = trajectory
         while len(self._trajectories) > self._keep_trajectories:
             self._trajectories.popitem(last=False)

@@ -14,7 +14,9 @@ def tiny_catalog() -> ModelCatalog:
 
 
 def tiny_engine() -> object:
-    """An engine on tiny models, built inside a Ray Serve replica's own process."""
+    """An engine on tiny models, built inside a Ray Serve replica's own process. A model
+    folder named like a tiny model (as diffusiondesk-server's catalogue resolves "tiny"
+    to a path) serves that tiny model."""
     import tempfile
     from pathlib import Path
 
@@ -22,4 +24,11 @@ def tiny_engine() -> object:
 
     from engine.worker import Engine
 
-    return Engine(TinyModels(Path(tempfile.mkdtemp(prefix="tiny-replica-"))))
+    class TinyByName(TinyModels):
+        def get(self, source, progress, should_cancel):  # type: ignore[no-untyped-def]
+            name = Path(source).name
+            return super().get(
+                name if name in (TINY, TINY_INPAINT) else source, progress, should_cancel
+            )
+
+    return Engine(TinyByName(Path(tempfile.mkdtemp(prefix="tiny-replica-"))))
