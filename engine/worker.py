@@ -32,7 +32,7 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, ended_beyond, settle, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
@@ -132,11 +132,8 @@ class Engine:
         self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._last_id = job.id
             self._jobs[job.id] = job
@@ -212,12 +209,8 @@ class Engine:
             self._emit(Queued(job_id, position))
 
     def _finish(self, job: _Job, event: Event) -> None:
-        job.result = event
-        self._emit(event)
-        job.done.set()
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
         with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
             for old in ended_beyond(self._jobs, KEEP_RESULT_PREVIEWS):
                 kept = self._jobs[old]
                 if isinstance(kept.result, Finished) and kept.result.step_previews:

@@ -31,7 +31,7 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, settle, wait_for_result
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,8 @@ class RayEngine:
                 self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, got {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._issued = job.id
             self._jobs[job.id] = job
@@ -229,11 +226,6 @@ class RayEngine:
             if job.ended:
                 return
             job.ended = True
-        job.result = event
-        self._emit(event)
-        job.done.set()
-        with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
         if not job.started:
             self._announce_positions()

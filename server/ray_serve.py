@@ -232,17 +232,27 @@ app = build_app({})
 """`serve run server.ray_serve:app`: the default application (2 replicas, autoscaled)."""
 
 
+GONE_STATES = ("NOT_STARTED", "DELETING", "DEPLOY_FAILED")
+
+
 def running_handle() -> Any | None:
     """The handle of a diffusiondesk application already running on the connected
-    cluster (started by `serve run`), or None."""
+    cluster (started by `serve run`, under any application name), or None."""
     try:
-        status = serve.status()
+        applications = serve.status().applications
     except Exception:  # Serve not started on this cluster
         return None
-    found = status.applications.get(APP_NAME)
-    if found is None or str(found.status) not in ("RUNNING", "ApplicationStatus.RUNNING"):
-        return None
-    return serve.get_app_handle(APP_NAME)
+    names = [APP_NAME] + sorted(n for n in applications if n != APP_NAME)
+    for name in names:
+        found = applications.get(name)
+        # A recovering application (DEPLOYING, UNHEALTHY after a replica died) is
+        # still the one to use: deploying over it would replace someone's serve run.
+        state = getattr(found, "status", "")
+        if found is None or str(getattr(state, "value", state)) in GONE_STATES:
+            continue
+        if DEPLOYMENT in found.deployments:
+            return serve.get_app_handle(name)
+    return None
 
 
 def deploy(

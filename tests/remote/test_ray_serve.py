@@ -5,8 +5,6 @@ Ray instance for the module, num_cpus=1, shut down at the end."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from engine_helpers import WAIT, request
-from remote_helpers import TOKEN, tiny_catalog
+from remote_helpers import TOKEN, server_command, tiny_catalog
 
 from engine.api import Cancelled, ErrorKind, Failed, Finished, ResumeFrom, Started, Step
 from engine.remote import RemoteEngine
@@ -188,47 +186,16 @@ def test_the_server_command_with_ray_serves_the_application_serve_run_started(ra
     models = tmp_path / "models"
     (models / "tiny").mkdir(parents=True)
     (models / "tiny" / "model_index.json").write_text("{}")
-    port = free_port()
-    env = {**os.environ, "DIFFUSIONDESK_DATA": str(tmp_path), "OMP_NUM_THREADS": "1"}
     address = ray.get_runtime_context().gcs_address
-    command = [sys.executable, "-m", "server.main", "--ray", address, "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--models", str(models), "--token", TOKEN, "--name", "front"],
-        cwd=TESTS.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        info = None
-        deadline = time.monotonic() + WAIT
-        while info is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                reply = requests.get(
-                    f"http://127.0.0.1:{port}/v1/info", auth=("", TOKEN), timeout=10
-                )
-                info = reply.json()
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert info is not None, process.stdout.read() if process.stdout else ""
-        engine = RemoteEngine(f"http://127.0.0.1:{port}", TOKEN)
+    args = ["--ray", address, "--models", str(models), "--token", TOKEN, "--name", "front"]
+    with server_command(args, tmp_path, TOKEN) as server:
+        engine = RemoteEngine(server.url, TOKEN)
         try:
             result = engine.generate(request(steps=2), WAIT)
             assert engine.device_description.startswith("Ray Serve (the application serve run")
         finally:
             engine.shutdown(10)
         assert isinstance(result, Finished), result
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, output
+    output = server.process.stdout.read() if server.process.stdout else ""
+    assert "Finished server process" in output, output  # stopped cleanly on SIGTERM
     assert APP_NAME in serve.status().applications, "the application serve run started stays"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
