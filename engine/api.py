@@ -129,6 +129,45 @@ class ResumeFrom:
     step: int
 
 
+class Preprocessor(StrEnum):
+    """Built-in control-image preprocessors; none needs model weights."""
+
+    NONE = "none"  # the image is already a control map (depth, pose, edges ...)
+    CANNY = "canny"
+    SOFT_EDGE = "softedge"  # Gaussian blur then Sobel gradient magnitude
+    LINEART = "lineart"  # dark strokes by thresholding, white on black
+    SCRIBBLE = "scribble"  # a drawing's strokes, thickened, white on black
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet (or T2I adapter) steering a job, as A1111's ControlNet units.
+
+    model: a diffusers folder or a single .safetensors file; image: the control image
+    (or the picture a preprocessor turns into one), resized to the request's size;
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    """
+
+    model: str
+    image: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = Preprocessor.NONE.value
+
+
+@dataclass(frozen=True)
+class RegionPrompt:
+    """A prompt that acts only where its mask is white (regional prompting).
+
+    mask is a picture of the request's size; the request's own prompt is the base
+    prompt and acts everywhere.
+    """
+
+    prompt: str
+    mask: Image.Image
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
@@ -163,6 +202,9 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # ControlNet units and regional prompts (engine/control/, engine/regions.py).
+    controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
 
     @property
     def mode(self) -> Mode:

@@ -30,6 +30,7 @@ from PIL import Image
 from engine import compositing, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode, ModelFamily
 from engine.compositing import InpaintSetup
+from engine.control.units import CONTROLNET_PIPELINES
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     return Plan(
         request=r,
         mode=mode,
-        pipeline_class=PIPELINES[model.family][mode],
+        pipeline_class=(CONTROLNET_PIPELINES if r.controls else PIPELINES)[model.family][mode],
         scheduler=scheduler,
         steps=steps,
         start_index=start,

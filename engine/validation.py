@@ -12,6 +12,7 @@ from typing import TypeGuard
 from PIL import Image
 
 from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom
+from engine.control import checks as control_checks
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -178,6 +179,7 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    found += control_checks.problems(r)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
