@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import regions
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
@@ -280,7 +281,9 @@ class PipelineRunner:
         encoded = encode_prompts(
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
-        args = pipeline_arguments(plan) | encoded.kwargs | control_args
+        #    Regional prompts add their embeddings and mask the cross-attention.
+        prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
+        args = pipeline_arguments(plan) | prompt_kwargs | control_args
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
         # 3. A resume starts from the stored latents, part way along the full schedule.
@@ -328,7 +331,7 @@ class PipelineRunner:
             pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
         )
         try:
-            with torch.inference_mode(), decode as decode_warnings:
+            with torch.inference_mode(), decode as decode_warnings, regional:
                 hook.begin()
                 images = pipe(
                     **args,
