@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import torch
 from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
@@ -110,6 +111,9 @@ class Plan:
     inpaint: InpaintSetup | None
     seeds: tuple[int, ...]
     resume: ResumePoint | None
+    # Denoise from here (engine/forward.py): the pipeline's latents at schedule index
+    # start_index, from which the run starts instead of from fresh noise.
+    start_latents: torch.Tensor | None = None
 
     @property
     def total(self) -> int:
