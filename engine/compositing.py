@@ -97,10 +97,10 @@ def final_composite(setup: InpaintSetup, generated: Image.Image) -> Image.Image:
     image = generated.convert("RGB")
     if image.size != setup.original.size:
         image = image.resize(setup.original.size, Image.Resampling.BICUBIC)
-    generated = np.asarray(image)
-    mixed = blend(original, generated, setup.alpha)
+    painted = np.asarray(image)
+    mixed = blend(original, painted, setup.alpha)
     if setup.seam_band > 0:
-        mixed = seam_corrected(original, generated, mixed, setup.alpha == 0, setup.seam_band)
+        mixed = seam_corrected(original, painted, mixed, setup.alpha == 0, setup.seam_band)
     return Image.fromarray(mixed)
 
 

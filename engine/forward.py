@@ -49,7 +49,7 @@ def seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
 
 
-def alpha_bar_at(scheduler: Scheduler, index: int) -> float:
+def alpha_bar_at(scheduler: Any, index: int) -> float:
     """a_t at schedule index `index`: alphas_cumprod at the timestep, or for k-diffusion
     schedulers (whose timesteps may fall between the table's entries) from their sigma,
     a_t = 1 / (1 + sigma^2), which equals the table's value at whole timesteps."""
@@ -100,7 +100,8 @@ def encode(model: LoadedModel, image: Image.Image) -> torch.Tensor:
     """The picture's latents x0 (scaled as the UNet sees them), float32 on the CPU; the
     distribution's mean, so that the same picture always gives the same x0."""
     vae = _vae(model)
-    pixels = model.pipe.image_processor.preprocess(image)
+    processor: Any = getattr(model.pipe, "image_processor")  # noqa: B009  # not in the Protocol
+    pixels = processor.preprocess(image)
     with torch.inference_mode():
         dist = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist
         latents = dist.mean.float().cpu()
@@ -115,7 +116,8 @@ def decode(model: LoadedModel, latents: torch.Tensor) -> Image.Image:
     z = latents / vae.config.scaling_factor + shift
     with torch.inference_mode():
         pixels = vae.decode(z.to(model.device, vae.dtype)).sample.float().cpu()
-    image: Image.Image = model.pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+    processor: Any = getattr(model.pipe, "image_processor")  # noqa: B009  # not in the Protocol
+    image: Image.Image = processor.postprocess(pixels, output_type="pil")[0]
     return image
 
 
