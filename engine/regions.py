@@ -185,6 +185,11 @@ def prepare(
     UNet's cross-attention while the pipeline runs. Without regions: unchanged, no-op."""
     if not request.regions:
         return prompt_kwargs, contextlib.nullcontext()
+    if getattr(pipe, "unet", None) is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"Regional prompts work with SD 1.x, SD 2.x and SDXL models, not {family.value}.",
+        )
     kwargs, spans, tokens = encode_regions(
         pipe, family, request.regions, request.negative_prompt, prompt_kwargs, request.clip_skip
     )
