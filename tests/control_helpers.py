@@ -1,7 +1,8 @@
 """Tiny random-weight ControlNets built from the tiny UNet (no download).
 
-A fresh ControlNet's output convolutions (and its hint encoder's last) are zero (it starts as "no effect"); here they
-get random weights so that a unit visibly steers the picture.
+A fresh ControlNet's output convolutions (and its hint encoder's last) are zero: it
+starts as "no effect". Here they get random weights, so that a unit visibly steers the
+picture.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from diffusers import (
@@ -39,7 +39,7 @@ from engine.resources import model_configs_dir
 if TYPE_CHECKING:
     from engine.models import LoadedModel
 
-ControlModel = ControlNetModel | T2IAdapter
+ControlModel: TypeAlias = ControlNetModel | T2IAdapter
 
 _SD_CONTROLNET = {
     Mode.TXT2IMG: StableDiffusionControlNetPipeline,
