@@ -339,6 +339,9 @@ class Finished:
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).
     warnings: tuple[str, ...] = ()
+    # Numbers the job found that are not timings, e.g. the forward process's "t" and
+    # "alpha_bar" (a_t) at the noise level shown.
+    facts: dict[str, float] = field(default_factory=dict)
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 
 

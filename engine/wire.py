@@ -290,6 +290,7 @@ def event_to_dict(
                     encode_array(p, preview_format) for p in event.noisy_step_previews
                 ],
                 warnings=list(event.warnings),
+                facts=dict(event.facts),
             )
         case Cancelled(step=step):
             out["step"] = step
@@ -371,6 +372,7 @@ def _event(
                 tuple(decode_array(p) for p in d.get("step_previews", ())),
                 tuple(decode_array(p) for p in d.get("noisy_step_previews", ())),
                 tuple(str(w) for w in d.get("warnings", ())),
+                {str(k): float(v) for k, v in d.get("facts", {}).items()},
             )
         case api.EventKind.CANCELLED:
             return Cancelled(job_id, int(d["step"]))

@@ -16,7 +16,15 @@ from PIL import Image, UnidentifiedImageError
 from PySide6.QtCore import QMimeData, QObject, QSize, Signal
 from PySide6.QtGui import QImage
 
-from engine.api import ErrorKind, GenerationRequest, JobState, ResumeFrom
+from engine import outpaint
+from engine.api import (
+    ErrorKind,
+    Expand,
+    ForwardProcess,
+    GenerationRequest,
+    JobState,
+    ResumeFrom,
+)
 from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
@@ -155,6 +163,36 @@ class Workspace(Observable):
         request = self.form.build_request(init_image=picture, mask=mask)
         return self.submit(request.with_changes(width=picture.width, height=picture.height))
 
+    def expand(
+        self, expand: Expand, only_masked: bool = False, strength: float = 1.0
+    ) -> int | None:
+        """Outpaint the canvas picture by `expand`'s sides with the form's prompt; the
+        result replaces the picture as one undoable edit."""
+        picture = self._picture()
+        if picture is None:
+            return None
+        width, height = outpaint.expanded_size(picture.size, expand)
+        request = self.form.build_request(init_image=picture).with_changes(
+            expand=expand,
+            width=width,
+            height=height,
+            strength=strength,
+            inpaint_only_masked=only_masked,
+        )
+        return self.submit(request)
+
+    def denoise_from(self, picture: Image.Image, level: int, steps: int, seed: int) -> int | None:
+        """Run the reverse process from `picture` noised `level` of `steps` steps deep with
+        the seed's noise (the forward-process panel), with the form's prompt."""
+        request = self.form.build_request(init_image=picture, seed=seed).with_changes(
+            forward=ForwardProcess(level=level, denoise=True),
+            steps=steps,
+            width=picture.width,
+            height=picture.height,
+            batch_size=1,
+        )
+        return self.submit(request)
+
     def continue_from(self, job_id: int, step: int) -> int | None:
         """Branch: re-run the steps after `step` of job `job_id` with the form's prompt and seed."""
         run = self.history.find_run(job_id)
@@ -266,7 +304,9 @@ class Workspace(Observable):
             self.statusMessage.emit(f"Saved {saved.paths[0].name}", 5000)
         if not on_screen:
             return
-        if entries:
+        if entries and event.request.expand is not None:
+            self.document.replace_picture(entries[0].image, "Expand canvas")
+        elif entries:
             self.document.set_image(entries[0].image, keep_mask=True)
         self._show_run(run)
         self.progress.done(event.timings.get("total", 0.0), busy_remaining=self.jobs.busy())
