@@ -43,6 +43,7 @@ from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
+from guiapp.widgets.control_dock import ControlDock
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.expand_dialog import ExpandDialog
 from guiapp.widgets.forward_panel import ForwardPanel
@@ -53,6 +54,7 @@ from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
+from guiapp.widgets.regions_dock import RegionsDock
 from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
 from guiapp.widgets.speed_panel import SpeedPanel
@@ -141,6 +143,11 @@ class MainWindow(QMainWindow):
             "Forward process", "forwardDock", self.forward_panel, "right"
         )
         self.forward_dock.hide()  # View > Forward process
+        self.control_dock = ControlDock(self.canvas, self)
+        self.add_dock("ControlNet", "controlNetDock", self.control_dock, "right").hide()
+        self.regions_dock = RegionsDock(self.canvas, self)
+        self.add_dock("Regions", "regionsDock", self.regions_dock, "right").hide()
+        self.workspace.request_extras += [self.control_dock.extend, self.regions_dock.extend]
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""

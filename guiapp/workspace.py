@@ -9,6 +9,7 @@ widgets that show these models and connects its actions to the commands here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,8 @@ class Workspace(Observable):
         self.output_folder = output_folder
         self.loaded_model = form.model
         self._run: Run | None = None  # the run the scrubber moves through
+        # Functions that add a dock's fields to each submitted request (ControlNet, regions).
+        self.request_extras: list[Callable[[GenerationRequest], GenerationRequest]] = []
         self._scrubbed_step = 0
         self.closed = False
 
@@ -120,6 +123,12 @@ class Workspace(Observable):
 
     def submit(self, request: GenerationRequest) -> int | None:
         """Check the request (engine.validation), queue it, and return its job id."""
+        for extend in self.request_extras:  # the docks' ControlNet units and regions
+            try:
+                request = extend(request)
+            except ValueError as exc:
+                self.show_error(f"Check the input: {exc}")
+                return None
         found = problems(request)
         if found:
             self.show_error("Check the input: " + "; ".join(found) + ".")
