@@ -84,6 +84,9 @@ def test_switching_engines_keeps_the_history_and_the_next_job_runs_on_the_new_on
     second = generate(qtbot, window)
     wait_history(qtbot, window, 2)
     assert second > first, "job ids never repeat across engines"
+    newest, older = window.workspace.history.entries()[:2]
+    assert (newest.where, older.where) == ("other (float32)", "fake (float32)")
+    assert window.caption.text().endswith("ran on other (float32)")
     assert len(other.submitted) == 1 and len(fake_engine.submitted) == 1
     assert window.error_area.message() == ""
 
@@ -143,3 +146,16 @@ def test_the_engine_menu_item_is_in_the_file_menu(window: MainWindow) -> None:
     assert window.engine_action in file_menu.actions()
     assert Path(window.settings.settings_file()).name.endswith(".ini")
     assert window.engine_action.text() == "Engine location…"
+
+
+def test_the_queue_says_where_the_running_job_runs(qtbot, window: MainWindow, fake_engine) -> None:
+    fake_engine.gate = threading.Event()
+    try:
+        job = generate(qtbot, window, steps=3)
+        qtbot.waitUntil(lambda: window.workspace.jobs.running is not None, timeout=20_000)
+        item = window.queue_view.list.item(0)
+        qtbot.waitUntil(lambda: "running on fake (float32)" in item.text(), timeout=20_000)
+        assert window.queue_view.job_ids() == [job]
+    finally:
+        fake_engine.gate.set()
+    wait_history(qtbot, window, 1)
