@@ -11,7 +11,7 @@ from pathlib import Path
 from gui.fake_engine import FakeEngine
 from PySide6.QtWidgets import QLineEdit
 
-from engine.api import JobState
+from engine.api import JobState, ResumeFrom
 from guiapp.engine_location import EngineLocation
 from guiapp.settings import AppSettings
 from guiapp.window import MainWindow
@@ -159,3 +159,22 @@ def test_the_queue_says_where_the_running_job_runs(qtbot, window: MainWindow, fa
     finally:
         fake_engine.gate.set()
     wait_history(qtbot, window, 1)
+
+
+def test_continuing_a_run_of_the_new_engine_names_it_in_that_engines_numbering(
+    qtbot, window: MainWindow
+) -> None:
+    generate(qtbot, window)
+    wait_history(qtbot, window, 1)
+    other = FakeEngine()
+    window.engines.local_factory = lambda: other
+    window.use_engine_location(EngineLocation())
+    qtbot.waitUntil(lambda: window.bridge.engine is other, timeout=20_000)
+    made_here = generate(qtbot, window, steps=4)
+    wait_history(qtbot, window, 2)
+    again = window.workspace.continue_from(made_here, 2)
+    assert again is not None and again > made_here
+    wait_history(qtbot, window, 3)
+    assert other.submitted[-1].resume == ResumeFrom(1, 2), "the engine's own id for its job"
+    newest = window.workspace.history.entries()[0]
+    assert newest.request.resume == ResumeFrom(made_here, 2), "the window's id in the result"
