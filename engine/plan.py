@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from diffusers import (
     StableDiffusionImg2ImgPipeline,
@@ -110,6 +110,9 @@ class Plan:
     inpaint: InpaintSetup | None
     seeds: tuple[int, ...]
     resume: ResumePoint | None
+    # The pipeline's image argument in place of the request's init image: latents (a
+    # hires fix's latent upscale) or one picture per batch image (engine/hires.py).
+    image_input: Any = None
 
     @property
     def total(self) -> int:

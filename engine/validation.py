@@ -11,6 +11,7 @@ from typing import TypeGuard
 
 from PIL import Image
 
+from engine import upscale_options
 from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
@@ -178,6 +179,7 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    found += upscale_options.problems(r, max_steps_for)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
