@@ -21,8 +21,16 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine import validation
-from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine import hires_metadata, validation
+from engine.api import (
+    STARTER_MODEL,
+    GenerationRequest,
+    HiresFix,
+    Mode,
+    ResumeFrom,
+    SchedulerName,
+    Upscale,
+)
 from engine.atomic_file import atomic_write
 from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
@@ -122,6 +130,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += hires_metadata.params(request)
     params += addon_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
@@ -140,7 +149,7 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
-        elif isinstance(value, ResumeFrom):
+        elif isinstance(value, ResumeFrom | HiresFix | Upscale):
             record[f.name] = dataclasses.asdict(value)
         else:
             record[f.name] = value
@@ -387,6 +396,15 @@ def _resume(value: Any) -> ResumeFrom:
     return ResumeFrom(job_id=job_id, step=step)
 
 
+def _checked(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except (hires_metadata.Rejected, TypeError) as exc:
+        raise _Rejected(
+            str(exc) if isinstance(exc, hires_metadata.Rejected) else "a record"
+        ) from None
+
+
 _CHECKS: dict[str, Any] = {
     "prompt": _text(validation.MAX_PROMPT_CHARS),
     "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
@@ -407,6 +425,8 @@ _CHECKS: dict[str, Any] = {
     "fast_decode": _flag,
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
+    "hires": lambda value: _checked(hires_metadata.check_hires_record, value),
+    "upscale": lambda value: _checked(hires_metadata.check_upscale_record, value),
 }
 
 
@@ -632,6 +652,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     vae = addon_values(fields).get("vae")
     if vae is not None:
         found.take("vae", vae, "VAE")
+    width, height = found.values.get("width", 512), found.values.get("height", 512)
+    hires, notes = hires_metadata.hires_from_fields(fields, width, height)
+    found.left_out += notes
+    if hires is not None:
+        found.take("hires", dataclasses.asdict(hires), "Hires fix")
     return found.reading()
 
 
