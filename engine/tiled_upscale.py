@@ -10,8 +10,9 @@
 
 Memory bound: the model only ever sees one tile (tile x tile pixels, batch 1); besides
 the model and that one tile's activations, the job holds the enlarged picture and the
-blend's buffers: at most `memory_bound()` bytes, WORKING_BYTES_PER_PIXEL per output pixel
-(tests/engine/test_tiled_upscale.py measures both on a 1024-pixel upscale).
+blend's buffers (WORKING_BYTES_PER_PIXEL per output pixel) and one small preview per tile:
+at most `memory_bound()` bytes (tests/engine/test_tiled_upscale.py measures both on a
+1024-pixel upscale).
 
 Previews show the whole picture: the enlarged input with the finished tiles pasted in,
 and the running tile's step preview at its place. Every step streams a preview; the
@@ -25,13 +26,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from engine.api import ShouldCancel
+from engine.api import ShouldCancel, Upscale
 from engine.compositing import fit
 from engine.plan import Inputs, Plan, make_plan
 from engine.preview import MAX_PREVIEW_SIDE
 from engine.sampling import PipelineRunner, RunResult, StepReport, Trajectory
 from engine.tiles import Blender, Tile, grid
-from engine.upscale_options import total_steps, upscale_size
+from engine.upscale_options import tile_count, total_steps, upscale_size
 from engine.upscalers.enlarge import enlarge
 
 if TYPE_CHECKING:
@@ -41,10 +42,15 @@ if TYPE_CHECKING:
 WORKING_BYTES_PER_PIXEL = 4 + Blender.BYTES_PER_PIXEL
 
 
-def memory_bound(width: int, height: int, tile: int) -> int:
+def memory_bound(width: int, height: int, tile: int, overlap: int) -> int:
     """Bytes a tiled upscale to width x height holds beyond the model and one tile's run:
-    the enlarged picture and the blend, plus one tile's pixels in and out."""
-    return WORKING_BYTES_PER_PIXEL * width * height + 2 * 4 * tile * tile * 3
+    the enlarged picture and the blend, one tile's pixels in and out (float32 at most),
+    and the scrubber's previews (one whole-picture preview per tile)."""
+    tiles = tile_count(width, height, Upscale(tile=tile, overlap=overlap))
+    preview = 3 * MAX_PREVIEW_SIDE * MAX_PREVIEW_SIDE
+    return (
+        WORKING_BYTES_PER_PIXEL * width * height + 2 * 4 * tile * tile * 3 + (tiles + 2) * preview
+    )
 
 
 class TilePreview:
@@ -101,11 +107,9 @@ def run_tiled(
     blender = Blender(width, height, up.overlap)
     preview = TilePreview(enlarged)
     previews: list[np.ndarray] = []
-    noisy_previews: list[np.ndarray] = []
     done, seconds = 0, 0.0
     sampling = decode = callbacks = 0.0
     warnings: list[str] = []
-    last_noisy: list[np.ndarray] = []
     for tile in tiles:
         tile_plan = _tile_plan(plan, model, enlarged.crop(tile.box), tile)
 
@@ -120,7 +124,6 @@ def run_tiled(
             seconds: float = seconds,
         ) -> None:
             whole, whole_noisy = preview.with_tile(tile, x0), preview.with_tile(tile, noisy)
-            last_noisy[:] = [whole_noisy]
             on_step(done + step, grand_total, seconds + elapsed, whole, whole_noisy)
 
         result = runner.run(tile_plan, model, on_step=tile_step, should_cancel=should_cancel)
@@ -128,7 +131,6 @@ def run_tiled(
         blender.add(tile, pixels)
         preview.finish(tile, pixels)
         previews.append(preview.base.copy())
-        noisy_previews += last_noisy
         done += len(result.trajectory.latents)
         seconds += result.sampling_seconds + result.decode_seconds
         sampling += result.sampling_seconds
@@ -146,7 +148,7 @@ def run_tiled(
         None,
         latents=[],
         previews=previews,
-        noisy_previews=noisy_previews,
+        noisy_previews=previews,  # the same arrays: a finished tile has no noisy view
     )
     return RunResult([image], trajectory, warnings, sampling, decode, callbacks)
 
