@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, outpaint, validation
+from engine import images, outpaint, upscale_cli, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         default=str(Expand.tile),
         help="with --only-masked --expand: the most pixels a side of each piece painted",
     )
+    upscale_cli.add_arguments(g)
     g.add_argument(
         "--guidance-cutoff",
         default=None,
@@ -236,6 +237,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         width, height = outpaint.expanded_size(init.size, expand)
         mask = None  # the init image's transparent part is the picture's, not a mask
     strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
+    hires, upscale = upscale_cli.options(args, _whole, _number, _CliError)
     cutoff = args.guidance_cutoff
     request = GenerationRequest(
         prompt=args.prompt,
@@ -260,6 +262,8 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         vae=args.vae,
         model_folders=tuple(args.models_dir),
         expand=expand,
+        hires=hires,
+        upscale=upscale,
     )
     found = validation.problems(request)
     if found:

@@ -234,3 +234,21 @@ def problems(r: GenerationRequest, max_steps_for: Callable[[str], int]) -> list[
     if r.upscale is not None:
         found += upscale_problems(r, r.upscale)
     return found
+
+
+def model_names(model_folders: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Upscaler model files in the upscaler folders (upscale_models/, ESRGAN/, RealESRGAN/),
+    by file stem; only each folder's own files, so listing never walks a large tree."""
+    from engine.addons.files import roots_of
+    from engine.asset_folders import AssetKind, asset_folders
+
+    names: dict[str, None] = {}
+    for folder in asset_folders(AssetKind.UPSCALER, roots_of(model_folders)):
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: p.name.lower())
+        except OSError:  # unreadable folder: nothing to offer from it
+            continue
+        for path in entries:
+            if path.suffix.lower() in UPSCALER_MODEL_SUFFIXES and path.is_file():
+                names.setdefault(path.stem)
+    return tuple(names)

@@ -146,7 +146,7 @@ def test_a_lanczos_upscale_job_enlarges_the_picture(engine):
     result = engine.generate(r, WAIT)
     assert isinstance(result, Finished), result
     expected = picture((32, 32)).resize((96, 96), Image.Resampling.LANCZOS)
-    assert list(result.images[0].getdata()) == list(expected.getdata())
+    assert (np.asarray(result.images[0]) == np.asarray(expected)).all()
 
 
 def test_a_latent_upscaler_cannot_enlarge_a_finished_picture(engine):
