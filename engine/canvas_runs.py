@@ -54,6 +54,7 @@ def run(
             model,
             on_step=on_step,
             should_cancel=should_cancel,
+            keep=keep,
             enlarge_options=options,
         )
     if r.upscale is not None:

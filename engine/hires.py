@@ -8,20 +8,22 @@
 
 Both passes report their steps as one run: step numbers and the total count across both,
 so the progress bar, the previews and the scrubber cover the whole job, and cancel acts in
-either pass. The job keeps no trajectory for "continue from here" (its two schedules are
-not one trajectory); its Finished request is the first pass's with the HiresFix record,
-which the metadata writes in A1111's fields.
+either pass. The job keeps the first pass's trajectory for "continue from here" (the two
+schedules are not one trajectory, so only the first pass's steps can be continued); its
+Finished request is the first pass's with the HiresFix record, which the metadata writes
+in A1111's fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, ShouldCancel
+from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.plan import Inputs, Plan, make_plan
 from engine.sampling import PipelineRunner, RunResult, StepReport, Trajectory
 from engine.upscale_options import hires_size, hires_steps, is_latent, total_steps
@@ -29,6 +31,10 @@ from engine.upscalers.enlarge import enlarge, resize, upscale_latents
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
+
+# Families whose latents are plain 4-channel pictures an eighth of the size (not packed
+# into sequences, as FLUX's are), which interpolation can enlarge.
+_LATENT_FAMILIES = frozenset({ModelFamily.SD1, ModelFamily.SD2, ModelFamily.SDXL})
 
 
 def second_pass_plan(plan: Plan, model: LoadedModel, enlarged: Image.Image) -> Plan:
@@ -58,9 +64,11 @@ def run_hires(
     *,
     on_step: StepReport,
     should_cancel: ShouldCancel,
+    keep: Callable[[Trajectory], None],
     enlarge_options: dict,
 ) -> RunResult:
-    """Both passes of a hires fix plan; enlarge_options go to upscalers.enlarge()."""
+    """Both passes of a hires fix plan; keep() gets the first pass's trajectory (for
+    "continue from here"); enlarge_options go to upscalers.enlarge()."""
     r = plan.request
     hires = r.hires
     assert hires is not None
@@ -70,11 +78,18 @@ def run_hires(
         on_step(step, grand_total, elapsed, x0, noisy)
 
     # 1. The first pass, as planned.
-    first = runner.run(plan, model, on_step=first_step, should_cancel=should_cancel)
+    first = runner.run(plan, model, on_step=first_step, should_cancel=should_cancel, keep=keep)
 
     # 2. Enlarge its result: the latents, or the pictures.
     size = hires_size(r)
     if is_latent(hires.upscaler):
+        if model.family not in _LATENT_FAMILIES:
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"{hires.upscaler} works with Stable Diffusion 1.x, 2.x and XL latents; for "
+                f"this {model.family.value} model choose the Lanczos hires upscaler or an "
+                "upscaler model.",
+            )
         if model.is_inpaint_unet:
             raise EngineError(
                 ErrorKind.BAD_INPUT,

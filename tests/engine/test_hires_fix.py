@@ -8,10 +8,19 @@ import threading
 
 import numpy as np
 import pytest
-from engine_helpers import WAIT, picture, request
+from engine_helpers import TINY_SDXL, WAIT, picture, request
 
 from engine import metadata, wire
-from engine.api import Cancelled, Failed, Finished, GenerationRequest, HiresFix, Started, Step
+from engine.api import (
+    Cancelled,
+    Failed,
+    Finished,
+    GenerationRequest,
+    HiresFix,
+    ResumeFrom,
+    Started,
+    Step,
+)
 from engine.validation import problems
 
 
@@ -44,6 +53,13 @@ def test_hires_second_pass_changes_the_enlarged_first_pass(engine, one_torch_thr
     assert isinstance(plain, Finished) and isinstance(hires, Finished)
     enlarged = plain.images[0].resize((64, 64))
     assert (np.asarray(hires.images[0]) != np.asarray(enlarged)).any()
+
+
+def test_hires_fix_runs_on_sdxl_with_a_latent_upscaler(engine, one_torch_thread):
+    hires = HiresFix(scale=2, upscaler="Latent (bicubic)", denoising_strength=0.7)
+    result = engine.generate(request(model=TINY_SDXL, steps=2, hires=hires), WAIT)
+    assert isinstance(result, Finished), result
+    assert result.images[0].size == (64, 64)
 
 
 def test_hires_fix_with_a_batch_makes_every_picture_large(engine, one_torch_thread):
@@ -112,3 +128,16 @@ def test_an_unknown_hires_upscaler_fails_the_job_with_a_sentence(engine, one_tor
     result = engine.generate(request(steps=2, hires=HiresFix(upscaler="4x-missing")), WAIT)
     assert isinstance(result, Failed)
     assert "There is no upscaler called '4x-missing'" in result.message
+
+
+def test_a_hires_job_can_be_continued_from_a_first_pass_step(engine, recorder, one_torch_thread):
+    hires = HiresFix(scale=2, steps=4, denoising_strength=0.5)
+    first = engine.generate(request(steps=3, hires=hires), WAIT)
+    assert isinstance(first, Finished), first
+    again = engine.generate(request(steps=3, hires=hires, resume=ResumeFrom(first.job_id, 2)), WAIT)
+    assert isinstance(again, Finished), again
+    assert again.images[0].size == (64, 64)
+    assert [s.step for s in recorder.of(again.job_id, Step)] == [3, 4, 5]
+    past = engine.generate(request(steps=3, resume=ResumeFrom(first.job_id, 4)), WAIT)
+    assert isinstance(past, Failed)
+    assert "has steps 1 to 3" in past.message
