@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine import outpaint, upscale_options
 from engine.api import EngineError, ErrorKind, ForwardProcess, GenerationRequest, ResumeFrom
+from engine.control import checks as control_checks
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -180,6 +181,7 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
     ):
         found.append("model folders must be a list of folder paths")
     found += upscale_options.problems(r, max_steps_for)
+    found += control_checks.problems(r)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
