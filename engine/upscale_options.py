@@ -204,6 +204,8 @@ def upscale_problems(r: GenerationRequest, upscale: object) -> list[str]:
         found.append("an upscale enlarges the whole picture: remove the mask")
     if getattr(r, "expand", None) is not None or getattr(r, "forward", None) is not None:
         found.append("an upscale is a job of its own: turn off expand and the forward process")
+    if getattr(r, "controls", ()) or getattr(r, "regions", ()):
+        found.append("an upscale runs without ControlNet units and regional prompts: remove them")
     if not isinstance(upscale.sd_tiles, bool):
         found.append(f"sd tiles must be true or false, got {upscale.sd_tiles!r}")
     if not _is_int(upscale.tile) or not MIN_TILE <= upscale.tile <= MAX_TILE or upscale.tile % 8:
