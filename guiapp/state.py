@@ -58,6 +58,7 @@ class ViewModel(Observable):
     hires_upscaler = Property("Latent")
     hires_steps = Property(0)
     hires_denoise = Property(0.55)
+    hires_prompt = Property("")  # empty: the prompt's
     upscale_scale = Property(2.0)
     upscale_upscaler = Property("Lanczos")
     upscale_sd_tiles = Property(False)

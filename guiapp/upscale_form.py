@@ -22,6 +22,7 @@ def hires_of(form: ViewModel) -> HiresFix | None:
         upscaler=form.hires_upscaler.strip(),
         steps=int(form.hires_steps),
         denoising_strength=float(form.hires_denoise),
+        prompt=form.hires_prompt.strip(),
     )
 
 
@@ -33,6 +34,7 @@ def apply_hires(form: ViewModel, hires: HiresFix | None) -> None:
         form.hires_upscaler = hires.upscaler
         form.hires_steps = int(hires.steps)
         form.hires_denoise = float(hires.denoising_strength)
+        form.hires_prompt = hires.prompt
 
 
 def upscale_request(form: ViewModel, picture: Image.Image) -> GenerationRequest:

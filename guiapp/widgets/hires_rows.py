@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
+    QLineEdit,
     QSpinBox,
     QWidget,
 )
@@ -76,10 +77,16 @@ class HiresGroup(QGroupBox):
         self.denoise.setRange(0.01, 1.0)
         self.denoise.setSingleStep(0.05)
         self.denoise.setToolTip("How much the second pass repaints (A1111's denoising strength)")
+        self.prompt = QLineEdit(self)
+        self.prompt.setObjectName("hiresPrompt")
+        self.prompt.setPlaceholderText("the prompt's")
+        self.prompt.setToolTip("A prompt of its own for the second pass (empty: the prompt)")
         layout.addRow("Upscale by", self.scale)
         layout.addRow("Upscaler", self.upscaler)
         layout.addRow("Hires steps", self.steps)
         layout.addRow("Denoising", self.denoise)
+        layout.addRow("Hires prompt", self.prompt)
+        bind(form, "hires_prompt", self.prompt)
         bind(form, "hires_enabled", self)
         bind(form, "hires_scale", self.scale)
         bind(form, "hires_steps", self.steps)

@@ -24,9 +24,10 @@ def test_checking_hires_fix_makes_generate_a_hires_job(qtbot, window, fake_engin
     group.upscaler.setCurrentText("Latent (bicubic)")
     group.steps.setValue(12)
     group.denoise.setValue(0.4)
+    qtbot.keyClicks(group.prompt, "crisp")
     window.generate_action.trigger()
     qtbot.waitUntil(lambda: len(fake_engine.submitted) == 1)
-    assert fake_engine.submitted[0].hires == HiresFix(1.5, "Latent (bicubic)", 12, 0.4)
+    assert fake_engine.submitted[0].hires == HiresFix(1.5, "Latent (bicubic)", 12, 0.4, "crisp")
 
 
 def test_hires_fix_stays_out_of_image_to_image(qtbot, window, fake_engine) -> None:
@@ -38,12 +39,12 @@ def test_hires_fix_stays_out_of_image_to_image(qtbot, window, fake_engine) -> No
 
 
 def test_reusing_a_hires_picture_fills_the_hires_group(window) -> None:
-    hires = HiresFix(scale=2.5, upscaler="Lanczos", steps=7, denoising_strength=0.3)
+    hires = HiresFix(scale=2.5, upscaler="Lanczos", steps=7, denoising_strength=0.3, prompt="b")
     window.form.apply_request(GenerationRequest(prompt="a", hires=hires))
     group = window.parameter_panel.hires_group
     assert group.isChecked()
     assert (group.scale.value(), group.upscaler.currentText()) == (2.5, "Lanczos")
-    assert (group.steps.value(), group.denoise.value()) == (7, 0.3)
+    assert (group.steps.value(), group.denoise.value(), group.prompt.text()) == (7, 0.3, "b")
     window.form.apply_request(GenerationRequest(prompt="a"))
     assert not group.isChecked()
 
