@@ -122,6 +122,8 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    if request.deep_cache > 1:
+        params.append(("Deep cache", str(request.deep_cache)))
     params += addon_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
@@ -405,6 +407,7 @@ _CHECKS: dict[str, Any] = {
     "resume": _resume,
     "guidance_cutoff": _number(0, 1),
     "fast_decode": _flag,
+    "deep_cache": _whole(1, validation.MAX_DEEP_CACHE),
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
 }
@@ -584,6 +587,7 @@ _A1111_NUMBERS = (
     ("Mask blur", "mask_blur"),
     ("Masked area padding", "inpaint_padding"),
     ("Guidance cutoff", "guidance_cutoff"),
+    ("Deep cache", "deep_cache"),
 )
 
 
