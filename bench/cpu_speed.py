@@ -2,7 +2,8 @@
 float32 diffusers call in the same run. Prints one JSON object.
 
     python bench/cpu_speed.py [--size 512] [--steps 20] [--repeats 3] [--pictures 1]
-                              [--paths bf16,openvino,tiny] [--cutoff 0.5] [--no-starter]
+                              [--paths bf16,openvino,tiny] [--cutoff 0.5] [--deep-cache 3]
+                              [--no-starter]
                               [--no-rss]
 
 The model is SD 1.5's architecture (engine/model_configs/sd1) with random weights built
@@ -16,9 +17,10 @@ here, so nothing is downloaded; speed does not depend on the weights' values. Me
 - correlation of each path's UNet output with float32's on the same inputs;
 - a --steps guided picture through the engine with live previews and default settings
   (dtype and backend "auto"), alternating with the plain float32 pipeline call
-  (--pictures pairs): seconds, ratio, and the two pictures' PSNR; the same with the
-  guidance cut-off at --cutoff and fast decode (the optional speed-ups); a 1-step
-  unguided picture with the full VAE decode;
+  (--pictures rounds): seconds, ratio, and the two pictures' PSNR; the same with deep
+  cache every --deep-cache steps, and with all the optional speed-ups (guidance cut-off
+  at --cutoff, deep cache, fast decode); a 1-step unguided picture with the full VAE
+  decode;
 - OpenVINO's first-use conversion and compilation, cold and from its cache;
 - peak RSS of each path, each in a fresh process making a 2-step picture;
 - the starter model's 20-step picture (128x128) with default settings against float32.
@@ -342,53 +344,56 @@ def openvino_times(bf16: StableDiffusionPipeline, cache: Path, size: int) -> tup
 def pictures(
     args: argparse.Namespace, fp32: StableDiffusionPipeline, bf16: StableDiffusionPipeline
 ) -> dict[str, Any]:
-    """Whole pictures through the engine against plain float32: default settings, and
-    with the optional speed-ups (guidance cut-off, and fast decode where the tiny
-    autoencoder is in --paths)."""
+    """Whole pictures through the engine against plain float32, taking turns: default
+    settings; deep cache alone; all the optional speed-ups (guidance cut-off, deep cache,
+    and fast decode where the tiny autoencoder is in --paths)."""
     description = devices.resolve().description
     engine = Engine(_Fixed(loaded(bf16), description), backend=args.backend)
     fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend=args.backend)
     size, steps = args.size, args.steps
     fast = args.tiny is not None
-    speedups = {"guidance_cutoff": args.cutoff, "fast_decode": fast}
+    speedups = {
+        "guidance_cutoff": args.cutoff,
+        "deep_cache": args.deep_cache,
+        "fast_decode": fast,
+    }
+    variants: dict[str, tuple[Engine, dict[str, Any]]] = {
+        "default": (engine, {}),
+        "deep_cache": (engine, {"deep_cache": args.deep_cache}),
+        "with_speedups": (fast_engine, speedups),
+    }
     try:
         # Warm-up at the picture's shapes; "auto" measures its backends here (once).
         engine_picture(engine, engine_request(size, 1, 0))
         engine_picture(fast_engine, engine_request(size, 2, 0, **speedups))
         choices = Path(args.cache) / choice.CHOICES_FILE
         chosen = json.loads(choices.read_text()) if choices.is_file() else args.backend
-        plains, engines, quicks, ratios, quick_ratios = [], [], [], [], []
-        image_psnr = quick_psnr = math.nan
+        seconds: dict[str, list[float]] = {name: [] for name in ["plain", *variants]}
+        made: dict[str, Any] = {}
         for i in range(args.pictures):
             seed = 1000 + i
-            runs: dict[str, Any] = {}
+            order = ["plain", *variants]
+            for name in order if i % 2 == 0 else reversed(order):  # a load drift is shared
+                if name == "plain":
+                    took, made[name] = timed(
+                        lambda seed=seed: plain_picture(fp32, size, steps, GUIDANCE, seed)
+                    )
+                else:
+                    which, changes = variants[name]
+                    request = engine_request(size, steps, seed, **changes)
+                    took, made[name] = engine_picture(which, request)
+                seconds[name].append(took)
+        plain_s = statistics.median(seconds["plain"])
 
-            def plain(seed: int = seed, runs: dict[Any, Any] = runs) -> float:
-                seconds, runs["plain"] = timed(
-                    lambda: plain_picture(fp32, size, steps, GUIDANCE, seed)
-                )
-                return seconds
+        def figures(name: str) -> dict[str, Any]:
+            ratios = [p / e for p, e in zip(seconds["plain"], seconds[name], strict=True)]
+            return {
+                "engine_s": round(statistics.median(seconds[name]), 1),
+                "speedup": round(statistics.median(ratios), 2),
+                "psnr_vs_float32_db": rounded(psnr(made[name].images[0], made["plain"]), 1),
+            }
 
-            def ours(
-                which: Engine, seed: int = seed, runs: dict[Any, Any] = runs, **changes: Any
-            ) -> float:
-                seconds, runs[which] = engine_picture(
-                    which, engine_request(size, steps, seed, **changes)
-                )
-                return seconds
-
-            if i % 2 == 0:  # taking turns, so a drift in the machine's load is shared
-                p, e, q = plain(), ours(engine), ours(fast_engine, **speedups)
-            else:
-                q, e, p = ours(fast_engine, **speedups), ours(engine), plain()
-            plains.append(p)
-            engines.append(e)
-            quicks.append(q)
-            ratios.append(p / e)
-            quick_ratios.append(p / q)
-            result = runs[engine]
-            image_psnr = psnr(result.images[0], runs["plain"])
-            quick_psnr = psnr(runs[fast_engine].images[0], runs["plain"])
+        default = made["default"]
         one_plain, _ = timed(lambda: plain_picture(fp32, size, 1, 0.0, 7))
         # Unguided is a batch-1 UNet: a new shape, compiled (OpenVINO) before it is timed.
         engine_picture(engine, engine_request(size, 1, 6, guidance_scale=0.0))
@@ -402,20 +407,14 @@ def pictures(
             "engine_device": description,
             "auto_backend_choice": chosen,
             f"picture_{steps}_steps": {
-                "plain_float32_s": round(statistics.median(plains), 1),
-                "engine_default_s": round(statistics.median(engines), 1),
-                "speedup": round(statistics.median(ratios), 2),
-                "psnr_vs_float32_db": rounded(image_psnr, 1),
-                "engine_timings": {k: round(v, 2) for k, v in result.timings.items()},
+                "plain_float32_s": round(plain_s, 1),
+                **figures("default"),
+                "engine_timings": {k: round(v, 2) for k, v in default.timings.items()},
                 # Previews, stored latents and step events, as a share of the picture.
-                "preview_share": rounded(result.timings["previews"] / result.timings["total"], 4),
+                "preview_share": rounded(default.timings["previews"] / default.timings["total"], 4),
             },
-            f"picture_{steps}_steps_with_speedups": {
-                **speedups,
-                "engine_s": round(statistics.median(quicks), 1),
-                "speedup": round(statistics.median(quick_ratios), 2),
-                "psnr_vs_float32_db": rounded(quick_psnr, 1),
-            },
+            f"picture_{steps}_steps_deep_cache_{args.deep_cache}": figures("deep_cache"),
+            f"picture_{steps}_steps_with_speedups": {**speedups, **figures("with_speedups")},
             "picture_1_step_unguided": {
                 "plain_float32_s": round(one_plain, 2),
                 "engine_default_s": round(one_step, 2),
@@ -507,6 +506,7 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=1, help="picture pairs (plain, ours)")
     parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
+    parser.add_argument("--deep-cache", type=int, default=3, help="deep cache interval")
     parser.add_argument("--backend", default="auto", help="the engine's (default: auto)")
     parser.add_argument("--no-starter", action="store_true")
     parser.add_argument("--no-rss", action="store_true")
@@ -562,7 +562,7 @@ def main() -> None:
     section("pictures")
     picture = report[f"picture_{args.steps}_steps"]
     report["goals"] = {
-        "picture_at_most_30_s": picture["engine_default_s"] <= 30,
+        "picture_at_most_30_s": picture["engine_s"] <= 30,
         "picture_at_least_4.5x": picture["speedup"] >= 4.5,
         "one_step_at_most_2.5_s": report["picture_1_step_unguided"]["engine_default_s"] <= 2.5,
         "unet_correlation_above_0.999": all(
