@@ -288,7 +288,7 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Queued:
     job_id: int
-    position: int  # jobs ahead of this one (0 = next)
+    position: int  # jobs ahead of this one (0 = next); sent again each time it changes
     kind: EventKind = field(default=EventKind.QUEUED, init=False)
 
 

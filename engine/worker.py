@@ -34,7 +34,7 @@ from engine.api import (
     Step,
 )
 from engine.forward import LatentCache
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, ended_beyond, settle, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
@@ -138,11 +138,8 @@ class Engine:
         self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._last_id = job.id
             self._jobs[job.id] = job
@@ -163,6 +160,7 @@ class Engine:
             job.state = "done"
             self._pending.remove(job_id)
         self._finish(job, Cancelled(job_id, 0))
+        self._announce_positions()
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -195,18 +193,30 @@ class Engine:
         """A recent job's per-step latents (CPU tensors) and previews, for replay."""
         return self._trajectories.get(job_id)
 
+    def adopt_trajectory(self, trajectory: Trajectory) -> int:
+        """Keep a trajectory another engine made (a Ray replica continuing a run that ran
+        on another replica); returns the id a ResumeFrom names it by (never a job's)."""
+        with self._lock:
+            source_id = next(self._ids)
+            self._last_id = source_id
+            self._store_trajectory(source_id, trajectory)
+        return source_id
+
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
         self._listeners.emit(event)
 
-    def _finish(self, job: _Job, event: Event) -> None:
-        job.result = event
-        self._emit(event)
-        job.done.set()
+    def _announce_positions(self) -> None:
+        """A job left the queue: every job behind it moved up, so say where each one is."""
         with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
+            waiting = list(self._pending)
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
+    def _finish(self, job: _Job, event: Event) -> None:
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
+        with self._lock:
             for old in ended_beyond(self._jobs, KEEP_RESULT_PREVIEWS):
                 kept = self._jobs[old]
                 if isinstance(kept.result, Finished) and kept.result.step_previews:
@@ -226,6 +236,7 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
+                self._announce_positions()
                 try:
                     self._run_guarded(job)
                 except Exception:  # a bug in reporting must not end the worker
@@ -397,6 +408,11 @@ class Engine:
         return canvas_jobs.run_expand(ctx, r, inputs)
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
+        with self._lock:
+            self._store_trajectory(job_id, trajectory)
+
+    def _store_trajectory(self, job_id: int, trajectory: Trajectory) -> None:
+        """Call with the lock held: adopt_trajectory runs on other threads."""
         self._trajectories[job_id] = trajectory
         while len(self._trajectories) > self._keep_trajectories:
             self._trajectories.popitem(last=False)

@@ -30,7 +30,7 @@ from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
-from guiapp.bridge import EngineBridge
+from guiapp.bridge import EngineBridge, EngineChanged
 from guiapp.document import Document
 from guiapp.file_io import copy_file, open_picture
 from guiapp.history import History, HistoryEntry, Run
@@ -136,7 +136,11 @@ class Workspace(Observable):
         if not self.bridge.ready:
             self.show_error("The engine is still starting; try again in a moment.")
             return None
-        job_id = self.bridge.submit(request)
+        try:
+            job_id = self.bridge.submit(request)
+        except EngineChanged as exc:
+            self.show_error(str(exc))
+            return None
         self.jobs.add(job_id, request)
         self.clear_error()
         return job_id
