@@ -285,6 +285,9 @@ class GenerationRequest:
     # decode the final picture with the tiny autoencoder where its weights are present.
     guidance_cutoff: float | None = None
     fast_decode: bool = False
+    # Deep-feature caching: the UNet's deep blocks run every deep_cache-th step and are
+    # reused in between (engine/deep_cache.py); 1: every step runs all of the UNet.
+    deep_cache: int = 1
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
     vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's

@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode the picture with the tiny autoencoder (TAESD) if present",
     )
+    g.add_argument(
+        "--deep-cache",
+        default="1",
+        metavar="N",
+        help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
+    )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
     g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
     g.add_argument(
@@ -269,6 +275,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         inpaint_padding=_whole("--padding", args.padding),
         guidance_cutoff=_number("--guidance-cutoff", cutoff) if cutoff is not None else None,
         fast_decode=args.fast_decode,
+        deep_cache=_whole("--deep-cache", args.deep_cache),
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),

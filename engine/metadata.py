@@ -137,6 +137,8 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
     params += hires_metadata.params(request)
+    if request.deep_cache > 1:
+        params.append(("Deep cache", str(request.deep_cache)))
     params += addon_params(request)
     params += control_metadata.a1111_params(request)
     params.append(("Version", APP_NAME))
@@ -466,6 +468,7 @@ _CHECKS: dict[str, Any] = {
     "forward": _record_of(ForwardProcess, "a noise level and whether to denoise"),
     "guidance_cutoff": _number(0, 1),
     "fast_decode": _flag,
+    "deep_cache": _whole(1, validation.MAX_DEEP_CACHE),
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
     "hires": lambda value: _checked(hires_metadata.check_hires_record, value),
@@ -647,6 +650,7 @@ _A1111_NUMBERS = (
     ("Mask blur", "mask_blur"),
     ("Masked area padding", "inpaint_padding"),
     ("Guidance cutoff", "guidance_cutoff"),
+    ("Deep cache", "deep_cache"),
 )
 
 

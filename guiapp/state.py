@@ -46,6 +46,7 @@ class ViewModel(Observable):
     show_noisy = Property(False)
     guidance_cutoff = Property(1.0)  # 1.0: off
     fast_decode = Property(False)
+    deep_cache = Property(1)  # 1: off
     clip_skip = Property(1)
     vae = Property("")
     # The model folders (from the library) where LoRAs, embeddings and VAEs are found,
