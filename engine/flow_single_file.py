@@ -1,0 +1,354 @@
+"""Transformer-only single files (SD 3 / 3.5, FLUX.1) with separate text encoders and VAE.
+
+What a person downloads for these families is one transformer file (.safetensors in
+Stability's or Black Forest Labs' layout, fp8 or bf16, or a .gguf) plus the text encoders
+(clip_l, clip_g, t5xxl) and the VAE (ae.safetensors) as separate files. This module
+tells the family and variant from the transformer's keys, finds the other files
+(engine/component_files.py), and builds each component with no network: the configs
+diffusers would fetch ship in engine/model_configs/<variant>/, tokenizers come from
+engine/tokenizer_files.py. The loading stages are returned one by one so the model
+manager can report progress and cancel between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline
+from safetensors.torch import load_file
+
+from engine import component_files as cf
+from engine import quantized, tokenizer_files
+from engine.api import EngineError, ErrorKind, ShouldCancel
+from engine.flow_layouts import flux_to_diffusers, is_flux_layout
+
+SD3, FLUX1 = "sd3", "flux1"
+_DIFFUSION = "model.diffusion_model."
+_CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (clip_l.safetensors)")
+_CLIP_G = cf.Slot(
+    "text_encoder_2", cf.CLIP, "clip_g", "the CLIP-G text encoder (clip_g.safetensors)"
+)
+_VAE = cf.Slot("vae", "vae", "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
+
+
+def _t5(component: str) -> cf.Slot:
+    return cf.Slot(component, cf.T5, "t5", "the T5-XXL text encoder (t5xxl_fp16.safetensors)")
+
+
+@dataclass(frozen=True)
+class FamilyFiles:
+    """What one family's transformer file needs beside it."""
+
+    family: str
+    label: str  # as messages name it
+    transformer_class: str  # a diffusers class name
+    slots: tuple[cf.Slot, ...]
+
+
+FAMILY_FILES = {
+    SD3: FamilyFiles(
+        SD3,
+        "Stable Diffusion 3",
+        "SD3Transformer2DModel",
+        (_CLIP_L, _CLIP_G, _t5("text_encoder_3"), _VAE),
+    ),
+    FLUX1: FamilyFiles(
+        FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
+    ),
+}
+
+
+def _error(message: str) -> EngineError:
+    return EngineError(ErrorKind.MODEL, message)
+
+
+def is_flow_transformer(keys: Sequence[str]) -> bool:
+    return any(
+        k.startswith(m) or k.startswith(_DIFFUSION + m)
+        for k in keys[:2000]
+        for m in ("double_blocks.", "joint_blocks.")
+    )
+
+
+@dataclass
+class FlowSpec:
+    """A transformer file, read: its family, the config folder to use, its quantization."""
+
+    family: str
+    variant: str  # folder name under engine/model_configs: "flux1-dev", "sd35-large"…
+    path: Path
+    quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
+    storage_dtype: torch.dtype | None = None  # fp8 files: kept in this dtype
+    checkpoint: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+
+def _in_features(tensor: torch.Tensor) -> int:
+    return int(getattr(tensor, "quant_shape", tensor.shape)[1])
+
+
+def inspect_transformer(path: Path, checkpoint: dict[str, torch.Tensor]) -> FlowSpec:
+    """Family and variant from the keys (and a few shapes) of a transformer file."""
+    keys = list(checkpoint)
+    quant = ""
+    storage = None
+    if quantized.is_gguf(path):
+        quant = quantized.gguf_label(checkpoint)
+    else:
+        storage = quantized.fp8_dtype(checkpoint)
+        quant = quantized.fp8_label(storage) if storage is not None else ""
+    if is_flux_layout(keys):
+        img_in = checkpoint.get("img_in.weight", checkpoint.get(_DIFFUSION + "img_in.weight"))
+        width_in = _in_features(img_in) if img_in is not None else 64
+        if width_in == 128:
+            raise _error(
+                f"{path.name} is FLUX.1 Depth, a control model DiffusionDesk does not run; "
+                "use FLUX.1 dev, schnell or Fill."
+            )
+        if width_in == 384:
+            variant = "flux1-fill"
+        elif any("guidance_in." in k for k in keys):
+            variant = "flux1-dev"
+        else:
+            variant = "flux1-schnell"
+        return FlowSpec(FLUX1, variant, path, quant, storage, checkpoint)
+    if any("joint_blocks." in k for k in keys):
+        layers = {
+            int(k.split("joint_blocks.")[1].split(".")[0]) for k in keys if "joint_blocks." in k
+        }
+        if any(".x_block.attn2." in k for k in keys):
+            variant = "sd35-medium"
+        elif len(layers) >= 38:
+            variant = "sd35-large"
+        else:
+            variant = "sd3-medium"
+        return FlowSpec(SD3, variant, path, quant, storage, checkpoint)
+    raise _error(f"{path.name} is not an SD3 or FLUX.1 transformer.")
+
+
+@dataclass(frozen=True)
+class ChosenFiles:
+    """The files each slot will load from (None: an optional slot left empty)."""
+
+    files: dict[str, Path | None]
+
+
+def _width_in_config(config_dir: Path, slot: cf.Slot) -> int:
+    import json
+
+    path = config_dir / slot.component / "config.json"
+    if not path.is_file():
+        return 0
+    config = json.loads(path.read_text())
+    if slot.kind == "vae":
+        return int(config.get("latent_channels", 0))
+    return int(config.get("hidden_size") or config.get("d_model") or 0)
+
+
+def choose_files(
+    spec: FlowSpec,
+    config_dir: Path,
+    explicit: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
+) -> ChosenFiles:
+    """A file for every slot of the family: the ones given first, then those found next to
+    the model; a MODEL error naming the first required file that is missing."""
+    family = FAMILY_FILES[spec.family]
+    given = [cf.inspect(Path(p)) for p in explicit]
+    for f in given:
+        if not f.path.is_file():
+            raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+    pools: dict[str, list[cf.WeightFile]] = {}
+    chosen: dict[str, Path | None] = {}
+    used: set[Path] = set()
+    for slot in family.slots:
+        kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
+        if kind not in pools:
+            pools[kind] = cf.candidates(kind, spec.path, roots)
+        width = _width_in_config(config_dir, slot)
+        free = [f for f in given + pools[kind] if f.path not in used]
+        pick = cf.choose(slot, width, free)
+        if pick is None and slot.required:
+            wrong = [f for f in free if f.kind == slot.kind]
+            raise _error(
+                cf.missing_message(
+                    family.label,
+                    slot,
+                    spec.path,
+                    cf.searched_folders(slot, spec.path, roots),
+                    wrong,
+                )
+            )
+        chosen[slot.component] = pick.path if pick else None
+        if pick:
+            used.add(pick.path)
+    return ChosenFiles(chosen)
+
+
+# ---------------------------------------------------------------------------- components
+
+
+def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """The file's keys as the installed transformers names them: CLIP files hold
+    `text_model.` keys, which some transformers versions' CLIPTextModel drops."""
+    inner = "text_model."
+    options = [
+        state,
+        {k.removeprefix(inner): v for k, v in state.items()},
+        {
+            (k if k.startswith(inner) or k.startswith("text_projection") else inner + k): v
+            for k, v in state.items()
+        },
+    ]
+    return max(options, key=lambda o: len(expected.intersection(o)))
+
+
+def _load_text_encoder(
+    cls_name: str, config_dir: Path, component: str, path: Path, dtype: torch.dtype
+) -> torch.nn.Module:
+    import transformers
+    from accelerate import init_empty_weights
+
+    cls = getattr(transformers, cls_name)
+    config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
+    prefix = cf.inspect(path).prefix
+    state = {k.removeprefix(prefix): v for k, v in load_file(path).items() if k.startswith(prefix)}
+    with init_empty_weights():  # the weights come from the file: no random init of 5B params
+        model = cls(config)
+    model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    model.tie_weights()
+    empty = [n for n, p in model.named_parameters() if p.is_meta]
+    if empty:
+        raise _error(
+            f"{path.name} does not fit this model's {component.replace('_', ' ')}: it lacks "
+            f"{len(empty)} weights (first {empty[0]}); it may be another model's encoder "
+            "or a damaged file."
+        )
+    return model.to(dtype).eval()
+
+
+def _load_tokenizer(
+    cls_name: str,
+    config_dir: Path,
+    component: str,
+    kind: str,
+    should_cancel: ShouldCancel,
+    data_root: Path | None,
+) -> object:
+    import transformers
+
+    from engine.single_file import _tokenizer
+
+    cls = getattr(transformers, cls_name)
+    folder = config_dir / component
+    if tokenizer_files.is_usable(folder):
+        return cls.from_pretrained(folder, local_files_only=True)
+    if kind == cf.CLIP:
+        return _tokenizer(config_dir, component)
+    return cls.from_pretrained(
+        tokenizer_files.ensure(kind, should_cancel, data_root), local_files_only=True
+    )
+
+
+def _load_transformer(spec: FlowSpec, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
+    cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
+    checkpoint = spec.checkpoint
+    if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
+        checkpoint = flux_to_diffusers(checkpoint)
+    kwargs: dict[str, object] = {
+        "config": str(config_dir),
+        "subfolder": "transformer",
+        "local_files_only": True,
+    }
+    if quantized.is_gguf(spec.path):
+        kwargs["quantization_config"] = quantized.gguf_config(dtype)
+        kwargs["torch_dtype"] = dtype
+    elif spec.storage_dtype is None:
+        kwargs["torch_dtype"] = dtype
+    try:
+        model = cls.from_single_file(checkpoint, **kwargs)
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise _error(
+            f"{spec.path.name} could not be read as a {spec.variant} transformer ({exc}); "
+            "the file may be damaged or a variant DiffusionDesk does not know."
+        ) from exc
+    if any(p.is_meta for p in model.parameters()):
+        raise _error(f"{spec.path.name} lacks some of the transformer's weights.")
+    if spec.storage_dtype is not None:
+        quantized.keep_fp8(model, spec.storage_dtype, dtype)
+    return model
+
+
+def component_loaders(
+    spec: FlowSpec,
+    chosen: ChosenFiles,
+    config_dir: Path,
+    dtype: torch.dtype,
+    should_cancel: ShouldCancel,
+    data_root: Path | None = None,
+) -> list[tuple[str, Callable[[], object]]]:
+    """The loading stages in order, each (component name, loader)."""
+    index = DiffusionPipeline.load_config(config_dir)
+    family = FAMILY_FILES[spec.family]
+    kinds = {s.component: s.kind for s in family.slots}
+    stages: list[tuple[str, Callable[[], object]]] = []
+
+    def scheduler() -> object:
+        cls = getattr(diffusers, index["scheduler"][1])
+        return cls.from_pretrained(config_dir, subfolder="scheduler", local_files_only=True)
+
+    stages.append(("scheduler", scheduler))
+    for slot in family.slots:
+        if slot.kind == "vae":
+            continue
+        number = slot.component.removeprefix("text_encoder")
+        tok_name = "tokenizer" + number
+        path = chosen.files.get(slot.component)
+        if path is None:
+            continue
+        stages.append(
+            (
+                tok_name,
+                lambda t=tok_name, k=kinds[slot.component]: _load_tokenizer(
+                    index[t][1], config_dir, t, k, should_cancel, data_root
+                ),
+            )
+        )
+        stages.append(
+            (
+                slot.component,
+                lambda c=slot.component, p=path: _load_text_encoder(
+                    index[c][1], config_dir, c, p, dtype
+                ),
+            )
+        )
+    vae_path = chosen.files["vae"]
+    assert vae_path is not None
+
+    def vae() -> object:
+        try:
+            return AutoencoderKL.from_single_file(
+                str(vae_path),
+                config=str(config_dir),
+                subfolder="vae",
+                local_files_only=True,
+                torch_dtype=dtype,
+            )
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise _error(f"{vae_path.name} could not be read as this model's VAE ({exc}).") from exc
+
+    stages.append(("transformer", lambda: _load_transformer(spec, config_dir, dtype)))
+    stages.append(("vae", vae))
+    return stages
+
+
+def assemble(spec: FlowSpec, components: dict[str, object], config_dir: Path) -> object:
+    """The family's text-to-image (or Fill) pipeline from the loaded components."""
+    index = DiffusionPipeline.load_config(config_dir)
+    cls = getattr(diffusers, index["_class_name"])
+    names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
+    parts = {n: components.get(n) for n in names}
+    return cls(**parts)
