@@ -12,6 +12,7 @@ manager can report progress and cancel between them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,16 +131,40 @@ def inspect_transformer(path: Path, checkpoint: dict[str, torch.Tensor]) -> Flow
 
 
 @dataclass(frozen=True)
+class Configs:
+    """The shipped configs of a family (engine/model_configs/<family>/) and of a variant
+    (<variant>/, holding only the files in which it differs from the family's)."""
+
+    family_dir: Path
+    variant_dir: Path
+
+    @classmethod
+    def of(cls, spec: FlowSpec, root: Path) -> Configs:
+        return cls(root / spec.family, root / spec.variant)
+
+    def dir_for(self, component: str) -> Path:
+        """The folder whose `component/` sub-folder holds that component's config."""
+        return self.variant_dir if (self.variant_dir / component).is_dir() else self.family_dir
+
+    def index(self) -> dict:
+        folder = self.variant_dir if (self.variant_dir / "model_index.json").is_file() else None
+        folder = folder or self.family_dir
+        if not (folder / "model_index.json").is_file():
+            raise _error(f"The bundled configuration is missing from {folder}.")
+        return dict(DiffusionPipeline.load_config(folder))
+
+
+@dataclass(frozen=True)
 class ChosenFiles:
     """The files each slot will load from (None: an optional slot left empty)."""
 
     files: dict[str, Path | None]
 
 
-def _width_in_config(config_dir: Path, slot: cf.Slot) -> int:
+def _width_in_config(configs: Configs, slot: cf.Slot) -> int:
     import json
 
-    path = config_dir / slot.component / "config.json"
+    path = configs.dir_for(slot.component) / slot.component / "config.json"
     if not path.is_file():
         return 0
     config = json.loads(path.read_text())
@@ -150,7 +175,7 @@ def _width_in_config(config_dir: Path, slot: cf.Slot) -> int:
 
 def choose_files(
     spec: FlowSpec,
-    config_dir: Path,
+    configs: Configs,
     explicit: Sequence[Path] = (),
     roots: Sequence[Path] | None = None,
 ) -> ChosenFiles:
@@ -168,7 +193,7 @@ def choose_files(
         kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
         if kind not in pools:
             pools[kind] = cf.candidates(kind, spec.path, roots)
-        width = _width_in_config(config_dir, slot)
+        width = _width_in_config(configs, slot)
         free = [f for f in given + pools[kind] if f.path not in used]
         pick = cf.choose(slot, width, free)
         if pick is None and slot.required:
@@ -207,12 +232,13 @@ def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torc
 
 
 def _load_text_encoder(
-    cls_name: str, config_dir: Path, component: str, path: Path, dtype: torch.dtype
+    cls_name: str, configs: Configs, component: str, path: Path, dtype: torch.dtype
 ) -> torch.nn.Module:
     import transformers
     from accelerate import init_empty_weights
 
     cls = getattr(transformers, cls_name)
+    config_dir = configs.dir_for(component)
     config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
     prefix = cf.inspect(path).prefix
     state = {k.removeprefix(prefix): v for k, v in load_file(path).items() if k.startswith(prefix)}
@@ -232,7 +258,7 @@ def _load_text_encoder(
 
 def _load_tokenizer(
     cls_name: str,
-    config_dir: Path,
+    configs: Configs,
     component: str,
     kind: str,
     should_cancel: ShouldCancel,
@@ -243,6 +269,7 @@ def _load_tokenizer(
     from engine.single_file import _tokenizer
 
     cls = getattr(transformers, cls_name)
+    config_dir = configs.dir_for(component)
     folder = config_dir / component
     if tokenizer_files.is_usable(folder):
         return cls.from_pretrained(folder, local_files_only=True)
@@ -253,13 +280,13 @@ def _load_tokenizer(
     )
 
 
-def _load_transformer(spec: FlowSpec, config_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
+def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
     cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
     checkpoint = spec.checkpoint
     if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
         checkpoint = flux_to_diffusers(checkpoint)
     kwargs: dict[str, object] = {
-        "config": str(config_dir),
+        "config": str(configs.dir_for("transformer")),
         "subfolder": "transformer",
         "local_files_only": True,
     }
@@ -285,70 +312,57 @@ def _load_transformer(spec: FlowSpec, config_dir: Path, dtype: torch.dtype) -> t
 def component_loaders(
     spec: FlowSpec,
     chosen: ChosenFiles,
-    config_dir: Path,
+    configs: Configs,
     dtype: torch.dtype,
     should_cancel: ShouldCancel,
     data_root: Path | None = None,
 ) -> list[tuple[str, Callable[[], object]]]:
     """The loading stages in order, each (component name, loader)."""
-    index = DiffusionPipeline.load_config(config_dir)
+    index = configs.index()
     family = FAMILY_FILES[spec.family]
-    kinds = {s.component: s.kind for s in family.slots}
     stages: list[tuple[str, Callable[[], object]]] = []
 
     def scheduler() -> object:
         cls = getattr(diffusers, index["scheduler"][1])
-        return cls.from_pretrained(config_dir, subfolder="scheduler", local_files_only=True)
+        folder = configs.dir_for("scheduler")
+        return cls.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
 
-    stages.append(("scheduler", scheduler))
-    for slot in family.slots:
-        if slot.kind == "vae":
-            continue
-        number = slot.component.removeprefix("text_encoder")
-        tok_name = "tokenizer" + number
-        path = chosen.files.get(slot.component)
-        if path is None:
-            continue
-        stages.append(
-            (
-                tok_name,
-                lambda t=tok_name, k=kinds[slot.component]: _load_tokenizer(
-                    index[t][1], config_dir, t, k, should_cancel, data_root
-                ),
-            )
-        )
-        stages.append(
-            (
-                slot.component,
-                lambda c=slot.component, p=path: _load_text_encoder(
-                    index[c][1], config_dir, c, p, dtype
-                ),
-            )
-        )
-    vae_path = chosen.files["vae"]
-    assert vae_path is not None
+    def tokenizer(name: str, kind: str) -> object:
+        return _load_tokenizer(index[name][1], configs, name, kind, should_cancel, data_root)
 
-    def vae() -> object:
+    def text_encoder(name: str, path: Path) -> object:
+        return _load_text_encoder(index[name][1], configs, name, path, dtype)
+
+    def vae(path: Path) -> object:
         try:
             return AutoencoderKL.from_single_file(
-                str(vae_path),
-                config=str(config_dir),
+                str(path),
+                config=str(configs.dir_for("vae")),
                 subfolder="vae",
                 local_files_only=True,
                 torch_dtype=dtype,
             )
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise _error(f"{vae_path.name} could not be read as this model's VAE ({exc}).") from exc
+            raise _error(f"{path.name} could not be read as this model's VAE ({exc}).") from exc
 
-    stages.append(("transformer", lambda: _load_transformer(spec, config_dir, dtype)))
-    stages.append(("vae", vae))
+    stages.append(("scheduler", scheduler))
+    for slot in family.slots:
+        path = chosen.files.get(slot.component)
+        if slot.kind == "vae" or path is None:
+            continue
+        tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
+        stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
+        stages.append((slot.component, functools.partial(text_encoder, slot.component, path)))
+    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype)))
+    vae_path = chosen.files["vae"]
+    if vae_path is not None:
+        stages.append(("vae", functools.partial(vae, vae_path)))
     return stages
 
 
-def assemble(spec: FlowSpec, components: dict[str, object], config_dir: Path) -> object:
+def assemble(configs: Configs, components: dict[str, object]) -> object:
     """The family's text-to-image (or Fill) pipeline from the loaded components."""
-    index = DiffusionPipeline.load_config(config_dir)
+    index = configs.index()
     cls = getattr(diffusers, index["_class_name"])
     names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
-    parts = {n: components.get(n) for n in names}
-    return cls(**parts)
+    return cls(**{n: components.get(n) for n in names})

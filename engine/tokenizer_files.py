@@ -10,6 +10,8 @@ Offline, the message says which files to put in which folder.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,9 @@ def ensure(kind: str, should_cancel: ShouldCancel, root: Path | None = None) -> 
             source.repo_id,
             allow_patterns=[f"{source.subfolder}/{name}" for name in _WANTED],
             local_dir=staging,
+            # Read at call time (huggingface_hub reads it once, at import): tests and
+            # mirrors set it later.
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         url = f"huggingface.co/{source.repo_id}/tree/main/{source.subfolder}"
@@ -97,5 +102,8 @@ def ensure(kind: str, should_cancel: ShouldCancel, root: Path | None = None) -> 
             f"put tokenizer.json and tokenizer_config.json into {folder} yourself.",
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():  # an unusable leftover (an empty folder made by hand)
+        shutil.rmtree(folder)
     fetched.replace(folder)  # whole folder at once: never a half-fetched tokenizer
+    shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -244,7 +244,9 @@ def write_flow_files(
             "t5xxl": pipe.text_encoder_3,  # type: ignore[attr-defined]
         }
     config_root = tmp / "configs"
-    _write_configs(pipe, config_root / variant)
+    _write_configs(pipe, config_root / family)
+    if variant not in (family, "flux1-dev"):  # a variant folder, as engine/model_configs has
+        _write_configs(pipe, config_root / variant)
     models = tmp / "ComfyUI" / "models"
     transformer = models / "diffusion_models" / f"tiny-{variant}.safetensors"
     transformer.parent.mkdir(parents=True)
