@@ -39,11 +39,31 @@ class SchedulerName(StrEnum):
 
 
 class ModelFamily(StrEnum):
-    """The architecture a model belongs to; decides pipelines, latents and previews."""
+    """The architecture a model belongs to; decides pipelines, latents and previews.
+
+    A family is one transformer/UNet architecture with one latent format. Variants that
+    share them (FLUX.1 dev / schnell / Fill, SANA / SANA-Sprint, Z-Image Turbo, SD 3 / 3.5
+    medium / large) are not families: the loaded model names its variant
+    (LoadedModel.variant), and engine/families/ holds each variant's defaults.
+    """
 
     SD1 = "sd1"
     SD2 = "sd2"
     SDXL = "sdxl"
+    SD3 = "sd3"  # Stable Diffusion 3 and 3.5
+    FLUX1 = "flux1"  # FLUX.1 dev, schnell, Fill
+    FLUX2 = "flux2"  # FLUX.2 klein
+    ZIMAGE = "zimage"  # Z-Image, Z-Image Turbo
+    QWEN_IMAGE = "qwen_image"
+    SANA = "sana"  # SANA, SANA-Sprint
+
+
+class GuidanceKind(StrEnum):
+    """How a model is steered towards the prompt; decides what the form offers."""
+
+    CFG = "cfg"  # true classifier-free guidance: a scale and a negative prompt
+    DISTILLED = "distilled"  # a guidance scale the model takes as input; no negative prompt
+    NONE = "none"  # few-step distilled models: neither scale nor negative prompt
 
 
 class Mode(StrEnum):
@@ -129,6 +149,44 @@ class ResumeFrom:
     step: int
 
 
+class OutpaintFill(StrEnum):
+    """What the new area of an expanded canvas holds before the model paints it."""
+
+    EDGE = "edge"  # the border pixels stretched outward
+    BLUR = "blur"  # the border pixels stretched outward, then blurred
+    NOISE = "noise"  # random pixels around the picture's mean colour
+
+
+@dataclass(frozen=True)
+class Expand:
+    """Outpainting: grow the init image by this many pixels on each side (multiples of 8)
+    and paint the new area; the original pixels come back exactly (engine/outpaint.py).
+
+    band: pixels of the new area next to the original over which the model's painting is
+    blended toward the original's colours, so the seam does not show. tile: with
+    inpaint_only_masked, the most pixels on a side of each piece the model paints at once
+    (a 512 px model extends a large picture piece by piece)."""
+
+    left: int = 0
+    right: int = 0
+    top: int = 0
+    bottom: int = 0
+    fill: str = OutpaintFill.EDGE.value
+    band: int = 32
+    tile: int = 512
+
+
+@dataclass(frozen=True)
+class ForwardProcess:
+    """The forward process, made visible: the init image's latents noised `level` steps of
+    the request's schedule deep (0: the picture itself; steps: the schedule's noisiest),
+    with the seed's noise. Without denoise the job's one image is that noisy latent decoded;
+    with denoise the reverse process runs the remaining `level` steps from exactly it."""
+
+    level: int
+    denoise: bool = False
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
@@ -163,10 +221,13 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Outpainting: width and height are the expanded size, init_image the picture to extend.
+    expand: Expand | None = None
+    forward: ForwardProcess | None = None  # show or denoise from a noised init image
 
     @property
     def mode(self) -> Mode:
-        if self.mask is not None:
+        if self.mask is not None or self.expand is not None:
             return Mode.INPAINT
         if self.init_image is not None:
             return Mode.IMG2IMG

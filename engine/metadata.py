@@ -22,7 +22,15 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine import validation
-from engine.api import STARTER_MODEL, GenerationRequest, Mode, ResumeFrom, SchedulerName
+from engine.api import (
+    STARTER_MODEL,
+    Expand,
+    ForwardProcess,
+    GenerationRequest,
+    Mode,
+    ResumeFrom,
+    SchedulerName,
+)
 from engine.atomic_file import atomic_write
 from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
@@ -119,6 +127,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
+    params += canvas_params(request)
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
@@ -140,7 +149,7 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
-        elif isinstance(value, ResumeFrom):
+        elif isinstance(value, ResumeFrom | Expand | ForwardProcess):
             record[f.name] = dataclasses.asdict(value)
         else:
             record[f.name] = value
@@ -387,6 +396,38 @@ def _resume(value: Any) -> ResumeFrom:
     return ResumeFrom(job_id=job_id, step=step)
 
 
+def _record_of(kind: type[Expand] | type[ForwardProcess], what: str) -> Any:
+    """A nested record from our JSON (its fields checked by validation at submit)."""
+
+    def check(value: Any) -> Any:
+        names = {f.name for f in dataclasses.fields(kind)}
+        if not isinstance(value, dict) or not set(value) <= names:
+            raise _Rejected(what)
+        if not all(isinstance(v, int | str | bool) for v in value.values()):
+            raise _Rejected(what)
+        return kind(**value)
+
+    return check
+
+
+def canvas_params(request: GenerationRequest) -> list[tuple[str, str]]:
+    """Outpainting and the forward process, as A1111-style fields (not A1111's own:
+    other tools show them and ignore them; our JSON record carries them whole)."""
+    params: list[tuple[str, str]] = []
+    e = request.expand
+    if isinstance(e, Expand):
+        sides = [f"{side} {getattr(e, side)}" for side in ("left", "right", "top", "bottom")
+                 if getattr(e, side)]  # fmt: skip
+        params.append(("Outpaint", f"{' '.join(sides)}; fill {e.fill}; band {e.band}"))
+        if request.inpaint_only_masked:
+            params.append(("Outpaint piece", str(e.tile)))
+    f = request.forward
+    if isinstance(f, ForwardProcess):
+        action = "denoised from" if f.denoise else "noised to"
+        params.append(("Forward process", f"{action} step {f.level} of {request.steps}"))
+    return params
+
+
 _CHECKS: dict[str, Any] = {
     "prompt": _text(validation.MAX_PROMPT_CHARS),
     "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
@@ -403,6 +444,8 @@ _CHECKS: dict[str, Any] = {
     "inpaint_only_masked": _flag,
     "inpaint_padding": _whole(0, validation.MAX_PADDING),
     "resume": _resume,
+    "expand": _record_of(Expand, "sides, fill, band and piece of an expansion"),
+    "forward": _record_of(ForwardProcess, "a noise level and whether to denoise"),
     "guidance_cutoff": _number(0, 1),
     "fast_decode": _flag,
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
@@ -419,7 +462,7 @@ class _Collector:
     rejected: set[str] = dataclasses.field(default_factory=set)
 
     def take(self, name: str, value: Any, label: str) -> None:
-        if value is None and name in ("seed", "resume", "guidance_cutoff"):
+        if value is None and name in ("seed", "resume", "guidance_cutoff", "expand", "forward"):
             return  # "no seed", "no cut-off": the default
         try:
             self.values[name] = _CHECKS[name](value)

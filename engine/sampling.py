@@ -258,7 +258,8 @@ class PipelineRunner:
         args = pipeline_arguments(plan) | encoded.kwargs
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
-        # 3. A resume starts from the stored latents, part way along the full schedule.
+        # 3. A resume starts from the stored latents, part way along the full schedule;
+        #    "denoise from here" from the forward process's noised latents.
         trajectory = Trajectory(
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
@@ -281,6 +282,11 @@ class PipelineRunner:
             trajectory.latents = source.latents[:k]
             trajectory.previews = source.previews[:k]
             trajectory.noisy_previews = source.noisy_previews[:k]
+        elif plan.start_latents is not None:
+            scheduler.set_timesteps(plan.steps, device=model.device)
+            sigma0 = scheduler.init_noise_sigma
+            args["latents"] = (plan.start_latents / sigma0).to(model.device, model.dtype)
+            tap.before_first_step = _start_at(scheduler, plan.start_index)
 
         # 4. Keep the trajectory now, so that a cancelled run leaves one.
         keep(trajectory)

@@ -14,10 +14,11 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import validation
+from engine import canvas_jobs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -32,14 +33,18 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.forward import LatentCache
 from engine.job_results import ended_beyond, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
 from engine.out_of_memory import suggestion as out_of_memory_suggestion
-from engine.plan import check_inputs, make_plan
+from engine.plan import Inputs, Plan, check_inputs, make_plan
 from engine.protocols import ModelProvider
-from engine.sampling import PipelineRunner, Trajectory
+from engine.sampling import PipelineRunner, RunResult, StepReport, Trajectory
+
+if TYPE_CHECKING:
+    from engine.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,7 @@ class Engine:
         self._closed = False
         # Worker-thread state.
         self._runner = PipelineRunner()
+        self._latent_cache = LatentCache()  # the forward process's last picture
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
         self._niceness = niceness
@@ -233,6 +239,7 @@ class Engine:
                         )
         finally:
             self._runner.reset()
+            self._latent_cache.clear()
             self._trajectories.clear()
             self._models.release()
             free_memory()
@@ -283,6 +290,7 @@ class Engine:
         )
         if r.model != self._last_model:
             self._runner.reset()  # let the old model's memory go before loading another
+            self._latent_cache.clear()
             self._accelerator.release()
         self._last_model = r.model
         model = self._models.get(
@@ -292,6 +300,8 @@ class Engine:
             ),
             should_cancel=job.cancel.is_set,
         )
+        if r.forward is not None or (r.expand is not None and r.resume is None):
+            return self._run_canvas_job(job, r, inputs, model, start)
         plan = make_plan(r, model, inputs)
         # OpenVINO conversion and compilation or torch.compile, as loading stages.
         session = self._accelerator.prepare(
@@ -339,6 +349,52 @@ class Engine:
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
         )
+
+    def _run_canvas_job(
+        self, job: _Job, r: GenerationRequest, inputs: Inputs, model: LoadedModel, start: float
+    ) -> Finished:
+        """Outpainting and the forward process (engine/canvas_jobs.py): several runs or none."""
+
+        def run_plan(
+            plan: Plan, on_step: StepReport, keep: Callable[[Trajectory], None]
+        ) -> RunResult:
+            session = self._accelerator.prepare(
+                model,
+                plan.filled_request(),
+                len(plan.seeds),
+                progress=lambda stage, fraction: self._emit(
+                    ModelLoading(job.id, r.model, stage, fraction)
+                ),
+                should_cancel=job.cancel.is_set,
+            )
+            if job.cancel.is_set():
+                raise JobCancelled()
+            with session:
+                return self._runner.run(
+                    plan, model, on_step=on_step, should_cancel=job.cancel.is_set, keep=keep
+                )
+
+        def steps_done(step: int) -> None:
+            job.steps_done = step
+
+        ctx = canvas_jobs.JobContext(
+            job_id=job.id,
+            model=model,
+            device=self.device_description,
+            started_at=start,
+            loaded_at=time.perf_counter(),
+            emit=self._emit,
+            run_plan=run_plan,
+            keep=lambda trajectory: self._keep(job.id, trajectory),
+            should_cancel=job.cancel.is_set,
+            set_steps_done=steps_done,
+            latent_cache=self._latent_cache,
+        )
+        if job.cancel.is_set():
+            raise JobCancelled()
+        if r.forward is not None:
+            return canvas_jobs.run_forward(ctx, r, inputs)
+        return canvas_jobs.run_expand(ctx, r, inputs)
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
         self._trajectories[job_id] = trajectory
