@@ -221,6 +221,9 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Separate files a transformer-only model file needs (text encoders, VAE: paths),
+    # used before those found beside it (engine/flow_single_file.py).
+    model_files: tuple[str, ...] = ()
     # Outpainting: width and height are the expanded size, init_image the picture to extend.
     expand: Expand | None = None
     forward: ForwardProcess | None = None  # show or denoise from a noised init image

@@ -13,8 +13,9 @@ manager can report progress and cancel between them.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import diffusers
@@ -23,11 +24,12 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from safetensors.torch import load_file
 
 from engine import component_files as cf
-from engine import quantized, tokenizer_files
-from engine.api import EngineError, ErrorKind, ShouldCancel
+from engine import families, memory_policy, quantized, tokenizer_files
+from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
+from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
-SD3, FLUX1 = "sd3", "flux1"
+SD3, FLUX1 = ModelFamily.SD3, ModelFamily.FLUX1
 _DIFFUSION = "model.diffusion_model."
 _CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (clip_l.safetensors)")
 _CLIP_G = cf.Slot(
@@ -75,35 +77,26 @@ def is_flow_transformer(keys: Sequence[str]) -> bool:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FlowSpec:
-    """A transformer file, read: its family, the config folder to use, its quantization."""
+    """A transformer file, read from its header: family, config variant, quantization."""
 
     family: str
-    variant: str  # folder name under engine/model_configs: "flux1-dev", "sd35-large"…
+    variant: str  # config folder under engine/model_configs: "flux1-schnell", "sd35-medium"…
     path: Path
     quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
     storage_dtype: torch.dtype | None = None  # fp8 files: kept in this dtype
-    checkpoint: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
-def _in_features(tensor: torch.Tensor) -> int:
-    return int(getattr(tensor, "quant_shape", tensor.shape)[1])
-
-
-def inspect_transformer(path: Path, checkpoint: dict[str, torch.Tensor]) -> FlowSpec:
-    """Family and variant from the keys (and a few shapes) of a transformer file."""
-    keys = list(checkpoint)
-    quant = ""
-    storage = None
-    if quantized.is_gguf(path):
-        quant = quantized.gguf_label(checkpoint)
-    else:
-        storage = quantized.fp8_dtype(checkpoint)
-        quant = quantized.fp8_label(storage) if storage is not None else ""
+def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
+    """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
+    keys = list(header.shapes)
+    quant = header.quantization
     if is_flux_layout(keys):
-        img_in = checkpoint.get("img_in.weight", checkpoint.get(_DIFFUSION + "img_in.weight"))
-        width_in = _in_features(img_in) if img_in is not None else 64
+        img_in = header.shapes.get("img_in.weight") or header.shapes.get(
+            _DIFFUSION + "img_in.weight"
+        )
+        width_in = int(img_in[1]) if img_in and len(img_in) == 2 else 64
         if width_in == 128:
             raise _error(
                 f"{path.name} is FLUX.1 Depth, a control model DiffusionDesk does not run; "
@@ -115,7 +108,7 @@ def inspect_transformer(path: Path, checkpoint: dict[str, torch.Tensor]) -> Flow
             variant = "flux1-dev"
         else:
             variant = "flux1-schnell"
-        return FlowSpec(FLUX1, variant, path, quant, storage, checkpoint)
+        return FlowSpec(FLUX1, variant, path, quant, header.storage_dtype)
     if any("joint_blocks." in k for k in keys):
         layers = {
             int(k.split("joint_blocks.")[1].split(".")[0]) for k in keys if "joint_blocks." in k
@@ -126,7 +119,7 @@ def inspect_transformer(path: Path, checkpoint: dict[str, torch.Tensor]) -> Flow
             variant = "sd35-large"
         else:
             variant = "sd3-medium"
-        return FlowSpec(SD3, variant, path, quant, storage, checkpoint)
+        return FlowSpec(SD3, variant, path, quant, header.storage_dtype)
     raise _error(f"{path.name} is not an SD3 or FLUX.1 transformer.")
 
 
@@ -282,7 +275,7 @@ def _load_tokenizer(
 
 def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
     cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
-    checkpoint = spec.checkpoint
+    checkpoint = quantized.read_weights(spec.path)
     if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
         checkpoint = flux_to_diffusers(checkpoint)
     kwargs: dict[str, object] = {
@@ -366,3 +359,69 @@ def assemble(configs: Configs, components: dict[str, object]) -> object:
     cls = getattr(diffusers, index["_class_name"])
     names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
     return cls(**{n: components.get(n) for n in names})
+
+
+# ---------------------------------------------------------------------------- one load
+
+
+@dataclass
+class FlowLoad:
+    """Everything decided before the first weight is read: what the file is, the files
+    beside it, where the weights will live, and the stages that load them."""
+
+    spec: FlowSpec
+    configs: Configs
+    chosen: ChosenFiles
+    memory: memory_policy.MemoryPlan
+    stages: list[tuple[str, Callable[[], object]]]
+    family: ModelFamily
+    variant: str  # the family profile's variant name ("schnell", "3.5-medium" …)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """For the status bar: the quantization (if any) and the memory placement."""
+        return tuple(n for n in (self.spec.quantization, self.memory.label) if n)
+
+
+def is_transformer_file(path: Path) -> bool:
+    """A GGUF file, or a .safetensors file whose names are an SD3 / FLUX.1 transformer's."""
+    if quantized.is_gguf(path):
+        return True
+    try:
+        header = quantized.read_header(path)
+    except (OSError, ValueError):
+        return False
+    return is_flow_transformer(list(header.shapes))
+
+
+def prepare(
+    path: Path,
+    config_root: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    should_cancel: ShouldCancel,
+    explicit: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
+) -> FlowLoad:
+    """Read the transformer's header, find its companions, choose the memory placement."""
+    try:
+        header = quantized.read_header(path)
+    except (OSError, ValueError) as exc:
+        raise _error(f"{path.name} cannot be read ({exc}); download it again.") from exc
+    spec = inspect_transformer(path, header)
+    configs = Configs.of(spec, config_root)
+    index = configs.index()
+    transformer_config = json.loads(
+        (configs.dir_for("transformer") / "transformer" / "config.json").read_text()
+    )
+    facts = FolderFacts(index, {"transformer": transformer_config}, name=path.name)
+    profile, variant = families.detect(facts, path.name)
+    chosen = choose_files(spec, configs, explicit, roots)
+    parts = {"transformer": memory_policy.file_bytes_at(path, None if spec.quantization else dtype)}
+    for component, file in chosen.files.items():
+        if file is not None:
+            parts[component] = memory_policy.file_bytes_at(file, dtype)
+    label = profile.variant(variant).label
+    plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
+    stages = component_loaders(spec, chosen, configs, dtype, should_cancel)
+    return FlowLoad(spec, configs, chosen, plan, stages, profile.family, variant)

@@ -105,7 +105,7 @@ def choose(
         if largest + headroom(largest) <= on_device:
             return plan(Placement.MODEL_OFFLOAD)
         # One block group at a time: a few hundred MB even for 12B transformers.
-        if _HEADROOM_FIXED <= on_device:
+        if on_device >= _HEADROOM_FIXED:
             return plan(Placement.GROUP_OFFLOAD)
     where = (
         f"the GPU has {_gb(on_device)} free and the computer {_gb(system)}"

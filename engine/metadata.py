@@ -43,7 +43,7 @@ APP_NAME = "DiffusionDesk"
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
-_LOCAL_FIELDS = ("model_folders",)
+_LOCAL_FIELDS = ("model_folders", "model_files")
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral

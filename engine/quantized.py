@@ -11,6 +11,7 @@ about half (fp8) or a quarter to a half (GGUF Q4-Q8) of the memory of bf16 weigh
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,34 +24,60 @@ def is_gguf(path: Path) -> bool:
     return path.suffix.lower() == GGUF_SUFFIX
 
 
-def read_gguf(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a GGUF file: quantized ones as diffusers' GGUFParameter."""
-    from diffusers.models.model_loading_utils import load_gguf_checkpoint
-
-    return load_gguf_checkpoint(str(path))
+_SAFETENSORS_FP8 = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 
 
-def gguf_label(checkpoint: dict[str, torch.Tensor]) -> str:
-    """ "GGUF Q8_0" (the most common quantization among the file's tensors)."""
-    kinds = Counter(
-        getattr(t.quant_type, "name", str(t.quant_type))
-        for t in checkpoint.values()
-        if getattr(t, "quant_type", None) is not None
-    )
-    return f"GGUF {kinds.most_common(1)[0][0]}" if kinds else "GGUF"
+@dataclass(frozen=True)
+class Header:
+    """A weight file's tensor names and logical shapes, and how its weights are stored."""
+
+    shapes: dict[str, list[int]]
+    quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
+    storage_dtype: torch.dtype | None  # fp8 files: the fp8 type the weights stay in
 
 
-def fp8_dtype(checkpoint: dict[str, torch.Tensor]) -> torch.dtype | None:
-    """The fp8 storage type when most of the file's weights are fp8, else None."""
-    counts = Counter(t.dtype for t in checkpoint.values() if t.ndim >= 2)
-    if not counts:
-        return None
-    dtype, _ = counts.most_common(1)[0]
-    return dtype if dtype in _FP8 else None
+def read_header(path: Path) -> Header:
+    """Names, shapes and storage of a .safetensors or .gguf file, without its tensors.
+    ValueError when the file cannot be read."""
+    if is_gguf(path):
+        from gguf import GGUFReader
+
+        try:
+            reader = GGUFReader(str(path))  # memory-mapped: reads the index only
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise ValueError(f"not a readable GGUF file ({exc})") from exc
+        # GGUF lists dimensions innermost first; torch's shapes are the other way round.
+        shapes = {t.name: [int(n) for n in reversed(t.shape.tolist())] for t in reader.tensors}
+        kinds = Counter(
+            t.tensor_type.name for t in reader.tensors if t.tensor_type.name not in ("F32", "F16")
+        )
+        label = f"GGUF {kinds.most_common(1)[0][0]}" if kinds else "GGUF"
+        return Header(shapes, label, None)
+    from engine.library import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    found: dict[str, list[int]] = {}
+    stored: Counter[str] = Counter()
+    for key, info in header.items():
+        if key == "__metadata__" or not isinstance(info, dict):
+            continue
+        found[key] = [int(n) for n in info.get("shape", [])]
+        if len(found[key]) >= 2:
+            stored[str(info.get("dtype"))] += 1
+    most = stored.most_common(1)[0][0] if stored else ""
+    fp8 = _SAFETENSORS_FP8.get(most)
+    return Header(found, _FP8[fp8] if fp8 is not None else "", fp8)
 
 
-def fp8_label(dtype: torch.dtype) -> str:
-    return _FP8.get(dtype, str(dtype))
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors: GGUF quantized ones as diffusers' GGUFParameter."""
+    if is_gguf(path):
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        return load_gguf_checkpoint(str(path))
+    from safetensors.torch import load_file
+
+    return load_file(path)
 
 
 def gguf_config(compute_dtype: torch.dtype) -> object:

@@ -179,6 +179,10 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    if not isinstance(r.model_files, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_files
+    ):
+        found.append("model files must be a list of file paths (text encoders, VAE)")
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")

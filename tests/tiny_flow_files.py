@@ -14,159 +14,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    FlowMatchEulerDiscreteScheduler,
-    FluxPipeline,
-    FluxTransformer2DModel,
-    SD3Transformer2DModel,
-    StableDiffusion3Pipeline,
-)
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTextModelWithProjection,
-    T5Config,
-    T5EncoderModel,
-    T5TokenizerFast,
-)
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import T5TokenizerFast
 
 from tests.flow_checkpoint import DIFFUSION_PREFIX, flux_to_original, sd3_to_original
 from tests.ldm_checkpoint import VAE, vae_to_ldm
-from tests.tiny_models import _WORDS, tiny_tokenizer
+from tests.tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
+from tests.tiny_models import _WORDS
 
-CAPTIONS = [" ".join(_WORDS[i : i + 5]) for i in range(len(_WORDS))] * 4
 
-
-def tiny_t5_tokenizer(folder: Path) -> T5TokenizerFast:
-    """A genuine T5TokenizerFast over a unigram vocabulary trained on a few captions."""
-    model = Tokenizer(models.Unigram())
-    model.normalizer = normalizers.NFKC()
-    model.pre_tokenizer = pre_tokenizers.Metaspace()
+def unigram_t5_tokenizer() -> T5TokenizerFast:
+    """A T5 tokenizer of the kind the real one is (unigram, so it saves and loads back
+    as T5TokenizerFast), trained on the test words; its ids fit the tiny T5's vocabulary
+    and keep <pad> 0, </s> 1, <unk> 2."""
+    backend = Tokenizer(models.Unigram())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
     trainer = trainers.UnigramTrainer(
         vocab_size=64, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
     )
-    model.train_from_iterator(CAPTIONS, trainer)
-    tokenizer = T5TokenizerFast(tokenizer_object=model, extra_ids=0, model_max_length=512)
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(folder)
-    return tokenizer
-
-
-def _clip(tokenizer_len: int, width: int, projection: bool, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        vocab_size=tokenizer_len,
-        max_position_embeddings=77,
-        projection_dim=width,
-        hidden_act="gelu",
-    )
-    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    return cls(config).eval()
-
-
-def _t5(vocab: int, seed: int) -> T5EncoderModel:
-    torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=vocab,
-        d_model=32,
-        d_ff=37,
-        d_kv=8,
-        num_heads=4,
-        num_layers=2,
-        relative_attention_num_buckets=8,
-        feed_forward_proj="gated-gelu",
-        is_encoder_decoder=False,
-        decoder_start_token_id=0,
-    )
-    return T5EncoderModel(config).eval()
-
-
-def _vae(seed: int, shift: float, scale: float) -> AutoencoderKL:
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        block_out_channels=(8, 8),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=shift,
-        scaling_factor=scale,
-    ).eval()
-
-
-def tiny_flux_pipeline(tmp: Path, *, guidance: bool = True) -> FluxPipeline:
-    tokenizer = tiny_tokenizer(tmp / "clip_tokenizer")
-    t5_tokenizer = tiny_t5_tokenizer(tmp / "t5_tokenizer")
-    torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=16,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        guidance_embeds=guidance,
-        axes_dims_rope=(4, 4, 8),
-    ).eval()
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_vae(1, 0.1159, 0.3611),
-        text_encoder=_clip(len(tokenizer), 32, False, 2),
-        tokenizer=tokenizer,
-        text_encoder_2=_t5(len(t5_tokenizer), 3),
-        tokenizer_2=t5_tokenizer,
-        transformer=transformer,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def tiny_sd3_pipeline(tmp: Path) -> StableDiffusion3Pipeline:
-    tokenizer = tiny_tokenizer(tmp / "clip_tokenizer")
-    t5_tokenizer = tiny_t5_tokenizer(tmp / "t5_tokenizer")
-    torch.manual_seed(0)
-    transformer = SD3Transformer2DModel(
-        sample_size=32,
-        patch_size=1,
-        in_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=4,
-        caption_projection_dim=32,
-        joint_attention_dim=32,
-        pooled_projection_dim=64,
-        out_channels=4,
-        qk_norm="rms_norm",
-    ).eval()
-    pipe = StableDiffusion3Pipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_vae(1, 0.0609, 1.5305),
-        text_encoder=_clip(len(tokenizer), 32, True, 2),
-        tokenizer=tokenizer,
-        text_encoder_2=_clip(len(tokenizer), 32, True, 4),
-        tokenizer_2=tokenizer,
-        text_encoder_3=_t5(len(t5_tokenizer), 3),
-        tokenizer_3=t5_tokenizer,
-        transformer=transformer,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    captions = [" ".join(_WORDS[i : i + 5]) for i in range(len(_WORDS))] * 4
+    backend.train_from_iterator(captions, trainer)
+    return T5TokenizerFast(tokenizer_object=backend, extra_ids=0, model_max_length=512)
 
 
 @dataclass
@@ -181,13 +50,15 @@ class FlowFiles:
 
 
 def _state(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    return {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
-        .detach()
-        .clone()
-        .contiguous()
-        for k, v in module.state_dict().items()
-    }
+    """Weights to save (copies: tied tensors saved twice); matrices in `dtype` if given,
+    the rest in bf16 then, as fp8 files keep norms and biases."""
+
+    def stored(v: torch.Tensor) -> torch.Tensor:
+        if dtype is None or not v.is_floating_point():
+            return v
+        return v.to(dtype if v.ndim >= 2 else torch.bfloat16)
+
+    return {k: stored(v).detach().clone().contiguous() for k, v in module.state_dict().items()}
 
 
 def _comfy_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -228,10 +99,13 @@ def write_flow_files(
     dtype: torch.dtype | None = None,
 ) -> tuple[FlowFiles, object]:
     """Write `family` ("flux1" or "sd3") as separate files in a ComfyUI tree; return the
-    files and the tiny diffusers pipeline they came from."""
+    files and the tiny diffusers pipeline (tests/tiny_flow_models.py) they came from.
+    variant: a config folder name ("flux1-schnell", "flux1-fill"); prefix: the key prefix
+    of the transformer's weights ("model.diffusion_model." as in some files); dtype: the
+    transformer's storage (torch.float8_e4m3fn for an fp8 file)."""
     if family == "flux1":
-        pipe: object = tiny_flux_pipeline(tmp / "src", guidance=variant != "flux1-schnell")
         variant = variant or "flux1-dev"
+        pipe: object = tiny_flux_pipeline(tmp / "src", variant=variant.removeprefix("flux1-"))
         original = flux_to_original(_state(pipe.transformer, dtype), prefix)  # type: ignore[attr-defined]
         encoders = {"clip_l": pipe.text_encoder, "t5xxl": pipe.text_encoder_2}  # type: ignore[attr-defined]
     else:
@@ -243,6 +117,13 @@ def write_flow_files(
             "clip_g": pipe.text_encoder_2,  # type: ignore[attr-defined]
             "t5xxl": pipe.text_encoder_3,  # type: ignore[attr-defined]
         }
+    for component in pipe.components.values():  # type: ignore[attr-defined]
+        if isinstance(component, torch.nn.Module):
+            component.eval()  # built in training mode: T5's dropout would make noise
+    t5_tokenizer = unigram_t5_tokenizer()
+    for name in ("tokenizer_2", "tokenizer_3"):
+        if isinstance(getattr(pipe, name, None), T5TokenizerFast):
+            setattr(pipe, name, t5_tokenizer)
     config_root = tmp / "configs"
     _write_configs(pipe, config_root / family)
     if variant not in (family, "flux1-dev"):  # a variant folder, as engine/model_configs has
@@ -264,3 +145,25 @@ def write_flow_files(
 
 
 __all__ = ["DIFFUSION_PREFIX", "FlowFiles", "write_flow_files"]
+
+
+def write_gguf(source: Path, target: Path, arch: str = "flux") -> Path:
+    """The transformer file `source` as a GGUF file the way city96's converter writes
+    one: matrices whose rows split into 32-value blocks in Q8_0, the rest in F32."""
+    import gguf
+    import numpy as np
+    from safetensors.torch import load_file
+
+    writer = gguf.GGUFWriter(str(target), arch)
+    for name, tensor in load_file(source).items():
+        values = tensor.float().numpy()
+        if values.ndim == 2 and values.shape[1] % 32 == 0:
+            packed = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, packed, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, values.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target

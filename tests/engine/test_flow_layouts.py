@@ -14,7 +14,7 @@ from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoi
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 from engine.resources import model_configs_dir
 from tests.flow_checkpoint import DIFFUSION_PREFIX, flux_to_original, sd3_to_original
-from tests.tiny_flow_files import tiny_flux_pipeline, tiny_sd3_pipeline
+from tests.tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -25,11 +25,11 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
             assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("guidance", [True, False])
+@pytest.mark.parametrize("variant", ["dev", "schnell", "fill"])
 def test_a_flux_file_in_bfl_layout_converts_back_to_the_same_weights(
-    tmp_path: Path, guidance: bool
+    tmp_path: Path, variant: str
 ) -> None:
-    state = tiny_flux_pipeline(tmp_path, guidance=guidance).transformer.state_dict()
+    state = tiny_flux_pipeline(tmp_path, variant=variant).transformer.state_dict()
     original = flux_to_original(state, DIFFUSION_PREFIX)
     assert is_flux_layout(list(original))
     assert any(k.endswith("img_attn.qkv.weight") for k in original)  # fused, as BFL ships

@@ -15,7 +15,12 @@ from engine.memory_policy import GIB, Placement, choose
 
 CUDA = torch.device("cuda", 0)
 CPU = torch.device("cpu")
-FLUX = {"transformer": 24 * GIB, "text_encoder_2": 9 * GIB, "text_encoder": GIB // 4, "vae": GIB // 6}
+FLUX = {
+    "transformer": 24 * GIB,
+    "text_encoder_2": 9 * GIB,
+    "text_encoder": GIB // 4,
+    "vae": GIB // 6,
+}
 
 
 def test_a_model_that_fits_on_the_gpu_stays_there() -> None:
