@@ -149,6 +149,45 @@ class ResumeFrom:
     step: int
 
 
+class Preprocessor(StrEnum):
+    """Built-in control-image preprocessors; none needs model weights."""
+
+    NONE = "none"  # the image is already a control map (depth, pose, edges ...)
+    CANNY = "canny"
+    SOFT_EDGE = "softedge"  # Gaussian blur then Sobel gradient magnitude
+    LINEART = "lineart"  # dark strokes by thresholding, white on black
+    SCRIBBLE = "scribble"  # a drawing's strokes, thickened, white on black
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet (or T2I adapter) steering a job, as A1111's ControlNet units.
+
+    model: a diffusers folder or a single .safetensors file; image: the control image
+    (or the picture a preprocessor turns into one), resized to the request's size;
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    """
+
+    model: str
+    image: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = Preprocessor.NONE.value
+
+
+@dataclass(frozen=True)
+class RegionPrompt:
+    """A prompt that acts only where its mask is white (regional prompting).
+
+    mask is a picture of the request's size; the request's own prompt is the base
+    prompt and acts everywhere.
+    """
+
+    prompt: str
+    mask: Image.Image
+
+
 class OutpaintFill(StrEnum):
     """What the new area of an expanded canvas holds before the model paints it."""
 
@@ -224,6 +263,9 @@ class GenerationRequest:
     # Separate files a transformer-only model file needs (text encoders, VAE: paths),
     # used before those found beside it (engine/flow_single_file.py).
     model_files: tuple[str, ...] = ()
+    # ControlNet units and regional prompts (engine/control/, engine/regions.py).
+    controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
     # Outpainting: width and height are the expanded size, init_image the picture to extend.
     expand: Expand | None = None
     forward: ForwardProcess | None = None  # show or denoise from a noised init image
@@ -300,6 +342,9 @@ class Finished:
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).
     warnings: tuple[str, ...] = ()
+    # Numbers the job found that are not timings, e.g. the forward process's "t" and
+    # "alpha_bar" (a_t) at the noise level shown.
+    facts: dict[str, float] = field(default_factory=dict)
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 
 

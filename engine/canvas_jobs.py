@@ -179,6 +179,7 @@ def run_forward(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finish
             seeds=inputs.seeds,
             request=r.with_changes(seed=seed),
             timings=_timings(ctx, 0.0, spent, 0.0),
+            facts=_facts(start),
         )
     plan = forward.denoise_plan(r, ctx.model, inputs, start)
     ctx.emit(Started(ctx.job_id, plan.total, r.model, ctx.device, inputs.seeds))
@@ -199,4 +200,12 @@ def run_forward(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finish
         step_previews=tuple(result.trajectory.previews),
         noisy_step_previews=tuple(result.trajectory.noisy_previews),
         warnings=tuple(result.warnings),
+        facts=_facts(start),
     )
+
+
+def _facts(start: forward.Noised) -> dict[str, float]:
+    facts = {"alpha_bar": start.alpha_bar, "index": float(start.index)}
+    if start.timestep is not None:
+        facts["t"] = start.timestep
+    return facts

@@ -32,6 +32,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.control import cli_args as control_args
 from engine.images import OpenedImage
 from engine.picture_files import format_of, save_picture
 from engine.protocols import ModelProvider
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
         "and VAEs in; repeat for several",
     )
+    control_args.add_arguments(g)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--dtype",
@@ -237,6 +239,15 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         mask = None  # the init image's transparent part is the picture's, not a mask
     strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
     cutoff = args.guidance_cutoff
+
+    def picture(path: Path, flag: str) -> Image.Image:
+        return _open(path, flag, err).image
+
+    try:
+        controls = control_args.controls(args, picture)
+        regions = control_args.regions(args, picture)
+    except control_args.ArgumentProblem as exc:
+        raise _CliError(str(exc)) from None
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -259,6 +270,8 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        controls=controls,
+        regions=regions,
         expand=expand,
     )
     found = validation.problems(request)

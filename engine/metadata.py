@@ -32,6 +32,7 @@ from engine.api import (
     SchedulerName,
 )
 from engine.atomic_file import atomic_write
+from engine.control import metadata as control_metadata
 from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
 
@@ -44,6 +45,8 @@ APP_NAME = "DiffusionDesk"
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
 _LOCAL_FIELDS = ("model_folders", "model_files")
+# Control units and regions: recorded without their pictures, so never read back.
+_UNIT_FIELDS = ("controls", "regions")
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral
@@ -132,6 +135,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
     params += addon_params(request)
+    params += control_metadata.a1111_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -145,7 +149,7 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
-        if f.name in _LOCAL_FIELDS:
+        if f.name in (*_LOCAL_FIELDS, *_UNIT_FIELDS):
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
@@ -155,6 +159,8 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
             record[f.name] = value
     record["seed"] = seed
     record["mode"] = request.mode
+    if request.controls or request.regions:
+        record |= control_metadata.record(request)
     return record
 
 
@@ -503,7 +509,7 @@ def from_record_checked(text: str) -> ParametersReading:
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
         return ParametersReading(None, ())
     known = {f.name for f in dataclasses.fields(GenerationRequest)}
-    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS}
+    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS, *_UNIT_FIELDS}
     found = _Collector()
     for name, value in record.items():
         if name in known:

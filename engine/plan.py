@@ -24,6 +24,7 @@ from PIL import Image
 from engine import compositing, families, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
 from engine.compositing import InpaintSetup
+from engine.control.units import CONTROLNET_PIPELINES
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     return Plan(
         request=r,
         mode=mode,
-        pipeline_class=families.profile(model.family).pipeline_class(mode, model.variant),
+        pipeline_class=_pipeline_class(r, model, mode),
         scheduler=scheduler,
         steps=steps,
         start_index=start,
@@ -209,3 +210,17 @@ def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | N
     # A 9-channel inpainting UNet only runs inside the inpaint pipeline: paint it all.
     base = r.init_image or Image.new("RGB", (r.width, r.height), _BLANK_GREY)
     return compositing.whole_picture_setup(base)
+
+
+def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> PipelineClass:
+    """The family's pipeline for the mode, or its ControlNet pipeline for a job with units."""
+    if not r.controls:
+        return families.profile(model.family).pipeline_class(mode, model.variant)
+    by_mode = CONTROLNET_PIPELINES.get(model.family)
+    if by_mode is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "ControlNet units run with SD 1.x, SD 2.x and SDXL models; "
+            f"{families.profile(model.family).label} ControlNets are not supported yet.",
+        )
+    return by_mode[mode]

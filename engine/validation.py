@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine import outpaint
 from engine.api import EngineError, ErrorKind, ForwardProcess, GenerationRequest, ResumeFrom
+from engine.control import checks as control_checks
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -183,6 +184,7 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_files
     ):
         found.append("model files must be a list of file paths (text encoders, VAE)")
+    found += control_checks.problems(r)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
