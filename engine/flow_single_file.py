@@ -81,7 +81,7 @@ def is_flow_transformer(keys: Sequence[str]) -> bool:
 class FlowSpec:
     """A transformer file, read from its header: family, config variant, quantization."""
 
-    family: str
+    family: ModelFamily
     variant: str  # config folder under engine/model_configs: "flux1-schnell", "sd35-medium"…
     path: Path
     quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"

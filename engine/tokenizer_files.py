@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from engine.api import EngineError, ErrorKind, JobCancelled, ShouldCancel
 from engine.asset_folders import data_dir
@@ -76,6 +75,8 @@ def ensure(kind: str, should_cancel: ShouldCancel, root: Path | None = None) -> 
         raise JobCancelled()
     staging = folder.with_name(folder.name + ".partial")
     try:
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise ConnectionError("HF_HUB_OFFLINE is set")
         snapshot_download(
             source.repo_id,
             allow_patterns=[f"{source.subfolder}/{name}" for name in _WANTED],
@@ -84,7 +85,7 @@ def ensure(kind: str, should_cancel: ShouldCancel, root: Path | None = None) -> 
             # mirrors set it later.
             endpoint=os.environ.get("HF_ENDPOINT") or None,
         )
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except Exception as exc:  # whatever the network or the hub did, the way out is the same
         url = f"huggingface.co/{source.repo_id}/tree/main/{source.subfolder}"
         raise EngineError(
             ErrorKind.MODEL,

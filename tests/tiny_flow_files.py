@@ -97,19 +97,25 @@ def write_flow_files(
     variant: str | None = None,
     prefix: str = "",
     dtype: torch.dtype | None = None,
+    transformer: torch.nn.Module | None = None,
 ) -> tuple[FlowFiles, object]:
     """Write `family` ("flux1" or "sd3") as separate files in a ComfyUI tree; return the
     files and the tiny diffusers pipeline (tests/tiny_flow_models.py) they came from.
     variant: a config folder name ("flux1-schnell", "flux1-fill"); prefix: the key prefix
     of the transformer's weights ("model.diffusion_model." as in some files); dtype: the
-    transformer's storage (torch.float8_e4m3fn for an fp8 file)."""
+    transformer's storage (torch.float8_e4m3fn for an fp8 file); transformer: one to
+    use instead of the tiny one (the memory bench's bigger ones)."""
     if family == "flux1":
         variant = variant or "flux1-dev"
         pipe: object = tiny_flux_pipeline(tmp / "src", variant=variant.removeprefix("flux1-"))
+        if transformer is not None:
+            pipe.transformer = transformer  # type: ignore[attr-defined]
         original = flux_to_original(_state(pipe.transformer, dtype), prefix)  # type: ignore[attr-defined]
         encoders = {"clip_l": pipe.text_encoder, "t5xxl": pipe.text_encoder_2}  # type: ignore[attr-defined]
     else:
         pipe = tiny_sd3_pipeline(tmp / "src")
+        if transformer is not None:
+            pipe.transformer = transformer  # type: ignore[attr-defined]
         variant = variant or "sd3-medium"
         original = sd3_to_original(_state(pipe.transformer, dtype), prefix)  # type: ignore[attr-defined]
         encoders = {

@@ -156,3 +156,56 @@ def test_a_model_too_big_for_memory_is_refused_before_loading(
     assert caught.value.kind == ErrorKind.OUT_OF_MEMORY
     assert "FLUX.1 dev (tiny-flux1-dev.safetensors) needs about" in caught.value.message
     assert not any(s.startswith("loading") for s, _ in progress.events)
+
+
+def test_the_cli_passes_text_encoders_and_the_vae_as_the_models_files(tmp_path: Path) -> None:
+    from engine import cli
+
+    vae = tmp_path / "ae.safetensors"
+    vae.write_bytes(b"x")
+    args = cli._parser().parse_args(
+        [
+            "generate",
+            "--prompt",
+            "a cat",
+            "--model",
+            "flux.gguf",
+            "--text-encoder",
+            "/m/clip_l.safetensors",
+            "--text-encoder",
+            "/m/t5xxl_fp8.safetensors",
+            "--vae",
+            str(vae),
+            "--output",
+            str(tmp_path / "out.png"),
+        ]
+    )
+    request = cli.build_request(args)
+    assert request.model_files == ("/m/clip_l.safetensors", "/m/t5xxl_fp8.safetensors", str(vae))
+
+
+def test_the_cli_names_a_missing_text_encoder_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine import cli
+
+    files, _ = write_flow_files(tmp_path, "flux1")
+    shutil.rmtree(files.models / "text_encoders")
+    code = cli.main(
+        [
+            "generate",
+            "--prompt",
+            "a cat",
+            "--model",
+            str(files.transformer),
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "out.png"),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "FLUX.1 needs the CLIP-L text encoder (clip_l.safetensors)" in err
+    assert not (tmp_path / "out.png").exists()
