@@ -178,3 +178,24 @@ def test_continuing_a_run_of_the_new_engine_names_it_in_that_engines_numbering(
     assert other.submitted[-1].resume == ResumeFrom(1, 2), "the engine's own id for its job"
     newest = window.workspace.history.entries()[0]
     assert newest.request.resume == ResumeFrom(made_here, 2), "the window's id in the result"
+
+
+def test_news_from_a_server_before_its_engine_is_handed_over_is_still_shown(
+    qtbot, window: MainWindow, monkeypatch
+) -> None:
+    import engine.remote
+
+    class TalksAtOnce(FakeEngine):
+        """Reports a refused token while it is still being built, as a real one can."""
+
+        def __init__(self, url: str, token: str | None) -> None:
+            super().__init__()
+
+        def add_status_listener(self, listener) -> None:
+            listener(False, "Cannot reach the server: the token was refused.")
+
+    monkeypatch.setattr(engine.remote, "RemoteEngine", TalksAtOnce)
+    window.use_engine_location(EngineLocation("http://gpu-box:7860", "wrong"))
+    qtbot.waitUntil(lambda: isinstance(window.bridge.engine, TalksAtOnce), timeout=20_000)
+    qtbot.waitUntil(lambda: "token was refused" in window.error_area.message(), timeout=20_000)
+    assert window.device_label.text() == "not connected"
