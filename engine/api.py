@@ -222,6 +222,11 @@ class Started:
     model: str
     device: str  # e.g. "cpu (float32)"
     seeds: tuple[int, ...]
+    # The loaded model's family and variant (engine/families/) and what the status bar
+    # says about them, e.g. "flux1", "schnell", "FLUX.1 schnell".
+    family: str = ""
+    variant: str = ""
+    model_label: str = ""
     kind: EventKind = field(default=EventKind.STARTED, init=False)
 
 

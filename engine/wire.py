@@ -255,6 +255,9 @@ def event_to_dict(
                 model=event.model,
                 device=event.device,
                 seeds=list(event.seeds),
+                family=event.family,
+                variant=event.variant,
+                model_label=event.model_label,
             )
         case Step():
             out.update(
@@ -333,6 +336,9 @@ def _event(
                 str(d["model"]),
                 str(d["device"]),
                 tuple(int(s) for s in d["seeds"]),
+                family=str(d.get("family", "")),
+                variant=str(d.get("variant", "")),
+                model_label=str(d.get("model_label", "")),
             )
         case api.EventKind.STEP:
             return Step(

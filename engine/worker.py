@@ -307,7 +307,18 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
-        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
+        self._emit(
+            Started(
+                job.id,
+                inputs.total,
+                r.model,
+                device,
+                plan.seeds,
+                family=model.family,
+                variant=model.variant,
+                model_label=model.label,
+            )
+        )
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step

@@ -21,7 +21,7 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 from tiny_models import _WORDS, tiny_tokenizer
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -35,12 +35,17 @@ LATENT_CHANNELS = 16
 
 
 def tiny_t5_tokenizer() -> T5TokenizerFast:
-    """A genuine T5TokenizerFast over a word-level vocabulary of the test words."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    """A genuine T5TokenizerFast: a Unigram model (as T5's sentencepiece one) over the
+    test words and their letters, with T5's special tokens and "▁" word starts."""
+    pieces: dict[str, float] = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0}
     for word in _WORDS:
-        vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+        pieces.setdefault("\u2581" + word, -1.0)
+        for letter in word:
+            pieces.setdefault(letter, -5.0)
+    pieces.setdefault("\u2581", -3.0)
+    backend = Tokenizer(models.Unigram(list(pieces.items()), unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
     return T5TokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
