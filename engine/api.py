@@ -250,6 +250,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What a picture's model was, beside its name: written into the picture's metadata
+    and read back, so the form can show what the family uses."""
+
+    family: str  # a ModelFamily value
+    variant: str = ""  # "dev", "schnell", "fill", "3.5-large" ... ("" the plain model)
+    guidance: str = ""  # a GuidanceKind value
+
+
+@dataclass(frozen=True)
 class Finished:
     job_id: int
     images: tuple[Image.Image, ...]
@@ -261,6 +271,7 @@ class Finished:
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).
     warnings: tuple[str, ...] = ()
+    model_info: ModelInfo | None = None  # family, variant and guidance of the model that ran
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 
 

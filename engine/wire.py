@@ -279,6 +279,8 @@ def event_to_dict(
                 ],
                 warnings=list(event.warnings),
             )
+            if event.model_info is not None:
+                out["model_info"] = dataclasses.asdict(event.model_info)
         case Cancelled(step=step):
             out["step"] = step
         case Failed():
@@ -315,6 +317,14 @@ def event_from_dict(
         raise
     except (TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise WireError(f"a {kind.value} event is malformed: {exc}") from None
+
+
+def _model_info(value: Any) -> api.ModelInfo | None:
+    if not isinstance(value, dict):
+        return None
+    return api.ModelInfo(
+        str(value.get("family", "")), str(value.get("variant", "")), str(value.get("guidance", ""))
+    )
 
 
 def _event(
@@ -362,6 +372,7 @@ def _event(
                 tuple(decode_array(p) for p in d.get("step_previews", ())),
                 tuple(decode_array(p) for p in d.get("noisy_step_previews", ())),
                 tuple(str(w) for w in d.get("warnings", ())),
+                model_info=_model_info(d.get("model_info")),
             )
         case api.EventKind.CANCELLED:
             return Cancelled(job_id, int(d["step"]))

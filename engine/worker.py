@@ -27,6 +27,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    ModelInfo,
     ModelLoading,
     Queued,
     Started,
@@ -349,6 +350,7 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+            model_info=ModelInfo(str(model.family), model.variant, str(plan.guidance)),
         )
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:

@@ -15,7 +15,7 @@ from engine_helpers import WAIT, Recorder
 from PIL import Image
 from tiny_flow_models import save_flow_model
 
-from engine import compositing, families
+from engine import compositing, families, metadata
 from engine.api import (
     Cancelled,
     ErrorKind,
@@ -23,11 +23,13 @@ from engine.api import (
     Finished,
     GenerationRequest,
     Mode,
+    ModelInfo,
     ResumeFrom,
     Started,
     Step,
 )
 from engine.models import ModelManager
+from engine.picture_files import save_picture
 from engine.worker import Engine
 
 SIZE = 64
@@ -270,3 +272,29 @@ def test_what_a_family_cannot_do_is_refused_in_one_sentence(
     assert failed.error == ErrorKind.BAD_INPUT
     assert words in failed.message
     assert isinstance(engine.generate(ask(folders[name], mode), WAIT), Finished)
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix", "guidance"),
+    [("flux-dev", ".png", "distilled"), ("flux-schnell", ".jpg", "none"), ("sd3", ".webp", "cfg")],
+)
+def test_family_variant_and_guidance_round_trip_through_the_pictures_metadata(
+    engine: Engine, folders: dict[str, Path], tmp_path: Path, name: str, suffix: str, guidance: str
+) -> None:
+    family, variant = MODELS[name]
+    done = engine.generate(ask(folders[name], guidance_scale=4.5), WAIT)
+    assert isinstance(done, Finished), done
+    assert done.model_info == ModelInfo(family, variant, guidance)
+    path = tmp_path / f"picture{suffix}"
+    save_picture(done.images[0], path, done.request, done.seeds[0], done.model_info)
+    reading = metadata.read_parameters_checked(path)
+    assert reading.model_info == done.model_info
+    assert reading.request is not None and reading.request.guidance_scale == 4.5
+    assert reading.request.scheduler == "Euler" and reading.request.seed == 7
+    text = metadata.format_a1111(done.request, 7, done.model_info)
+    assert f"Family: {family}" in text
+    if guidance == "distilled":  # as Forge writes FLUX's guidance
+        assert "CFG scale: 1.0" in text and "Distilled CFG Scale: 4.5" in text
+        only_a1111 = metadata.parse_a1111_checked(text)
+        assert only_a1111.request is not None and only_a1111.request.guidance_scale == 4.5
+        assert only_a1111.model_info == done.model_info
