@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, validation
+from engine import families, images, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -24,6 +24,7 @@ from engine.api import (
     Failed,
     Finished,
     GenerationRequest,
+    GuidanceKind,
     ModelInfo,
     ModelLoading,
     Queued,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
+DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER = "20", "5.0", SchedulerName.DPMPP_2M.value
 
 
 class _CliError(Exception):
@@ -56,16 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     # one sentence (exit 1) like every other bad input, never argparse's usage dump.
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--steps", default="20")
-    g.add_argument("--guidance", default="5.0", help="guidance (CFG) scale")
+    g.add_argument("--steps", default=None, help=f"default: {DEFAULT_STEPS} (see --scheduler)")
+    g.add_argument(
+        "--guidance",
+        default=None,
+        help="guidance (CFG) scale, or FLUX.1 dev's distilled guidance (default: see --scheduler)",
+    )
     g.add_argument("--seed", default=None, help="default: a random seed, printed")
     g.add_argument("--width", default=None, help="default: the init image's, or 128")
     g.add_argument("--height", default=None)
     g.add_argument("--batch-size", default="1")
     g.add_argument(
         "--scheduler",
-        default=SchedulerName.DPMPP_2M.value,
-        help="one of: " + ", ".join(NAMES),
+        default=None,
+        help=f"one of: {', '.join(NAMES)}; default {DEFAULT_SCHEDULER} with {DEFAULT_STEPS} "
+        "steps and guidance 5 where the model's family takes them, else the family's own "
+        "defaults (FLUX.1 schnell: Euler, 4 steps)",
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
@@ -188,6 +196,27 @@ def _open(path: Path, flag: str, err: TextIO, *, mask: bool = False) -> OpenedIm
     return opened
 
 
+def _sampling_defaults(args: argparse.Namespace) -> tuple[str, str, str]:
+    """Steps, guidance and sampler: as given, else the CLI's defaults where the model's
+    family (read from its folder, engine/families/) takes that sampler and true CFG,
+    else the family variant's own defaults."""
+    steps, guidance, scheduler = args.steps, args.guidance, args.scheduler
+    found = families.describe_source(args.model) if args.engine is None else None
+    if found is not None:
+        profile, name = found
+        variant = profile.variant(name)
+        fits = SchedulerName(DEFAULT_SCHEDULER) in profile.samplers
+        if not fits or variant.guidance is not GuidanceKind.CFG:
+            steps = steps if steps is not None else str(variant.steps)
+            guidance = guidance if guidance is not None else str(variant.guidance_scale)
+            scheduler = scheduler if scheduler is not None else variant.scheduler.value
+    return (
+        steps if steps is not None else DEFAULT_STEPS,
+        guidance if guidance is not None else DEFAULT_GUIDANCE,
+        scheduler if scheduler is not None else DEFAULT_SCHEDULER,
+    )
+
+
 def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> GenerationRequest:
     """The request the arguments describe, every check done (before torch is imported):
     raises _CliError."""
@@ -202,16 +231,17 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         mask = _open(args.mask, "--mask", err, mask=True).image
     width, height = init.size if init is not None else (128, 128)
     cutoff = args.guidance_cutoff
+    steps, guidance, scheduler = _sampling_defaults(args)
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        steps=_whole("--steps", args.steps),
-        guidance_scale=_number("--guidance", args.guidance),
+        steps=_whole("--steps", steps),
+        guidance_scale=_number("--guidance", guidance),
         seed=_whole("--seed", args.seed) if args.seed is not None else None,
         batch_size=_whole("--batch-size", args.batch_size),
         width=_whole("--width", args.width) if args.width is not None else width,
         height=_whole("--height", args.height) if args.height is not None else height,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         model=args.model,
         init_image=init,
         strength=_number("--strength", args.strength),
@@ -244,8 +274,8 @@ class _Progress:
             case ModelLoading(stage=stage, progress=fraction):
                 done = f" {fraction:4.0%}" if fraction >= 0 else ""
                 self._line(f"model: {stage}{done}")
-            case Started(device=device, seeds=seeds):
-                self._line(f"running on {device}, seed {seeds[0]}")
+            case Started(device=device, seeds=seeds, model_label=label):
+                self._line(f"running {label + ' ' if label else ''}on {device}, seed {seeds[0]}")
             case Step(step=step, total=total, elapsed=elapsed):
                 filled = round(30 * step / total)
                 bar = "#" * filled + "." * (30 - filled)

@@ -298,3 +298,19 @@ def test_family_variant_and_guidance_round_trip_through_the_pictures_metadata(
         only_a1111 = metadata.parse_a1111_checked(text)
         assert only_a1111.request is not None and only_a1111.request.guidance_scale == 4.5
         assert only_a1111.model_info == done.model_info
+
+
+def test_the_cli_runs_flux_schnell_with_its_own_defaults_and_notes_the_family(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine import cli
+
+    out = tmp_path / "schnell.png"
+    argv = ["generate", "--prompt", "a red circle", "--model", str(folders["flux-schnell"])]
+    code = cli.main([*argv, "--width", "64", "--height", "64", "--seed", "3", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "running FLUX.1 schnell on" in capsys.readouterr().err
+    reading = metadata.read_parameters_checked(out)
+    assert reading.request is not None
+    assert (reading.request.steps, reading.request.scheduler) == (4, "Euler")
+    assert reading.model_info == ModelInfo("flux1", "schnell", "none")
