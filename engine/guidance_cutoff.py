@@ -18,7 +18,28 @@ from typing import Any
 
 # Tensors a pipeline doubles (unconditional half first) while it guides, and takes back
 # from the step callback's return value.
-_DOUBLED = ("prompt_embeds", "add_text_embeds", "add_time_ids", "mask", "masked_image_latents")
+_DOUBLED = (
+    "prompt_embeds",
+    "pooled_prompt_embeds",  # SD 3
+    "add_text_embeds",
+    "add_time_ids",
+    "mask",
+    "masked_image_latents",
+)
+UNSUPPORTED = (
+    "The guidance cut-off is not available for this model's {mode} pipeline (it does not "
+    "hand over all the tensors it doubles); the run was guided throughout."
+)
+
+
+def supported(pipe: Any) -> bool:
+    """Whether the pipeline hands every tensor it doubles to the step callback: SD 3's
+    image-to-image and inpaint pipelines keep their pooled embeddings to themselves."""
+    import inspect
+
+    offered = set(getattr(pipe, "_callback_tensor_inputs", ()))
+    takes = inspect.signature(pipe.__call__).parameters
+    return "pooled_prompt_embeds" not in takes or "pooled_prompt_embeds" in offered
 
 
 def is_on(fraction: float | None) -> bool:

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families
+from engine import families, guidance_cutoff
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.families.profile import MODE_WORDS
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
@@ -297,7 +298,11 @@ class PipelineRunner:
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
         done = plan.resume.step if plan.resume is not None else 0
-        cutoff = GuidanceCutoff(r.guidance_cutoff, plan.total, done=done)
+        fraction = r.guidance_cutoff
+        if guidance_cutoff.is_on(fraction) and not guidance_cutoff.supported(pipe):
+            warnings.append(guidance_cutoff.UNSUPPORTED.format(mode=MODE_WORDS[plan.mode]))
+            fraction = None
+        cutoff = GuidanceCutoff(fraction, plan.total, done=done)
         if not cutoff.guided_from_start:
             args["guidance_scale"] = 1.0  # resumed past the guidance cut-off: unguided
         if plan.resume is not None:
