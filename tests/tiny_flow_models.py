@@ -117,7 +117,7 @@ def tiny_sd3_pipeline(
         num_layers=layers,
         attention_head_dim=head_dim,
         num_attention_heads=heads,
-        caption_projection_dim=16,
+        caption_projection_dim=heads * head_dim,
         joint_attention_dim=32,
         pooled_projection_dim=32,
         pos_embed_max_size=32,
