@@ -15,23 +15,26 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import families, images, validation
+from engine import families, images, outpaint, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
     EngineError,
     Event,
+    Expand,
     Failed,
     Finished,
     GenerationRequest,
     GuidanceKind,
     ModelInfo,
     ModelLoading,
+    OutpaintFill,
     Queued,
     SchedulerName,
     Started,
     Step,
 )
+from engine.control import cli_args as control_args
 from engine.images import OpenedImage
 from engine.picture_files import format_of, save_picture
 from engine.protocols import ModelProvider
@@ -77,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
-    g.add_argument("--strength", default="0.75")
+    g.add_argument("--strength", default=None, help="default: 0.75, or 1.0 with --expand")
     g.add_argument(
         "--mask",
         type=Path,
@@ -87,6 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-blur", default="4")
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", default="32", help="pixels around the mask crop")
+    g.add_argument(
+        "--expand",
+        default=None,
+        help="outpaint --init: pixels to add all around (128) or per side "
+        "(left=128,right=64; top/up, bottom/down, all); multiples of 8",
+    )
+    g.add_argument(
+        "--outpaint-fill",
+        default=Expand.fill,
+        help="what the new area holds for the model: " + ", ".join(f.value for f in OutpaintFill),
+    )
+    g.add_argument("--seam-band", default=str(Expand.band), help="pixels of blended seam")
+    g.add_argument(
+        "--piece",
+        default=str(Expand.tile),
+        help="with --only-masked --expand: the most pixels a side of each piece painted",
+    )
     g.add_argument(
         "--guidance-cutoff",
         default=None,
@@ -108,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
         "and VAEs in; repeat for several",
     )
+    control_args.add_arguments(g)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--dtype",
@@ -230,8 +251,34 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
     if args.mask:
         mask = _open(args.mask, "--mask", err, mask=True).image
     width, height = init.size if init is not None else (128, 128)
+    expand = None
+    if args.expand is not None:
+        if init is None or args.mask:
+            raise _CliError("--expand needs --init (the picture to extend) and no --mask")
+        try:
+            sides = outpaint.parse_expand(args.expand)
+        except ValueError as exc:
+            raise _CliError(str(exc)) from None
+        expand = Expand(
+            **sides,
+            fill=args.outpaint_fill,
+            band=_whole("--seam-band", args.seam_band),
+            tile=_whole("--piece", args.piece),
+        )
+        width, height = outpaint.expanded_size(init.size, expand)
+        mask = None  # the init image's transparent part is the picture's, not a mask
+    strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
     cutoff = args.guidance_cutoff
     steps, guidance, scheduler = _sampling_defaults(args)
+
+    def picture(path: Path, flag: str) -> Image.Image:
+        return _open(path, flag, err).image
+
+    try:
+        controls = control_args.controls(args, picture)
+        regions = control_args.regions(args, picture)
+    except control_args.ArgumentProblem as exc:
+        raise _CliError(str(exc)) from None
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -244,7 +291,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         scheduler=scheduler,
         model=args.model,
         init_image=init,
-        strength=_number("--strength", args.strength),
+        strength=_number("--strength", strength),
         mask=mask,
         mask_blur=_whole("--mask-blur", args.mask_blur),
         inpaint_only_masked=args.only_masked,
@@ -254,6 +301,9 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        controls=controls,
+        regions=regions,
+        expand=expand,
     )
     found = validation.problems(request)
     if found:

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families, guidance_cutoff
+from engine import families, guidance_cutoff, regions
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.control import units as control_units
 from engine.families.profile import MODE_WORDS
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
@@ -235,19 +236,30 @@ class PipelineRunner:
         self._base_scheduler_config: Any = None
         self._pipes: dict[PipelineClass, Pipeline] = {}
         self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
+        self.controls = control_units.ControlModels()  # ControlNets of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
         self.addons.reset()
+        self.controls.reset()
 
-    def pipeline(self, model: LoadedModel, cls: PipelineClass) -> Pipeline:
-        """The loaded model's pipeline of class cls, sharing its components."""
+    def _follow(self, model: LoadedModel) -> None:
+        """Forget the pipelines, add-ons and ControlNets of a model no longer loaded."""
         if self._base is not model.pipe:
             self.reset()
             self._base = model.pipe
             self._base_scheduler_config = model.pipe.scheduler.config
+
+    def pipeline(self, model: LoadedModel, cls: PipelineClass, **extra: Any) -> Pipeline:
+        """The loaded model's pipeline of class cls, sharing its components; extra
+        components (a job's ControlNets) give a pipeline of their own, not kept."""
+        self._follow(model)
+        if extra:
+            pipe = cls.from_pipe(model.pipe, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         if cls not in self._pipes:
             pipe = model.pipe if type(model.pipe) is cls else cls.from_pipe(model.pipe)
             pipe.set_progress_bar_config(disable=True)
@@ -268,7 +280,20 @@ class PipelineRunner:
 
         # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
         #    LoRAs, embeddings and VAE (before the prompts are encoded).
-        pipe = self.pipeline(model, plan.pipeline_class)
+        #    ControlNet units bring their models and control maps.
+        extra: dict[str, Any] = {}
+        control_args: dict[str, Any] = {}
+        if r.controls:
+            self._follow(model)
+            extra["controlnet"], control_args = control_units.prepare(
+                self.controls,
+                r.controls,
+                model,
+                mode=plan.mode,
+                size=(plan.width, plan.height),
+                folders=r.model_folders,
+            )
+        pipe = self.pipeline(model, plan.pipeline_class, **extra)
         profile = families.profile(model.family)
         scheduler = make_scheduler(
             plan.scheduler,
@@ -286,14 +311,17 @@ class PipelineRunner:
         encoded = encode_prompts(
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
-        args = pipeline_arguments(plan) | encoded.kwargs
+        #    Regional prompts add their embeddings and mask the cross-attention.
+        prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
+        args = pipeline_arguments(plan) | prompt_kwargs | control_args
         if plan.guidance is not GuidanceKind.CFG:
             # Distilled and unguided models take no negative prompt.
             for key in ("negative_prompt", "negative_prompt_embeds"):
                 args.pop(key, None)
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
-        # 3. A resume starts from the stored latents, part way along the full schedule.
+        # 3. A resume starts from the stored latents, part way along the full schedule;
+        #    "denoise from here" from the forward process's noised latents.
         trajectory = Trajectory(
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
@@ -321,6 +349,12 @@ class PipelineRunner:
             trajectory.latents = source.latents[:k]
             trajectory.previews = source.previews[:k]
             trajectory.noisy_previews = source.noisy_previews[:k]
+        elif plan.start_latents is not None:
+            if not profile.flow:
+                scheduler.set_timesteps(plan.steps, device=model.device)
+            sigma0 = getattr(scheduler, "init_noise_sigma", 1.0)
+            args["latents"] = (plan.start_latents / sigma0).to(model.device, model.dtype)
+            tap.before_first_step = _start_at(scheduler, plan.start_index)
 
         # 4. Keep the trajectory now, so that a cancelled run leaves one.
         keep(trajectory)
@@ -347,7 +381,7 @@ class PipelineRunner:
             pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
         )
         try:
-            with torch.inference_mode(), decode as decode_warnings:
+            with torch.inference_mode(), decode as decode_warnings, regional:
                 hook.begin()
                 images = pipe(
                     **args,
