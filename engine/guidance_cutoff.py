@@ -26,20 +26,7 @@ _DOUBLED = (
     "mask",
     "masked_image_latents",
 )
-UNSUPPORTED = (
-    "The guidance cut-off is not available for this model's {mode} pipeline (it does not "
-    "hand over all the tensors it doubles); the run was guided throughout."
-)
-
-
-def supported(pipe: Any) -> bool:
-    """Whether the pipeline hands every tensor it doubles to the step callback: SD 3's
-    image-to-image and inpaint pipelines keep their pooled embeddings to themselves."""
-    import inspect
-
-    offered = set(getattr(pipe, "_callback_tensor_inputs", ()))
-    takes = inspect.signature(pipe.__call__).parameters
-    return "pooled_prompt_embeds" not in takes or "pooled_prompt_embeds" in offered
+UNSUPPORTED = "The guidance cut-off is not available for {what}; the run was guided throughout."
 
 
 def is_on(fraction: float | None) -> bool:

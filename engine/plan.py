@@ -12,7 +12,6 @@ sampling.PipelineRunner runs a Plan.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from engine import compositing, families, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, GuidanceKind, Mode
 from engine.compositing import InpaintSetup
 from engine.control.units import CONTROLNET_PIPELINES
+from engine.families.profile import accepts
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ def _check_fits(
                 f"{label} needs the {name} in multiples of {grid}, got {value} (try {tries})"
             )
     crops = setup is not None and setup.padding is not None
-    if crops and "padding_mask_crop" not in inspect.signature(pipeline_class.__call__).parameters:
+    if crops and not accepts(pipeline_class, "padding_mask_crop"):
         found.append(f"{label} models cannot inpaint only the masked area; turn that option off")
     if found:
         message = "; ".join(found)

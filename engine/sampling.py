@@ -11,9 +11,8 @@ the scheduler, hence the runner's name.)
 from __future__ import annotations
 
 import functools
-import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode,
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.control import units as control_units
-from engine.families.profile import MODE_WORDS
+from engine.families.profile import MODE_WORDS, accepts
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
@@ -327,8 +326,9 @@ class PipelineRunner:
         )
         done = plan.resume.step if plan.resume is not None else 0
         fraction = r.guidance_cutoff
-        if guidance_cutoff.is_on(fraction) and not guidance_cutoff.supported(pipe):
-            warnings.append(guidance_cutoff.UNSUPPORTED.format(mode=MODE_WORDS[plan.mode]))
+        if guidance_cutoff.is_on(fraction) and plan.mode not in profile.cutoff_modes(model.variant):
+            what = f"{model.label} models' {MODE_WORDS[plan.mode]}"
+            warnings.append(guidance_cutoff.UNSUPPORTED.format(what=what))
             fraction = None
         cutoff = GuidanceCutoff(fraction, plan.total, done=done)
         if not cutoff.guided_from_start:
@@ -411,10 +411,6 @@ class PipelineRunner:
         )
 
 
-def _parameters(cls: PipelineClass) -> Mapping[str, Any]:
-    return inspect.signature(cls.__call__).parameters
-
-
 def pipeline_arguments(plan: Plan) -> dict[str, Any]:
     """The keyword arguments of the pipeline's __call__ for a plan, but for the prompts
     (step 2 of the run encodes them)."""
@@ -430,7 +426,7 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
     if plan.mode is Mode.IMG2IMG:
         assert r.init_image is not None
         args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
-    if plan.mode is not Mode.IMG2IMG or "width" in _parameters(plan.pipeline_class):
+    if plan.mode is not Mode.IMG2IMG or accepts(plan.pipeline_class, "width"):
         # SD's image-to-image takes the picture's size; FLUX's and SD 3's default to 1024.
         args.update(width=plan.width, height=plan.height)
     if plan.inpaint is not None:

@@ -316,7 +316,7 @@ def test_the_cli_runs_flux_schnell_with_its_own_defaults_and_notes_the_family(
     assert reading.model_info == ModelInfo("flux1", "schnell", "none")
 
 
-def test_sd3s_guidance_cutoff_runs_and_its_image_to_image_says_it_cannot(
+def test_sd3s_guidance_cutoff_runs_and_where_it_cannot_the_job_says_so(
     engine: Engine, folders: dict[str, Path]
 ) -> None:
     cut = engine.generate(ask(folders["sd3"], steps=4, guidance_cutoff=0.5), WAIT)
@@ -327,6 +327,9 @@ def test_sd3s_guidance_cutoff_runs_and_its_image_to_image_says_it_cannot(
     img2img = engine.generate(ask(folders["sd3"], Mode.IMG2IMG, guidance_cutoff=0.5), WAIT)
     assert isinstance(img2img, Finished), img2img
     assert any("guided throughout" in w for w in img2img.warnings)
+    flux = engine.generate(ask(folders["flux-dev"], guidance_cutoff=0.5), WAIT)
+    assert isinstance(flux, Finished), flux
+    assert any("FLUX.1 dev models' text to image" in w for w in flux.warnings)
 
 
 def test_a_tiny_autoencoder_beside_a_flux_model_draws_its_previews_and_fast_decode(
