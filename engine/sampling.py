@@ -27,6 +27,7 @@ from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode,
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.control import units as control_units
+from engine.deep_cache import deep_cache
 from engine.families.profile import MODE_WORDS, accepts
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
@@ -372,7 +373,8 @@ class PipelineRunner:
 
         # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         #    The guidance cut-off acts after the hook; the final decode may be the tiny
-        #    autoencoder's ("fast decode") or tiled (large pictures).
+        #    autoencoder's ("fast decode") or tiled (large pictures); deep features may be
+        #    reused between steps (deep cache).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             return cutoff(p, i, hook(p, i, t, tensors))
 
@@ -381,7 +383,8 @@ class PipelineRunner:
             pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
         )
         try:
-            with torch.inference_mode(), decode as decode_warnings, regional:
+            cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached:
                 hook.begin()
                 images = pipe(
                     **args,
@@ -424,8 +427,11 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
         "output_type": "pil",
     }
     if plan.mode is Mode.IMG2IMG:
-        assert r.init_image is not None
-        args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
+        image = plan.image_input
+        if image is None:
+            assert r.init_image is not None
+            image = r.init_image.convert("RGB")
+        args.update(image=image, strength=plan.strength)
     if plan.mode is not Mode.IMG2IMG or accepts(plan.pipeline_class, "width"):
         # SD's image-to-image takes the picture's size; FLUX's and SD 3's default to 1024.
         args.update(width=plan.width, height=plan.height)
