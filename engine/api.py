@@ -293,6 +293,9 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Separate files a transformer-only model file needs (text encoders, VAE: paths),
+    # used before those found beside it (engine/flow_single_file.py).
+    model_files: tuple[str, ...] = ()
     hires: HiresFix | None = None  # text-to-image only: a second, larger pass
     upscale: Upscale | None = None  # enlarge init_image instead of generating
     # ControlNet units and regional prompts (engine/control/, engine/regions.py).

@@ -117,7 +117,20 @@ def _parser() -> argparse.ArgumentParser:
         help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
     )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
-    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--vae",
+        default="",
+        help="VAE file name (VAE folders), path or folder; for a transformer-only model "
+        "file (SD3, FLUX.1) also the VAE it loads with",
+    )
+    g.add_argument(
+        "--text-encoder",
+        action="append",
+        default=[],
+        type=str,
+        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
+        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+    )
     g.add_argument(
         "--models-dir",
         action="append",
@@ -279,6 +292,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        model_files=tuple(args.text_encoder) + ((args.vae,) if Path(args.vae).is_file() else ()),
         controls=controls,
         regions=regions,
         expand=expand,

@@ -46,7 +46,7 @@ APP_NAME = "DiffusionDesk"
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
-_LOCAL_FIELDS = ("model_folders",)
+_LOCAL_FIELDS = ("model_folders", "model_files")
 # Control units and regions: recorded without their pictures, so never read back.
 _UNIT_FIELDS = ("controls", "regions")
 

@@ -314,6 +314,8 @@ class Engine:
                 ModelLoading(job.id, r.model, stage, fraction)
             ),
             should_cancel=job.cancel.is_set,
+            files=tuple(r.model_files),
+            roots=tuple(r.model_folders),
         )
         if r.forward is not None or (r.expand is not None and r.resume is None):
             return self._run_canvas_job(job, r, inputs, model, start)
@@ -332,6 +334,7 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
+        device += "".join(f", {note}" for note in getattr(model, "notes", ()))
         total = upscale_options.total_steps(r, inputs.total)
         self._emit(Started(job.id, total, r.model, device, plan.seeds))
 
