@@ -4,7 +4,7 @@ Run under a real X server (Xvfb), not the offscreen platform:
     xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb \
         python docs/make_control_screenshots.py
 Writes docs/screenshot-regions.png (a red circle region on the left, a blue square
-region on the right, after the run) and docs/screenshot-controlnet.png (a canny unit's
+region on the right, after the run) and docs/screenshot-controlnet.png (a soft-edge unit's
 map shown over the canvas). The starter model ships no ControlNet, so the unit uses
 one made from the starter UNet with diffusers' ControlNetModel.from_unet (untrained:
 its output convolutions are zero, so it does not change the picture; the screenshot
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "docs"), str(ROOT / "tests")]
 
 from make_screenshots import grab, settle, wait_until  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.api import STARTER_MODEL  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     window.resize(1320, 860)
     window.show()
     m = window.form
-    m.model, m.steps, m.random_seed, m.seed = STARTER_MODEL, 20, False, 1
+    m.model, m.steps, m.random_seed, m.seed = STARTER_MODEL, 12, False, 1
     m.width = m.height = 128
     m.prompt = "on a white background"
     window.addons_dock.parent().hide()
@@ -70,6 +70,7 @@ def main() -> None:
 
     # 1. Regions: left and right halves with their own prompts, after the run.
     window.regions_dock.parent().show()
+    window.resizeDocks([window.regions_dock.parent()], [460], Qt.Orientation.Horizontal)
     wait_until(app, lambda: window.workspace.bridge.ready)
     run(app, window)  # a first picture, so the layers have its size
     left, right = window.regions_dock.add_region(), window.regions_dock.add_region()
@@ -86,9 +87,10 @@ def main() -> None:
         window.regions_dock.remove_region(row)
     window.regions_dock.parent().hide()
     window.control_dock.parent().show()
+    window.resizeDocks([window.control_dock.parent()], [460], Qt.Orientation.Horizontal)
     unit = window.control_dock.add_unit()
     unit.model.setText(str(starter_controlnet(scratch / "controlnet")))
-    unit.preprocessor.setCurrentIndex(unit.preprocessor.findData("canny"))
+    unit.preprocessor.setCurrentIndex(unit.preprocessor.findData("softedge"))
     unit.show_map.setChecked(True)
     settle(app)
     grab(window, "screenshot-controlnet.png")
