@@ -79,6 +79,7 @@ def main() -> None:
     left.layer.fill_box(0.0, 0.0, 0.5, 1.0)
     right.layer.fill_box(0.5, 0.0, 1.0, 1.0)
     run(app, window)
+    window.canvas.fit()
     settle(app)
     grab(window, "screenshot-regions.png")
 
@@ -92,6 +93,7 @@ def main() -> None:
     unit.model.setText(str(starter_controlnet(scratch / "controlnet")))
     unit.preprocessor.setCurrentIndex(unit.preprocessor.findData("softedge"))
     unit.show_map.setChecked(True)
+    window.canvas.fit()
     settle(app)
     grab(window, "screenshot-controlnet.png")
     window.close()
