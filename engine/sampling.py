@@ -26,6 +26,7 @@ from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.control import units as control_units
+from engine.deep_cache import deep_cache
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
@@ -328,7 +329,8 @@ class PipelineRunner:
 
         # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         #    The guidance cut-off acts after the hook; the final decode may be the tiny
-        #    autoencoder's ("fast decode") or tiled (large pictures).
+        #    autoencoder's ("fast decode") or tiled (large pictures); deep features may be
+        #    reused between steps (deep cache).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             return cutoff(p, i, hook(p, i, t, tensors))
 
@@ -337,7 +339,8 @@ class PipelineRunner:
             pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
         )
         try:
-            with torch.inference_mode(), decode as decode_warnings, regional:
+            cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached:
                 hook.begin()
                 images = pipe(
                     **args,
@@ -379,8 +382,11 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
         "output_type": "pil",
     }
     if plan.mode is Mode.IMG2IMG:
-        assert r.init_image is not None
-        args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
+        image = plan.image_input
+        if image is None:
+            assert r.init_image is not None
+            image = r.init_image.convert("RGB")
+        args.update(image=image, strength=plan.strength)
     else:
         args.update(width=plan.width, height=plan.height)
     if plan.inpaint is not None:

@@ -313,7 +313,8 @@ def event_from_dict(
     """The event a dict describes, for the receiver's job `job_id`.
 
     original: the request as submitted; a Finished event's request comes without
-    pictures (the submitter has them), and takes them back from it."""
+    pictures (the submitter has them), and takes them back from it, and its resume
+    source as the submitter names it (a Ray replica knows it by another id)."""
     if not isinstance(data, dict):
         raise WireError(f"an event must be a JSON object, got {type(data).__name__}")
     try:
@@ -362,7 +363,9 @@ def _event(
         case api.EventKind.FINISHED:
             request = request_from_dict(d["request"], resolve_job=resolve_job)
             if original is not None:
-                request = request.with_changes(init_image=original.init_image, mask=original.mask)
+                request = request.with_changes(
+                    init_image=original.init_image, mask=original.mask, resume=original.resume
+                )
             return Finished(
                 job_id,
                 tuple(decode_image(i, "result image") for i in d["images"]),

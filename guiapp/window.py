@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from engine.library import ModelLibrary
 from guiapp.bridge import EngineBridge
+from guiapp.engine_location import EngineLocation
+from guiapp.engine_switch import EngineSwitcher
 from guiapp.history import HistoryEntry
 from guiapp.icons import icon
 from guiapp.output_writer import SavedJob
@@ -44,6 +46,7 @@ from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
 from guiapp.widgets.control_dock import ControlDock
+from guiapp.widgets.engine_dialog import show_engine_dialog
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.expand_dialog import ExpandDialog
 from guiapp.widgets.forward_panel import ForwardPanel
@@ -88,6 +91,8 @@ class MainWindow(QMainWindow):
         self.workspace.writer.picture_format = self.settings.save_format()
         self.workspace.writer.saved.connect(self._note_model_use)
         self._library: ModelLibrary | None = None
+        # The application gives it the local engine's factory (guiapp/app.py).
+        self.engines = EngineSwitcher(bridge, self.workspace, parent=self)
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -273,6 +278,9 @@ class MainWindow(QMainWindow):
             "Inpaint", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], ws.inpaint, "inpaint"
         )
         self.img2img_action = self._action("Image to image", "", ws.image_to_image, "img2img")
+        self.upscale_action = self._action(
+            "Upscale picture", "Ctrl+U", ws.upscale_picture, "upscale"
+        )
         self.cancel_action = self._action("Cancel", "Esc", ws.cancel_current, "cancel")
         self.open_action = self._action("Open image…", "Ctrl+O", self.open_image_dialog, "image")
         self.save_as_action = self._action("Save as…", "Ctrl+Shift+S", self.save_as_dialog, "save")
@@ -289,6 +297,7 @@ class MainWindow(QMainWindow):
             lambda: show_models_dialog(self, self.use_model, self.library()),
             "folder",
         )
+        self.engine_action = self._action("Engine location…", "", self.engine_dialog)
         self.expand_action = self._action(
             "Expand canvas…", "Ctrl+Shift+E", self.expand_dialog, "expand"
         )
@@ -306,6 +315,7 @@ class MainWindow(QMainWindow):
             self.save_as_action,
             self.folder_action,
             self.models_action,
+            self.engine_action,
         ):
             file_menu.addAction(action)
         file_menu.addMenu(
@@ -324,6 +334,7 @@ class MainWindow(QMainWindow):
             self.generate_action,
             self.img2img_action,
             self.inpaint_action,
+            self.upscale_action,
             self.expand_action,
             self.cancel_action,
         ):
@@ -349,6 +360,7 @@ class MainWindow(QMainWindow):
         self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
+        self.history_strip.upscaleRequested.connect(ws.upscale_entry)
         ws.previewShown.connect(self.canvas.show_preview)
         ws.documentShown.connect(self.canvas.show_document)
         ws.statusMessage.connect(self._show_status)
@@ -438,6 +450,18 @@ class MainWindow(QMainWindow):
     def _note_model_use(self, saved: SavedJob) -> None:
         if saved.event.images:
             note_model_used(self, self.library(), saved.event.request.model)
+
+    def engine_dialog(self) -> None:
+        """File → Engine location…: this computer or a server; applies at once."""
+        current = self.engines.location or self.settings.engine_location()
+        self.engine_location_dialog = show_engine_dialog(
+            self, current, self.settings.settings_file(), self.use_engine_location
+        )
+
+    def use_engine_location(self, location: EngineLocation) -> None:
+        """Remember the location and switch to its engine (the window stays usable)."""
+        if self.engines.switch_to(location) is not None:
+            self.settings.set_engine_location(location)
 
     def set_output_folder(self, folder: Path) -> None:
         self.workspace.output_folder = folder
