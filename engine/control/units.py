@@ -171,11 +171,6 @@ def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
         )
 
 
-def pipeline_class(family: ModelFamily, mode: Mode) -> PipelineClass:
-    """The diffusers ControlNet pipeline of a family and mode."""
-    return CONTROLNET_PIPELINES[family][mode]
-
-
 def check_kinds(models: list[ControlModel]) -> list[ControlNetModel]:
     """The units' models, all ControlNets; a T2I adapter is refused with the reason."""
     if any(isinstance(m, T2IAdapter) for m in models):
