@@ -253,7 +253,11 @@ def qwen_image_components() -> dict[str, Any]:
                 "num_hidden_layers": 2,
                 "num_attention_heads": 2,
                 "num_key_value_heads": 2,
-                "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                "rope_scaling": {
+                    "mrope_section": [1, 1, 2],
+                    "rope_type": "default",
+                    "type": "default",
+                },
                 "rope_theta": 1000000.0,
                 "vocab_size": _vocab_size(tokenizer),
                 "bos_token_id": tokenizer.eos_token_id,
@@ -345,9 +349,7 @@ def _sana_parts(*, sprint: bool) -> dict[str, Any]:
 
 def sana_components() -> dict[str, Any]:
     """SANA: a linear-attention DiT on the deep-compression autoencoder's latents, Gemma2 text."""
-    return _sana_parts(sprint=False) | {
-        "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)
-    }
+    return _sana_parts(sprint=False) | {"scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
 
 
 def sana_sprint_components() -> dict[str, Any]:
@@ -436,4 +438,3 @@ def save_tiny_family(name: str, folder: Path) -> Path:
     """Write a tiny family's diffusers folder (model_index.json, safetensors) to folder."""
     tiny_family_pipeline(name).save_pretrained(folder, safe_serialization=True)
     return folder
-
