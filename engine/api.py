@@ -39,11 +39,31 @@ class SchedulerName(StrEnum):
 
 
 class ModelFamily(StrEnum):
-    """The architecture a model belongs to; decides pipelines, latents and previews."""
+    """The architecture a model belongs to; decides pipelines, latents and previews.
+
+    A family is one transformer/UNet architecture with one latent format. Variants that
+    share them (FLUX.1 dev / schnell / Fill, SANA / SANA-Sprint, Z-Image Turbo, SD 3 / 3.5
+    medium / large) are not families: the loaded model names its variant
+    (LoadedModel.variant), and engine/families/ holds each variant's defaults.
+    """
 
     SD1 = "sd1"
     SD2 = "sd2"
     SDXL = "sdxl"
+    SD3 = "sd3"  # Stable Diffusion 3 and 3.5
+    FLUX1 = "flux1"  # FLUX.1 dev, schnell, Fill
+    FLUX2 = "flux2"  # FLUX.2 klein
+    ZIMAGE = "zimage"  # Z-Image, Z-Image Turbo
+    QWEN_IMAGE = "qwen_image"
+    SANA = "sana"  # SANA, SANA-Sprint
+
+
+class GuidanceKind(StrEnum):
+    """How a model is steered towards the prompt; decides what the form offers."""
+
+    CFG = "cfg"  # true classifier-free guidance: a scale and a negative prompt
+    DISTILLED = "distilled"  # a guidance scale the model takes as input; no negative prompt
+    NONE = "none"  # few-step distilled models: neither scale nor negative prompt
 
 
 class Mode(StrEnum):

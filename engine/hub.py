@@ -16,23 +16,32 @@ from huggingface_hub.errors import (
 )
 from tqdm import tqdm
 
+from engine import families
 from engine.api import EngineError, ErrorKind, JobCancelled, Progress, ShouldCancel
 
 # Only what a text-to-image pipeline needs, in safetensors (weights, and the index of
 # sharded weights): no pickles, no EMA copies, no safety checker, no single-file copies
 # at the repo root. Of fp16/bf16 variants, choose_files picks one set per component.
-_WEIGHTS = ("text_encoder", "text_encoder_2", "unet", "vae", "taesd")
+_WEIGHTS = (
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "unet",
+    "transformer",
+    "vae",
+    "taesd",
+)
 ALLOW_PATTERNS = [
     "model_index.json",
     "latent_rgb.json",
     "scheduler/*.json",
     "tokenizer/*",
     "tokenizer_2/*",
+    "tokenizer_3/*",
     *(f"{c}/config.json" for c in _WEIGHTS),
     *(f"{c}/*.safetensors*" for c in _WEIGHTS),
 ]
 IGNORE_PATTERNS = ["*.fp16.*", "*.bf16.*", "*non_ema*", "*.ema.*", "*.msgpack", "*.onnx*"]
-REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 def offline_message(repo_id: str) -> str:
@@ -197,20 +206,36 @@ def download(
     return folder
 
 
-def check_supported(repo_id: str, model_index: Path) -> None:
+def check_readable(repo_id: str, model_index: Path) -> None:
+    """A clear message when a folder's model_index.json is missing or unreadable."""
     try:
-        index = json.loads(model_index.read_text())
+        json.loads(model_index.read_text())
     except (OSError, ValueError) as exc:
         raise EngineError(
             ErrorKind.MODEL,
             f"{repo_id} is not a diffusers model (it has no readable model_index.json); "
-            "DiffusionDesk opens Stable Diffusion 1.x, 2.x and SDXL models.",
+            "open a diffusers model folder, hub id or .safetensors file.",
         ) from exc
-    missing = [c for c in REQUIRED_COMPONENTS if not isinstance(index.get(c), list)]
+
+
+def check_supported(repo_id: str, model_index: Path) -> None:
+    """Refuse a folder or repo whose pipeline is no family DiffusionDesk runs, or that
+    lacks a component its family needs, from model_index.json alone."""
+    check_readable(repo_id, model_index)
+    index = json.loads(model_index.read_text())
+    if not isinstance(index, dict):
+        raise EngineError(ErrorKind.MODEL, f"{repo_id}'s model_index.json is not a JSON object.")
+    profile, _ = families.detect(families.FolderFacts(index, {}, repo_id), repo_id)
+    check_components(repo_id, index, profile.components)
+
+
+def check_components(repo_id: str, index: dict[str, object], required: tuple[str, ...]) -> None:
+    """A clear message when a model folder lacks components its family needs."""
+    missing = [c for c in required if not isinstance(index.get(c), list)]
     if missing:
         kind = index.get("_class_name", "an unknown pipeline")
         raise EngineError(
             ErrorKind.MODEL,
-            f"{repo_id} is a {kind}, not a Stable Diffusion 1.x, 2.x or SDXL model "
-            f"(it has no {', '.join(missing)}); choose another model.",
+            f"{repo_id} is a {kind} without its {', '.join(missing)}; the folder is "
+            "incomplete (download it again or choose another model).",
         )

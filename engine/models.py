@@ -9,6 +9,7 @@ before another one is loaded.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
 import traceback
@@ -16,18 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderTiny,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-)
+from diffusers import AutoencoderTiny
 
-from engine import devices, hub, model_code, single_file
+from engine import devices, families, hub, model_code, single_file
 from engine.api import (
     STARTER_MODEL,
     EngineError,
     ErrorKind,
     JobCancelled,
+    Mode,
     ModelFamily,
     Progress,
     ShouldCancel,
@@ -44,12 +42,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def default_tiny_vae_dirs() -> dict[ModelFamily, Path]:
-    """Where bundled TAESD weights would live: resources/taesd (SD 1/2), taesdxl (SDXL)."""
+    """Where bundled tiny autoencoder weights would live: resources/<the profile's folder>
+    (taesd for SD 1/2, taesdxl for SDXL, taesd3, taef1 ...)."""
     root = resources_dir()
     return {
-        ModelFamily.SD1: root / "taesd",
-        ModelFamily.SD2: root / "taesd",
-        ModelFamily.SDXL: root / "taesdxl",
+        family: root / profile.tiny_vae_folder
+        for family, profile in families.PROFILES.items()
+        if profile.tiny_vae_folder
     }
 
 
@@ -57,13 +56,21 @@ def default_tiny_vae_dirs() -> dict[ModelFamily, Path]:
 class LoadedModel:
     source: str  # as requested ("starter", folder, file, hub id)
     family: ModelFamily
-    pipe: Pipeline  # a StableDiffusionPipeline or StableDiffusionXLPipeline
+    pipe: Pipeline  # the family's pipeline of its first mode (text-to-image mostly)
     # Model-shipped latent-to-RGB (factors per latent channel, bias); None: family default.
     latent_rgb: tuple[list[list[float]], list[float]] | None
     tiny_vae: AutoencoderTiny | None  # only when TAESD weights are present locally
-    is_inpaint_unet: bool  # unet in_channels == 9
+    # Inpaint-only: a 9-channel inpainting UNet or FLUX.1 Fill; text-to-image and
+    # image-to-image run through the inpaint pipeline over the whole picture.
+    is_inpaint_unet: bool
     device: torch.device
     dtype: torch.dtype
+    variant: str = ""  # the family's variant (engine/families/): "schnell", "fill" ...
+
+    @property
+    def label(self) -> str:
+        """What the status bar says, e.g. "FLUX.1 schnell"."""
+        return families.profile(self.family).variant(self.variant).label
 
 
 def _check_cancel(should_cancel: ShouldCancel) -> None:
@@ -91,16 +98,6 @@ def read_latent_rgb(path: Path) -> tuple[list[list[float]], list[float]] | None:
             '{"factors": [[r, g, b] for each latent channel], "bias": [r, g, b]}.'
         )
     return factors, bias
-
-
-def family_of_pipeline(pipe: Pipeline) -> ModelFamily:
-    if isinstance(pipe, StableDiffusionXLPipeline) or hasattr(pipe, "text_encoder_2"):
-        return ModelFamily.SDXL
-    # SD 2.x uses OpenCLIP ViT-H (1024-wide); SD 1.x uses CLIP ViT-L (768-wide) or smaller.
-    te = getattr(pipe, "text_encoder", None)
-    if te is not None and getattr(te.config, "hidden_size", 0) == 1024:
-        return ModelFamily.SD2
-    return ModelFamily.SD1
 
 
 def _only_variant(weight_files: list[str]) -> str | None:
@@ -260,11 +257,12 @@ class ModelManager:
     def _load_folder(
         self, folder: Path, source: str, progress: Progress, should_cancel: ShouldCancel
     ) -> LoadedModel:
-        hub.check_supported(str(folder), folder / "model_index.json")
+        hub.check_supported(source, folder / "model_index.json")
         index = json.loads((folder / "model_index.json").read_text())
+        facts = families.folder_facts(folder, index, name=source)
+        profile, variant = families.detect(facts, source)
         model_code.check_folder(folder, index)
-        class_name = str(index.get("_class_name", ""))
-        pipe_cls = StableDiffusionXLPipeline if "XL" in class_name else StableDiffusionPipeline
+        pipe_cls = profile.pipeline_class(profile.modes(variant)[0], variant)
         wanted = [
             name
             for name, value in index.items()
@@ -284,17 +282,27 @@ class ModelManager:
             components[name] = self._load_component(folder, name, library, cls_name)
         _check_cancel(should_cancel)
         progress(f"moving to {self.device}", len(wanted) / (len(wanted) + 1))
-        skipped = {n: None for n in _SKIPPED_COMPONENTS if n in index or n == "safety_checker"}
-        if pipe_cls is StableDiffusionXLPipeline:
-            skipped.pop("safety_checker", None)
+        accepted = inspect.signature(pipe_cls.__init__).parameters
+        skipped = {
+            n: None
+            for n in _SKIPPED_COMPONENTS
+            if (n in index or n == "safety_checker") and n in accepted
+        }
         pipe = pipe_cls.from_pretrained(
             folder,
             **components,
             **skipped,
             local_files_only=True,
-            **({"requires_safety_checker": False} if pipe_cls is StableDiffusionPipeline else {}),
+            **({"requires_safety_checker": False} if "requires_safety_checker" in accepted else {}),
         )
-        model = self._finish(pipe, source, read_latent_rgb(folder / "latent_rgb.json"), folder)
+        model = self._finish(
+            pipe,
+            source,
+            read_latent_rgb(folder / "latent_rgb.json"),
+            folder,
+            profile.family,
+            variant,
+        )
         progress("ready", 1.0)
         return model
 
@@ -342,22 +350,27 @@ class ModelManager:
         source: str,
         latent_rgb: tuple[list[list[float]], list[float]] | None,
         local_dir: Path | None,
-        family: ModelFamily | None = None,
+        family: ModelFamily,
+        variant: str = "",
     ) -> LoadedModel:
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        family = family or family_of_pipeline(pipe)
         tiny_vae = self._find_tiny_vae(family, local_dir)
-        devices.apply_layout(self._policy, pipe.unet, pipe.vae, tiny_vae)
+        unet = getattr(pipe, "unet", None)
+        devices.apply_layout(self._policy, unet, pipe.vae, tiny_vae)
+        profile = families.profile(family)
+        inpaint_only = profile.modes(variant) == (Mode.INPAINT,)
         return LoadedModel(
             source=source,
             family=family,
             pipe=pipe,
             latent_rgb=latent_rgb,
             tiny_vae=tiny_vae,
-            is_inpaint_unet=int(pipe.unet.config.in_channels) == 9,
+            is_inpaint_unet=inpaint_only
+            or (unet is not None and int(unet.config.in_channels) == 9),
             device=self.device,
             dtype=self.dtype,
+            variant=variant,
         )
 
     def _find_tiny_vae(self, family: ModelFamily, local_dir: Path | None) -> AutoencoderTiny | None:

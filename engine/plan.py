@@ -3,10 +3,11 @@
 `check_inputs()` runs before any model loads, so bad input fails at once: the request's
 own checks (validation.py), the resume source and its step, and the seeds. `make_plan()`
 then resolves the checked inputs against the loaded model into a frozen `Plan`: the mode
-and the diffusers pipeline class that serves it, the scheduler, the schedule's length and
-the index its first step runs at (diffusers' get_timesteps rule for image-to-image and
-inpaint; the stored step for a resume), the size, the inpaint setup and its crop, and the
-seeds. sampling.PipelineRunner runs a Plan.
+and the diffusers pipeline class that serves it (from the family's profile in
+engine/families/), the scheduler, the schedule's length and the index its first step
+runs at (diffusers' get_timesteps rule for image-to-image and inpaint; the stored step for
+a resume), the size, the inpaint setup and its crop, and the seeds.
+sampling.PipelineRunner runs a Plan.
 """
 
 from __future__ import annotations
@@ -16,19 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from diffusers import (
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLInpaintPipeline,
-    StableDiffusionXLPipeline,
-)
 from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 
-from engine import compositing, validation
-from engine.api import EngineError, ErrorKind, GenerationRequest, Mode, ModelFamily
+from engine import compositing, families, validation
+from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
 from engine.compositing import InpaintSetup
 from engine.protocols import PipelineClass
 
@@ -36,22 +29,9 @@ if TYPE_CHECKING:
     from engine.models import LoadedModel
     from engine.sampling import Trajectory
 
-_SD = {
-    Mode.TXT2IMG: StableDiffusionPipeline,
-    Mode.IMG2IMG: StableDiffusionImg2ImgPipeline,
-    Mode.INPAINT: StableDiffusionInpaintPipeline,
-}
-PIPELINES: dict[ModelFamily, dict[Mode, PipelineClass]] = {
-    ModelFamily.SD1: _SD,
-    ModelFamily.SD2: _SD,
-    ModelFamily.SDXL: {
-        Mode.TXT2IMG: StableDiffusionXLPipeline,
-        Mode.IMG2IMG: StableDiffusionXLImg2ImgPipeline,
-        Mode.INPAINT: StableDiffusionXLInpaintPipeline,
-    },
-}
 SEED_RANGE = 2**32  # a seed the engine picks is below this
-# The grey a 9-channel inpainting UNet paints over when it runs text-to-image.
+# The grey an inpaint-only model (a 9-channel inpainting UNet, FLUX.1 Fill) paints over
+# when it runs text-to-image.
 _BLANK_GREY = (127, 127, 127)
 
 
@@ -197,7 +177,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     return Plan(
         request=r,
         mode=mode,
-        pipeline_class=PIPELINES[model.family][mode],
+        pipeline_class=families.profile(model.family).pipeline_class(mode, model.variant),
         scheduler=scheduler,
         steps=steps,
         start_index=start,

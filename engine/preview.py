@@ -17,38 +17,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import families
 from engine.api import ModelFamily
 from engine.compositing import fit
+from engine.families.profile import Factors
 from engine.protocols import Scheduler
 
-Factors = tuple[list[list[float]], list[float]]
-
-# Linear maps from the SD VAE's (scaled) latents to RGB in [-1, 1], as in ComfyUI's
-# latent_formats: SD 1.x and 2.x share a VAE; SDXL has its own.
-SD_FACTORS: Factors = (
-    [
-        [0.3512, 0.2297, 0.3227],
-        [0.3250, 0.4974, 0.2350],
-        [-0.2829, 0.1762, 0.2721],
-        [-0.2120, -0.2616, -0.7177],
-    ],
-    [0.0, 0.0, 0.0],
-)
-SDXL_FACTORS: Factors = (
-    [
-        [0.3651, 0.4232, 0.4341],
-        [-0.2533, -0.0042, 0.1068],
-        [0.1076, 0.1111, -0.0362],
-        [-0.3165, -0.2492, -0.2188],
-    ],
-    [0.1084, -0.0175, -0.0011],
-)
 TAESD_BUDGET = 0.01  # share of sampling time the tiny autoencoder may take
 MAX_PREVIEW_SIDE = 512  # the long side of every step preview, at most
 
 
 def family_factors(family: ModelFamily) -> Factors:
-    return SDXL_FACTORS if family == ModelFamily.SDXL else SD_FACTORS
+    """The family's published (or fitted) linear latent-to-RGB map."""
+    return families.profile(family).latent_rgb
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:

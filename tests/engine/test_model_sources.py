@@ -112,17 +112,17 @@ def test_hub_id_of_an_unsupported_pipeline(
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    folder = tmp_path / "flux"
+    folder = tmp_path / "kandinsky"
     folder.mkdir()
     (folder / "model_index.json").write_text(
-        json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers", "X"]})
+        json.dumps({"_class_name": "KandinskyV22Pipeline", "movq": ["diffusers", "VQModel"]})
     )
     cache = tmp_path / "hub"
-    make_hub_cache(cache, "someone/flux", folder)
+    make_hub_cache(cache, "someone/kandinsky", folder)
     with pytest.raises(EngineError) as err:
-        ModelManager(device="cpu", cache_dir=cache).get("someone/flux", Recorder(), never)
+        ModelManager(device="cpu", cache_dir=cache).get("someone/kandinsky", Recorder(), never)
     assert err.value.kind == ErrorKind.MODEL
-    assert "FluxPipeline, not a Stable Diffusion" in err.value.message
+    assert "KandinskyV22Pipeline, not a model family DiffusionDesk runs" in err.value.message
 
 
 def test_download_progress_is_forwarded_and_cancellable() -> None:

@@ -9,7 +9,8 @@ import torch
 from engine_helpers import WAIT, request, tiny_autoencoder
 
 from engine.api import Finished, Step
-from engine.preview import SD_FACTORS, LatentRGB, X0Tap
+from engine.families.sd1 import SD_FACTORS
+from engine.preview import LatentRGB, X0Tap
 
 
 def test_step_events_carry_uint8_previews(engine, recorder):

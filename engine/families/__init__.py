@@ -1,0 +1,81 @@
+"""The registry of model families: one FamilyProfile per ModelFamily, one module each.
+
+To add a family: write engine/families/<name>.py holding PROFILE (see profile.py and
+flux1.py), add its ModelFamily value in engine/api.py, and list the module in _MODULES
+below, before any family whose class names it shares. Everything else (plan, loading,
+previews, the form) reads the profile. No torch here: the window reads defaults too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.api import EngineError, ErrorKind, ModelFamily
+from engine.families import flux1, sd1, sd2, sd3, sdxl
+from engine.families.profile import FamilyProfile, FolderFacts, Variant
+
+__all__ = [
+    "PROFILES",
+    "FamilyProfile",
+    "FolderFacts",
+    "Variant",
+    "detect",
+    "folder_facts",
+    "profile",
+]
+
+# Detection tries them in this order.
+_MODULES = (sdxl, sd3, flux1, sd2, sd1)
+PROFILES: dict[ModelFamily, FamilyProfile] = {m.PROFILE.family: m.PROFILE for m in _MODULES}
+SUPPORTED_WORDS = ", ".join(p.label for p in PROFILES.values())
+
+
+def profile(family: ModelFamily | str) -> FamilyProfile:
+    """The family's profile; EngineError(MODEL) for a family with none yet."""
+    found = PROFILES.get(ModelFamily(family))
+    if found is None:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{family} models are not supported by this version of DiffusionDesk; it runs "
+            f"{SUPPORTED_WORDS}.",
+        )
+    return found
+
+
+def detect(facts: FolderFacts, source: str = "") -> tuple[FamilyProfile, str]:
+    """The family and variant name of a diffusers folder, from its files alone."""
+    for candidate in PROFILES.values():
+        if candidate.matches(facts):
+            return candidate, candidate.variant_of(facts)
+    # Folders with a UNet and a custom pipeline name load as Stable Diffusion, as before.
+    if facts.component_class("unet"):
+        if "XL" in facts.class_name or facts.component_class("text_encoder_2"):
+            return PROFILES[ModelFamily.SDXL], ""
+        family = ModelFamily.SD2 if sd1.text_width(facts) == 1024 else ModelFamily.SD1
+        return PROFILES[family], ""
+    kind = facts.class_name or "an unknown pipeline"
+    raise EngineError(
+        ErrorKind.MODEL,
+        f"{source or facts.name} is a {kind}, not a model family DiffusionDesk runs "
+        f"({SUPPORTED_WORDS}); choose another model.",
+    )
+
+
+def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> FolderFacts:
+    """Read the component configs detection looks at (small JSON files)."""
+    configs: dict[str, Mapping[str, Any]] = {}
+    for component in ("unet", "transformer", "text_encoder"):
+        path = folder / component / "config.json"
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise EngineError(
+                    ErrorKind.MODEL, f"{path} is not a readable config file: {exc}"
+                ) from exc
+            if isinstance(loaded, dict):
+                configs[component] = loaded
+    return FolderFacts(index=index, configs=configs, name=name or folder.name)
