@@ -24,6 +24,7 @@ from diffusers import (
     AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
     DiffusionPipeline,
+    DPMSolverMultistepScheduler,
     FlowMatchEulerDiscreteScheduler,
     Flux2KleinPipeline,
     Flux2Transformer2DModel,
@@ -185,9 +186,9 @@ def zimage_components() -> dict[str, Any]:
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        block_out_channels=[8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[8, 8, 8, 8],  # four levels: 8x down, as the real VAE
         layers_per_block=1,
         latent_channels=16,
         norm_num_groups=4,
@@ -237,9 +238,9 @@ def qwen_image_components() -> dict[str, Any]:
     vae = AutoencoderKLQwenImage(
         base_dim=z_dim * 2,
         z_dim=z_dim,
-        dim_mult=[1, 2, 4],
+        dim_mult=[1, 2, 2, 2],
         num_res_blocks=1,
-        temperal_downsample=[False, True],
+        temperal_downsample=[False, True, True],  # 8x down, as the real VAE
         latents_mean=[0.0] * z_dim,
         latents_std=[1.0] * z_dim,
     )
@@ -396,9 +397,9 @@ def flux2_klein_components(*, distilled: bool = True) -> dict[str, Any]:
         sample_size=32,
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),  # 8x down, as the real VAE
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=4,

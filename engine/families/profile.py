@@ -89,6 +89,9 @@ class FamilyProfile:
     # Extra test when families share class names (SD 1 / SD 2); None: class names decide.
     claims: Callable[[FolderFacts], bool] | None = None
     variant_of: Callable[[FolderFacts], str] = lambda facts: ""
+    # The pipeline's keyword arguments as this family's pipelines take them
+    # (pipe, arguments, variant) -> arguments; None: as they are.
+    call_arguments: Callable[[Any, dict[str, Any], str], dict[str, Any]] | None = None
 
     def variant(self, name: str) -> Variant:
         """The named variant; an unknown name falls back to the default one."""
