@@ -350,7 +350,11 @@ def _sana_parts(*, sprint: bool) -> dict[str, Any]:
 
 def sana_components() -> dict[str, Any]:
     """SANA: a linear-attention DiT on the deep-compression autoencoder's latents, Gemma2 text."""
-    return _sana_parts(sprint=False) | {"scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+    # The released SANA models ship DPM-Solver++ in its flow-matching form.
+    scheduler = DPMSolverMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
+    return _sana_parts(sprint=False) | {"scheduler": scheduler}
 
 
 def sana_sprint_components() -> dict[str, Any]:
