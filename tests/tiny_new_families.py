@@ -294,7 +294,7 @@ def _sana_parts(*, sprint: bool) -> dict[str, Any]:
         patch_size=1,
         in_channels=4,
         out_channels=4,
-        num_layers=1,
+        num_layers=2,  # two blocks, so a cancel can land between them
         num_attention_heads=2,
         attention_head_dim=4,
         num_cross_attention_heads=2,
