@@ -24,6 +24,7 @@ from engine.api import (
     Failed,
     Finished,
     GenerationRequest,
+    ModelInfo,
     ModelLoading,
     Queued,
     SchedulerName,
@@ -267,8 +268,14 @@ def output_paths(output: Path, count: int) -> list[Path]:
     ]
 
 
-def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+def save_image(
+    image: Image.Image,
+    path: Path,
+    request: GenerationRequest,
+    seed: int,
+    model_info: ModelInfo | None = None,
+) -> None:
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed, model_info)
 
 
 def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | RemoteEngine:
@@ -325,7 +332,7 @@ def generate(
         result.images, result.seeds, output_paths(args.output, len(result.images)), strict=True
     ):
         try:
-            save_image(image, path, result.request, seed)
+            save_image(image, path, result.request, seed, result.model_info)
         except OSError as exc:  # atomic_file.SaveError says what happened and what to do
             err.write(f"{PROG}: error: {getattr(exc, 'message', None) or exc}\n")
             return 1

@@ -27,6 +27,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    ModelInfo,
     ModelLoading,
     Queued,
     Started,
@@ -307,7 +308,18 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
-        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
+        self._emit(
+            Started(
+                job.id,
+                inputs.total,
+                r.model,
+                device,
+                plan.seeds,
+                family=model.family,
+                variant=model.variant,
+                model_label=model.label,
+            )
+        )
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
@@ -338,6 +350,7 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+            model_info=ModelInfo(str(model.family), model.variant, str(plan.guidance)),
         )
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:

@@ -123,8 +123,11 @@ class Accelerator:
         should_cancel: ShouldCancel,
     ) -> Session:
         width, height = request.width, request.height
+        unet = getattr(_pipe(model), "unet", None)
+        if unet is None:  # transformer families (engine/families/): torch runs them as loaded
+            note = "OpenVINO runs UNet models only; torch ran this one."
+            return Session("", [note] if self.backend == "openvino" else [])
         batches = unet_batch(request, model, images)
-        unet = _pipe(model).unet
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():

@@ -85,6 +85,7 @@ class FamilyProfile:
     # x0 = x_t - sigma v, and the flow-matching schedulers serve the sampler names.
     flow: bool = False
     unpack: Unpack | None = None  # None: latents are C x h x w already
+    size_multiple: int = 8  # width and height: the VAE's factor times the patch size
     tiny_vae_folder: str = ""  # folder under resources/ with this family's tiny autoencoder
     # Extra test when families share class names (SD 1 / SD 2); None: class names decide.
     claims: Callable[[FolderFacts], bool] | None = None

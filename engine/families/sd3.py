@@ -103,6 +103,7 @@ PROFILE = FamilyProfile(
         "scheduler",
     ),
     flow=True,
+    size_multiple=16,
     tiny_vae_folder="taesd3",
     variant_of=_variant,
 )
