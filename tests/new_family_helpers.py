@@ -14,7 +14,7 @@ from engine_helpers import TinyModels, request
 from PIL import Image
 from tiny_new_families import tiny_family_pipeline
 
-from engine import families
+from engine import compositing, families
 from engine.api import GenerationRequest, GuidanceKind, Mode, ModelFamily
 from engine.latent_fit import fit_latent_rgb
 from engine.models import LoadedModel
@@ -110,10 +110,11 @@ def plain_diffusers(family: TinyFamily, r: GenerationRequest) -> Image.Image:
     }
     if mode is Mode.IMG2IMG:
         args.update(image=r.init_image, strength=r.strength)
-    else:
-        args.update(width=r.width, height=r.height)
+    args.update(width=r.width, height=r.height)  # img2img too: else they pick their own size
     if mode is Mode.INPAINT:
-        args.update(image=r.init_image, mask_image=r.mask, strength=r.strength)
+        # The engine hands the pipeline the mask grown by a latent cell (compositing.py).
+        mask = compositing.pipeline_mask(r.mask)
+        args.update(image=r.init_image, mask_image=mask, strength=r.strength)
     if family.family is ModelFamily.QWEN_IMAGE:
         args.update(true_cfg_scale=r.guidance_scale, negative_prompt=r.negative_prompt or " ")
     elif family.family is ModelFamily.SANA:

@@ -79,9 +79,16 @@ def unpack(latents: np.ndarray, width: int, height: int, vae_scale: int = 8) -> 
 
 def call_arguments(pipe: Any, args: dict[str, Any], variant: str) -> dict[str, Any]:
     """The engine's arguments in the form the klein pipelines take them: no negative
-    prompt text; for klein base, the negative prompt's embeddings."""
+    prompt text; for klein base, the negative prompt's embeddings; resumed latents on
+    their grid."""
     args = dict(args)
     negative = args.pop("negative_prompt", None)
+    latents = args.get("latents")
+    if latents is not None and latents.ndim == 3:
+        # A resume: the stored latents are tokens; prepare_latents takes the 1/16 grid.
+        scale = 2 * int(pipe.vae_scale_factor)
+        rows, cols = int(args["height"]) // scale, int(args["width"]) // scale
+        args["latents"] = latents.permute(0, 2, 1).reshape(latents.shape[0], -1, rows, cols)
     if variant == "base" and negative and args.get("guidance_scale", 1.0) > 1.0:
         embeds, _ = pipe.encode_prompt(
             prompt=negative,
@@ -134,6 +141,7 @@ PROFILE = FamilyProfile(
     denoiser_names=frozenset({"Flux2Transformer2DModel"}),
     components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
     flow=True,
+    size_multiple=16,
     unpack=unpack,
     variant_of=_variant,
     claims=_is_klein,

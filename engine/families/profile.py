@@ -64,6 +64,8 @@ class Variant:
     scheduler: SchedulerName
     # Pipelines that differ from the family's, by mode; None: the variant lacks the mode.
     pipelines: Mapping[Mode, str | None] = field(default_factory=dict)
+    # Samplers that fit this variant, where they differ from the family's (SANA-Sprint).
+    samplers: tuple[SchedulerName, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class FamilyProfile:
         if mode in overrides:
             return overrides[mode]
         return self.pipelines.get(mode)
+
+    def samplers_for(self, variant: str = "") -> tuple[SchedulerName, ...]:
+        """The samplers that fit the variant, in the order the form lists them."""
+        return self.variant(variant).samplers or self.samplers
 
     def modes(self, variant: str = "") -> tuple[Mode, ...]:
         return tuple(m for m in Mode if self.pipeline_name(m, variant) is not None)

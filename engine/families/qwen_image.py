@@ -85,6 +85,7 @@ PROFILE = FamilyProfile(
     denoiser_names=frozenset({"QwenImageTransformer2DModel"}),
     components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
     flow=True,
+    size_multiple=16,
     unpack=unpack_2x2,
     claims=_is_text_to_image,
     call_arguments=call_arguments,

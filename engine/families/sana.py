@@ -47,6 +47,8 @@ def call_arguments(pipe: Any, args: dict[str, Any], variant: str) -> dict[str, A
     args = dict(args, use_resolution_binning=False)
     if variant == "sprint":
         args.pop("negative_prompt", None)
+        if "latents" in args:  # a resume: Sprint scales its starting latents by sigma_data
+            args["latents"] = args["latents"] / pipe.scheduler.config.sigma_data
         if args.get("num_inference_steps") != SPRINT_STEPS_WITH_MIDPOINT:
             args["intermediate_timesteps"] = None
     return args
@@ -75,8 +77,9 @@ PROFILE = FamilyProfile(
             width=1024,
             height=1024,
             guidance_scale=4.5,
-            scheduler=SchedulerName.EULER,
+            scheduler=SchedulerName.SCM,
             pipelines=_SPRINT_PIPELINES,
+            samplers=(SchedulerName.SCM,),
         ),
     ),
     samplers=(SchedulerName.DPMPP_2M, SchedulerName.EULER, SchedulerName.UNIPC),
@@ -88,6 +91,7 @@ PROFILE = FamilyProfile(
     denoiser_names=frozenset({"SanaTransformer2DModel"}),
     components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
     flow=True,
+    size_multiple=32,
     variant_of=_variant,
     call_arguments=call_arguments,
 )

@@ -61,6 +61,7 @@ PROFILE = FamilyProfile(
     denoiser_names=frozenset({"ZImageTransformer2DModel"}),
     components=("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
     flow=True,
+    size_multiple=16,
     tiny_vae_folder="taef1",
     variant_of=_variant,
 )
