@@ -156,27 +156,33 @@ def _vocab_size(tokenizer: Any) -> int:
     return len(tokenizer)
 
 
+# bench=True: the transformer mid-sized (4 heads of 64, 4 layers), so that a step costs
+# what the engine's per-step work is measured against in bench/engine_overhead.py.
+BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS = 4, 64, 4
+
+
 # ----------------------------------------------------------------------------- families
 
 
-def zimage_components() -> dict[str, Any]:
+def zimage_components(*, bench: bool = False) -> dict[str, Any]:
     """Z-Image: a single-stream DiT on 16-channel FLUX.1-style VAE latents, Qwen3 text."""
+    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS) if bench else (2, 16, 2)
     torch.manual_seed(0)
     transformer = ZImageTransformer2DModel(
         all_patch_size=(2,),
         all_f_patch_size=(1,),
         in_channels=16,
-        dim=32,
-        n_layers=2,
+        dim=heads * head_dim,
+        n_layers=layers,
         n_refiner_layers=1,
-        n_heads=2,
-        n_kv_heads=2,
+        n_heads=heads,
+        n_kv_heads=heads,
         norm_eps=1e-5,
         qk_norm=True,
         cap_feat_dim=16,
         rope_theta=256.0,
         t_scale=1000.0,
-        axes_dims=[8, 4, 4],
+        axes_dims=[head_dim // 2, head_dim // 4, head_dim // 4],
         axes_lens=[256, 32, 32],
     )
     with torch.no_grad():  # created with torch.empty: fix them, as diffusers' tests do
@@ -219,19 +225,20 @@ def zimage_components() -> dict[str, Any]:
     }
 
 
-def qwen_image_components() -> dict[str, Any]:
+def qwen_image_components(*, bench: bool = False) -> dict[str, Any]:
     """Qwen-Image: an MMDiT on the 16-channel (here 4) video VAE latents, Qwen2.5-VL text."""
+    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS) if bench else (3, 16, 2)
     torch.manual_seed(0)
     transformer = QwenImageTransformer2DModel(
         patch_size=2,
         in_channels=16,
         out_channels=4,
-        num_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=3,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
         joint_attention_dim=16,
         guidance_embeds=False,
-        axes_dims_rope=(8, 4, 4),
+        axes_dims_rope=(head_dim // 2, head_dim // 4, head_dim // 4),
     )
     torch.manual_seed(0)
     z_dim = 4
@@ -288,18 +295,19 @@ def qwen_image_components() -> dict[str, Any]:
     }
 
 
-def _sana_parts(*, sprint: bool) -> dict[str, Any]:
+def _sana_parts(*, sprint: bool, bench: bool) -> dict[str, Any]:
+    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS) if bench else (2, 4, 2)
     torch.manual_seed(0)
     transformer = SanaTransformer2DModel(
         patch_size=1,
         in_channels=4,
         out_channels=4,
-        num_layers=2,  # two blocks, so a cancel can land between them
-        num_attention_heads=2,
-        attention_head_dim=4,
-        num_cross_attention_heads=2,
-        cross_attention_head_dim=4,
-        cross_attention_dim=8,
+        num_layers=layers,  # at least two, so a cancel can land between them
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        num_cross_attention_heads=heads,
+        cross_attention_head_dim=head_dim,
+        cross_attention_dim=heads * head_dim,
         caption_channels=8,
         sample_size=32,
         qk_norm="rms_norm_across_heads" if sprint else None,
@@ -310,14 +318,15 @@ def _sana_parts(*, sprint: bool) -> dict[str, Any]:
         in_channels=3,
         latent_channels=4,
         attention_head_dim=2,
-        encoder_block_types=("ResBlock", "EfficientViTBlock"),
-        decoder_block_types=("ResBlock", "EfficientViTBlock"),
-        encoder_block_out_channels=(8, 8),
-        decoder_block_out_channels=(8, 8),
-        encoder_qkv_multiscales=((), (5,)),
-        decoder_qkv_multiscales=((), (5,)),
-        encoder_layers_per_block=(1, 1),
-        decoder_layers_per_block=[1, 1],
+        # Six stages, five of them halving: 32x down, as the real DC-AE f32c32.
+        encoder_block_types=("ResBlock",) * 5 + ("EfficientViTBlock",),
+        decoder_block_types=("ResBlock",) * 5 + ("EfficientViTBlock",),
+        encoder_block_out_channels=(8,) * 6,
+        decoder_block_out_channels=(8,) * 6,
+        encoder_qkv_multiscales=((),) * 5 + ((5,),),
+        decoder_qkv_multiscales=((),) * 5 + ((5,),),
+        encoder_layers_per_block=(1,) * 6,
+        decoder_layers_per_block=[1] * 6,
         downsample_block_type="conv",
         upsample_block_type="interpolate",
         decoder_norm_types="rms_norm",
@@ -348,18 +357,18 @@ def _sana_parts(*, sprint: bool) -> dict[str, Any]:
     }
 
 
-def sana_components() -> dict[str, Any]:
+def sana_components(*, bench: bool = False) -> dict[str, Any]:
     """SANA: a linear-attention DiT on the deep-compression autoencoder's latents, Gemma2 text."""
     # The released SANA models ship DPM-Solver++ in its flow-matching form.
     scheduler = DPMSolverMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
     )
-    return _sana_parts(sprint=False) | {"scheduler": scheduler}
+    return _sana_parts(sprint=False, bench=bench) | {"scheduler": scheduler}
 
 
-def sana_sprint_components() -> dict[str, Any]:
+def sana_sprint_components(*, bench: bool = False) -> dict[str, Any]:
     """SANA-Sprint: SANA distilled to one to four steps with the sCM scheduler."""
-    return _sana_parts(sprint=True) | {"scheduler": SCMScheduler()}
+    return _sana_parts(sprint=True, bench=bench) | {"scheduler": SCMScheduler()}
 
 
 # klein reads the hidden states of layers 9, 18 and 27; a 28-layer encoder 16 wide is
@@ -367,19 +376,20 @@ def sana_sprint_components() -> dict[str, Any]:
 FLUX2_TEXT_LAYERS = 28
 
 
-def flux2_klein_components(*, distilled: bool = True) -> dict[str, Any]:
+def flux2_klein_components(*, distilled: bool = True, bench: bool = False) -> dict[str, Any]:
     """FLUX.2 klein: FLUX.2's transformer on its 2x2-packed latents, Qwen3 text."""
+    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, 2) if bench else (2, 16, 1)
     torch.manual_seed(0)
     transformer = Flux2Transformer2DModel(
         patch_size=1,
         in_channels=16,  # 4 latent channels x 2 x 2 (128 = 32 x 2 x 2 in the real model)
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        num_layers=layers,
+        num_single_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
         joint_attention_dim=16 * 3,
         timestep_guidance_channels=256,
-        axes_dims_rope=[4, 4, 4, 4],
+        axes_dims_rope=[head_dim // 4] * 4,
         guidance_embeds=False,
     )
     tokenizer = tiny_qwen_tokenizer()
@@ -421,20 +431,23 @@ def flux2_klein_components(*, distilled: bool = True) -> dict[str, Any]:
 
 
 # The text-to-image pipeline and components of each tiny family, by name.
-FAMILIES: dict[str, tuple[type[DiffusionPipeline], Callable[[], dict[str, Any]]]] = {
+FAMILIES: dict[str, tuple[type[DiffusionPipeline], Callable[..., dict[str, Any]]]] = {
     "zimage": (ZImagePipeline, zimage_components),
     "qwen-image": (QwenImagePipeline, qwen_image_components),
     "sana": (SanaPipeline, sana_components),
     "sana-sprint": (SanaSprintPipeline, sana_sprint_components),
     "flux2-klein": (Flux2KleinPipeline, flux2_klein_components),
-    "flux2-klein-base": (Flux2KleinPipeline, lambda: flux2_klein_components(distilled=False)),
+    "flux2-klein-base": (
+        Flux2KleinPipeline,
+        lambda bench=False: flux2_klein_components(distilled=False, bench=bench),
+    ),
 }
 
 
-def tiny_family_pipeline(name: str) -> DiffusionPipeline:
-    """The tiny text-to-image pipeline of a family (see FAMILIES)."""
+def tiny_family_pipeline(name: str, *, bench: bool = False) -> DiffusionPipeline:
+    """The tiny text-to-image pipeline of a family (see FAMILIES); bench: mid-sized."""
     cls, components = FAMILIES[name]
-    pipe = cls(**components())
+    pipe = cls(**components(bench=bench))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -116,7 +116,7 @@ def test_every_variants_defaults_fit_its_family(profile: families.FamilyProfile)
     assert len(profile.latent_rgb[0]) in (0, profile.latent_channels)
     assert all(len(row) == 3 for row in profile.latent_rgb[0])
     for variant in profile.variants:
-        assert variant.scheduler in profile.samplers
+        assert variant.scheduler in profile.samplers_for(variant.name)
         assert 1 <= variant.steps <= max_steps_for(variant.scheduler.value)
         assert variant.width % 16 == 0 and variant.height % 16 == 0
         assert profile.modes(variant.name)
