@@ -150,6 +150,113 @@ class ResumeFrom:
     step: int
 
 
+class Preprocessor(StrEnum):
+    """Built-in control-image preprocessors; none needs model weights."""
+
+    NONE = "none"  # the image is already a control map (depth, pose, edges ...)
+    CANNY = "canny"
+    SOFT_EDGE = "softedge"  # Gaussian blur then Sobel gradient magnitude
+    LINEART = "lineart"  # dark strokes by thresholding, white on black
+    SCRIBBLE = "scribble"  # a drawing's strokes, thickened, white on black
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet (or T2I adapter) steering a job, as A1111's ControlNet units.
+
+    model: a diffusers folder or a single .safetensors file; image: the control image
+    (or the picture a preprocessor turns into one), resized to the request's size;
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    """
+
+    model: str
+    image: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = Preprocessor.NONE.value
+
+
+@dataclass(frozen=True)
+class RegionPrompt:
+    """A prompt that acts only where its mask is white (regional prompting).
+
+    mask is a picture of the request's size; the request's own prompt is the base
+    prompt and acts everywhere.
+    """
+
+    prompt: str
+    mask: Image.Image
+
+
+class OutpaintFill(StrEnum):
+    """What the new area of an expanded canvas holds before the model paints it."""
+
+    EDGE = "edge"  # the border pixels stretched outward
+    BLUR = "blur"  # the border pixels stretched outward, then blurred
+    NOISE = "noise"  # random pixels around the picture's mean colour
+
+
+@dataclass(frozen=True)
+class Expand:
+    """Outpainting: grow the init image by this many pixels on each side (multiples of 8)
+    and paint the new area; the original pixels come back exactly (engine/outpaint.py).
+
+    band: pixels of the new area next to the original over which the model's painting is
+    blended toward the original's colours, so the seam does not show. tile: with
+    inpaint_only_masked, the most pixels on a side of each piece the model paints at once
+    (a 512 px model extends a large picture piece by piece)."""
+
+    left: int = 0
+    right: int = 0
+    top: int = 0
+    bottom: int = 0
+    fill: str = OutpaintFill.EDGE.value
+    band: int = 32
+    tile: int = 512
+
+
+@dataclass(frozen=True)
+class ForwardProcess:
+    """The forward process, made visible: the init image's latents noised `level` steps of
+    the request's schedule deep (0: the picture itself; steps: the schedule's noisiest),
+    with the seed's noise. Without denoise the job's one image is that noisy latent decoded;
+    with denoise the reverse process runs the remaining `level` steps from exactly it."""
+
+    level: int
+    denoise: bool = False
+
+
+@dataclass(frozen=True)
+class HiresFix:
+    """A1111's hires fix: after the first pass, enlarge by `scale` with `upscaler` (a latent
+    upscaler such as "Latent (bicubic)", "Lanczos", or an upscaler model's file name or
+    path), then run image-to-image at the larger size with these steps and strength.
+    steps 0: as many as the first pass; empty prompts: the first pass's."""
+
+    scale: float = 2.0
+    upscaler: str = "Latent"
+    steps: int = 0
+    denoising_strength: float = 0.55
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """Enlarge the request's init image by `scale` with `upscaler` ("Lanczos" or an
+    upscaler model). With sd_tiles, then repaint it tile by tile with image-to-image at
+    the request's strength (A1111's "SD upscale"): tiles of `tile` pixels overlapping by
+    `overlap`, blended with feathered edges, so the picture may be larger than what fits
+    in memory at once."""
+
+    scale: float = 2.0
+    upscaler: str = "Lanczos"
+    sd_tiles: bool = False
+    tile: int = 512
+    overlap: int = 64
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
@@ -179,15 +286,29 @@ class GenerationRequest:
     # decode the final picture with the tiny autoencoder where its weights are present.
     guidance_cutoff: float | None = None
     fast_decode: bool = False
+    # Deep-feature caching: the UNet's deep blocks run every deep_cache-th step and are
+    # reused in between (engine/deep_cache.py); 1: every step runs all of the UNet.
+    deep_cache: int = 1
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
     vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Separate files a transformer-only model file needs (text encoders, VAE: paths),
+    # used before those found beside it (engine/flow_single_file.py).
+    model_files: tuple[str, ...] = ()
+    hires: HiresFix | None = None  # text-to-image only: a second, larger pass
+    upscale: Upscale | None = None  # enlarge init_image instead of generating
+    # ControlNet units and regional prompts (engine/control/, engine/regions.py).
+    controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
+    # Outpainting: width and height are the expanded size, init_image the picture to extend.
+    expand: Expand | None = None
+    forward: ForwardProcess | None = None  # show or denoise from a noised init image
 
     @property
     def mode(self) -> Mode:
-        if self.mask is not None:
+        if self.mask is not None or self.expand is not None:
             return Mode.INPAINT
         if self.init_image is not None:
             return Mode.IMG2IMG
@@ -203,7 +324,7 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Queued:
     job_id: int
-    position: int  # jobs ahead of this one (0 = next)
+    position: int  # jobs ahead of this one (0 = next); sent again each time it changes
     kind: EventKind = field(default=EventKind.QUEUED, init=False)
 
 
@@ -272,6 +393,9 @@ class Finished:
     noisy_step_previews: tuple[np.ndarray, ...] = ()
     # Things the person should know that did not stop the job (e.g. a truncated prompt).
     warnings: tuple[str, ...] = ()
+    # Numbers the job found that are not timings, e.g. the forward process's "t" and
+    # "alpha_bar" (a_t) at the noise level shown.
+    facts: dict[str, float] = field(default_factory=dict)
     model_info: ModelInfo | None = None  # family, variant and guidance of the model that ran
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 

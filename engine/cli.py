@@ -15,22 +15,26 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, validation
+from engine import families, images, outpaint, upscale_cli, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
     EngineError,
     Event,
+    Expand,
     Failed,
     Finished,
     GenerationRequest,
+    GuidanceKind,
     ModelInfo,
     ModelLoading,
+    OutpaintFill,
     Queued,
     SchedulerName,
     Started,
     Step,
 )
+from engine.control import cli_args as control_args
 from engine.images import OpenedImage
 from engine.picture_files import format_of, save_picture
 from engine.protocols import ModelProvider
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
+DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER = "20", "5.0", SchedulerName.DPMPP_2M.value
 
 
 class _CliError(Exception):
@@ -56,20 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     # one sentence (exit 1) like every other bad input, never argparse's usage dump.
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--steps", default="20")
-    g.add_argument("--guidance", default="5.0", help="guidance (CFG) scale")
+    g.add_argument("--steps", default=None, help=f"default: {DEFAULT_STEPS} (see --scheduler)")
+    g.add_argument(
+        "--guidance",
+        default=None,
+        help="guidance (CFG) scale, or FLUX.1 dev's distilled guidance (default: see --scheduler)",
+    )
     g.add_argument("--seed", default=None, help="default: a random seed, printed")
     g.add_argument("--width", default=None, help="default: the init image's, or 128")
     g.add_argument("--height", default=None)
     g.add_argument("--batch-size", default="1")
     g.add_argument(
         "--scheduler",
-        default=SchedulerName.DPMPP_2M.value,
-        help="one of: " + ", ".join(NAMES),
+        default=None,
+        help=f"one of: {', '.join(NAMES)}; default {DEFAULT_SCHEDULER} with {DEFAULT_STEPS} "
+        "steps and guidance 5 where the model's family takes them, else the family's own "
+        "defaults (FLUX.1 schnell: Euler, 4 steps)",
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
-    g.add_argument("--strength", default="0.75")
+    g.add_argument("--strength", default=None, help="default: 0.75, or 1.0 with --expand")
     g.add_argument(
         "--mask",
         type=Path,
@@ -79,6 +90,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-blur", default="4")
     g.add_argument("--only-masked", action="store_true", help="inpaint a crop around the mask")
     g.add_argument("--padding", default="32", help="pixels around the mask crop")
+    g.add_argument(
+        "--expand",
+        default=None,
+        help="outpaint --init: pixels to add all around (128) or per side "
+        "(left=128,right=64; top/up, bottom/down, all); multiples of 8",
+    )
+    g.add_argument(
+        "--outpaint-fill",
+        default=Expand.fill,
+        help="what the new area holds for the model: " + ", ".join(f.value for f in OutpaintFill),
+    )
+    g.add_argument("--seam-band", default=str(Expand.band), help="pixels of blended seam")
+    g.add_argument(
+        "--piece",
+        default=str(Expand.tile),
+        help="with --only-masked --expand: the most pixels a side of each piece painted",
+    )
+    upscale_cli.add_arguments(g)
     g.add_argument(
         "--guidance-cutoff",
         default=None,
@@ -90,8 +119,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode the picture with the tiny autoencoder (TAESD) if present",
     )
+    g.add_argument(
+        "--deep-cache",
+        default="1",
+        metavar="N",
+        help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
+    )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
-    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--vae",
+        default="",
+        help="VAE file name (VAE folders), path or folder; for a transformer-only model "
+        "file (SD3, FLUX.1) also the VAE it loads with",
+    )
+    g.add_argument(
+        "--text-encoder",
+        action="append",
+        default=[],
+        type=str,
+        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
+        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+    )
     g.add_argument(
         "--models-dir",
         action="append",
@@ -100,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
         "and VAEs in; repeat for several",
     )
+    control_args.add_arguments(g)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--dtype",
@@ -188,6 +237,27 @@ def _open(path: Path, flag: str, err: TextIO, *, mask: bool = False) -> OpenedIm
     return opened
 
 
+def _sampling_defaults(args: argparse.Namespace) -> tuple[str, str, str]:
+    """Steps, guidance and sampler: as given, else the CLI's defaults where the model's
+    family (read from its folder, engine/families/) takes that sampler and true CFG,
+    else the family variant's own defaults."""
+    steps, guidance, scheduler = args.steps, args.guidance, args.scheduler
+    found = families.describe_source(args.model) if args.engine is None else None
+    if found is not None:
+        profile, name = found
+        variant = profile.variant(name)
+        fits = SchedulerName(DEFAULT_SCHEDULER) in profile.samplers
+        if not fits or variant.guidance is not GuidanceKind.CFG:
+            steps = steps if steps is not None else str(variant.steps)
+            guidance = guidance if guidance is not None else str(variant.guidance_scale)
+            scheduler = scheduler if scheduler is not None else variant.scheduler.value
+    return (
+        steps if steps is not None else DEFAULT_STEPS,
+        guidance if guidance is not None else DEFAULT_GUIDANCE,
+        scheduler if scheduler is not None else DEFAULT_SCHEDULER,
+    )
+
+
 def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> GenerationRequest:
     """The request the arguments describe, every check done (before torch is imported):
     raises _CliError."""
@@ -201,29 +271,64 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
     if args.mask:
         mask = _open(args.mask, "--mask", err, mask=True).image
     width, height = init.size if init is not None else (128, 128)
+    expand = None
+    if args.expand is not None:
+        if init is None or args.mask:
+            raise _CliError("--expand needs --init (the picture to extend) and no --mask")
+        try:
+            sides = outpaint.parse_expand(args.expand)
+        except ValueError as exc:
+            raise _CliError(str(exc)) from None
+        expand = Expand(
+            **sides,
+            fill=args.outpaint_fill,
+            band=_whole("--seam-band", args.seam_band),
+            tile=_whole("--piece", args.piece),
+        )
+        width, height = outpaint.expanded_size(init.size, expand)
+        mask = None  # the init image's transparent part is the picture's, not a mask
+    strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
+    hires, upscale = upscale_cli.options(args, _whole, _number, _CliError)
     cutoff = args.guidance_cutoff
+    steps, guidance, scheduler = _sampling_defaults(args)
+
+    def picture(path: Path, flag: str) -> Image.Image:
+        return _open(path, flag, err).image
+
+    try:
+        controls = control_args.controls(args, picture)
+        regions = control_args.regions(args, picture)
+    except control_args.ArgumentProblem as exc:
+        raise _CliError(str(exc)) from None
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        steps=_whole("--steps", args.steps),
-        guidance_scale=_number("--guidance", args.guidance),
+        steps=_whole("--steps", steps),
+        guidance_scale=_number("--guidance", guidance),
         seed=_whole("--seed", args.seed) if args.seed is not None else None,
         batch_size=_whole("--batch-size", args.batch_size),
         width=_whole("--width", args.width) if args.width is not None else width,
         height=_whole("--height", args.height) if args.height is not None else height,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         model=args.model,
         init_image=init,
-        strength=_number("--strength", args.strength),
+        strength=_number("--strength", strength),
         mask=mask,
         mask_blur=_whole("--mask-blur", args.mask_blur),
         inpaint_only_masked=args.only_masked,
         inpaint_padding=_whole("--padding", args.padding),
         guidance_cutoff=_number("--guidance-cutoff", cutoff) if cutoff is not None else None,
         fast_decode=args.fast_decode,
+        deep_cache=_whole("--deep-cache", args.deep_cache),
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        model_files=tuple(args.text_encoder) + ((args.vae,) if Path(args.vae).is_file() else ()),
+        controls=controls,
+        regions=regions,
+        expand=expand,
+        hires=hires,
+        upscale=upscale,
     )
     found = validation.problems(request)
     if found:
@@ -244,8 +349,8 @@ class _Progress:
             case ModelLoading(stage=stage, progress=fraction):
                 done = f" {fraction:4.0%}" if fraction >= 0 else ""
                 self._line(f"model: {stage}{done}")
-            case Started(device=device, seeds=seeds):
-                self._line(f"running on {device}, seed {seeds[0]}")
+            case Started(device=device, seeds=seeds, model_label=label):
+                self._line(f"running {label + ' ' if label else ''}on {device}, seed {seeds[0]}")
             case Step(step=step, total=total, elapsed=elapsed):
                 filled = round(30 * step / total)
                 bar = "#" * filled + "." * (30 - filled)

@@ -30,6 +30,9 @@ class InpaintSetup:
     alpha: np.ndarray  # H x W float32 in [0, 1], exactly 0 outside the user's mask
     crop: Box | None  # the box the pipeline works on, for "only masked area"
     padding: int | None  # the pipeline's padding_mask_crop (None: whole picture)
+    # Outpainting: pixels of the painted area next to the kept one over which the painting
+    # is shifted toward the kept pixels' colours (seam_corrected); 0: none.
+    seam_band: int = 0
 
 
 def feathered_alpha(mask: Image.Image, blur: int) -> np.ndarray:
@@ -94,7 +97,49 @@ def final_composite(setup: InpaintSetup, generated: Image.Image) -> Image.Image:
     image = generated.convert("RGB")
     if image.size != setup.original.size:
         image = image.resize(setup.original.size, Image.Resampling.BICUBIC)
-    return Image.fromarray(blend(original, np.asarray(image), setup.alpha))
+    painted = np.asarray(image)
+    mixed = blend(original, painted, setup.alpha)
+    if setup.seam_band > 0:
+        mixed = seam_corrected(original, painted, mixed, setup.alpha == 0, setup.seam_band)
+    return Image.fromarray(mixed)
+
+
+def _box_sum(a: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over a (2r+1)-square window around each pixel (zeros beyond the border)."""
+    for axis in (0, 1):
+        padded = np.pad(a, [(radius + 1, radius) if i == axis else (0, 0) for i in
+                            range(a.ndim)])  # fmt: skip
+        c = np.cumsum(padded, axis=axis, dtype=np.float64)
+        n = a.shape[axis]
+        a = np.take(c, range(2 * radius + 1, 2 * radius + 1 + n), axis=axis) - np.take(
+            c, range(n), axis=axis
+        )
+    return a.astype(np.float32)
+
+
+def seam_corrected(
+    original: np.ndarray,
+    generated: np.ndarray,
+    composite: np.ndarray,
+    kept: np.ndarray,
+    band: int,
+) -> np.ndarray:
+    """composite with its painted pixels near the kept ones shifted toward the kept
+    pixels' colours. Where the pipeline's picture covers kept pixels it differs from them
+    (its decode, and the cell it repainted across the seam); that difference, averaged
+    over the kept side near the seam, is spread into the painted side and fades out over
+    `band` pixels, so the painting meets the original without a step. Kept pixels stay
+    exact."""
+    if kept.all() or not kept.any():
+        return composite
+    k = kept.astype(np.float32)
+    diff = (original.astype(np.float32) - generated.astype(np.float32)) * k[..., None]
+    weight_sum = _box_sum(k, band)
+    spread = _box_sum(diff, band) / np.maximum(weight_sum, 1e-6)[..., None]
+    fade = np.clip(2 * weight_sum / (2 * band + 1) ** 2, 0, 1) * (1 - k)
+    out = composite.astype(np.float32) + spread * fade[..., None]
+    out[kept] = original[kept]
+    return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 def fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -21,18 +21,23 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine import validation
+from engine import hires_metadata, validation
 from engine.api import (
     STARTER_MODEL,
+    Expand,
+    ForwardProcess,
     GenerationRequest,
     GuidanceKind,
+    HiresFix,
     Mode,
     ModelFamily,
     ModelInfo,
     ResumeFrom,
     SchedulerName,
+    Upscale,
 )
 from engine.atomic_file import atomic_write
+from engine.control import metadata as control_metadata
 from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
 
@@ -45,7 +50,9 @@ APP_NAME = "DiffusionDesk"
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
-_LOCAL_FIELDS = ("model_folders",)
+_LOCAL_FIELDS = ("model_folders", "model_files")
+# Control units and regions: recorded without their pictures, so never read back.
+_UNIT_FIELDS = ("controls", "regions")
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral
@@ -140,10 +147,15 @@ def format_a1111(request: GenerationRequest, seed: int, model_info: ModelInfo | 
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
+    params += canvas_params(request)
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += hires_metadata.params(request)
+    if request.deep_cache > 1:
+        params.append(("Deep cache", str(request.deep_cache)))
     params += addon_params(request)
+    params += control_metadata.a1111_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -160,16 +172,18 @@ def to_record(
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
-        if f.name in _LOCAL_FIELDS:
+        if f.name in (*_LOCAL_FIELDS, *_UNIT_FIELDS):
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
-        elif isinstance(value, ResumeFrom):
+        elif isinstance(value, ResumeFrom | Expand | ForwardProcess | HiresFix | Upscale):
             record[f.name] = dataclasses.asdict(value)
         else:
             record[f.name] = value
     record["seed"] = seed
     record["mode"] = request.mode
+    if request.controls or request.regions:
+        record |= control_metadata.record(request)
     if model_info is not None:
         record["model_info"] = dataclasses.asdict(model_info)
     return record
@@ -434,6 +448,47 @@ def _resume(value: Any) -> ResumeFrom:
     return ResumeFrom(job_id=job_id, step=step)
 
 
+def _checked(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except (hires_metadata.Rejected, TypeError) as exc:
+        raise _Rejected(
+            str(exc) if isinstance(exc, hires_metadata.Rejected) else "a record"
+        ) from None
+
+
+def _record_of(kind: type[Expand] | type[ForwardProcess], what: str) -> Any:
+    """A nested record from our JSON (its fields checked by validation at submit)."""
+
+    def check(value: Any) -> Any:
+        names = {f.name for f in dataclasses.fields(kind)}
+        if not isinstance(value, dict) or not set(value) <= names:
+            raise _Rejected(what)
+        if not all(isinstance(v, int | str | bool) for v in value.values()):
+            raise _Rejected(what)
+        return kind(**value)
+
+    return check
+
+
+def canvas_params(request: GenerationRequest) -> list[tuple[str, str]]:
+    """Outpainting and the forward process, as A1111-style fields (not A1111's own:
+    other tools show them and ignore them; our JSON record carries them whole)."""
+    params: list[tuple[str, str]] = []
+    e = request.expand
+    if isinstance(e, Expand):
+        sides = [f"{side} {getattr(e, side)}" for side in ("left", "right", "top", "bottom")
+                 if getattr(e, side)]  # fmt: skip
+        params.append(("Outpaint", f"{' '.join(sides)}; fill {e.fill}; band {e.band}"))
+        if request.inpaint_only_masked:
+            params.append(("Outpaint piece", str(e.tile)))
+    f = request.forward
+    if isinstance(f, ForwardProcess):
+        action = "denoised from" if f.denoise else "noised to"
+        params.append(("Forward process", f"{action} step {f.level} of {request.steps}"))
+    return params
+
+
 _CHECKS: dict[str, Any] = {
     "prompt": _text(validation.MAX_PROMPT_CHARS),
     "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
@@ -450,10 +505,15 @@ _CHECKS: dict[str, Any] = {
     "inpaint_only_masked": _flag,
     "inpaint_padding": _whole(0, validation.MAX_PADDING),
     "resume": _resume,
+    "expand": _record_of(Expand, "sides, fill, band and piece of an expansion"),
+    "forward": _record_of(ForwardProcess, "a noise level and whether to denoise"),
     "guidance_cutoff": _number(0, 1),
     "fast_decode": _flag,
+    "deep_cache": _whole(1, validation.MAX_DEEP_CACHE),
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
+    "hires": lambda value: _checked(hires_metadata.check_hires_record, value),
+    "upscale": lambda value: _checked(hires_metadata.check_upscale_record, value),
 }
 
 
@@ -466,7 +526,7 @@ class _Collector:
     rejected: set[str] = dataclasses.field(default_factory=set)
 
     def take(self, name: str, value: Any, label: str) -> None:
-        if value is None and name in ("seed", "resume", "guidance_cutoff"):
+        if value is None and name in ("seed", "resume", "guidance_cutoff", "expand", "forward"):
             return  # "no seed", "no cut-off": the default
         try:
             self.values[name] = _CHECKS[name](value)
@@ -507,7 +567,7 @@ def from_record_checked(text: str) -> ParametersReading:
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
         return ParametersReading(None, ())
     known = {f.name for f in dataclasses.fields(GenerationRequest)}
-    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS}
+    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS, *_UNIT_FIELDS}
     found = _Collector()
     for name, value in record.items():
         if name in known:
@@ -634,6 +694,7 @@ _A1111_NUMBERS = (
     ("Mask blur", "mask_blur"),
     ("Masked area padding", "inpaint_padding"),
     ("Guidance cutoff", "guidance_cutoff"),
+    ("Deep cache", "deep_cache"),
 )
 
 
@@ -684,6 +745,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     vae = addon_values(fields).get("vae")
     if vae is not None:
         found.take("vae", vae, "VAE")
+    width, height = found.values.get("width", 512), found.values.get("height", 512)
+    hires, notes = hires_metadata.hires_from_fields(fields, width, height)
+    found.left_out += notes
+    if hires is not None:
+        found.take("hires", dataclasses.asdict(hires), "Hires fix")
     return found.reading(model_info_of(fields.get("Family"), fields.get("Variant", "")))
 
 

@@ -12,18 +12,20 @@ sampling.PipelineRunner runs a Plan.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 
 from engine import compositing, families, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, GuidanceKind, Mode
 from engine.compositing import InpaintSetup
+from engine.control.units import CONTROLNET_PIPELINES
+from engine.families.profile import accepts
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -91,6 +93,12 @@ class Plan:
     inpaint: InpaintSetup | None
     seeds: tuple[int, ...]
     resume: ResumePoint | None
+    # The pipeline's image argument in place of the request's init image: latents (a
+    # hires fix's latent upscale) or one picture per batch image (engine/hires.py).
+    image_input: Any = None
+    # Denoise from here (engine/forward.py): the pipeline's latents at schedule index
+    # start_index, from which the run starts instead of from fresh noise.
+    start_latents: torch.Tensor | None = None
     guidance: GuidanceKind = GuidanceKind.CFG  # the loaded variant's (engine/families/)
 
     @property
@@ -177,7 +185,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
         scheduler, steps, width, height = r.scheduler, r.steps, r.width, r.height
         mode = Mode.INPAINT if setup is not None else r.mode
     profile = families.profile(model.family)
-    pipeline_class = profile.pipeline_class(mode, model.variant)
+    pipeline_class = _pipeline_class(r, model, mode)
     _check_fits(profile, model.variant, scheduler, width, height, setup, pipeline_class)
     return Plan(
         request=r,
@@ -221,7 +229,7 @@ def _check_fits(
                 f"{label} needs the {name} in multiples of {grid}, got {value} (try {tries})"
             )
     crops = setup is not None and setup.padding is not None
-    if crops and "padding_mask_crop" not in inspect.signature(pipeline_class.__call__).parameters:
+    if crops and not accepts(pipeline_class, "padding_mask_crop"):
         found.append(f"{label} models cannot inpaint only the masked area; turn that option off")
     if found:
         message = "; ".join(found)
@@ -243,3 +251,17 @@ def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | N
     # A 9-channel inpainting UNet only runs inside the inpaint pipeline: paint it all.
     base = r.init_image or Image.new("RGB", (r.width, r.height), _BLANK_GREY)
     return compositing.whole_picture_setup(base)
+
+
+def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> PipelineClass:
+    """The family's pipeline for the mode, or its ControlNet pipeline for a job with units."""
+    if not r.controls:
+        return families.profile(model.family).pipeline_class(mode, model.variant)
+    by_mode = CONTROLNET_PIPELINES.get(model.family)
+    if by_mode is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "ControlNet units run with SD 1.x, SD 2.x and SDXL models; "
+            f"{families.profile(model.family).label} ControlNets are not supported yet.",
+        )
+    return by_mode[mode]

@@ -180,8 +180,9 @@ class Previewer:
         """The first image's latents as C x h x w (unpacked where the family packs)."""
         if self.unpack is None:
             return latents
-        first = latents if isinstance(latents, np.ndarray) and latents.ndim == 2 else None
-        return self.unpack(first if first is not None else to_numpy(latents))
+        if isinstance(latents, np.ndarray):  # one image's, as the step hook hands them
+            return self.unpack(latents if latents.ndim == 2 else latents[0])
+        return self.unpack(to_numpy(latents))
 
     def noisy(self, latents_vp: torch.Tensor | np.ndarray) -> np.ndarray:
         spatial = self._spatial(latents_vp)

@@ -11,7 +11,9 @@ from typing import TypeGuard
 
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, GenerationRequest, ResumeFrom
+from engine import outpaint, upscale_options
+from engine.api import EngineError, ErrorKind, ForwardProcess, GenerationRequest, ResumeFrom
+from engine.control import checks as control_checks
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -26,6 +28,7 @@ MAX_PADDING = MAX_SIDE
 # is a paste gone wrong, and tokenizing megabytes would stall the job.
 MAX_PROMPT_CHARS = 20_000
 MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
+MAX_DEEP_CACHE = 10  # deep features reused for up to 9 steps; DeepCache's paper stops at 10
 
 
 def short(value: object, limit: int = 40) -> str:
@@ -167,6 +170,11 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
             "guidance cut-off must be a fraction of the steps from 0 to 1 (or off), "
             f"got {short(cutoff)}"
         )
+    if not _is_int(r.deep_cache) or not 1 <= r.deep_cache <= MAX_DEEP_CACHE:
+        found.append(
+            f"deep cache must be a whole number of steps from 1 (off) to {MAX_DEEP_CACHE}, "
+            f"got {short(r.deep_cache)}"
+        )
     if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
         found.append(
             f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
@@ -178,14 +186,24 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    if not isinstance(r.model_files, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_files
+    ):
+        found.append("model files must be a list of file paths (text encoders, VAE)")
+    found += upscale_options.problems(r, max_steps_for)
+    found += control_checks.problems(r)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")
         elif not _is_int(r.resume.step) or r.resume.step < 1:
             found.append(f"resume step must be 1 or more, got {short(r.resume.step)}")
         return found  # size, images and strength come from the resumed job
-    if r.init_image is not None:
+    if r.expand is not None:
+        found += outpaint.problems(r)
+    elif r.init_image is not None:
         found += _image_problems("init image", r.init_image, r.width, r.height)
+    if r.forward is not None:
+        found += _forward_problems(r)
     if r.init_image is not None or r.mask is not None:
         if not _is_number(r.strength) or not 0 < r.strength <= 1:
             found.append(f"strength must be more than 0 and at most 1, got {short(r.strength)}")
@@ -196,6 +214,29 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
             )
     if r.mask is not None:
         found += _mask_problems(r)
+    return found
+
+
+def _forward_problems(r: GenerationRequest) -> list[str]:
+    f = r.forward
+    if not isinstance(f, ForwardProcess):
+        return [f"forward must be a ForwardProcess, got {type(f).__name__}"]
+    found: list[str] = []
+    if r.init_image is None:
+        found.append("the forward process needs a picture to noise (an init image)")
+    if r.mask is not None or r.expand is not None:
+        found.append("the forward process works on the whole picture: clear the mask")
+    top = r.steps if _is_int(r.steps) else MAX_STEPS
+    low = 1 if f.denoise is True else 0
+    if not _is_int(f.level) or not low <= f.level <= top:
+        found.append(
+            f"the noise level must be a whole number of steps from {low} to {top} "
+            f"(the steps), got {short(f.level)}"
+        )
+    if not isinstance(f.denoise, bool):
+        found.append(f"denoise must be true or false, got {short(f.denoise)}")
+    if r.batch_size != 1:
+        found.append("the forward process makes one picture at a time; set the batch size to 1")
     return found
 
 

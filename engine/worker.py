@@ -14,10 +14,11 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import validation
+from engine import canvas_jobs, canvas_runs, upscale_options, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -33,14 +34,18 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.job_results import ended_beyond, wait_for_result
+from engine.forward import LatentCache
+from engine.job_results import check_submission, ended_beyond, settle, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
 from engine.out_of_memory import suggestion as out_of_memory_suggestion
-from engine.plan import check_inputs, make_plan
+from engine.plan import Inputs, Plan, check_inputs, make_plan
 from engine.protocols import ModelProvider
-from engine.sampling import PipelineRunner, Trajectory
+from engine.sampling import PipelineRunner, RunResult, StepReport, Trajectory
+
+if TYPE_CHECKING:
+    from engine.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,8 @@ class Engine:
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
         self._models: ModelProvider = models
+        # Upscaler model files follow the model manager's pickle consent.
+        self._allow_pickle = bool(getattr(models, "allow_pickle", allow_pickle))
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -114,6 +121,7 @@ class Engine:
         self._closed = False
         # Worker-thread state.
         self._runner = PipelineRunner()
+        self._latent_cache = LatentCache()  # the forward process's last picture
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
         self._niceness = niceness
@@ -133,11 +141,8 @@ class Engine:
         self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._last_id = job.id
             self._jobs[job.id] = job
@@ -158,6 +163,7 @@ class Engine:
             job.state = "done"
             self._pending.remove(job_id)
         self._finish(job, Cancelled(job_id, 0))
+        self._announce_positions()
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -190,18 +196,30 @@ class Engine:
         """A recent job's per-step latents (CPU tensors) and previews, for replay."""
         return self._trajectories.get(job_id)
 
+    def adopt_trajectory(self, trajectory: Trajectory) -> int:
+        """Keep a trajectory another engine made (a Ray replica continuing a run that ran
+        on another replica); returns the id a ResumeFrom names it by (never a job's)."""
+        with self._lock:
+            source_id = next(self._ids)
+            self._last_id = source_id
+            self._store_trajectory(source_id, trajectory)
+        return source_id
+
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
         self._listeners.emit(event)
 
-    def _finish(self, job: _Job, event: Event) -> None:
-        job.result = event
-        self._emit(event)
-        job.done.set()
+    def _announce_positions(self) -> None:
+        """A job left the queue: every job behind it moved up, so say where each one is."""
         with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
+            waiting = list(self._pending)
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
+    def _finish(self, job: _Job, event: Event) -> None:
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
+        with self._lock:
             for old in ended_beyond(self._jobs, KEEP_RESULT_PREVIEWS):
                 kept = self._jobs[old]
                 if isinstance(kept.result, Finished) and kept.result.step_previews:
@@ -221,6 +239,7 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
+                self._announce_positions()
                 try:
                     self._run_guarded(job)
                 except Exception:  # a bug in reporting must not end the worker
@@ -234,6 +253,7 @@ class Engine:
                         )
         finally:
             self._runner.reset()
+            self._latent_cache.clear()
             self._trajectories.clear()
             self._models.release()
             free_memory()
@@ -282,8 +302,11 @@ class Engine:
         inputs = check_inputs(
             r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
         )
+        if not upscale_options.needs_diffusion_model(r):
+            return self._enlarge_only(job, r, inputs.seeds, notes, start)
         if r.model != self._last_model:
             self._runner.reset()  # let the old model's memory go before loading another
+            self._latent_cache.clear()
             self._accelerator.release()
         self._last_model = r.model
         model = self._models.get(
@@ -292,7 +315,11 @@ class Engine:
                 ModelLoading(job.id, r.model, stage, fraction)
             ),
             should_cancel=job.cancel.is_set,
+            files=tuple(r.model_files),
+            roots=tuple(r.model_folders),
         )
+        if r.forward is not None or (r.expand is not None and r.resume is None):
+            return self._run_canvas_job(job, r, inputs, model, start)
         plan = make_plan(r, model, inputs)
         # OpenVINO conversion and compilation or torch.compile, as loading stages.
         session = self._accelerator.prepare(
@@ -308,10 +335,12 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
+        device += "".join(f", {note}" for note in getattr(model, "notes", ()))
+        total = upscale_options.total_steps(r, inputs.total)
         self._emit(
             Started(
                 job.id,
-                inputs.total,
+                total,
                 r.model,
                 device,
                 plan.seeds,
@@ -326,12 +355,14 @@ class Engine:
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
         with session:
-            result = self._runner.run(
+            result = canvas_runs.run(
+                self._runner,
                 plan,
                 model,
                 on_step=on_step,
                 should_cancel=job.cancel.is_set,
                 keep=lambda trajectory: self._keep(job.id, trajectory),
+                allow_pickle=self._allow_pickle,
             )
         end = time.perf_counter()
         trajectory = result.trajectory
@@ -353,7 +384,98 @@ class Engine:
             model_info=ModelInfo(str(model.family), model.variant, str(plan.guidance)),
         )
 
+    def _enlarge_only(
+        self,
+        job: _Job,
+        r: GenerationRequest,
+        seeds: tuple[int, ...],
+        notes: list[str],
+        start: float,
+    ) -> Finished:
+        """An upscale with no SD pass: no diffusion model is loaded."""
+        self._emit(Started(job.id, upscale_options.total_steps(r, 1), r.model, "upscaler", seeds))
+
+        def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
+            job.steps_done = step
+            self._emit(Step(job.id, step, of, elapsed, x0, noisy))
+
+        result = canvas_runs.pixel_upscale(
+            r,
+            on_step=on_step,
+            should_cancel=job.cancel.is_set,
+            allow_pickle=self._allow_pickle,
+            device=getattr(self._models, "device", "cpu"),
+        )
+        previews = result.trajectory.previews
+        return Finished(
+            job_id=job.id,
+            images=tuple(result.images),
+            seeds=seeds,
+            request=r.with_changes(seed=seeds[0], batch_size=1),
+            timings={
+                "load": 0.0,
+                "sampling": result.sampling_seconds,
+                "decode": 0.0,
+                "previews": 0.0,
+                "total": time.perf_counter() - start,
+            },
+            step_previews=tuple(previews),
+            noisy_step_previews=tuple(previews),
+            warnings=tuple(notes),
+        )
+
+    def _run_canvas_job(
+        self, job: _Job, r: GenerationRequest, inputs: Inputs, model: LoadedModel, start: float
+    ) -> Finished:
+        """Outpainting and the forward process (engine/canvas_jobs.py): several runs or none."""
+
+        def run_plan(
+            plan: Plan, on_step: StepReport, keep: Callable[[Trajectory], None]
+        ) -> RunResult:
+            session = self._accelerator.prepare(
+                model,
+                plan.filled_request(),
+                len(plan.seeds),
+                progress=lambda stage, fraction: self._emit(
+                    ModelLoading(job.id, r.model, stage, fraction)
+                ),
+                should_cancel=job.cancel.is_set,
+            )
+            if job.cancel.is_set():
+                raise JobCancelled()
+            with session:
+                return self._runner.run(
+                    plan, model, on_step=on_step, should_cancel=job.cancel.is_set, keep=keep
+                )
+
+        def steps_done(step: int) -> None:
+            job.steps_done = step
+
+        ctx = canvas_jobs.JobContext(
+            job_id=job.id,
+            model=model,
+            device=self.device_description,
+            started_at=start,
+            loaded_at=time.perf_counter(),
+            emit=self._emit,
+            run_plan=run_plan,
+            keep=lambda trajectory: self._keep(job.id, trajectory),
+            should_cancel=job.cancel.is_set,
+            set_steps_done=steps_done,
+            latent_cache=self._latent_cache,
+        )
+        if job.cancel.is_set():
+            raise JobCancelled()
+        if r.forward is not None:
+            return canvas_jobs.run_forward(ctx, r, inputs)
+        return canvas_jobs.run_expand(ctx, r, inputs)
+
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
+        with self._lock:
+            self._store_trajectory(job_id, trajectory)
+
+    def _store_trajectory(self, job_id: int, trajectory: Trajectory) -> None:
+        """Call with the lock held: adopt_trajectory runs on other threads."""
         self._trajectories[job_id] = trajectory
         while len(self._trajectories) > self._keep_trajectories:
             self._trajectories.popitem(last=False)

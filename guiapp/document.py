@@ -3,7 +3,8 @@
 The mask is an ARGB image whose alpha is the mask (255 = repaint), so the canvas can
 draw it as a translucent overlay as it is. Brush strokes are painted here (the canvas
 only turns mouse positions into image coordinates); every stroke, clear and invert is
-one undoable command on `undo_stack`.
+one undoable command on `undo_stack`, and so is an expansion of the canvas
+(`replace_picture`), which changes the picture's size.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PySide6.QtCore import QObject, QPointF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QRadialGradient, QUndoStack
 
 from guiapp.imaging import qimage_to_array, qimage_to_pil
-from guiapp.mask_commands import MaskEdit
+from guiapp.mask_commands import MaskEdit, PictureEdit
 
 MASK_COLOR = QColor(255, 70, 70)
 MIN_BRUSH, MAX_BRUSH = 1, 256
@@ -69,6 +70,23 @@ class Document(QObject):
         if not keep_mask or self._mask.size() != image.size():
             self._mask = blank_mask(image.size())
             self.undo_stack.clear()
+        self.imageChanged.emit()
+        self.maskChanged.emit()
+
+    def replace_picture(self, image: QImage, text: str) -> None:
+        """Make `image` the picture as one undoable edit (an expansion: any size), with a
+        blank mask; undo brings back the picture and mask before it."""
+        if self._image is None:
+            self.set_image(image, keep_mask=False)
+            return
+        before = (self._image.copy(), self._mask.copy())
+        after = (image.copy(), blank_mask(image.size()))
+        self._apply_picture(*after)
+        self.undo_stack.push(PictureEdit(text, before, after, self._apply_picture))
+
+    def _apply_picture(self, image: QImage, mask: QImage) -> None:
+        self._image = image.copy()
+        self._mask = mask.copy()
         self.imageChanged.emit()
         self.maskChanged.emit()
 

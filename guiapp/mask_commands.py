@@ -1,4 +1,5 @@
-"""Undoable mask edits for QUndoStack: each command holds the mask before and after."""
+"""Undoable document edits for QUndoStack: each command holds the state before and after
+(the mask; or the picture with its mask, when an expansion changes the picture's size)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,30 @@ class MaskEdit(QUndoCommand):
 
     def undo(self) -> None:
         self._apply(self._before)
+
+
+class PictureEdit(QUndoCommand):
+    """Replace the picture and its mask together (an expanded canvas): undo puts the
+    picture of the other size and its mask back. Applied when pushed, like MaskEdit."""
+
+    def __init__(
+        self,
+        text: str,
+        before: tuple[QImage, QImage],
+        after: tuple[QImage, QImage],
+        apply: Callable[[QImage, QImage], None],
+    ) -> None:
+        super().__init__(text)
+        self._before = before
+        self._after = after
+        self._apply = apply
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        self._apply(*self._after)
+
+    def undo(self) -> None:
+        self._apply(*self._before)

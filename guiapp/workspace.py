@@ -9,6 +9,7 @@ widgets that show these models and connects its actions to the commands here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,21 @@ from PIL import Image, UnidentifiedImageError
 from PySide6.QtCore import QMimeData, QObject, QSize, Signal
 from PySide6.QtGui import QImage
 
-from engine.api import ErrorKind, GenerationRequest, JobState, ResumeFrom
+from engine import outpaint
+from engine.api import (
+    ErrorKind,
+    Expand,
+    ForwardProcess,
+    GenerationRequest,
+    JobState,
+    ResumeFrom,
+)
 from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
-from guiapp import family_form
-from guiapp.bridge import EngineBridge
+from guiapp import family_form, upscale_form
+from guiapp.bridge import EngineBridge, EngineChanged
 from guiapp.document import Document
 from guiapp.file_io import copy_file, open_picture
 from guiapp.history import History, HistoryEntry, Run
@@ -77,6 +86,8 @@ class Workspace(Observable):
         self.output_folder = output_folder
         self.loaded_model = form.model
         self._run: Run | None = None  # the run the scrubber moves through
+        # Functions that add a dock's fields to each submitted request (ControlNet, regions).
+        self.request_extras: list[Callable[[GenerationRequest], GenerationRequest]] = []
         self._scrubbed_step = 0
         self.closed = False
 
@@ -116,6 +127,12 @@ class Workspace(Observable):
 
     def submit(self, request: GenerationRequest) -> int | None:
         """Check the request (engine.validation), queue it, and return its job id."""
+        for extend in self.request_extras:  # the docks' ControlNet units and regions
+            try:
+                request = extend(request)
+            except ValueError as exc:
+                self.show_error(f"Check the input: {exc}")
+                return None
         found = problems(request)
         if found:
             self.show_error("Check the input: " + "; ".join(found) + ".")
@@ -123,7 +140,11 @@ class Workspace(Observable):
         if not self.bridge.ready:
             self.show_error("The engine is still starting; try again in a moment.")
             return None
-        job_id = self.bridge.submit(request)
+        try:
+            job_id = self.bridge.submit(request)
+        except EngineChanged as exc:
+            self.show_error(str(exc))
+            return None
         self.jobs.add(job_id, request)
         self.clear_error()
         return job_id
@@ -158,6 +179,48 @@ class Workspace(Observable):
             return None
         request = self.form.build_request(init_image=picture, mask=mask)
         return self.submit(request.with_changes(width=picture.width, height=picture.height))
+
+    def upscale_picture(self) -> int | None:
+        """Enlarge the canvas picture with the form's Upscale settings."""
+        picture = self._picture()
+        if picture is None:
+            return None
+        return self.submit(upscale_form.upscale_request(self.form, picture))
+
+    def upscale_entry(self, entry: HistoryEntry) -> int | None:
+        """Enlarge a finished picture from the history (one action)."""
+        picture = qimage_to_pil(entry.image)
+        return self.submit(upscale_form.upscale_request(self.form, picture))
+
+    def expand(
+        self, expand: Expand, only_masked: bool = False, strength: float = 1.0
+    ) -> int | None:
+        """Outpaint the canvas picture by `expand`'s sides with the form's prompt; the
+        result replaces the picture as one undoable edit."""
+        picture = self._picture()
+        if picture is None:
+            return None
+        width, height = outpaint.expanded_size(picture.size, expand)
+        request = self.form.build_request(init_image=picture).with_changes(
+            expand=expand,
+            width=width,
+            height=height,
+            strength=strength,
+            inpaint_only_masked=only_masked,
+        )
+        return self.submit(request)
+
+    def denoise_from(self, picture: Image.Image, level: int, steps: int, seed: int) -> int | None:
+        """Run the reverse process from `picture` noised `level` of `steps` steps deep with
+        the seed's noise (the forward-process panel), with the form's prompt."""
+        request = self.form.build_request(init_image=picture, seed=seed).with_changes(
+            forward=ForwardProcess(level=level, denoise=True),
+            steps=steps,
+            width=picture.width,
+            height=picture.height,
+            batch_size=1,
+        )
+        return self.submit(request)
 
     def continue_from(self, job_id: int, step: int) -> int | None:
         """Branch: re-run the steps after `step` of job `job_id` with the form's prompt and seed."""
@@ -273,7 +336,9 @@ class Workspace(Observable):
             self.statusMessage.emit(f"Saved {saved.paths[0].name}", 5000)
         if not on_screen:
             return
-        if entries:
+        if entries and event.request.expand is not None:
+            self.document.replace_picture(entries[0].image, "Expand canvas")
+        elif entries:
             self.document.set_image(entries[0].image, keep_mask=True)
         self._show_run(run)
         self.progress.done(event.timings.get("total", 0.0), busy_remaining=self.jobs.busy())

@@ -104,17 +104,20 @@ def tiny_flow_vae(shift: float = 0.0609, scale: float = 1.5035) -> AutoencoderKL
     )
 
 
-def tiny_sd3_pipeline(tmp: Path, *, seed: int = 0) -> StableDiffusion3Pipeline:
+def tiny_sd3_pipeline(
+    tmp: Path, *, seed: int = 0, layers: int = 1, heads: int = 2, head_dim: int = 8
+) -> StableDiffusion3Pipeline:
+    """layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=32,
         patch_size=2,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        num_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        caption_projection_dim=16,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        caption_projection_dim=heads * head_dim,
         joint_attention_dim=32,
         pooled_projection_dim=32,
         pos_embed_max_size=32,
@@ -138,23 +141,30 @@ def tiny_sd3_pipeline(tmp: Path, *, seed: int = 0) -> StableDiffusion3Pipeline:
 
 
 def tiny_flux_pipeline(
-    tmp: Path, *, variant: str = "dev", seed: int = 0
+    tmp: Path,
+    *,
+    variant: str = "dev",
+    seed: int = 0,
+    layers: int = 1,
+    heads: int = 2,
+    head_dim: int = 16,
 ) -> FluxPipeline | FluxFillPipeline:
-    """variant: "dev" (guidance embedding), "schnell" (none) or "fill" (384 inputs)."""
+    """variant: "dev" (guidance embedding), "schnell" (none) or "fill" (384 inputs);
+    layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
     torch.manual_seed(seed)
     packed = LATENT_CHANNELS * 4
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=packed * 6 if variant == "fill" else packed,  # + picture 64 + mask 256
         out_channels=LATENT_CHANNELS * 4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        num_layers=layers,
+        num_single_layers=2 * layers - 1,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
         joint_attention_dim=32,
         pooled_projection_dim=16,
         guidance_embeds=variant != "schnell",
-        axes_dims_rope=(4, 4, 8),
+        axes_dims_rope=(head_dim // 4, head_dim // 4, head_dim // 2),
     )
     tokenizer = tiny_tokenizer(tmp / "clip_tokenizer")
     t5_tokenizer = tiny_t5_tokenizer()

@@ -298,3 +298,58 @@ def test_family_variant_and_guidance_round_trip_through_the_pictures_metadata(
         only_a1111 = metadata.parse_a1111_checked(text)
         assert only_a1111.request is not None and only_a1111.request.guidance_scale == 4.5
         assert only_a1111.model_info == done.model_info
+
+
+def test_the_cli_runs_flux_schnell_with_its_own_defaults_and_notes_the_family(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine import cli
+
+    out = tmp_path / "schnell.png"
+    argv = ["generate", "--prompt", "a red circle", "--model", str(folders["flux-schnell"])]
+    code = cli.main([*argv, "--width", "64", "--height", "64", "--seed", "3", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "running FLUX.1 schnell on" in capsys.readouterr().err
+    reading = metadata.read_parameters_checked(out)
+    assert reading.request is not None
+    assert (reading.request.steps, reading.request.scheduler) == (4, "Euler")
+    assert reading.model_info == ModelInfo("flux1", "schnell", "none")
+
+
+def test_sd3s_guidance_cutoff_runs_and_where_it_cannot_the_job_says_so(
+    engine: Engine, folders: dict[str, Path]
+) -> None:
+    cut = engine.generate(ask(folders["sd3"], steps=4, guidance_cutoff=0.5), WAIT)
+    full = engine.generate(ask(folders["sd3"], steps=4), WAIT)
+    assert isinstance(cut, Finished) and isinstance(full, Finished), (cut, full)
+    assert not np.array_equal(np.asarray(cut.images[0]), np.asarray(full.images[0]))
+    assert not cut.warnings
+    img2img = engine.generate(ask(folders["sd3"], Mode.IMG2IMG, guidance_cutoff=0.5), WAIT)
+    assert isinstance(img2img, Finished), img2img
+    assert any("guided throughout" in w for w in img2img.warnings)
+    flux = engine.generate(ask(folders["flux-dev"], guidance_cutoff=0.5), WAIT)
+    assert isinstance(flux, Finished), flux
+    assert any("FLUX.1 dev models' text to image" in w for w in flux.warnings)
+
+
+def test_a_tiny_autoencoder_beside_a_flux_model_draws_its_previews_and_fast_decode(
+    engine: Engine, folders: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from diffusers import AutoencoderTiny
+
+    folder = tmp_path / "flux-with-taef1"
+    shutil.copytree(folders["flux-dev"], folder)
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        latent_channels=16,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,
+    ).save_pretrained(folder / "taesd")
+    done = engine.generate(ask(folder, steps=3, fast_decode=True), WAIT)
+    assert isinstance(done, Finished), done
+    assert done.step_previews[0].shape == (SIZE, SIZE, 3)  # decoded, not the 8 x 8 latents
+    assert not done.warnings  # the tiny autoencoder was there for the fast decode
