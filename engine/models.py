@@ -389,7 +389,7 @@ class ModelManager:
         profile = families.profile(family)
         inpaint_only = profile.modes(variant) == (Mode.INPAINT,)
         if latent_rgb is None and not profile.latent_rgb[0]:  # no published factors
-            latent_rgb = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
+            latent_rgb = fit_latent_rgb(pipe.vae, int(getattr(pipe, "vae_scale_factor", 8)))
         return LoadedModel(
             source=source,
             family=family,
