@@ -178,3 +178,24 @@ def test_a_mode_diffusers_lacks_for_the_family_fails_with_a_sentence(engine) -> 
     result = engine.generate(family_request(klein, **_mode_changes(Mode.IMG2IMG)), WAIT)
     assert isinstance(result, Failed), result
     assert "cannot do image to image" in result.message
+
+
+@pytest.mark.parametrize("family", [f for f in TINY_FAMILIES if Mode.INPAINT in f.modes], ids=_ids)
+def test_inpainting_only_the_masked_area_keeps_every_pixel_outside_or_says_it_cannot(
+    engine, family: TinyFamily
+) -> None:
+    changes = _mode_changes(Mode.INPAINT) | {"inpaint_only_masked": True, "mask_blur": 4}
+    r = family_request(family, **changes)
+    result = engine.generate(r, WAIT)
+    pipeline = family.profile.pipeline_name(Mode.INPAINT, family.variant)
+    if family.family is ModelFamily.ZIMAGE:  # ZImageInpaintPipeline has no crop
+        assert isinstance(result, Failed), result
+        assert result.message == (
+            "Z-Image Turbo models cannot inpaint only the masked area; turn that option off."
+        ), pipeline
+        return
+    assert isinstance(result, Finished), result
+    outside = np.asarray(r.mask) <= 127
+    out = np.asarray(result.images[0].convert("RGB"))
+    np.testing.assert_array_equal(out[outside], np.asarray(r.init_image)[outside])
+    assert not np.array_equal(out[~outside], np.asarray(r.init_image)[~outside])
