@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, canvas_runs, upscale_options, validation
+from engine import canvas_jobs, upscale_options, upscale_runs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -355,7 +355,7 @@ class Engine:
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
         with session:
-            result = canvas_runs.run(
+            result = upscale_runs.run(
                 self._runner,
                 plan,
                 model,
@@ -399,7 +399,7 @@ class Engine:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
-        result = canvas_runs.pixel_upscale(
+        result = upscale_runs.pixel_upscale(
             r,
             on_step=on_step,
             should_cancel=job.cancel.is_set,
