@@ -28,6 +28,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    ModelInfo,
     ModelLoading,
     Queued,
     Started,
@@ -336,7 +337,18 @@ class Engine:
         device = self.device_description + (f", {session.label}" if session.label else "")
         device += "".join(f", {note}" for note in getattr(model, "notes", ()))
         total = upscale_options.total_steps(r, inputs.total)
-        self._emit(Started(job.id, total, r.model, device, plan.seeds))
+        self._emit(
+            Started(
+                job.id,
+                total,
+                r.model,
+                device,
+                plan.seeds,
+                family=model.family,
+                variant=model.variant,
+                model_label=model.label,
+            )
+        )
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
@@ -369,6 +381,7 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+            model_info=ModelInfo(str(model.family), model.variant, str(plan.guidance)),
         )
 
     def _enlarge_only(

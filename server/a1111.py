@@ -292,7 +292,7 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
         for image, seed in zip(result.images, result.seeds, strict=True):
             images.append(_png_with_parameters(image, result.request, seed))
             seeds.append(seed)
-            infotexts.append(metadata.format_a1111(result.request, seed))
+            infotexts.append(metadata.format_a1111(result.request, seed, result.model_info))
     first = finished[0].request if finished else None
     info = {
         "prompt": body.get("prompt", ""),
