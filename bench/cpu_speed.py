@@ -36,6 +36,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -503,7 +504,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="UNet/VAE timings per path")
-    parser.add_argument("--pictures", type=int, default=1, help="picture pairs (plain, ours)")
+    parser.add_argument("--pictures", type=int, default=1, help="rounds of pictures (0: none)")
     parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
     parser.add_argument("--deep-cache", type=int, default=3, help="deep cache interval")
@@ -519,9 +520,17 @@ def main() -> None:
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if "openvino" in args.paths and not openvino_backend.available():
         args.paths.remove("openvino")
+    own_cache = args.cache is None
     args.cache = args.cache or tempfile.mkdtemp(prefix="cpu-speed-")
     os.environ["DIFFUSIONDESK_CACHE"] = args.cache  # the engine's OpenVINO cache
+    try:
+        print(json.dumps(run(args)))
+    finally:
+        if own_cache:  # the converted model takes gigabytes
+            shutil.rmtree(args.cache, ignore_errors=True)
 
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     report: dict[str, Any] = {
         "benchmark": "cpu_speed",
@@ -582,7 +591,7 @@ def main() -> None:
     report["bench_section_seconds"] = sections
     report["load_average_at_end"] = os.getloadavg()[0]
     report["bench_seconds"] = round(time.perf_counter() - started)
-    print(json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":
