@@ -227,6 +227,36 @@ class ForwardProcess:
 
 
 @dataclass(frozen=True)
+class HiresFix:
+    """A1111's hires fix: after the first pass, enlarge by `scale` with `upscaler` (a latent
+    upscaler such as "Latent (bicubic)", "Lanczos", or an upscaler model's file name or
+    path), then run image-to-image at the larger size with these steps and strength.
+    steps 0: as many as the first pass; empty prompts: the first pass's."""
+
+    scale: float = 2.0
+    upscaler: str = "Latent"
+    steps: int = 0
+    denoising_strength: float = 0.55
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """Enlarge the request's init image by `scale` with `upscaler` ("Lanczos" or an
+    upscaler model). With sd_tiles, then repaint it tile by tile with image-to-image at
+    the request's strength (A1111's "SD upscale"): tiles of `tile` pixels overlapping by
+    `overlap`, blended with feathered edges, so the picture may be larger than what fits
+    in memory at once."""
+
+    scale: float = 2.0
+    upscaler: str = "Lanczos"
+    sd_tiles: bool = False
+    tile: int = 512
+    overlap: int = 64
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
 
@@ -263,6 +293,11 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Separate files a transformer-only model file needs (text encoders, VAE: paths),
+    # used before those found beside it (engine/flow_single_file.py).
+    model_files: tuple[str, ...] = ()
+    hires: HiresFix | None = None  # text-to-image only: a second, larger pass
+    upscale: Upscale | None = None  # enlarge init_image instead of generating
     # ControlNet units and regional prompts (engine/control/, engine/regions.py).
     controls: tuple[ControlUnit, ...] = ()
     regions: tuple[RegionPrompt, ...] = ()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, outpaint, validation
+from engine import images, outpaint, upscale_cli, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         default=str(Expand.tile),
         help="with --only-masked --expand: the most pixels a side of each piece painted",
     )
+    upscale_cli.add_arguments(g)
     g.add_argument(
         "--guidance-cutoff",
         default=None,
@@ -116,7 +117,20 @@ def _parser() -> argparse.ArgumentParser:
         help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
     )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
-    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--vae",
+        default="",
+        help="VAE file name (VAE folders), path or folder; for a transformer-only model "
+        "file (SD3, FLUX.1) also the VAE it loads with",
+    )
+    g.add_argument(
+        "--text-encoder",
+        action="append",
+        default=[],
+        type=str,
+        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
+        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+    )
     g.add_argument(
         "--models-dir",
         action="append",
@@ -244,6 +258,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         width, height = outpaint.expanded_size(init.size, expand)
         mask = None  # the init image's transparent part is the picture's, not a mask
     strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
+    hires, upscale = upscale_cli.options(args, _whole, _number, _CliError)
     cutoff = args.guidance_cutoff
 
     def picture(path: Path, flag: str) -> Image.Image:
@@ -277,9 +292,12 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        model_files=tuple(args.text_encoder) + ((args.vae,) if Path(args.vae).is_file() else ()),
         controls=controls,
         regions=regions,
         expand=expand,
+        hires=hires,
+        upscale=upscale,
     )
     found = validation.problems(request)
     if found:

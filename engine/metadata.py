@@ -21,15 +21,17 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine import validation
+from engine import hires_metadata, validation
 from engine.api import (
     STARTER_MODEL,
     Expand,
     ForwardProcess,
     GenerationRequest,
+    HiresFix,
     Mode,
     ResumeFrom,
     SchedulerName,
+    Upscale,
 )
 from engine.atomic_file import atomic_write
 from engine.control import metadata as control_metadata
@@ -44,7 +46,7 @@ APP_NAME = "DiffusionDesk"
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
-_LOCAL_FIELDS = ("model_folders",)
+_LOCAL_FIELDS = ("model_folders", "model_files")
 # Control units and regions: recorded without their pictures, so never read back.
 _UNIT_FIELDS = ("controls", "regions")
 
@@ -134,6 +136,7 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += hires_metadata.params(request)
     if request.deep_cache > 1:
         params.append(("Deep cache", str(request.deep_cache)))
     params += addon_params(request)
@@ -155,7 +158,7 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
-        elif isinstance(value, ResumeFrom | Expand | ForwardProcess):
+        elif isinstance(value, ResumeFrom | Expand | ForwardProcess | HiresFix | Upscale):
             record[f.name] = dataclasses.asdict(value)
         else:
             record[f.name] = value
@@ -404,6 +407,15 @@ def _resume(value: Any) -> ResumeFrom:
     return ResumeFrom(job_id=job_id, step=step)
 
 
+def _checked(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except (hires_metadata.Rejected, TypeError) as exc:
+        raise _Rejected(
+            str(exc) if isinstance(exc, hires_metadata.Rejected) else "a record"
+        ) from None
+
+
 def _record_of(kind: type[Expand] | type[ForwardProcess], what: str) -> Any:
     """A nested record from our JSON (its fields checked by validation at submit)."""
 
@@ -459,6 +471,8 @@ _CHECKS: dict[str, Any] = {
     "deep_cache": _whole(1, validation.MAX_DEEP_CACHE),
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
+    "hires": lambda value: _checked(hires_metadata.check_hires_record, value),
+    "upscale": lambda value: _checked(hires_metadata.check_upscale_record, value),
 }
 
 
@@ -685,6 +699,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     vae = addon_values(fields).get("vae")
     if vae is not None:
         found.take("vae", vae, "VAE")
+    width, height = found.values.get("width", 512), found.values.get("height", 512)
+    hires, notes = hires_metadata.hires_from_fields(fields, width, height)
+    found.left_out += notes
+    if hires is not None:
+        found.take("hires", dataclasses.asdict(hires), "Hires fix")
     return found.reading()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.image_processor import VaeImageProcessor
@@ -92,6 +92,9 @@ class Plan:
     inpaint: InpaintSetup | None
     seeds: tuple[int, ...]
     resume: ResumePoint | None
+    # The pipeline's image argument in place of the request's init image: latents (a
+    # hires fix's latent upscale) or one picture per batch image (engine/hires.py).
+    image_input: Any = None
     # Denoise from here (engine/forward.py): the pipeline's latents at schedule index
     # start_index, from which the run starts instead of from fresh noise.
     start_latents: torch.Tensor | None = None

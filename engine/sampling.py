@@ -382,8 +382,11 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
         "output_type": "pil",
     }
     if plan.mode is Mode.IMG2IMG:
-        assert r.init_image is not None
-        args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
+        image = plan.image_input
+        if image is None:
+            assert r.init_image is not None
+            image = r.init_image.convert("RGB")
+        args.update(image=image, strength=plan.strength)
     else:
         args.update(width=plan.width, height=plan.height)
     if plan.inpaint is not None:

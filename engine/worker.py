@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, validation
+from engine import canvas_jobs, canvas_runs, upscale_options, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -106,6 +106,8 @@ class Engine:
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
         self._models: ModelProvider = models
+        # Upscaler model files follow the model manager's pickle consent.
+        self._allow_pickle = bool(getattr(models, "allow_pickle", allow_pickle))
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -299,6 +301,8 @@ class Engine:
         inputs = check_inputs(
             r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
         )
+        if not upscale_options.needs_diffusion_model(r):
+            return self._enlarge_only(job, r, inputs.seeds, notes, start)
         if r.model != self._last_model:
             self._runner.reset()  # let the old model's memory go before loading another
             self._latent_cache.clear()
@@ -310,6 +314,8 @@ class Engine:
                 ModelLoading(job.id, r.model, stage, fraction)
             ),
             should_cancel=job.cancel.is_set,
+            files=tuple(r.model_files),
+            roots=tuple(r.model_folders),
         )
         if r.forward is not None or (r.expand is not None and r.resume is None):
             return self._run_canvas_job(job, r, inputs, model, start)
@@ -328,19 +334,23 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
-        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
+        device += "".join(f", {note}" for note in getattr(model, "notes", ()))
+        total = upscale_options.total_steps(r, inputs.total)
+        self._emit(Started(job.id, total, r.model, device, plan.seeds))
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
         with session:
-            result = self._runner.run(
+            result = canvas_runs.run(
+                self._runner,
                 plan,
                 model,
                 on_step=on_step,
                 should_cancel=job.cancel.is_set,
                 keep=lambda trajectory: self._keep(job.id, trajectory),
+                allow_pickle=self._allow_pickle,
             )
         end = time.perf_counter()
         trajectory = result.trajectory
@@ -359,6 +369,46 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+        )
+
+    def _enlarge_only(
+        self,
+        job: _Job,
+        r: GenerationRequest,
+        seeds: tuple[int, ...],
+        notes: list[str],
+        start: float,
+    ) -> Finished:
+        """An upscale with no SD pass: no diffusion model is loaded."""
+        self._emit(Started(job.id, upscale_options.total_steps(r, 1), r.model, "upscaler", seeds))
+
+        def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
+            job.steps_done = step
+            self._emit(Step(job.id, step, of, elapsed, x0, noisy))
+
+        result = canvas_runs.pixel_upscale(
+            r,
+            on_step=on_step,
+            should_cancel=job.cancel.is_set,
+            allow_pickle=self._allow_pickle,
+            device=getattr(self._models, "device", "cpu"),
+        )
+        previews = result.trajectory.previews
+        return Finished(
+            job_id=job.id,
+            images=tuple(result.images),
+            seeds=seeds,
+            request=r.with_changes(seed=seeds[0], batch_size=1),
+            timings={
+                "load": 0.0,
+                "sampling": result.sampling_seconds,
+                "decode": 0.0,
+                "previews": 0.0,
+                "total": time.perf_counter() - start,
+            },
+            step_previews=tuple(previews),
+            noisy_step_previews=tuple(previews),
+            warnings=tuple(notes),
         )
 
     def _run_canvas_job(

@@ -163,5 +163,11 @@ class LayerItem(QGraphicsPixmapItem):
 
 def plain_job(request: GenerationRequest) -> bool:
     """Whether the docks' ControlNet units and regions join this request: not a resumed
-    run (it keeps its own inputs), an outpaint (another size) or a forward-process view."""
-    return request.resume is None and request.expand is None and request.forward is None
+    run (it keeps its own inputs), an outpaint (another size), a forward-process view or
+    an upscale (its tiles are pieces of another size)."""
+    return (
+        request.resume is None
+        and request.expand is None
+        and request.forward is None
+        and request.upscale is None
+    )

@@ -278,6 +278,9 @@ class MainWindow(QMainWindow):
             "Inpaint", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], ws.inpaint, "inpaint"
         )
         self.img2img_action = self._action("Image to image", "", ws.image_to_image, "img2img")
+        self.upscale_action = self._action(
+            "Upscale picture", "Ctrl+U", ws.upscale_picture, "upscale"
+        )
         self.cancel_action = self._action("Cancel", "Esc", ws.cancel_current, "cancel")
         self.open_action = self._action("Open image…", "Ctrl+O", self.open_image_dialog, "image")
         self.save_as_action = self._action("Save as…", "Ctrl+Shift+S", self.save_as_dialog, "save")
@@ -331,6 +334,7 @@ class MainWindow(QMainWindow):
             self.generate_action,
             self.img2img_action,
             self.inpaint_action,
+            self.upscale_action,
             self.expand_action,
             self.cancel_action,
         ):
@@ -356,6 +360,7 @@ class MainWindow(QMainWindow):
         self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
+        self.history_strip.upscaleRequested.connect(ws.upscale_entry)
         ws.previewShown.connect(self.canvas.show_preview)
         ws.documentShown.connect(self.canvas.show_document)
         ws.statusMessage.connect(self._show_status)

@@ -30,6 +30,7 @@ from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
+from guiapp import upscale_form
 from guiapp.bridge import EngineBridge, EngineChanged
 from guiapp.document import Document
 from guiapp.file_io import copy_file, open_picture
@@ -175,6 +176,18 @@ class Workspace(Observable):
             return None
         request = self.form.build_request(init_image=picture, mask=mask)
         return self.submit(request.with_changes(width=picture.width, height=picture.height))
+
+    def upscale_picture(self) -> int | None:
+        """Enlarge the canvas picture with the form's Upscale settings."""
+        picture = self._picture()
+        if picture is None:
+            return None
+        return self.submit(upscale_form.upscale_request(self.form, picture))
+
+    def upscale_entry(self, entry: HistoryEntry) -> int | None:
+        """Enlarge a finished picture from the history (one action)."""
+        picture = qimage_to_pil(entry.image)
+        return self.submit(upscale_form.upscale_request(self.form, picture))
 
     def expand(
         self, expand: Expand, only_masked: bool = False, strength: float = 1.0
