@@ -27,6 +27,8 @@ _LLM_EMBEDDING = "model.embed_tokens.weight"
 _VAE_CONV_OUT = ("encoder.conv_out.weight",)
 _VAE_PREFIXES = ("", "first_stage_model.", "vae.")
 SUFFIXES = (".safetensors", ".sft")
+# In every missing-file message: the window offers a file dialog when it sees it.
+MISSING_FILE_MARK = "and none was found (looked in"
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,10 @@ def missing_message(
     give it."""
     shown = ", ".join(str(f) for f in folders[:4]) + (" …" if len(folders) > 4 else "")
     text = (
-        f"{family_label} needs {slot.label} beside {model.name}, and none was found "
-        f"(looked in {shown}). Put the file in a text_encoders or vae folder "
-        "(ComfyUI's models/ layout or DiffusionDesk's models folder), or choose it with "
-        "--text-encoder / --vae on the command line or the window's model files."
+        f"{family_label} needs {slot.label} beside {model.name}, {MISSING_FILE_MARK} "
+        f"{shown}). Put the file in a text_encoders or vae folder (ComfyUI's models/ "
+        "layout or DiffusionDesk's models folder), or choose it with --text-encoder / --vae "
+        "on the command line or Choose file… in the window."
     )
     if slot.kind == "vae":
         text = text.replace("--text-encoder / --vae", "--vae")
