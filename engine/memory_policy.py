@@ -141,9 +141,12 @@ def apply(pipe: object, plan: MemoryPlan, device: torch.device) -> None:
 _ELEMENT = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
-def file_bytes_at(path: Path, dtype: torch.dtype | None) -> int:
-    """What a weight file takes in memory once loaded at `dtype` (None: as stored, as for
-    GGUF and fp8 files, which stay quantized)."""
+def file_bytes_at(
+    path: Path, dtype: torch.dtype | None, prefix: str = "", skip: tuple[str, ...] = ()
+) -> int:
+    """What a weight file (its tensors under `prefix`, less those under `skip`) takes in
+    memory once loaded at `dtype` (None: as stored, as for GGUF files, which stay
+    quantized; fp8 tensors stay fp8 either way)."""
     size = path.stat().st_size
     if dtype is None or path.suffix.lower() not in (".safetensors", ".sft"):
         return size
@@ -157,6 +160,8 @@ def file_bytes_at(path: Path, dtype: torch.dtype | None) -> int:
     total = 0
     for key, info in header.items():
         if key == "__metadata__" or not isinstance(info, dict):
+            continue
+        if not key.startswith(prefix) or (skip and key.startswith(skip)):
             continue
         count = 1
         for n in info.get("shape", []):

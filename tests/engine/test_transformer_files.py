@@ -209,3 +209,21 @@ def test_the_cli_names_a_missing_text_encoder_in_one_line(
     assert code != 0
     assert "FLUX.1 needs the CLIP-L text encoder (clip_l.safetensors)" in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_all_in_one_sd3_file_brings_its_own_encoders_and_vae(tmp_path: Path) -> None:
+    """SD3's "incl_clips_t5xxl" files: the text encoders and VAE under their prefixes."""
+    from safetensors.torch import load_file, save_file
+
+    files, reference = write_flow_files(tmp_path, "sd3", prefix=DIFFUSION_PREFIX)
+    combined = load_file(files.transformer)
+    for name, path in files.text_encoders.items():
+        combined |= {f"text_encoders.{name}.transformer.{k}": v for k, v in load_file(path).items()}
+    combined |= {f"first_stage_model.{k}": v for k, v in load_file(files.vae).items()}
+    single = tmp_path / "alone" / "sd3_medium_incl_clips_t5xxl.safetensors"
+    single.parent.mkdir()
+    save_file(combined, single)
+    shutil.rmtree(files.models)  # nothing beside it
+
+    model = _manager(files.config_root).get(str(single), Recorder(), never)
+    np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
