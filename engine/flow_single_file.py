@@ -382,8 +382,8 @@ class FlowLoad:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """For the status bar: the quantization (if any) and the memory placement."""
-        return tuple(n for n in (self.spec.quantization, self.memory.label) if n)
+        """For the status bar: the quantization and an offloading placement, if any."""
+        return tuple(n for n in (self.spec.quantization,) if n) + self.memory.notes
 
 
 def is_transformer_file(path: Path) -> bool:

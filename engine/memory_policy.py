@@ -48,6 +48,12 @@ class MemoryPlan:
     system_free: int
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What the status bar adds while the model runs: the placement when it is not
+        the plain one (loading always says it)."""
+        return () if self.placement is Placement.ON_DEVICE else (self.label,)
+
+    @property
     def label(self) -> str:
         """For the status bar: "model CPU offload (model 23.8 GB, GPU 11.2 GB free)"."""
         where = "memory" if self.device_free == self.system_free else "GPU"
@@ -169,3 +175,15 @@ def file_bytes_at(
         stored = _ELEMENT.get(str(info.get("dtype")), 0)
         total += count * (target if stored >= 2 else max(stored, 1))
     return total or size
+
+
+def folder_parts(folder: Path, components: list[str], dtype: torch.dtype) -> dict[str, int]:
+    """Bytes at `dtype` of each component of a diffusers folder (its safetensors weights:
+    the plain ones, or the only variant there is)."""
+    parts: dict[str, int] = {}
+    for name in components:
+        files = sorted((folder / name).glob("*.safetensors"))
+        plain = [f for f in files if f.name.count(".") == 1]
+        if files:
+            parts[name] = sum(file_bytes_at(f, dtype) for f in (plain or files))
+    return parts
