@@ -227,3 +227,20 @@ def test_an_all_in_one_sd3_file_brings_its_own_encoders_and_vae(tmp_path: Path) 
 
     model = _manager(files.config_root).get(str(single), Recorder(), never)
     np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
+
+
+def test_cancel_stops_between_the_files(tmp_path: Path) -> None:
+    from engine.api import JobCancelled
+
+    files, _ = write_flow_files(tmp_path, "flux1")
+    progress = Recorder()
+
+    def after_clip() -> bool:
+        return any(stage == "loading text_encoder" for stage, _ in progress.events)
+
+    manager = _manager(files.config_root)
+    with pytest.raises(JobCancelled):
+        manager.get(str(files.transformer), progress, after_clip)
+    stages = [s for s, _ in progress.events]
+    assert "loading transformer" not in stages
+    assert manager.current is None
