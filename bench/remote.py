@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -115,6 +116,8 @@ def main() -> None:
     if args.ray:
         out["ray_throughput_pictures_per_s"] = throughput
         out["ray_throughput_ratio_2_to_1"] = round(throughput["2"] / throughput["1"], 3)
+    out["cpus"] = os.cpu_count()
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]  # others' work on the machine
     print(json.dumps(out))
 
 
@@ -136,7 +139,9 @@ def through_ray(
     beside: list[dict[str, float]] = []
     try:
         for replicas in (1, 2):
-            handle = deploy(replicas=replicas, autoscale=False, num_cpus=1, init_options=options)
+            handle, _ = deploy(
+                replicas=replicas, autoscale=False, num_cpus=1, init_options=options
+            )
             cluster = RayEngine(handle)
             hub = JobHub(cluster, ModelCatalog(), where="loopback")
             with BackgroundServer(create_app(hub)) as server:

@@ -149,6 +149,45 @@ class ResumeFrom:
     step: int
 
 
+class Preprocessor(StrEnum):
+    """Built-in control-image preprocessors; none needs model weights."""
+
+    NONE = "none"  # the image is already a control map (depth, pose, edges ...)
+    CANNY = "canny"
+    SOFT_EDGE = "softedge"  # Gaussian blur then Sobel gradient magnitude
+    LINEART = "lineart"  # dark strokes by thresholding, white on black
+    SCRIBBLE = "scribble"  # a drawing's strokes, thickened, white on black
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet (or T2I adapter) steering a job, as A1111's ControlNet units.
+
+    model: a diffusers folder or a single .safetensors file; image: the control image
+    (or the picture a preprocessor turns into one), resized to the request's size;
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    """
+
+    model: str
+    image: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = Preprocessor.NONE.value
+
+
+@dataclass(frozen=True)
+class RegionPrompt:
+    """A prompt that acts only where its mask is white (regional prompting).
+
+    mask is a picture of the request's size; the request's own prompt is the base
+    prompt and acts everywhere.
+    """
+
+    prompt: str
+    mask: Image.Image
+
+
 class OutpaintFill(StrEnum):
     """What the new area of an expanded canvas holds before the model paints it."""
 
@@ -188,6 +227,36 @@ class ForwardProcess:
 
 
 @dataclass(frozen=True)
+class HiresFix:
+    """A1111's hires fix: after the first pass, enlarge by `scale` with `upscaler` (a latent
+    upscaler such as "Latent (bicubic)", "Lanczos", or an upscaler model's file name or
+    path), then run image-to-image at the larger size with these steps and strength.
+    steps 0: as many as the first pass; empty prompts: the first pass's."""
+
+    scale: float = 2.0
+    upscaler: str = "Latent"
+    steps: int = 0
+    denoising_strength: float = 0.55
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """Enlarge the request's init image by `scale` with `upscaler` ("Lanczos" or an
+    upscaler model). With sd_tiles, then repaint it tile by tile with image-to-image at
+    the request's strength (A1111's "SD upscale"): tiles of `tile` pixels overlapping by
+    `overlap`, blended with feathered edges, so the picture may be larger than what fits
+    in memory at once."""
+
+    scale: float = 2.0
+    upscaler: str = "Lanczos"
+    sd_tiles: bool = False
+    tile: int = 512
+    overlap: int = 64
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One generation job. Text-to-image unless init_image is set; inpaint if mask is set.
 
@@ -216,11 +285,19 @@ class GenerationRequest:
     # decode the final picture with the tiny autoencoder where its weights are present.
     guidance_cutoff: float | None = None
     fast_decode: bool = False
+    # Deep-feature caching: the UNet's deep blocks run every deep_cache-th step and are
+    # reused in between (engine/deep_cache.py); 1: every step runs all of the UNet.
+    deep_cache: int = 1
     clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before
     vae: str = ""  # a VAE to decode with instead of the model's own: file name, path or folder
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    hires: HiresFix | None = None  # text-to-image only: a second, larger pass
+    upscale: Upscale | None = None  # enlarge init_image instead of generating
+    # ControlNet units and regional prompts (engine/control/, engine/regions.py).
+    controls: tuple[ControlUnit, ...] = ()
+    regions: tuple[RegionPrompt, ...] = ()
     # Outpainting: width and height are the expanded size, init_image the picture to extend.
     expand: Expand | None = None
     forward: ForwardProcess | None = None  # show or denoise from a noised init image
@@ -243,7 +320,7 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Queued:
     job_id: int
-    position: int  # jobs ahead of this one (0 = next)
+    position: int  # jobs ahead of this one (0 = next); sent again each time it changes
     kind: EventKind = field(default=EventKind.QUEUED, init=False)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, outpaint, validation
+from engine import images, outpaint, upscale_cli, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -32,6 +32,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.control import cli_args as control_args
 from engine.images import OpenedImage
 from engine.picture_files import format_of, save_picture
 from engine.protocols import ModelProvider
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         default=str(Expand.tile),
         help="with --only-masked --expand: the most pixels a side of each piece painted",
     )
+    upscale_cli.add_arguments(g)
     g.add_argument(
         "--guidance-cutoff",
         default=None,
@@ -108,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode the picture with the tiny autoencoder (TAESD) if present",
     )
+    g.add_argument(
+        "--deep-cache",
+        default="1",
+        metavar="N",
+        help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
+    )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
     g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
     g.add_argument(
@@ -118,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a models folder (DiffusionDesk, A1111 or ComfyUI) to find LoRAs, embeddings "
         "and VAEs in; repeat for several",
     )
+    control_args.add_arguments(g)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument(
         "--dtype",
@@ -236,7 +245,17 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         width, height = outpaint.expanded_size(init.size, expand)
         mask = None  # the init image's transparent part is the picture's, not a mask
     strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
+    hires, upscale = upscale_cli.options(args, _whole, _number, _CliError)
     cutoff = args.guidance_cutoff
+
+    def picture(path: Path, flag: str) -> Image.Image:
+        return _open(path, flag, err).image
+
+    try:
+        controls = control_args.controls(args, picture)
+        regions = control_args.regions(args, picture)
+    except control_args.ArgumentProblem as exc:
+        raise _CliError(str(exc)) from None
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -256,10 +275,15 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         inpaint_padding=_whole("--padding", args.padding),
         guidance_cutoff=_number("--guidance-cutoff", cutoff) if cutoff is not None else None,
         fast_decode=args.fast_decode,
+        deep_cache=_whole("--deep-cache", args.deep_cache),
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        controls=controls,
+        regions=regions,
         expand=expand,
+        hires=hires,
+        upscale=upscale,
     )
     found = validation.problems(request)
     if found:

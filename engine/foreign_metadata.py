@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -49,7 +50,7 @@ from PIL import Image
 from sd_parsers.exceptions import ParserError
 from sd_parsers.parsers import ComfyUIParser, FooocusParser, InvokeAIParser, NovelAIParser
 
-from engine import metadata
+from engine import hires_metadata, metadata
 from engine.api import GenerationRequest
 from engine.validation import MAX_GUIDANCE, MAX_SEED, MAX_SIDE, MAX_STEPS
 
@@ -312,6 +313,18 @@ class _Collector:
         if isinstance(name, str) and name.strip():
             self.model_name = name.strip()[:500]
 
+    def hires(self, fields: dict[str, str]) -> None:
+        """A1111's hires fix fields (engine/hires_metadata.py)."""
+        width, height = self.values.get("width", 512), self.values.get("height", 512)
+        hires, notes = hires_metadata.hires_from_fields(fields, width, height)
+        self.left_out += notes
+        if hires is None:
+            return
+        try:
+            self.values["hires"] = hires_metadata.check_hires_record(dataclasses.asdict(hires))
+        except hires_metadata.Rejected as exc:
+            self.left_out.append(f"Its hires fix was left out (it must be {exc}).")
+
     def result(self, resolve_model: Callable[[str], str | None] | None) -> PictureSettings | None:
         if self.model_name and resolve_model is not None:
             found = resolve_model(self.model_name)
@@ -374,6 +387,7 @@ def _a1111(texts: dict[str, str], text: str, tool_hint: str = "") -> _Collector 
     got.sampler(fields.get("Sampler"), fields.get("Schedule type"))
     got.size_text(fields.get("Size"))
     got.model(fields.get("Model"))
+    got.hires(fields)
     return got
 
 

@@ -1,14 +1,15 @@
-"""What wait() answers and which ended jobs are forgotten, shared by every engine that
-keeps job records (the local worker, the remote client and the Ray front), so that all
-of them answer a pruned or unknown job the same way."""
+"""The job bookkeeping every engine that keeps job records shares (the local worker, the
+remote client and the Ray front): what submit() accepts, how a job gets its terminal
+event, what wait() answers and which ended jobs are forgotten, so that all of them
+behave alike."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Protocol, TypeVar
 
-from engine.api import Event, JobResultPruned
+from engine.api import Event, GenerationRequest, JobResultPruned
 
 
 class WaitableJob(Protocol):
@@ -16,6 +17,35 @@ class WaitableJob(Protocol):
 
     done: threading.Event
     result: Event | None
+
+
+J = TypeVar("J", bound=WaitableJob)
+
+
+def check_submission(request: object, closed: bool) -> None:
+    """What every submit() refuses: a non-request (TypeError), or any request once the
+    engine is shut down (RuntimeError)."""
+    if not isinstance(request, GenerationRequest):
+        raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
+    if closed:
+        raise RuntimeError("the engine has been shut down")
+
+
+def settle(
+    job: WaitableJob,
+    event: Event,
+    emit: Callable[[Event], None],
+    lock: threading.Lock | threading.RLock,
+    jobs: MutableMapping[int, J],
+    kept: int,
+) -> list[J]:
+    """Give a job its terminal event: keep it for wait(), tell the listeners, wake wait(),
+    then forget ended jobs beyond the newest `kept`; returns the forgotten ones."""
+    job.result = event
+    emit(event)
+    job.done.set()
+    with lock:
+        return [jobs.pop(old) for old in ended_beyond(jobs, kept)]
 
 
 def wait_for_result(

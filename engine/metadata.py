@@ -21,17 +21,20 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine import validation
+from engine import hires_metadata, validation
 from engine.api import (
     STARTER_MODEL,
     Expand,
     ForwardProcess,
     GenerationRequest,
+    HiresFix,
     Mode,
     ResumeFrom,
     SchedulerName,
+    Upscale,
 )
 from engine.atomic_file import atomic_write
+from engine.control import metadata as control_metadata
 from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
 
@@ -44,6 +47,8 @@ APP_NAME = "DiffusionDesk"
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
 _LOCAL_FIELDS = ("model_folders",)
+# Control units and regions: recorded without their pictures, so never read back.
+_UNIT_FIELDS = ("controls", "regions")
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
 # to ours. Samplers we do not have map to the closest one of the same kind (ancestral
@@ -131,7 +136,11 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
+    params += hires_metadata.params(request)
+    if request.deep_cache > 1:
+        params.append(("Deep cache", str(request.deep_cache)))
     params += addon_params(request)
+    params += control_metadata.a1111_params(request)
     params.append(("Version", APP_NAME))
     lines = [request.prompt]
     if request.negative_prompt:
@@ -145,16 +154,18 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
-        if f.name in _LOCAL_FIELDS:
+        if f.name in (*_LOCAL_FIELDS, *_UNIT_FIELDS):
             continue
         if f.name in _IMAGE_FIELDS:
             record[f"has_{f.name}"] = value is not None
-        elif isinstance(value, ResumeFrom | Expand | ForwardProcess):
+        elif isinstance(value, ResumeFrom | Expand | ForwardProcess | HiresFix | Upscale):
             record[f.name] = dataclasses.asdict(value)
         else:
             record[f.name] = value
     record["seed"] = seed
     record["mode"] = request.mode
+    if request.controls or request.regions:
+        record |= control_metadata.record(request)
     return record
 
 
@@ -396,6 +407,15 @@ def _resume(value: Any) -> ResumeFrom:
     return ResumeFrom(job_id=job_id, step=step)
 
 
+def _checked(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except (hires_metadata.Rejected, TypeError) as exc:
+        raise _Rejected(
+            str(exc) if isinstance(exc, hires_metadata.Rejected) else "a record"
+        ) from None
+
+
 def _record_of(kind: type[Expand] | type[ForwardProcess], what: str) -> Any:
     """A nested record from our JSON (its fields checked by validation at submit)."""
 
@@ -448,8 +468,11 @@ _CHECKS: dict[str, Any] = {
     "forward": _record_of(ForwardProcess, "a noise level and whether to denoise"),
     "guidance_cutoff": _number(0, 1),
     "fast_decode": _flag,
+    "deep_cache": _whole(1, validation.MAX_DEEP_CACHE),
     "clip_skip": _whole(1, validation.MAX_CLIP_SKIP),
     "vae": _text(4096),
+    "hires": lambda value: _checked(hires_metadata.check_hires_record, value),
+    "upscale": lambda value: _checked(hires_metadata.check_upscale_record, value),
 }
 
 
@@ -503,7 +526,7 @@ def from_record_checked(text: str) -> ParametersReading:
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
         return ParametersReading(None, ())
     known = {f.name for f in dataclasses.fields(GenerationRequest)}
-    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS}
+    known -= {*_IMAGE_FIELDS, *_LOCAL_FIELDS, *_UNIT_FIELDS}
     found = _Collector()
     for name, value in record.items():
         if name in known:
@@ -627,6 +650,7 @@ _A1111_NUMBERS = (
     ("Mask blur", "mask_blur"),
     ("Masked area padding", "inpaint_padding"),
     ("Guidance cutoff", "guidance_cutoff"),
+    ("Deep cache", "deep_cache"),
 )
 
 
@@ -675,6 +699,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     vae = addon_values(fields).get("vae")
     if vae is not None:
         found.take("vae", vae, "VAE")
+    width, height = found.values.get("width", 512), found.values.get("height", 512)
+    hires, notes = hires_metadata.hires_from_fields(fields, width, height)
+    found.left_out += notes
+    if hires is not None:
+        found.take("hires", dataclasses.asdict(hires), "Hires fix")
     return found.reading()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.image_processor import VaeImageProcessor
@@ -24,6 +24,7 @@ from PIL import Image
 from engine import compositing, families, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
 from engine.compositing import InpaintSetup
+from engine.control.units import CONTROLNET_PIPELINES
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class Plan:
     inpaint: InpaintSetup | None
     seeds: tuple[int, ...]
     resume: ResumePoint | None
+    # The pipeline's image argument in place of the request's init image: latents (a
+    # hires fix's latent upscale) or one picture per batch image (engine/hires.py).
+    image_input: Any = None
     # Denoise from here (engine/forward.py): the pipeline's latents at schedule index
     # start_index, from which the run starts instead of from fresh noise.
     start_latents: torch.Tensor | None = None
@@ -181,7 +185,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     return Plan(
         request=r,
         mode=mode,
-        pipeline_class=families.profile(model.family).pipeline_class(mode, model.variant),
+        pipeline_class=_pipeline_class(r, model, mode),
         scheduler=scheduler,
         steps=steps,
         start_index=start,
@@ -209,3 +213,17 @@ def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | N
     # A 9-channel inpainting UNet only runs inside the inpaint pipeline: paint it all.
     base = r.init_image or Image.new("RGB", (r.width, r.height), _BLANK_GREY)
     return compositing.whole_picture_setup(base)
+
+
+def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> PipelineClass:
+    """The family's pipeline for the mode, or its ControlNet pipeline for a job with units."""
+    if not r.controls:
+        return families.profile(model.family).pipeline_class(mode, model.variant)
+    by_mode = CONTROLNET_PIPELINES.get(model.family)
+    if by_mode is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "ControlNet units run with SD 1.x, SD 2.x and SDXL models; "
+            f"{families.profile(model.family).label} ControlNets are not supported yet.",
+        )
+    return by_mode[mode]

@@ -35,7 +35,7 @@ from engine.api import (
     GenerationRequest,
     Step,
 )
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, settle, wait_for_result
 from engine.listeners import Listeners
 from engine.wire import WireError
 
@@ -148,11 +148,8 @@ class RemoteEngine:
         self._status_listeners.add(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, got {type(request).__name__}")
         with self._lock:
-            if self._closed.is_set():
-                raise RuntimeError("the remote engine has been shut down")
+            check_submission(request, self._closed.is_set())
             job = _Job(next(self._ids), request)
             self._issued = job.id
             self._jobs[job.id] = job
@@ -206,14 +203,11 @@ class RemoteEngine:
         self._listeners.emit(event)
 
     def _finish(self, job: _Job, event: Event) -> None:
-        job.result = event
-        self._emit(event)
-        job.done.set()
+        gone = settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
         with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                gone = self._jobs.pop(old)
-                if gone.public is not None:
-                    self._by_public.pop(gone.public, None)
+            for record in gone:
+                if record.public is not None:
+                    self._by_public.pop(record.public, None)
 
     def _status(self, connected: bool, message: str) -> None:
         self._status_listeners.emit(connected, message)

@@ -19,11 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import regions
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.control import units as control_units
+from engine.deep_cache import deep_cache
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
@@ -211,19 +214,30 @@ class PipelineRunner:
         self._base_scheduler_config: Any = None
         self._pipes: dict[PipelineClass, Pipeline] = {}
         self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
+        self.controls = control_units.ControlModels()  # ControlNets of the loaded model
 
     def reset(self) -> None:
         self._base = None
         self._base_scheduler_config = None
         self._pipes.clear()
         self.addons.reset()
+        self.controls.reset()
 
-    def pipeline(self, model: LoadedModel, cls: PipelineClass) -> Pipeline:
-        """The loaded model's pipeline of class cls, sharing its components."""
+    def _follow(self, model: LoadedModel) -> None:
+        """Forget the pipelines, add-ons and ControlNets of a model no longer loaded."""
         if self._base is not model.pipe:
             self.reset()
             self._base = model.pipe
             self._base_scheduler_config = model.pipe.scheduler.config
+
+    def pipeline(self, model: LoadedModel, cls: PipelineClass, **extra: Any) -> Pipeline:
+        """The loaded model's pipeline of class cls, sharing its components; extra
+        components (a job's ControlNets) give a pipeline of their own, not kept."""
+        self._follow(model)
+        if extra:
+            pipe = cls.from_pipe(model.pipe, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         if cls not in self._pipes:
             pipe = model.pipe if type(model.pipe) is cls else cls.from_pipe(model.pipe)
             pipe.set_progress_bar_config(disable=True)
@@ -244,7 +258,20 @@ class PipelineRunner:
 
         # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
         #    LoRAs, embeddings and VAE (before the prompts are encoded).
-        pipe = self.pipeline(model, plan.pipeline_class)
+        #    ControlNet units bring their models and control maps.
+        extra: dict[str, Any] = {}
+        control_args: dict[str, Any] = {}
+        if r.controls:
+            self._follow(model)
+            extra["controlnet"], control_args = control_units.prepare(
+                self.controls,
+                r.controls,
+                model,
+                mode=plan.mode,
+                size=(plan.width, plan.height),
+                folders=r.model_folders,
+            )
+        pipe = self.pipeline(model, plan.pipeline_class, **extra)
         scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
         pipe.scheduler = scheduler
         tap = X0Tap(scheduler)
@@ -255,7 +282,9 @@ class PipelineRunner:
         encoded = encode_prompts(
             pipe, model.family, r.prompt, r.negative_prompt, clip_skip=r.clip_skip
         )
-        args = pipeline_arguments(plan) | encoded.kwargs
+        #    Regional prompts add their embeddings and mask the cross-attention.
+        prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
+        args = pipeline_arguments(plan) | prompt_kwargs | control_args
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
         # 3. A resume starts from the stored latents, part way along the full schedule;
@@ -300,7 +329,8 @@ class PipelineRunner:
 
         # 6. The denoising loop (the pipeline's own), cancellable between UNet/VAE blocks.
         #    The guidance cut-off acts after the hook; the final decode may be the tiny
-        #    autoencoder's ("fast decode") or tiled (large pictures).
+        #    autoencoder's ("fast decode") or tiled (large pictures); deep features may be
+        #    reused between steps (deep cache).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             return cutoff(p, i, hook(p, i, t, tensors))
 
@@ -309,7 +339,8 @@ class PipelineRunner:
             pipe.vae, model.tiny_vae, width=plan.width, height=plan.height, fast=r.fast_decode
         )
         try:
-            with torch.inference_mode(), decode as decode_warnings:
+            cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached:
                 hook.begin()
                 images = pipe(
                     **args,
@@ -351,8 +382,11 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
         "output_type": "pil",
     }
     if plan.mode is Mode.IMG2IMG:
-        assert r.init_image is not None
-        args.update(image=r.init_image.convert("RGB"), strength=plan.strength)
+        image = plan.image_input
+        if image is None:
+            assert r.init_image is not None
+            image = r.init_image.convert("RGB")
+        args.update(image=image, strength=plan.strength)
     else:
         args.update(width=plan.width, height=plan.height)
     if plan.inpaint is not None:

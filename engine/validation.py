@@ -11,8 +11,9 @@ from typing import TypeGuard
 
 from PIL import Image
 
-from engine import outpaint
+from engine import outpaint, upscale_options
 from engine.api import EngineError, ErrorKind, ForwardProcess, GenerationRequest, ResumeFrom
+from engine.control import checks as control_checks
 from engine.schedulers import MAX_STEPS, NAMES, max_steps_for
 
 MAX_GUIDANCE = 100.0
@@ -27,6 +28,7 @@ MAX_PADDING = MAX_SIDE
 # is a paste gone wrong, and tokenizing megabytes would stall the job.
 MAX_PROMPT_CHARS = 20_000
 MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers; the engine checks the loaded model's own count
+MAX_DEEP_CACHE = 10  # deep features reused for up to 9 steps; DeepCache's paper stops at 10
 
 
 def short(value: object, limit: int = 40) -> str:
@@ -168,6 +170,11 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
             "guidance cut-off must be a fraction of the steps from 0 to 1 (or off), "
             f"got {short(cutoff)}"
         )
+    if not _is_int(r.deep_cache) or not 1 <= r.deep_cache <= MAX_DEEP_CACHE:
+        found.append(
+            f"deep cache must be a whole number of steps from 1 (off) to {MAX_DEEP_CACHE}, "
+            f"got {short(r.deep_cache)}"
+        )
     if not _is_int(r.clip_skip) or not 1 <= r.clip_skip <= MAX_CLIP_SKIP:
         found.append(
             f"clip skip must be a whole number from 1 to {MAX_CLIP_SKIP} (1 uses the text "
@@ -179,6 +186,8 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    found += upscale_options.problems(r, max_steps_for)
+    found += control_checks.problems(r)
     if r.resume is not None:
         if not isinstance(r.resume, ResumeFrom):
             found.append(f"resume must be a ResumeFrom, got {type(r.resume).__name__}")

@@ -127,6 +127,8 @@ def request_to_dict(
         if isinstance(value, Image.Image):
             if include_images:
                 out[f.name] = encode_image(value)
+        elif not include_images and _holds_images(value):
+            continue  # control units and regions: their pictures are their substance
         elif isinstance(value, ResumeFrom):
             out[f.name] = {"job_id": job_ref(value.job_id), "step": value.step}
         else:
@@ -183,7 +185,18 @@ def _is_image_hint(hint: Any) -> bool:
     return Image.Image in typing.get_args(hint) or hint is Image.Image
 
 
+def _holds_images(value: Any) -> bool:
+    """True for a tuple of records with pictures in them (control units, regions)."""
+    return isinstance(value, tuple) and any(
+        dataclasses.is_dataclass(v)
+        and any(isinstance(getattr(v, f.name), Image.Image) for f in dataclasses.fields(v))
+        for v in value
+    )
+
+
 def _to_json(value: Any, where: str) -> Any:
+    if isinstance(value, Image.Image):
+        return encode_image(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value.value if isinstance(value, Enum) else value
     if isinstance(value, Enum):
@@ -200,6 +213,8 @@ def _to_json(value: Any, where: str) -> Any:
 def _from_json(raw: Any, hint: Any, where: str) -> Any:
     """Rebuild tuples, enums and nested records that a field's type declares; leave
     scalars as they came so that validation reports wrong types in its own words."""
+    if hint is Image.Image:
+        return decode_image(raw, where.replace("_", " "))
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         if raw is None:
@@ -298,7 +313,8 @@ def event_from_dict(
     """The event a dict describes, for the receiver's job `job_id`.
 
     original: the request as submitted; a Finished event's request comes without
-    pictures (the submitter has them), and takes them back from it."""
+    pictures (the submitter has them), and takes them back from it, and its resume
+    source as the submitter names it (a Ray replica knows it by another id)."""
     if not isinstance(data, dict):
         raise WireError(f"an event must be a JSON object, got {type(data).__name__}")
     try:
@@ -347,7 +363,9 @@ def _event(
         case api.EventKind.FINISHED:
             request = request_from_dict(d["request"], resolve_job=resolve_job)
             if original is not None:
-                request = request.with_changes(init_image=original.init_image, mask=original.mask)
+                request = request.with_changes(
+                    init_image=original.init_image, mask=original.mask, resume=original.resume
+                )
             return Finished(
                 job_id,
                 tuple(decode_image(i, "result image") for i in d["images"]),

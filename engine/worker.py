@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, validation
+from engine import canvas_jobs, canvas_runs, upscale_options, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -34,7 +34,7 @@ from engine.api import (
     Step,
 )
 from engine.forward import LatentCache
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, ended_beyond, settle, wait_for_result
 from engine.listeners import Listeners
 from engine.memory import free_memory
 from engine.out_of_memory import is_out_of_memory
@@ -106,6 +106,8 @@ class Engine:
 
             models = ModelManager(device=device, dtype=dtype, allow_pickle=allow_pickle)
         self._models: ModelProvider = models
+        # Upscaler model files follow the model manager's pickle consent.
+        self._allow_pickle = bool(getattr(models, "allow_pickle", allow_pickle))
         self._max_pixels = max_pixels
         self._keep_trajectories = keep_trajectories
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -138,11 +140,8 @@ class Engine:
         self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, not {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._last_id = job.id
             self._jobs[job.id] = job
@@ -163,6 +162,7 @@ class Engine:
             job.state = "done"
             self._pending.remove(job_id)
         self._finish(job, Cancelled(job_id, 0))
+        self._announce_positions()
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -195,18 +195,30 @@ class Engine:
         """A recent job's per-step latents (CPU tensors) and previews, for replay."""
         return self._trajectories.get(job_id)
 
+    def adopt_trajectory(self, trajectory: Trajectory) -> int:
+        """Keep a trajectory another engine made (a Ray replica continuing a run that ran
+        on another replica); returns the id a ResumeFrom names it by (never a job's)."""
+        with self._lock:
+            source_id = next(self._ids)
+            self._last_id = source_id
+            self._store_trajectory(source_id, trajectory)
+        return source_id
+
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: Event) -> None:
         self._listeners.emit(event)
 
-    def _finish(self, job: _Job, event: Event) -> None:
-        job.result = event
-        self._emit(event)
-        job.done.set()
+    def _announce_positions(self) -> None:
+        """A job left the queue: every job behind it moved up, so say where each one is."""
         with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
+            waiting = list(self._pending)
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
+    def _finish(self, job: _Job, event: Event) -> None:
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
+        with self._lock:
             for old in ended_beyond(self._jobs, KEEP_RESULT_PREVIEWS):
                 kept = self._jobs[old]
                 if isinstance(kept.result, Finished) and kept.result.step_previews:
@@ -226,6 +238,7 @@ class Engine:
                         continue  # cancelled while waiting
                     job.state = "running"
                     self._pending.remove(job.id)
+                self._announce_positions()
                 try:
                     self._run_guarded(job)
                 except Exception:  # a bug in reporting must not end the worker
@@ -288,6 +301,8 @@ class Engine:
         inputs = check_inputs(
             r, self._trajectories, max_pixels=self._max_pixels, kept=self._keep_trajectories
         )
+        if not upscale_options.needs_diffusion_model(r):
+            return self._enlarge_only(job, r, inputs.seeds, notes, start)
         if r.model != self._last_model:
             self._runner.reset()  # let the old model's memory go before loading another
             self._latent_cache.clear()
@@ -317,19 +332,22 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
-        self._emit(Started(job.id, inputs.total, r.model, device, plan.seeds))
+        total = upscale_options.total_steps(r, inputs.total)
+        self._emit(Started(job.id, total, r.model, device, plan.seeds))
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
         with session:
-            result = self._runner.run(
+            result = canvas_runs.run(
+                self._runner,
                 plan,
                 model,
                 on_step=on_step,
                 should_cancel=job.cancel.is_set,
                 keep=lambda trajectory: self._keep(job.id, trajectory),
+                allow_pickle=self._allow_pickle,
             )
         end = time.perf_counter()
         trajectory = result.trajectory
@@ -348,6 +366,46 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+        )
+
+    def _enlarge_only(
+        self,
+        job: _Job,
+        r: GenerationRequest,
+        seeds: tuple[int, ...],
+        notes: list[str],
+        start: float,
+    ) -> Finished:
+        """An upscale with no SD pass: no diffusion model is loaded."""
+        self._emit(Started(job.id, upscale_options.total_steps(r, 1), r.model, "upscaler", seeds))
+
+        def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
+            job.steps_done = step
+            self._emit(Step(job.id, step, of, elapsed, x0, noisy))
+
+        result = canvas_runs.pixel_upscale(
+            r,
+            on_step=on_step,
+            should_cancel=job.cancel.is_set,
+            allow_pickle=self._allow_pickle,
+            device=getattr(self._models, "device", "cpu"),
+        )
+        previews = result.trajectory.previews
+        return Finished(
+            job_id=job.id,
+            images=tuple(result.images),
+            seeds=seeds,
+            request=r.with_changes(seed=seeds[0], batch_size=1),
+            timings={
+                "load": 0.0,
+                "sampling": result.sampling_seconds,
+                "decode": 0.0,
+                "previews": 0.0,
+                "total": time.perf_counter() - start,
+            },
+            step_previews=tuple(previews),
+            noisy_step_previews=tuple(previews),
+            warnings=tuple(notes),
         )
 
     def _run_canvas_job(
@@ -397,6 +455,11 @@ class Engine:
         return canvas_jobs.run_expand(ctx, r, inputs)
 
     def _keep(self, job_id: int, trajectory: Trajectory) -> None:
+        with self._lock:
+            self._store_trajectory(job_id, trajectory)
+
+    def _store_trajectory(self, job_id: int, trajectory: Trajectory) -> None:
+        """Call with the lock held: adopt_trajectory runs on other threads."""
         self._trajectories[job_id] = trajectory
         while len(self._trajectories) > self._keep_trajectories:
             self._trajectories.popitem(last=False)

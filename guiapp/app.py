@@ -2,61 +2,33 @@
 
 The engine (torch, diffusers) is imported and built on a helper thread so the window
 appears at once and never freezes while torch loads; Generate is enabled when the
-engine is attached.
+engine is attached. Which engine: `--engine URL` (with `--token` or $DIFFUSIONDESK_TOKEN)
+for this run, else the one chosen in File → Engine location… (this computer by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from engine.api import EngineLike
 from guiapp.bridge import EngineBridge
+from guiapp.engine_location import EngineLocation
+from guiapp.engine_switch import EngineStarter
 from guiapp.icons import icon
-from guiapp.settings import APPLICATION, ORGANIZATION
+from guiapp.settings import APPLICATION, ORGANIZATION, AppSettings
 from guiapp.smoke_test import SmokeTest
 from guiapp.theme import apply_dark_theme
 from guiapp.window import MainWindow
-
-
-class EngineStarter(QObject):
-    """Builds the engine on a helper thread and hands it to the GUI thread."""
-
-    ready = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, factory: Callable[[], EngineLike], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._factory = factory
-        self.engine: EngineLike | None = None
-        self._thread = threading.Thread(target=self._run, name="engine-starter", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            engine = self._factory()
-        except Exception as exc:  # shown inline in the window
-            self.failed.emit(f"The engine could not start: {exc}")
-            return
-        self.engine = engine
-        self.ready.emit(engine)
 
 
 def default_engine_factory(
@@ -76,15 +48,6 @@ def default_engine_factory(
         backend=backend,
         compile_unet=compile_unet,
     )
-
-
-def remote_engine_factory(url: str, token: str | None, starter: EngineStarter) -> EngineLike:
-    """An engine on a diffusiondesk-server; connection trouble shows in the error strip."""
-    from engine.remote import RemoteEngine
-
-    engine = RemoteEngine(url, token)
-    engine.add_status_listener(lambda up, message: None if up else starter.failed.emit(message))
-    return engine
 
 
 def attach_when_ready(window: MainWindow, starter: EngineStarter) -> None:
@@ -125,6 +88,18 @@ def route_uncaught_errors(window: MainWindow) -> None:
     sys.excepthook = hook
 
 
+def initial_location(
+    args: argparse.Namespace, settings: AppSettings, smoke: bool
+) -> EngineLocation:
+    """--engine for this run (not remembered), else the stored choice; the smoke test
+    always checks this install's own engine."""
+    if args.engine:
+        return EngineLocation(args.engine, args.token or "")
+    if smoke:
+        return EngineLocation()
+    return settings.engine_location()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="diffusiondesk", description="DiffusionDesk window")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -159,7 +134,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--engine", default=None, metavar="URL", help="use a diffusiondesk-server's engine"
     )
-    parser.add_argument("--token", default=None, help="its access token ($DIFFUSIONDESK_TOKEN)")
+    parser.add_argument(
+        "--token", default=None, help="its access token (default: $DIFFUSIONDESK_TOKEN)"
+    )
     args = parser.parse_args(argv)
     if args.engine:
         from engine.remote import stream_url
@@ -190,30 +167,26 @@ def main(argv: list[str] | None = None) -> int:
         window.form.model = args.model
     for picture in args.pictures:
         window.workspace.open_image(picture)
-    token = args.token or os.environ.get("DIFFUSIONDESK_TOKEN")
-    starter = EngineStarter(
-        (lambda: remote_engine_factory(args.engine, token, starter))
-        if args.engine
-        else (
-            lambda: default_engine_factory(
-                args.device,
-                args.dtype or window.settings.engine_dtype(),
-                args.allow_pickle,
-                args.backend or window.settings.engine_backend(),
-                args.compile,
-            )
-        )
+    window.engines.local_factory = lambda: default_engine_factory(
+        args.device,
+        args.dtype or window.settings.engine_dtype(),
+        args.allow_pickle,
+        args.backend or window.settings.engine_backend(),
+        args.compile,
     )
-    attach_when_ready(window, starter)
+    starter = window.engines.switch_to(
+        initial_location(args, window.settings, bool(smoke)), start=False
+    )
+    if starter is None:  # a stored address that cannot be used: said inline; run locally
+        starter = window.engines.switch_to(EngineLocation(), start=False)
+    assert starter is not None
     route_uncaught_errors(window)
     if smoke:
         smoke.watch(window, starter)
     window.show()
     starter.start()
     code = app.exec()
-    starter.join(10.0)
-    if starter.engine is not None and window.bridge.engine is not starter.engine:
-        starter.engine.shutdown(5.0)  # became ready after the window closed
+    window.engines.join(10.0)
     return smoke.report(code) if smoke else code
 
 

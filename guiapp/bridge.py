@@ -6,19 +6,32 @@ one: stale previews are dropped, never queued) and pokes the GUI thread through 
 queued signal. The GUI thread delivers the pending events, in order, on one signal
 (`eventArrived`; guiapp.jobs.JobQueue.handle_event reads them), step previews at most once
 per frame.
+
+The window can switch engines while it runs (`replace`): the old engine stops on a
+helper thread, its jobs end as usual, and job ids stay unique across engines (each
+engine's ids are shifted past every id the window has seen), so history, "continue
+from" and the queue never mix up two engines' jobs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from engine.api import EngineLike, Event, GenerationRequest, Step
+from engine.api import EngineLike, Event, GenerationRequest, ResumeFrom, Step
 
 FRAME_SECONDS = 1.0 / 60.0
+RETIRE_TIMEOUT = 30.0  # seconds a replaced engine gets to stop its worker
+
+
+class EngineChanged(ValueError):
+    """A request that needs the engine the window used before (continuing its run)."""
 
 
 def _is_step(event: Event) -> bool:
@@ -41,6 +54,10 @@ class EngineBridge(QObject):
     def __init__(self, engine: EngineLike | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._engine: EngineLike | None = None
+        self._listener: Callable[[Event], None] | None = None
+        self._offset = 0  # window job id = engine job id + offset
+        self._issued = 0  # the highest window job id so far
+        self._retiring: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._pending: list[Event] = []
         self._wake_posted = False
@@ -69,17 +86,51 @@ class EngineBridge(QObject):
     def attach(self, engine: EngineLike) -> None:
         if self._engine is not None:
             raise RuntimeError("an engine is already attached")
-        self._engine = engine
-        engine.add_listener(self._listen)
+        self._connect(engine)
+
+    def replace(self, engine: EngineLike) -> None:
+        """Use `engine` from now on, without waiting for the old one: it stops on a helper
+        thread, and its queued and running jobs end (Cancelled) through this bridge."""
+        old, old_listener = self._engine, self._listener
+        self._connect(engine)
+        if old is None:
+            return
+        retire = threading.Thread(
+            target=_retire, args=(old, old_listener), name="engine-retire", daemon=True
+        )
+        self._retiring = [t for t in self._retiring if t.is_alive()] + [retire]
+        retire.start()
+
+    def _connect(self, engine: EngineLike) -> None:
+        self._offset = self._issued
+        listener = functools.partial(self._listen, self._offset)
+        self._engine, self._listener = engine, listener
+        engine.add_listener(listener)
         self.engineAttached.emit(engine.device_description)
 
     def submit(self, request: GenerationRequest) -> int:
+        """Queue on the current engine; EngineChanged for a continue of a run that an
+        engine used before made (its steps stay there)."""
         if self._engine is None:
             raise RuntimeError("the engine is still starting")
-        return self._engine.submit(request)
+        resume = request.resume
+        if resume is not None:
+            if resume.job_id <= self._offset:
+                raise EngineChanged(
+                    f"Job #{resume.job_id} ran on the engine used before the switch, which "
+                    "keeps its steps; run it again from the start here."
+                )
+            request = request.with_changes(
+                resume=ResumeFrom(resume.job_id - self._offset, resume.step)
+            )
+        job_id = self._engine.submit(request) + self._offset
+        self._issued = max(self._issued, job_id)
+        return job_id
 
     def cancel(self, job_id: int) -> bool:
-        return self._engine.cancel(job_id) if self._engine is not None else False
+        if self._engine is None or job_id <= self._offset:
+            return False  # a replaced engine's jobs are being cancelled already
+        return self._engine.cancel(job_id - self._offset)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the engine (joins its worker within `timeout`), then deliver what it sent
@@ -88,10 +139,15 @@ class EngineBridge(QObject):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown(timeout)
+        for retire in self._retiring:
+            retire.join(timeout)
+        self._retiring.clear()
         self._deliver()
 
-    def _listen(self, event: Event) -> None:
+    def _listen(self, offset: int, event: Event) -> None:
         """Called on the worker thread: must be quick and must not touch Qt widgets."""
+        if offset:
+            event = dataclasses.replace(event, job_id=event.job_id + offset)
         with self._lock:
             match event:
                 case Step(job_id=job_id):
@@ -146,3 +202,11 @@ class EngineBridge(QObject):
                     self._last_step_delivery = time.perf_counter()
                     self.previews_delivered += 1
             self.eventArrived.emit(event)
+
+
+def _retire(engine: EngineLike, listener: Callable[[Event], None] | None) -> None:
+    """Stop a replaced engine (on a helper thread), then stop listening to it."""
+    engine.shutdown(RETIRE_TIMEOUT)
+    remove = getattr(engine, "remove_listener", None)
+    if remove is not None and listener is not None:
+        remove(listener)

@@ -69,6 +69,8 @@ class Job:
                 return f"queued ({self.position} ahead)" if self.position else "queued"
             case JobState.LOADING:
                 return "loading model"
+            case JobState.RUNNING if self.device:
+                return f"running on {self.device}"  # e.g. "cpu (float32), replica 3f2a on gpu-7"
             case JobState.FINISHED if self.saving:
                 return "saving"
             case state:

@@ -5,11 +5,13 @@ parameters, output folder. Opening checks, migrates or sets aside the stored set
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 from engine.picture_files import SUFFIXES
+from guiapp.engine_location import EngineLocation
 from guiapp.settings_upgrade import (
     BRUSH_SIZE_KEY,
     DEFAULT_BRUSH_SIZE,
@@ -60,6 +62,26 @@ class AppSettings:
 
     def set_engine_backend(self, backend: str) -> None:
         self.qsettings.setValue("engine/backend", backend)
+
+    def engine_location(self) -> EngineLocation:
+        """This computer, or a server and its token. The token is kept in plain text in
+        the settings file, which is made readable by this user account only."""
+        return EngineLocation(
+            str(self.qsettings.value("engine/server", "") or ""),
+            str(self.qsettings.value("engine/token", "") or ""),
+        )
+
+    def set_engine_location(self, location: EngineLocation) -> None:
+        self.qsettings.setValue("engine/server", location.server.strip())
+        self.qsettings.setValue("engine/token", location.token.strip())
+        if location.token.strip():
+            self.qsettings.sync()
+            with contextlib.suppress(OSError):  # e.g. the registry on Windows: no file
+                os.chmod(self.qsettings.fileName(), 0o600)
+
+    def settings_file(self) -> str:
+        """Where these settings live (shown next to the token field)."""
+        return self.qsettings.fileName()
 
     def output_folder(self) -> Path:
         value = self.qsettings.value("output/folder")

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject
 
 from engine.api import STARTER_MODEL, GenerationRequest, SchedulerName
 from engine.validation import max_steps_for
+from guiapp import upscale_form
 from guiapp.properties import Observable, Property
 
 FormValues = dict[str, Any]
@@ -45,12 +46,24 @@ class ViewModel(Observable):
     show_noisy = Property(False)
     guidance_cutoff = Property(1.0)  # 1.0: off
     fast_decode = Property(False)
+    deep_cache = Property(1)  # 1: off
     clip_skip = Property(1)
     vae = Property("")
     # The model folders (from the library) where LoRAs, embeddings and VAEs are found,
     # and the VAE files found there: this machine's, so never persisted or reused.
     model_folders: Property[tuple[str, ...]] = Property((), persist=False)
     vae_choices: Property[tuple[str, ...]] = Property((), persist=False)
+    # Hires fix and upscale (guiapp/upscale_form.py turns them into the request's records).
+    hires_enabled = Property(False)
+    hires_scale = Property(2.0)
+    hires_upscaler = Property("Latent")
+    hires_steps = Property(0)
+    hires_denoise = Property(0.55)
+    hires_prompt = Property("")  # empty: the prompt's
+    upscale_scale = Property(2.0)
+    upscale_upscaler = Property("Lanczos")
+    upscale_sd_tiles = Property(False)
+    upscaler_choices: Property[tuple[str, ...]] = Property((), persist=False)
 
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -90,6 +103,7 @@ class ViewModel(Observable):
         self.set_values(values)
         if request.seed is not None:
             self.random_seed = False
+        upscale_form.apply_hires(self, request.hires)
 
     def build_request(
         self,
@@ -104,4 +118,6 @@ class ViewModel(Observable):
         if seed is None and not self.random_seed:
             seed = self.seed
         values.update(seed=seed, init_image=init_image, mask=mask)
+        if init_image is None:
+            values["hires"] = upscale_form.hires_of(self)
         return GenerationRequest(**values)

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from engine.library import ModelLibrary
 from guiapp.bridge import EngineBridge
+from guiapp.engine_location import EngineLocation
+from guiapp.engine_switch import EngineSwitcher
 from guiapp.history import HistoryEntry
 from guiapp.icons import icon
 from guiapp.output_writer import SavedJob
@@ -43,6 +45,8 @@ from guiapp.widgets.addons_dock import AddonsDock
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.widgets.canvas import Canvas
+from guiapp.widgets.control_dock import ControlDock
+from guiapp.widgets.engine_dialog import show_engine_dialog
 from guiapp.widgets.error_area import ErrorArea
 from guiapp.widgets.expand_dialog import ExpandDialog
 from guiapp.widgets.forward_panel import ForwardPanel
@@ -53,6 +57,7 @@ from guiapp.widgets.parameter_panel import ParameterPanel
 from guiapp.widgets.progress_panel import ProgressPanel
 from guiapp.widgets.prompt_panel import PromptPanel
 from guiapp.widgets.queue_view import QueueView
+from guiapp.widgets.regions_dock import RegionsDock
 from guiapp.widgets.save_format import save_format_menu
 from guiapp.widgets.scrubber import StepScrubber
 from guiapp.widgets.speed_panel import SpeedPanel
@@ -86,6 +91,8 @@ class MainWindow(QMainWindow):
         self.workspace.writer.picture_format = self.settings.save_format()
         self.workspace.writer.saved.connect(self._note_model_use)
         self._library: ModelLibrary | None = None
+        # The application gives it the local engine's factory (guiapp/app.py).
+        self.engines = EngineSwitcher(bridge, self.workspace, parent=self)
         self.docks: list[QDockWidget] = []
 
         self._build_centre()
@@ -142,6 +149,11 @@ class MainWindow(QMainWindow):
         )
         self.tabifyDockWidget(addons, self.forward_dock)
         self.forward_dock.hide()  # View > Forward process
+        self.control_dock = ControlDock(self.canvas, self)
+        self.add_dock("ControlNet", "controlNetDock", self.control_dock, "right").hide()
+        self.regions_dock = RegionsDock(self.canvas, self)
+        self.add_dock("Regions", "regionsDock", self.regions_dock, "right").hide()
+        self.workspace.request_extras += [self.control_dock.extend, self.regions_dock.extend]
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""
@@ -267,6 +279,9 @@ class MainWindow(QMainWindow):
             "Inpaint", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], ws.inpaint, "inpaint"
         )
         self.img2img_action = self._action("Image to image", "", ws.image_to_image, "img2img")
+        self.upscale_action = self._action(
+            "Upscale picture", "Ctrl+U", ws.upscale_picture, "upscale"
+        )
         self.cancel_action = self._action("Cancel", "Esc", ws.cancel_current, "cancel")
         self.open_action = self._action("Open image…", "Ctrl+O", self.open_image_dialog, "image")
         self.save_as_action = self._action("Save as…", "Ctrl+Shift+S", self.save_as_dialog, "save")
@@ -283,6 +298,7 @@ class MainWindow(QMainWindow):
             lambda: show_models_dialog(self, self.use_model, self.library()),
             "folder",
         )
+        self.engine_action = self._action("Engine location…", "", self.engine_dialog)
         self.expand_action = self._action(
             "Expand canvas…", "Ctrl+Shift+E", self.expand_dialog, "expand"
         )
@@ -300,6 +316,7 @@ class MainWindow(QMainWindow):
             self.save_as_action,
             self.folder_action,
             self.models_action,
+            self.engine_action,
         ):
             file_menu.addAction(action)
         file_menu.addMenu(
@@ -318,6 +335,7 @@ class MainWindow(QMainWindow):
             self.generate_action,
             self.img2img_action,
             self.inpaint_action,
+            self.upscale_action,
             self.expand_action,
             self.cancel_action,
         ):
@@ -343,6 +361,7 @@ class MainWindow(QMainWindow):
         self.history_strip.reuseRequested.connect(lambda e: self.addons_dock.check_picture(e.path))
         self.history_strip.saveAsRequested.connect(self.save_as_dialog)
         self.history_strip.copyRequested.connect(self.copy_image)
+        self.history_strip.upscaleRequested.connect(ws.upscale_entry)
         ws.previewShown.connect(self.canvas.show_preview)
         ws.documentShown.connect(self.canvas.show_document)
         ws.statusMessage.connect(self._show_status)
@@ -432,6 +451,18 @@ class MainWindow(QMainWindow):
     def _note_model_use(self, saved: SavedJob) -> None:
         if saved.event.images:
             note_model_used(self, self.library(), saved.event.request.model)
+
+    def engine_dialog(self) -> None:
+        """File → Engine location…: this computer or a server; applies at once."""
+        current = self.engines.location or self.settings.engine_location()
+        self.engine_location_dialog = show_engine_dialog(
+            self, current, self.settings.settings_file(), self.use_engine_location
+        )
+
+    def use_engine_location(self, location: EngineLocation) -> None:
+        """Remember the location and switch to its engine (the window stays usable)."""
+        if self.engines.switch_to(location) is not None:
+            self.settings.set_engine_location(location)
 
     def set_output_folder(self, folder: Path) -> None:
         self.workspace.output_folder = folder

@@ -9,6 +9,7 @@ widgets that show these models and connects its actions to the commands here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
-from guiapp.bridge import EngineBridge
+from guiapp import upscale_form
+from guiapp.bridge import EngineBridge, EngineChanged
 from guiapp.document import Document
 from guiapp.file_io import copy_file, open_picture
 from guiapp.history import History, HistoryEntry, Run
@@ -83,6 +85,8 @@ class Workspace(Observable):
         self.output_folder = output_folder
         self.loaded_model = form.model
         self._run: Run | None = None  # the run the scrubber moves through
+        # Functions that add a dock's fields to each submitted request (ControlNet, regions).
+        self.request_extras: list[Callable[[GenerationRequest], GenerationRequest]] = []
         self._scrubbed_step = 0
         self.closed = False
 
@@ -120,6 +124,12 @@ class Workspace(Observable):
 
     def submit(self, request: GenerationRequest) -> int | None:
         """Check the request (engine.validation), queue it, and return its job id."""
+        for extend in self.request_extras:  # the docks' ControlNet units and regions
+            try:
+                request = extend(request)
+            except ValueError as exc:
+                self.show_error(f"Check the input: {exc}")
+                return None
         found = problems(request)
         if found:
             self.show_error("Check the input: " + "; ".join(found) + ".")
@@ -127,7 +137,11 @@ class Workspace(Observable):
         if not self.bridge.ready:
             self.show_error("The engine is still starting; try again in a moment.")
             return None
-        job_id = self.bridge.submit(request)
+        try:
+            job_id = self.bridge.submit(request)
+        except EngineChanged as exc:
+            self.show_error(str(exc))
+            return None
         self.jobs.add(job_id, request)
         self.clear_error()
         return job_id
@@ -162,6 +176,18 @@ class Workspace(Observable):
             return None
         request = self.form.build_request(init_image=picture, mask=mask)
         return self.submit(request.with_changes(width=picture.width, height=picture.height))
+
+    def upscale_picture(self) -> int | None:
+        """Enlarge the canvas picture with the form's Upscale settings."""
+        picture = self._picture()
+        if picture is None:
+            return None
+        return self.submit(upscale_form.upscale_request(self.form, picture))
+
+    def upscale_entry(self, entry: HistoryEntry) -> int | None:
+        """Enlarge a finished picture from the history (one action)."""
+        picture = qimage_to_pil(entry.image)
+        return self.submit(upscale_form.upscale_request(self.form, picture))
 
     def expand(
         self, expand: Expand, only_masked: bool = False, strength: float = 1.0

@@ -132,10 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         from server.ray_engine import RayEngine
         from server.ray_serve import deploy
 
-        handle = deploy(
-            address=args.ray or None, replicas=args.replicas, num_gpus=args.gpus_per_replica
+        handle, owned = deploy(
+            address=args.ray or None,
+            replicas=args.replicas,
+            num_gpus=args.gpus_per_replica,
+            join_running=args.ray != "",
         )
-        engine = RayEngine(handle, f"Ray Serve, 1 to {args.replicas} replicas")
+        engine = RayEngine(
+            handle,
+            f"Ray Serve, 1 to {args.replicas} replicas"
+            if owned
+            else "Ray Serve (the application serve run started)",
+        )
     else:
         engine = Engine(device=args.device, dtype=args.dtype)
     catalog = ModelCatalog(args.models or _default_roots())
@@ -170,17 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.shutdown(10)
         if args.ray is not None:
-            _stop_ray()
+            _stop_ray(delete_app=owned)
     return 0
 
 
-def _stop_ray() -> None:
+def _stop_ray(delete_app: bool) -> None:
     import ray
     from ray import serve
 
     from server.ray_serve import APP_NAME
 
-    serve.delete(APP_NAME)  # frees the replicas of a cluster that outlives us
+    if delete_app:  # frees the replicas of a cluster that outlives us; not serve run's
+        serve.delete(APP_NAME)
     ray.shutdown()
 
 

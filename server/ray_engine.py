@@ -5,6 +5,8 @@ Engine, so a cluster behaves like one machine to every client. Each job is one s
 call routed by its model name (multiplexing); cancel cancels that call, which reaches
 the replica running it. A replica that dies mid-job ends that job as Failed(CONNECTION)
 with the reason; it is not retried (a retry would repeat every step already shown).
+Each finished or cancelled job's trajectory comes back with its events and the newest
+few are kept here, so "continue from a step" runs on whichever replica is free.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.job_results import ended_beyond, wait_for_result
+from engine.job_results import check_submission, settle, wait_for_result
 
 log = logging.getLogger(__name__)
 
 KEEP_RESULTS = 64
+KEEP_TRAJECTORIES = 8  # as the local engine: the runs that can be continued
+TRAJECTORY = "trajectory"  # the "type" of a stream item carrying a job's trajectory
 
 
 @dataclass(eq=False)
@@ -59,6 +63,7 @@ class RayEngine:
         self._listeners: list[Callable[[Event], None]] = []
         self._jobs: OrderedDict[int, _Job] = OrderedDict()
         self._threads: dict[int, threading.Thread] = {}
+        self._trajectories: OrderedDict[int, Any] = OrderedDict()
         self._ids = itertools.count(1)
         self._issued = 0
         self._closed = False
@@ -77,27 +82,13 @@ class RayEngine:
                 self._listeners.remove(listener)
 
     def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
-            raise TypeError(f"submit() takes a GenerationRequest, got {type(request).__name__}")
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine has been shut down")
+            check_submission(request, self._closed)
             job = _Job(next(self._ids), request)
             self._issued = job.id
             self._jobs[job.id] = job
             position = sum(1 for j in self._jobs.values() if not j.started and not j.ended) - 1
         self._emit(Queued(job.id, position))
-        if request.resume is not None:
-            self._end(
-                job,
-                Failed(
-                    job.id,
-                    ErrorKind.BAD_INPUT,
-                    "Continuing from a step is not available on a Ray cluster (the steps "
-                    "stay on the replica that ran the job); run it again from the start.",
-                ),
-            )
-            return job.id
         thread = threading.Thread(target=self._run, args=(job,), name=f"ray-job-{job.id}")
         thread.daemon = True
         with self._lock:
@@ -137,23 +128,54 @@ class RayEngine:
 
     # ------------------------------------------------------------------ per-job thread
 
+    def _source(self, job: _Job) -> Any:
+        """The trajectory a continue starts from; None (and the job ended) if not kept."""
+        resume = job.request.resume
+        assert resume is not None
+        with self._lock:
+            source = self._trajectories.get(resume.job_id)
+        if source is None:
+            message = (
+                f"Job {resume.job_id} has no stored steps to continue from (the cluster "
+                f"keeps the last {KEEP_TRAJECTORIES} jobs); run it again from the start."
+            )
+            self._end(job, Failed(job.id, ErrorKind.BAD_INPUT, message))
+        return source
+
+    def _keep(self, job: _Job, trajectory: Any) -> None:
+        with self._lock:
+            self._trajectories[job.id] = trajectory
+            while len(self._trajectories) > KEEP_TRAJECTORIES:
+                self._trajectories.popitem(last=False)
+
     def _run(self, job: _Job) -> None:
         try:
+            source = None
+            if job.request.resume is not None:
+                source = self._source(job)
+                if source is None:
+                    return
             data = wire.request_to_dict(job.request)
             stream = self._handle.options(
                 stream=True, multiplexed_model_id=job.request.model
-            ).generate.remote(data)
+            ).generate.remote(data, source)
             with self._lock:
                 job.stream = stream
                 cancel_now = job.cancel_requested
             if cancel_now:
                 stream.cancel()
             for item in stream:
+                if isinstance(item, dict) and item.get("type") == TRAJECTORY:
+                    self._keep(job, item.get("trajectory"))
+                    continue
                 event = wire.event_from_dict(item, job.id, original=job.request)
                 if isinstance(event, Queued):
                     continue  # the replica's own queue; ours was reported at submit
                 if isinstance(event, Started):
                     job.started = True
+                    self._emit(event)
+                    self._announce_positions()
+                    continue
                 elif isinstance(event, Step):
                     job.steps_done = event.step
                 if event.kind in TERMINAL_KINDS:
@@ -183,6 +205,13 @@ class RayEngine:
             with self._lock:
                 self._threads.pop(job.id, None)
 
+    def _announce_positions(self) -> None:
+        """A job started or ended: the jobs not yet started moved up."""
+        with self._lock:
+            waiting = [j.id for j in self._jobs.values() if not j.started and not j.ended]
+        for position, job_id in enumerate(waiting):
+            self._emit(Queued(job_id, position))
+
     def _emit(self, event: Event) -> None:
         with self._lock:
             listeners = list(self._listeners)
@@ -197,9 +226,6 @@ class RayEngine:
             if job.ended:
                 return
             job.ended = True
-        job.result = event
-        self._emit(event)
-        job.done.set()
-        with self._lock:
-            for old in ended_beyond(self._jobs, KEEP_RESULTS):
-                del self._jobs[old]
+        settle(job, event, self._emit, self._lock, self._jobs, KEEP_RESULTS)
+        if not job.started:
+            self._announce_positions()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine import guidance_cutoff
+from engine import deep_cache, guidance_cutoff
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
 from engine.backends import BACKEND_NAMES, openvino_backend
 
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 Progress = Callable[[str, float], None]
 ShouldCancel = Callable[[], bool]
 CHOICES_FILE = "backend_choices.json"
+DEEP_CACHE_ON_TORCH = (
+    "Deep cache works on the torch UNet's blocks, so this job ran on plain torch "
+    "(without OpenVINO or torch.compile)."
+)
 COMPILE_COST = (
     "torch.compile of the UNet: the first picture at each new size first compiles for "
     "about a minute or two (longer on a busy machine); later pictures at that size are "
@@ -125,6 +129,12 @@ class Accelerator:
         width, height = request.width, request.height
         batches = unet_batch(request, model, images)
         unet = _pipe(model).unet
+        if deep_cache.is_on(request.deep_cache) and deep_cache.supports(unet):
+            # The cache skips the torch UNet's own blocks: neither a converted graph nor
+            # a compiled one has them, so the job runs plain torch.
+            if self.backend == "openvino" or self.compile_unet:
+                return Session("", [DEEP_CACHE_ON_TORCH])
+            return Session("")
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QAbstractSlider,
     QComboBox,
     QDoubleSpinBox,
+    QGroupBox,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -33,7 +34,7 @@ def _accessors(widget: QWidget) -> tuple[Callable[[], Any], Callable[[Any], None
     match widget:
         case QSpinBox() | QDoubleSpinBox() | QAbstractSlider() | SeedEdit():
             return widget.value, widget.setValue, widget.valueChanged
-        case QAbstractButton():
+        case QAbstractButton() | QGroupBox():  # a checkable group box: its check
             return widget.isChecked, widget.setChecked, widget.toggled
         case QComboBox():
             return widget.currentText, widget.setCurrentText, widget.currentTextChanged

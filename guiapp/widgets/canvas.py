@@ -9,6 +9,8 @@ and the view.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -65,6 +67,9 @@ class Canvas(QGraphicsView):
             self._scene.addItem(item)
 
         self.brush = Brush()
+        # What the brush paints into: the document's mask, or a PaintLayer (regions,
+        # a ControlNet sketch) with the same stroke methods.
+        self.paint_target: Any = document
         self._last_point: QPointF | None = None
         self._panning = False
         self._space_down = False
@@ -203,10 +208,10 @@ class Canvas(QGraphicsView):
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             event.accept()
             return
-        if button == Qt.MouseButton.LeftButton and self.document.begin_stroke():
+        if button == Qt.MouseButton.LeftButton and self.paint_target.begin_stroke():
             point = self.mapToScene(event.position().toPoint())
             self._last_point = point
-            self.document.paint_segment(point, point, self.brush)
+            self.paint_target.paint_segment(point, point, self.brush)
             event.accept()
             return
         super().mousePressEvent(event)
@@ -224,7 +229,7 @@ class Canvas(QGraphicsView):
             event.accept()
             return
         if self._last_point is not None:
-            self.document.paint_segment(self._last_point, point, self.brush)
+            self.paint_target.paint_segment(self._last_point, point, self.brush)
             self._last_point = point
             event.accept()
             return
@@ -244,7 +249,7 @@ class Canvas(QGraphicsView):
             return
         if event.button() == Qt.MouseButton.LeftButton and self._last_point is not None:
             self._last_point = None
-            self.document.end_stroke("Erase" if self.brush.erasing else "Brush stroke")
+            self.paint_target.end_stroke("Erase" if self.brush.erasing else "Brush stroke")
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -25,6 +25,7 @@ class HistoryStrip(QWidget):
     reuseRequested = Signal(object)  # HistoryEntry
     saveAsRequested = Signal(object)
     copyRequested = Signal(object)
+    upscaleRequested = Signal(object)
 
     def __init__(self, history: History, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -84,8 +85,16 @@ class HistoryStrip(QWidget):
             "Copy the selected image to the clipboard (Ctrl+Shift+C)",
             on_click=lambda: self._emit_current(self.copyRequested),
         )
+        self.upscale_button = push_button(
+            self,
+            "upscale",
+            "Upscale",
+            "Enlarge the selected image with the Upscale settings (parameter panel)",
+            "upscaleButton",
+            lambda: self._emit_current(self.upscaleRequested),
+        )
         buttons = QVBoxLayout()
-        for button in (self.reuse_button, self.save_button, self.copy_button):
+        for button in (self.reuse_button, self.save_button, self.copy_button, self.upscale_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         return buttons
@@ -154,3 +163,4 @@ class HistoryStrip(QWidget):
         self.reuse_button.setEnabled(entry is not None and entry.request is not None)
         self.save_button.setEnabled(entry is not None)
         self.copy_button.setEnabled(entry is not None)
+        self.upscale_button.setEnabled(entry is not None)

@@ -37,6 +37,7 @@ from guiapp.state import ViewModel
 from guiapp.widgets.addons_dock import add_form_rows
 from guiapp.widgets.binding import bind, follow
 from guiapp.widgets.buttons import tool_button
+from guiapp.widgets.hires_rows import add_hires_rows
 from guiapp.widgets.seed_edit import SeedEdit
 
 DICE_SEEDS = 2**32 - 1  # what the dice rolls (and the engine picks)
@@ -64,6 +65,7 @@ class ParameterPanel(QWidget):
         self._add_model_row()
         self._add_inpaint_rows()
         add_form_rows(self, model)  # clip skip and VAE (guiapp/widgets/addons_dock.py)
+        self.hires_group, self.upscale_group = add_hires_rows(self, model)
 
     def _row(self, label: str, *widgets: QWidget, stretch: tuple[int, ...] = (1,)) -> None:
         """A form row of one widget, or of several side by side (stretch factors in order,

@@ -1,6 +1,6 @@
-"""Speed settings: per job (guidance cut-off, fast decode: request fields bound to the
-form) and for the engine (precision, backend: kept in QSettings, used when the engine
-next starts, since the loaded model is already in its precision).
+"""Speed settings: per job (guidance cut-off, fast decode, deep cache: request fields
+bound to the form) and for the engine (precision, backend: kept in QSettings, used when
+the engine next starts, since the loaded model is already in its precision).
 
 No torch here: the engine reads its settings through guiapp.app at start-up.
 """
@@ -14,9 +14,11 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QLabel,
+    QSpinBox,
     QWidget,
 )
 
+from engine.validation import MAX_DEEP_CACHE
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind
@@ -52,6 +54,18 @@ class SpeedPanel(QGroupBox):
         )
         bind(form, "fast_decode", self.fast_decode)
         layout.addRow(self.fast_decode)
+
+        self.deep_cache = QSpinBox(self)
+        self.deep_cache.setObjectName("deepCache")
+        self.deep_cache.setRange(1, MAX_DEEP_CACHE)
+        self.deep_cache.setSpecialValueText("off")
+        self.deep_cache.setToolTip(
+            "Run the UNet's deep blocks only every N-th step and reuse them in between "
+            "(DeepCache): 2 or 3 make each picture much faster and change it a little. "
+            "Runs on torch, without OpenVINO."
+        )
+        bind(form, "deep_cache", self.deep_cache)
+        layout.addRow("Deep cache every", self.deep_cache)
 
         self.precision = self._engine_choice("precision", PRECISIONS, settings.engine_dtype())
         self.precision.setToolTip(

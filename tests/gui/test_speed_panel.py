@@ -1,10 +1,11 @@
-"""The Speed panel: guidance cut-off and fast decode go into each job's request;
+"""The Speed panel: guidance cut-off, fast decode and deep cache go into each job's request;
 precision and backend are kept for the engine's next start."""
 
 from __future__ import annotations
 
 import pytest
 
+from engine import validation
 from guiapp import app
 from guiapp.settings import AppSettings
 from guiapp.widgets.speed_panel import SpeedPanel
@@ -20,6 +21,15 @@ def test_cutoff_and_fast_decode_go_into_the_request(window) -> None:
     request = window.form.build_request()
     assert request.guidance_cutoff == pytest.approx(0.4) and request.fast_decode is True
     assert window.form.values()["guidance_cutoff"] == pytest.approx(0.4)  # kept between runs
+
+
+def test_deep_cache_goes_into_the_request_and_shows_off_at_one(window) -> None:
+    panel = window.speed_panel
+    assert window.form.build_request().deep_cache == 1 and panel.deep_cache.text() == "off"
+    panel.deep_cache.setValue(3)
+    assert window.form.build_request().deep_cache == 3
+    panel.deep_cache.setValue(99)  # the spin box keeps to the engine's limit
+    assert window.form.build_request().deep_cache == validation.MAX_DEEP_CACHE
 
 
 def test_precision_and_backend_are_kept_for_the_next_start(qtbot, settings: AppSettings) -> None:

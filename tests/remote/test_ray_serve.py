@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 from engine_helpers import WAIT, request
-from remote_helpers import TOKEN, tiny_catalog, tiny_engine
+from remote_helpers import TOKEN, server_command, tiny_catalog
 
-from engine.api import Cancelled, ErrorKind, Failed, Finished, Started, Step
+from engine.api import Cancelled, ErrorKind, Failed, Finished, ResumeFrom, Started, Step
 from engine.remote import RemoteEngine
 from server.app import ServerConfig, create_app
 from server.hub import JobHub
@@ -28,23 +28,24 @@ TESTS = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def ray_engine() -> Iterator[object]:
+    """The application deployed as `serve run server.ray_serve:build_app ...` deploys it."""
     from ray import serve
 
     from server.ray_engine import RayEngine
-    from server.ray_serve import deploy
+    from server.ray_serve import APP_NAME, build_app
 
     path = os.pathsep.join([str(TESTS.parent), str(TESTS)])
-    handle = deploy(
-        replicas=2,
-        autoscale=False,
-        engine_factory=tiny_engine,
-        num_cpus=0,
-        init_options={
-            "num_cpus": 1,
-            "_node_ip_address": "127.0.0.1",
-            "runtime_env": {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
-        },
+    ray.init(
+        include_dashboard=False,
+        num_cpus=1,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
     )
+    serve.start(proxy_location="Disabled")
+    app = build_app(
+        {"replicas": "2", "autoscale": "false", "cpus": "0", "engine": "remote_helpers:tiny_engine"}
+    )
+    handle = serve.run(app, name=APP_NAME, route_prefix=None)
     engine = RayEngine(handle)
     try:
         yield engine
@@ -133,3 +134,68 @@ def test_the_front_refuses_a_bad_token_an_oversized_upload_and_an_outside_path(f
     assert big.status_code == 413
     result = clients[0].generate(request(model="/etc/passwd"), WAIT)
     assert isinstance(result, Failed) and result.error == ErrorKind.MODEL
+
+
+def test_continuing_from_a_step_runs_on_any_replica_with_the_steps_carried_along(clients):
+    client = clients[0]
+    events = events_of(client)
+    first = client.generate(request(steps=4, seed=3), WAIT)
+    assert isinstance(first, Finished)
+    # At once, so the router spreads them; every replica adopts the carried steps.
+    again = [
+        client.submit(request(steps=4, seed=3, resume=ResumeFrom(first.job_id, 2)))
+        for _ in range(4)
+    ]
+    results = [client.wait(job, WAIT) for job in again]
+    assert all(isinstance(r, Finished) for r in results), results
+    for job, result in zip(again, results, strict=True):
+        assert [e.step for e in events if isinstance(e, Step) and e.job_id == job] == [3, 4]
+        assert result.request.resume == ResumeFrom(first.job_id, 2)
+        assert result.images[0].tobytes() == results[0].images[0].tobytes()
+    cancelled = client.submit(request(steps=4, seed=3, resume=ResumeFrom(again[0], 2)))
+    assert isinstance(client.wait(cancelled, WAIT), Finished), "a continue can be continued"
+
+
+def test_continuing_a_job_whose_steps_are_gone_says_so(clients):
+    result = clients[0].generate(request(steps=4, resume=ResumeFrom(10_000, 2)), WAIT)
+    assert isinstance(result, Failed) and result.error == ErrorKind.BAD_INPUT
+
+
+def test_the_serve_run_builder_names_a_bad_argument_in_one_sentence():
+    from server.ray_serve import build_app
+
+    for args, words in (
+        ({"replica": "2"}, "unknown argument replica"),
+        ({"replicas": "0"}, "replicas must be at least 1"),
+        ({"gpus": "many"}, "gpus must be a number"),
+        ({"autoscale": "maybe"}, "autoscale must be true or false"),
+        ({"engine": "nowhere"}, "engine must look like module:function"),
+        ({"engine": "nowhere:engine"}, "cannot be found"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            build_app(args)
+
+
+def test_the_server_command_with_ray_serves_the_application_serve_run_started(ray_engine, tmp_path):
+    """`diffusiondesk-server --ray ADDRESS` joins the cluster, finds the running
+    application instead of deploying its own, and leaves it running when it stops."""
+    from ray import serve
+
+    from server.ray_serve import APP_NAME
+
+    models = tmp_path / "models"
+    (models / "tiny").mkdir(parents=True)
+    (models / "tiny" / "model_index.json").write_text("{}")
+    address = ray.get_runtime_context().gcs_address
+    args = ["--ray", address, "--models", str(models), "--token", TOKEN, "--name", "front"]
+    with server_command(args, tmp_path, TOKEN) as server:
+        engine = RemoteEngine(server.url, TOKEN)
+        try:
+            result = engine.generate(request(steps=2), WAIT)
+            assert engine.device_description.startswith("Ray Serve (the application serve run")
+        finally:
+            engine.shutdown(10)
+        assert isinstance(result, Finished), result
+    output = server.process.stdout.read() if server.process.stdout else ""
+    assert "Finished server process" in output, output  # stopped cleanly on SIGTERM
+    assert APP_NAME in serve.status().applications, "the application serve run started stays"

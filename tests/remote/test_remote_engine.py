@@ -94,6 +94,8 @@ def test_queued_jobs_report_their_position(remote, recorder, tiny_models):
     for job in (first, *waiting):
         assert isinstance(remote.wait(job, WAIT), Finished)
     assert [recorder.of(job, Queued)[0].position for job in waiting] == [0, 1]
+    # The second heard that it moved up when the first of them started.
+    assert [e.position for e in recorder.of(waiting[1], Queued)] == [1, 0]
 
 
 def test_continue_from_a_step_of_a_remote_job(remote, local_engine):

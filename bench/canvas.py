@@ -1,0 +1,203 @@
+"""The time of each canvas operation against a plain text-to-image generation of the same
+output size, with the same model, steps and sampler: the two alternated in one run, and
+the median of the per-pair ratios reported. Prints one JSON object.
+
+    python bench/canvas.py [--pairs 3] [--steps 12] [--size 128] [--only "hires fix"]
+
+Uses the starter model (resources/starter-model) when it is there, else a small
+random-weight SD model built from configs, and says which in the JSON.
+
+Adding an operation (one entry per canvas feature): write a function that takes the
+Context and returns a Case (the operation's request and the plain request it is compared
+with), and decorate it with @entry("its name"). Build its inputs from ctx.picture (a
+finished picture of ctx.size) and ctx.plain(width, height) (the plain request of a size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.api import STARTER_MODEL, Finished, GenerationRequest, HiresFix, Upscale  # noqa: E402
+from engine.models import LoadedModel, ModelManager  # noqa: E402
+from engine.resources import starter_model_dir  # noqa: E402
+from engine.upscale_options import scaled_size  # noqa: E402
+from engine.worker import Engine  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Context:
+    model: str  # the model name requests use
+    size: int  # the side of the base picture
+    steps: int
+    picture: Image.Image  # a finished picture of size x size (for operations on pictures)
+
+    def plain(self, width: int, height: int) -> GenerationRequest:
+        """Text-to-image of width x height: what each operation is compared with."""
+        return GenerationRequest(
+            prompt="a red circle on a blue background",
+            steps=self.steps,
+            guidance_scale=5.0,
+            seed=1234,
+            width=width,
+            height=height,
+            scheduler="DPM++ 2M",
+            model=self.model,
+        )
+
+
+@dataclass(frozen=True)
+class Case:
+    operation: GenerationRequest
+    plain: GenerationRequest
+
+
+ENTRIES: dict[str, Callable[[Context], Case]] = {}
+
+
+def entry(name: str) -> Callable[[Callable[[Context], Case]], Callable[[Context], Case]]:
+    def register(build: Callable[[Context], Case]) -> Callable[[Context], Case]:
+        ENTRIES[name] = build
+        return build
+
+    return register
+
+
+# ----------------------------------------------------------------------------- entries
+
+
+@entry("hires fix (Latent, 2x, denoise 0.55)")
+def hires_latent(ctx: Context) -> Case:
+    base = ctx.plain(ctx.size, ctx.size)
+    hires = HiresFix(scale=2, upscaler="Latent", denoising_strength=0.55)
+    return Case(base.with_changes(hires=hires), ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
+@entry("hires fix (Lanczos, 2x, denoise 0.55)")
+def hires_lanczos(ctx: Context) -> Case:
+    base = ctx.plain(ctx.size, ctx.size)
+    hires = HiresFix(scale=2, upscaler="Lanczos", denoising_strength=0.55)
+    return Case(base.with_changes(hires=hires), ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
+@entry("tiled SD upscale (2x, tiles of the base size, strength 0.35)")
+def tiled_upscale(ctx: Context) -> Case:
+    up = Upscale(scale=2, upscaler="Lanczos", sd_tiles=True, tile=ctx.size, overlap=ctx.size // 4)
+    request = ctx.plain(ctx.size, ctx.size).with_changes(
+        init_image=ctx.picture, strength=0.35, upscale=up
+    )
+    return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
+@entry("upscale (Lanczos, 2x)")
+def lanczos_upscale(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size, ctx.size).with_changes(
+        init_image=ctx.picture, upscale=Upscale(scale=2)
+    )
+    return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class _Fixed:
+    """A model manager that always hands out one already loaded model."""
+
+    def __init__(self, model: LoadedModel, description: str) -> None:
+        self.model, self.device_description = model, description
+
+    def get(self, source, progress, should_cancel) -> LoadedModel:
+        return self.model
+
+    def release(self) -> None:
+        pass
+
+
+def small_random_model() -> LoadedModel:
+    from diffusers import StableDiffusionPipeline
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import tiny_components
+
+    components = tiny_components(Path(tempfile.mkdtemp()), width=32)
+    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel("random-small", "sd1", pipe, None, None, False, torch.device("cpu"),
+                       torch.float32)  # fmt: skip
+
+
+def _timed(engine: Engine, request: GenerationRequest) -> tuple[float, Finished]:
+    start = time.perf_counter()
+    result = engine.generate(request)
+    seconds = time.perf_counter() - start
+    if not isinstance(result, Finished):
+        raise SystemExit(f"{request!r:.200} did not finish: {result}")
+    return seconds, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--only", action="append", default=[], help="entries to run (by name)")
+    args = parser.parse_args()
+
+    if (starter_model_dir() / "model_index.json").is_file():
+        manager = ModelManager(device="cpu")
+        model = manager.get(STARTER_MODEL, lambda *_: None, lambda: False)
+        name, description = "starter", manager.device_description
+    else:
+        model, name, description = small_random_model(), "random-small", "cpu (float32)"
+    engine = Engine(_Fixed(model, description), backend="torch")
+    try:
+        ctx = Context(name, args.size, args.steps, Image.new("RGB", (1, 1)))
+        _, first = _timed(engine, ctx.plain(args.size, args.size))  # also warms the model up
+        ctx = Context(name, args.size, args.steps, first.images[0])
+        chosen = {k: v for k, v in ENTRIES.items() if not args.only or k in args.only}
+        entries = {}
+        for label, build in chosen.items():
+            case = build(ctx)
+            ratios, seconds, plain_seconds = [], [], []
+            for _ in range(args.pairs):
+                took, result = _timed(engine, case.operation)
+                plain_took, _ = _timed(engine, case.plain)
+                seconds.append(took)
+                plain_seconds.append(plain_took)
+                ratios.append(took / plain_took)
+            out = result.images[0].size
+            entries[label] = {
+                "output": f"{out[0]}x{out[1]}",
+                "seconds": round(statistics.median(seconds), 3),
+                "plain_seconds": round(statistics.median(plain_seconds), 3),
+                "ratio": round(statistics.median(ratios), 3),
+            }
+    finally:
+        engine.shutdown(10)
+    print(json.dumps({
+        "model": name,
+        "device": description,
+        "torch_threads": torch.get_num_threads(),
+        "base_size": args.size,
+        "steps": args.steps,
+        "pairs": args.pairs,
+        "compared_with": "text-to-image of the operation's output size, same steps and sampler",
+        "entries": entries,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

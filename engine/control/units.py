@@ -1,0 +1,219 @@
+"""ControlNet and T2I-adapter units at run time: their models, pipelines and arguments.
+
+ControlModels keeps the units' models loaded (a diffusers folder, or a single
+.safetensors file read with the configs shipped in engine/model_configs/controlnet, never
+the network) on the main model's device and dtype. The pipelines are diffusers' own
+ControlNet and adapter pipelines, built with from_pipe so they share the loaded model's
+components; several ControlNets run as diffusers' MultiControlNetModel, each with its
+own conditioning scale and start/end. Worker thread only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import torch
+from diffusers import (
+    ControlNetModel,
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
+    T2IAdapter,
+)
+from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+from PIL import Image
+from safetensors import safe_open
+
+from engine.addons.files import roots_of
+from engine.api import ControlUnit, EngineError, ErrorKind, Mode, ModelFamily
+from engine.asset_folders import AssetKind, find_asset
+from engine.control.preprocess import control_map
+from engine.protocols import PipelineClass
+from engine.resources import model_configs_dir
+
+if TYPE_CHECKING:
+    from engine.models import LoadedModel
+
+ControlModel: TypeAlias = ControlNetModel | T2IAdapter
+
+_SD_CONTROLNET = {
+    Mode.TXT2IMG: StableDiffusionControlNetPipeline,
+    Mode.IMG2IMG: StableDiffusionControlNetImg2ImgPipeline,
+    Mode.INPAINT: StableDiffusionControlNetInpaintPipeline,
+}
+CONTROLNET_PIPELINES: dict[ModelFamily, dict[Mode, PipelineClass]] = {
+    ModelFamily.SD1: _SD_CONTROLNET,
+    ModelFamily.SD2: _SD_CONTROLNET,
+    ModelFamily.SDXL: {
+        Mode.TXT2IMG: StableDiffusionXLControlNetPipeline,
+        Mode.IMG2IMG: StableDiffusionXLControlNetImg2ImgPipeline,
+        Mode.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
+    },
+}
+_CLASSES = {"ControlNetModel": ControlNetModel, "T2IAdapter": T2IAdapter}
+
+
+def _bad(message: str) -> EngineError:
+    return EngineError(ErrorKind.BAD_INPUT, message)
+
+
+def resolve(name: str, model_folders: tuple[str, ...]) -> Path:
+    """A unit's model: a folder or file path, or a file name in the ControlNet folders."""
+    path = Path(name).expanduser()
+    if path.is_dir() or path.is_file():
+        return path
+    found = find_asset(AssetKind.CONTROLNET, name, roots_of(model_folders), (".safetensors",))
+    if found is None:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"ControlNet {name!r} was not found: give its folder or .safetensors file, or "
+            "put it in a ControlNet folder of your model folders.",
+        )
+    return found
+
+
+def _folder_class(folder: Path) -> type[ControlModel]:
+    config = folder / "config.json"
+    try:
+        name = json.loads(config.read_text()).get("_class_name", "")
+    except (OSError, ValueError) as exc:
+        raise EngineError(
+            ErrorKind.MODEL, f"{folder} has no readable config.json, so it is not a ControlNet."
+        ) from exc
+    if name not in _CLASSES:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{folder} holds a {name or 'model of unknown kind'}, not a ControlNet or T2I adapter.",
+        )
+    return _CLASSES[name]
+
+
+def single_file_config(path: Path) -> Path:
+    """The shipped config folder that fits a single-file ControlNet (SD 1.5 or SDXL),
+    told from its keys: SDXL ControlNets carry the added time/text embedding."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+    except Exception as exc:  # any reader failure means "not a safetensors file"
+        raise EngineError(
+            ErrorKind.MODEL, f"{path.name} is not a readable .safetensors file: {exc}"
+        ) from exc
+    if not any("input_hint_block" in k or "controlnet_cond_embedding" in k for k in keys):
+        raise EngineError(ErrorKind.MODEL, f"{path.name} is not a ControlNet checkpoint.")
+    sdxl = any("label_emb" in k or "add_embedding" in k for k in keys)
+    return model_configs_dir() / "controlnet" / ("sdxl" if sdxl else "sd15")
+
+
+def load(path: Path, device: torch.device, dtype: torch.dtype) -> ControlModel:
+    """One unit's model from a diffusers folder or a single .safetensors file."""
+    if path.is_dir():
+        cls = _folder_class(path)
+        loaded = cls.from_pretrained(
+            str(path), torch_dtype=dtype, local_files_only=True, use_safetensors=True
+        )
+    elif path.suffix.lower() == ".safetensors":
+        loaded = ControlNetModel.from_single_file(
+            str(path),
+            config=str(single_file_config(path)),
+            torch_dtype=dtype,
+            local_files_only=True,
+        )
+    else:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{path.name}: ControlNets are read from .safetensors files or diffusers folders "
+            "(pickled .pth/.bin files can run code and are not opened).",
+        )
+    return loaded.to(device).eval()
+
+
+class ControlModels:
+    """The units' models, loaded once and kept while the same main model stays loaded."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, str], ControlModel] = {}
+
+    def reset(self) -> None:
+        self._loaded.clear()
+
+    def get(self, unit: ControlUnit, model: LoadedModel, folders: tuple[str, ...]) -> ControlModel:
+        path = resolve(unit.model, folders)
+        key = (str(path.resolve()), str(model.device), str(model.dtype))
+        if key not in self._loaded:
+            self._loaded[key] = load(path, model.device, model.dtype)
+        loaded = self._loaded[key]
+        _check_fits(loaded, model, unit.model)
+        return loaded
+
+
+def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
+    if isinstance(control, T2IAdapter):
+        return
+    want = model.pipe.unet.config.cross_attention_dim
+    got = control.config.cross_attention_dim
+    if want != got:
+        kinds = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+        raise _bad(
+            f"The ControlNet {Path(name).name} is made for {kinds.get(got, f'{got}-wide')} "
+            f"models but the model is {model.family.value}; choose a ControlNet of the "
+            "model's family."
+        )
+
+
+def pipeline_class(family: ModelFamily, mode: Mode) -> PipelineClass:
+    """The diffusers ControlNet pipeline of a family and mode."""
+    return CONTROLNET_PIPELINES[family][mode]
+
+
+def check_kinds(models: list[ControlModel]) -> list[ControlNetModel]:
+    """The units' models, all ControlNets; a T2I adapter is refused with the reason."""
+    if any(isinstance(m, T2IAdapter) for m in models):
+        raise _bad(
+            "T2I adapters are not supported yet: diffusers' adapter pipelines have no "
+            "step-end callback, which previews and cancel need; use a ControlNet instead."
+        )
+    return [m for m in models if isinstance(m, ControlNetModel)]
+
+
+def component(models: list[ControlNetModel]) -> ControlNetModel | MultiControlNetModel:
+    """The from_pipe controlnet: one ControlNet, or several as a MultiControlNetModel."""
+    return models[0] if len(models) == 1 else MultiControlNetModel(models)
+
+
+def control_maps(units: tuple[ControlUnit, ...], size: tuple[int, int]) -> list[Image.Image]:
+    """Each unit's control map, preprocessed and at the picture's size."""
+    return [control_map(u.image, u.preprocessor, size) for u in units]
+
+
+def arguments(
+    units: tuple[ControlUnit, ...], maps: list[Image.Image], mode: Mode
+) -> dict[str, Any]:
+    """The pipeline's keyword arguments for the units: images, weights, start and end."""
+    one = len(units) == 1
+    # One ControlNet takes a float scale; a MultiControlNetModel one per unit.
+    weights: Any = float(units[0].weight) if one else [float(u.weight) for u in units]
+    return {
+        "image" if mode is Mode.TXT2IMG else "control_image": maps[0] if one else maps,
+        "controlnet_conditioning_scale": weights,
+        "control_guidance_start": [float(u.start) for u in units],
+        "control_guidance_end": [float(u.end) for u in units],
+    }
+
+
+def prepare(
+    models: ControlModels,
+    units: tuple[ControlUnit, ...],
+    model: LoadedModel,
+    *,
+    mode: Mode,
+    size: tuple[int, int],
+    folders: tuple[str, ...],
+) -> tuple[ControlNetModel | MultiControlNetModel, dict[str, Any]]:
+    """The controlnet component and the pipeline arguments for a job's units."""
+    nets = check_kinds([models.get(u, model, folders) for u in units])
+    return component(nets), arguments(units, control_maps(units, size), mode)
