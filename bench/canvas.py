@@ -31,7 +31,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.api import STARTER_MODEL, Finished, GenerationRequest, HiresFix, Upscale  # noqa: E402
+from engine.api import (  # noqa: E402
+    STARTER_MODEL,
+    Expand,
+    Finished,
+    GenerationRequest,
+    HiresFix,
+    Upscale,
+)
 from engine.models import LoadedModel, ModelManager  # noqa: E402
 from engine.resources import starter_model_dir  # noqa: E402
 from engine.upscale_options import scaled_size  # noqa: E402
@@ -108,6 +115,26 @@ def lanczos_upscale(ctx: Context) -> Case:
         init_image=ctx.picture, upscale=Upscale(scale=2)
     )
     return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
+@entry("outpaint (64 px left and right, one run)")
+def outpaint_one_run(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size).with_changes(
+        init_image=ctx.picture, strength=1.0, expand=Expand(left=64, right=64)
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size))
+
+
+@entry("outpaint piece by piece (64 px all around, pieces of the base size)")
+def outpaint_pieces(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size + 128).with_changes(
+        init_image=ctx.picture,
+        strength=1.0,
+        expand=Expand(64, 64, 64, 64, tile=ctx.size),
+        inpaint_only_masked=True,
+        inpaint_padding=16,
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size + 128))
 
 
 # ----------------------------------------------------------------------------- running
