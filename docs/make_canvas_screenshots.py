@@ -72,13 +72,19 @@ def main() -> None:
     # 1. a picture, expanded 64 px left and right; the dialog open for the next expansion
     window.workspace.generate()
     wait_until(app, lambda: len(history.entries()) == 1)
-    m.prompt = "a blue background"  # what the new area should hold
-    window.workspace.expand(Expand(left=64, right=64))
+    # The starter model paints a new circle into wide empty strips at strength 1.0; at
+    # 0.7 from the stretched edge colours it continues the background.
+    window.workspace.expand(Expand(left=64, right=64, fill="edge"), strength=0.7)
     wait_until(app, lambda: len(history.entries()) == 2)
     window.canvas.fit()
     dialog = window.expand_dialog()
     dialog.sides["bottom"].setValue(64)
     dialog.sides["right"].setValue(0)
+    dialog.fill.setCurrentIndex(dialog.fill.findData("edge"))
+    dialog.strength.setValue(0.7)
+    settle(app, 0.5)
+    frame = window.frameGeometry()  # beside the picture, over the queue
+    dialog.move(frame.right() - dialog.width() - 8, frame.top() + 90)
     settle(app, 0.8)
     grab(window, "screenshot-expand.png")
     dialog.reject()
