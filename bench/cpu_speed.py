@@ -79,7 +79,7 @@ class _Fixed:
     def __init__(self, model: LoadedModel, description: str) -> None:
         self.model, self.device_description = model, description
 
-    def get(self, source, progress, should_cancel) -> LoadedModel:
+    def get(self, source, progress, should_cancel, *_, **__) -> LoadedModel:
         return self.model
 
     def release(self) -> None:

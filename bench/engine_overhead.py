@@ -2,10 +2,13 @@
 plain diffusers pipeline call: same model, prompt, seed, steps and sampler, the two
 alternated in one run. Prints one JSON object; the median per-pair ratio must be <= 1.02.
 
-    python bench/engine_overhead.py [--pairs 15] [--steps 20]
+    python bench/engine_overhead.py [--pairs 15] [--steps 20] [--family sd3 [--variant dev]]
 
 Uses the starter model (resources/starter-model) when it is there, else a small
-random-weight SD model built from configs, and says which in the JSON.
+random-weight SD model built from configs, and says which in the JSON. --family picks
+another family (engine/families/): a random-weight model of that family's architecture,
+mid-sized so a step costs what the engine's per-step work is measured against, run with
+the family's guidance and its default sampler. A family adds itself to BUILDERS.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.api import STARTER_MODEL, Finished, GenerationRequest  # noqa: E402
+from engine import families  # noqa: E402
+from engine.api import STARTER_MODEL, Finished, GenerationRequest, GuidanceKind  # noqa: E402
 from engine.models import LoadedModel, ModelManager  # noqa: E402
 from engine.resources import starter_model_dir  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
@@ -36,7 +41,7 @@ class _Fixed:
     def __init__(self, model: LoadedModel, description: str) -> None:
         self.model, self.device_description = model, description
 
-    def get(self, source, progress, should_cancel) -> LoadedModel:
+    def get(self, source, progress, should_cancel, *_, **__) -> LoadedModel:
         return self.model
 
     def release(self) -> None:
@@ -56,43 +61,81 @@ def small_random_model() -> LoadedModel:
                        torch.float32)  # fmt: skip
 
 
+def _flow_model(family: str, variant: str) -> LoadedModel:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
+
+    tmp = Path(tempfile.mkdtemp())
+    if family == "sd3":
+        pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
+    else:
+        pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
+    return LoadedModel(f"random-{family}", family, pipe, None, None, False,
+                       torch.device("cpu"), torch.float32, variant)  # fmt: skip
+
+
+# family -> (build(variant) -> a loaded random-weight model, picture side in pixels)
+BUILDERS: dict[str, tuple[Callable[[str], LoadedModel], int]] = {
+    "sd3": (lambda variant: _flow_model("sd3", variant), 256),
+    "flux1": (lambda variant: _flow_model("flux1", variant), 256),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", default="DPM++ 2M")
+    parser.add_argument("--scheduler", default=None, help="default: DPM++ 2M, or the family's")
+    parser.add_argument("--family", default="sd1", choices=["sd1", *BUILDERS])
+    parser.add_argument("--variant", default="", help="e.g. dev or schnell for flux1")
     args = parser.parse_args()
 
-    if (starter_model_dir() / "model_index.json").is_file():
+    if args.family != "sd1":
+        build, size = BUILDERS[args.family]
+        profile = families.profile(args.family)
+        variant = profile.variant(args.variant)
+        model, description = build(variant.name), "cpu (float32)"
+        name = f"random-{args.family}" + (f"-{variant.name}" if variant.name else "")
+    elif (starter_model_dir() / "model_index.json").is_file():
         manager = ModelManager()
         model = manager.get(STARTER_MODEL, lambda *_: None, lambda: False)
         name, size, description = "starter", 128, manager.device_description
     else:
         model, name, size, description = small_random_model(), "random-small", 128, "cpu (float32)"
+    profile = families.profile(model.family)
+    variant = profile.variant(model.variant)
+    scheduler = args.scheduler or ("DPM++ 2M" if args.family == "sd1" else variant.scheduler.value)
+    guidance = 5.0 if args.family == "sd1" else variant.guidance_scale
     request = GenerationRequest(
         prompt="a red circle on a blue background",
         steps=args.steps,
-        guidance_scale=5.0,
+        guidance_scale=guidance,
         seed=1234,
         width=size,
         height=size,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         model=name,
     )
     pipe = model.pipe
     base_config = pipe.scheduler.config
     engine = Engine(_Fixed(model, description))
+    # What the engine hands the pipeline for this family's guidance kind.
+    extra: dict[str, object] = {}
+    if variant.guidance is GuidanceKind.CFG:
+        extra["negative_prompt"] = request.negative_prompt
+    scale = 0.0 if variant.guidance is GuidanceKind.NONE else request.guidance_scale
 
     def plain() -> float:
-        pipe.scheduler = make_scheduler(args.scheduler, base_config)
+        pipe.scheduler = make_scheduler(scheduler, base_config, flow=profile.flow)
         start = time.perf_counter()
         pipe(
             prompt=request.prompt,
             num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
+            guidance_scale=scale,
             width=size,
             height=size,
             generator=[torch.Generator("cpu").manual_seed(request.seed)],
+            **extra,
         )
         return time.perf_counter() - start
 
@@ -130,7 +173,9 @@ def main() -> None:
                 "device": description,
                 "size": f"{size}x{size}",
                 "steps": request.steps,
-                "scheduler": args.scheduler,
+                "family": model.family,
+                "variant": model.variant,
+                "scheduler": scheduler,
                 "pairs": args.pairs,
                 "plain_median_s": round(statistics.median(plains), 4),
                 "engine_median_s": round(statistics.median(engines), 4),

@@ -293,6 +293,9 @@ class GenerationRequest:
     # Folders holding LoRAs, embeddings and VAEs (DiffusionDesk's, A1111's or ComfyUI's
     # models folder); empty: DiffusionDesk's own.
     model_folders: tuple[str, ...] = ()
+    # Separate files a transformer-only model file needs (text encoders, VAE: paths),
+    # used before those found beside it (engine/flow_single_file.py).
+    model_files: tuple[str, ...] = ()
     hires: HiresFix | None = None  # text-to-image only: a second, larger pass
     upscale: Upscale | None = None  # enlarge init_image instead of generating
     # ControlNet units and regional prompts (engine/control/, engine/regions.py).
@@ -340,6 +343,11 @@ class Started:
     model: str
     device: str  # e.g. "cpu (float32)"
     seeds: tuple[int, ...]
+    # The loaded model's family and variant (engine/families/) and what the status bar
+    # says about them, e.g. "flux1", "schnell", "FLUX.1 schnell".
+    family: str = ""
+    variant: str = ""
+    model_label: str = ""
     kind: EventKind = field(default=EventKind.STARTED, init=False)
 
 
@@ -363,6 +371,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What a picture's model was, beside its name: written into the picture's metadata
+    and read back, so the form can show what the family uses."""
+
+    family: str  # a ModelFamily value
+    variant: str = ""  # "dev", "schnell", "fill", "3.5-large" ... ("" the plain model)
+    guidance: str = ""  # a GuidanceKind value
+
+
+@dataclass(frozen=True)
 class Finished:
     job_id: int
     images: tuple[Image.Image, ...]
@@ -377,6 +395,7 @@ class Finished:
     # Numbers the job found that are not timings, e.g. the forward process's "t" and
     # "alpha_bar" (a_t) at the noise level shown.
     facts: dict[str, float] = field(default_factory=dict)
+    model_info: ModelInfo | None = None  # family, variant and guidance of the model that ran
     kind: EventKind = field(default=EventKind.FINISHED, init=False)
 
 

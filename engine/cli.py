@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from PIL import Image
 
-from engine import images, outpaint, upscale_cli, validation
+from engine import families, images, outpaint, upscale_cli, validation
 from engine.api import (
     STARTER_MODEL,
     Cancelled,
@@ -25,6 +25,8 @@ from engine.api import (
     Failed,
     Finished,
     GenerationRequest,
+    GuidanceKind,
+    ModelInfo,
     ModelLoading,
     OutpaintFill,
     Queued,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from engine.worker import Engine
 
 PROG = "diffusiondesk-cli"
+DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER = "20", "5.0", SchedulerName.DPMPP_2M.value
 
 
 class _CliError(Exception):
@@ -58,16 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     # one sentence (exit 1) like every other bad input, never argparse's usage dump.
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--steps", default="20")
-    g.add_argument("--guidance", default="5.0", help="guidance (CFG) scale")
+    g.add_argument("--steps", default=None, help=f"default: {DEFAULT_STEPS} (see --scheduler)")
+    g.add_argument(
+        "--guidance",
+        default=None,
+        help="guidance (CFG) scale, or FLUX.1 dev's distilled guidance (default: see --scheduler)",
+    )
     g.add_argument("--seed", default=None, help="default: a random seed, printed")
     g.add_argument("--width", default=None, help="default: the init image's, or 128")
     g.add_argument("--height", default=None)
     g.add_argument("--batch-size", default="1")
     g.add_argument(
         "--scheduler",
-        default=SchedulerName.DPMPP_2M.value,
-        help="one of: " + ", ".join(NAMES),
+        default=None,
+        help=f"one of: {', '.join(NAMES)}; default {DEFAULT_SCHEDULER} with {DEFAULT_STEPS} "
+        "steps and guidance 5 where the model's family takes them, else the family's own "
+        "defaults (FLUX.1 schnell: Euler, 4 steps)",
     )
     g.add_argument("--model", default=STARTER_MODEL, help="folder, .safetensors file or hub id")
     g.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
@@ -117,7 +126,20 @@ def _parser() -> argparse.ArgumentParser:
         help="run the UNet's deep blocks every N-th step only (2-3: faster; 1: off)",
     )
     g.add_argument("--clip-skip", default="1", help="A1111's clip skip: 1 = last layer (default)")
-    g.add_argument("--vae", default="", help="VAE file name (VAE folders), path or folder")
+    g.add_argument(
+        "--vae",
+        default="",
+        help="VAE file name (VAE folders), path or folder; for a transformer-only model "
+        "file (SD3, FLUX.1) also the VAE it loads with",
+    )
+    g.add_argument(
+        "--text-encoder",
+        action="append",
+        default=[],
+        type=str,
+        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
+        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+    )
     g.add_argument(
         "--models-dir",
         action="append",
@@ -215,6 +237,27 @@ def _open(path: Path, flag: str, err: TextIO, *, mask: bool = False) -> OpenedIm
     return opened
 
 
+def _sampling_defaults(args: argparse.Namespace) -> tuple[str, str, str]:
+    """Steps, guidance and sampler: as given, else the CLI's defaults where the model's
+    family (read from its folder, engine/families/) takes that sampler and true CFG,
+    else the family variant's own defaults."""
+    steps, guidance, scheduler = args.steps, args.guidance, args.scheduler
+    found = families.describe_source(args.model) if args.engine is None else None
+    if found is not None:
+        profile, name = found
+        variant = profile.variant(name)
+        fits = SchedulerName(DEFAULT_SCHEDULER) in profile.samplers
+        if not fits or variant.guidance is not GuidanceKind.CFG:
+            steps = steps if steps is not None else str(variant.steps)
+            guidance = guidance if guidance is not None else str(variant.guidance_scale)
+            scheduler = scheduler if scheduler is not None else variant.scheduler.value
+    return (
+        steps if steps is not None else DEFAULT_STEPS,
+        guidance if guidance is not None else DEFAULT_GUIDANCE,
+        scheduler if scheduler is not None else DEFAULT_SCHEDULER,
+    )
+
+
 def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> GenerationRequest:
     """The request the arguments describe, every check done (before torch is imported):
     raises _CliError."""
@@ -247,6 +290,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
     strength = args.strength if args.strength is not None else "1.0" if expand else "0.75"
     hires, upscale = upscale_cli.options(args, _whole, _number, _CliError)
     cutoff = args.guidance_cutoff
+    steps, guidance, scheduler = _sampling_defaults(args)
 
     def picture(path: Path, flag: str) -> Image.Image:
         return _open(path, flag, err).image
@@ -259,13 +303,13 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
     request = GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        steps=_whole("--steps", args.steps),
-        guidance_scale=_number("--guidance", args.guidance),
+        steps=_whole("--steps", steps),
+        guidance_scale=_number("--guidance", guidance),
         seed=_whole("--seed", args.seed) if args.seed is not None else None,
         batch_size=_whole("--batch-size", args.batch_size),
         width=_whole("--width", args.width) if args.width is not None else width,
         height=_whole("--height", args.height) if args.height is not None else height,
-        scheduler=args.scheduler,
+        scheduler=scheduler,
         model=args.model,
         init_image=init,
         strength=_number("--strength", strength),
@@ -279,6 +323,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         clip_skip=_whole("--clip-skip", args.clip_skip),
         vae=args.vae,
         model_folders=tuple(args.models_dir),
+        model_files=tuple(args.text_encoder) + ((args.vae,) if Path(args.vae).is_file() else ()),
         controls=controls,
         regions=regions,
         expand=expand,
@@ -304,8 +349,8 @@ class _Progress:
             case ModelLoading(stage=stage, progress=fraction):
                 done = f" {fraction:4.0%}" if fraction >= 0 else ""
                 self._line(f"model: {stage}{done}")
-            case Started(device=device, seeds=seeds):
-                self._line(f"running on {device}, seed {seeds[0]}")
+            case Started(device=device, seeds=seeds, model_label=label):
+                self._line(f"running {label + ' ' if label else ''}on {device}, seed {seeds[0]}")
             case Step(step=step, total=total, elapsed=elapsed):
                 filled = round(30 * step / total)
                 bar = "#" * filled + "." * (30 - filled)
@@ -328,8 +373,14 @@ def output_paths(output: Path, count: int) -> list[Path]:
     ]
 
 
-def save_image(image: Image.Image, path: Path, request: GenerationRequest, seed: int) -> None:
-    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed)
+def save_image(
+    image: Image.Image,
+    path: Path,
+    request: GenerationRequest,
+    seed: int,
+    model_info: ModelInfo | None = None,
+) -> None:
+    save_picture(image, path, request.with_changes(seed=seed, batch_size=1), seed, model_info)
 
 
 def _engine(args: argparse.Namespace, models: ModelProvider | None) -> Engine | RemoteEngine:
@@ -386,7 +437,7 @@ def generate(
         result.images, result.seeds, output_paths(args.output, len(result.images)), strict=True
     ):
         try:
-            save_image(image, path, result.request, seed)
+            save_image(image, path, result.request, seed, result.model_info)
         except OSError as exc:  # atomic_file.SaveError says what happened and what to do
             err.write(f"{PROG}: error: {getattr(exc, 'message', None) or exc}\n")
             return 1

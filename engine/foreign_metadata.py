@@ -520,7 +520,8 @@ def _fooocus(record: dict, text: str) -> _Collector:
 def _own(texts: dict[str, str]) -> PictureSettings | None:
     if metadata.JSON_KEY not in texts:
         return None
-    request, left_out = metadata.from_record_checked(texts[metadata.JSON_KEY])
+    reading = metadata.from_record_checked(texts[metadata.JSON_KEY])
+    request, left_out = reading.request, reading.left_out
     if request is None:
         return None
     return PictureSettings(

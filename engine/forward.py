@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from engine import families
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
 from engine.plan import Inputs, Plan, make_plan
 from engine.preview import k_space
@@ -126,6 +127,12 @@ def forward_latents(
 ) -> tuple[Noised, Scheduler]:
     """The request's init image noised to its forward level, with the request's scheduler."""
     assert request.forward is not None and request.init_image is not None
+    if families.profile(model.family).flow:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"The forward process runs on SD 1.x, SD 2.x and SDXL models; {model.label} is "
+            "a flow-matching model, which it does not cover yet.",
+        )
     base = model.pipe.scheduler.config
     if getattr(model.pipe.scheduler, "alphas_cumprod", None) is None:
         raise EngineError(

@@ -18,7 +18,15 @@ from typing import Any
 
 # Tensors a pipeline doubles (unconditional half first) while it guides, and takes back
 # from the step callback's return value.
-_DOUBLED = ("prompt_embeds", "add_text_embeds", "add_time_ids", "mask", "masked_image_latents")
+_DOUBLED = (
+    "prompt_embeds",
+    "pooled_prompt_embeds",  # SD 3
+    "add_text_embeds",
+    "add_time_ids",
+    "mask",
+    "masked_image_latents",
+)
+UNSUPPORTED = "The guidance cut-off is not available for {what}; the run was guided throughout."
 
 
 def is_on(fraction: float | None) -> bool:

@@ -27,8 +27,11 @@ from engine.api import (
     Expand,
     ForwardProcess,
     GenerationRequest,
+    GuidanceKind,
     HiresFix,
     Mode,
+    ModelFamily,
+    ModelInfo,
     ResumeFrom,
     SchedulerName,
     Upscale,
@@ -39,6 +42,7 @@ from engine.model_files import is_checkpoint
 from engine.schedulers import NAMES
 
 A1111_KEY = "parameters"
+DISTILLED_CFG = "Distilled CFG Scale"  # Forge's name for FLUX's guidance
 JSON_KEY = "diffusiondesk"
 RECORD_VERSION = 1
 APP_NAME = "DiffusionDesk"
@@ -46,7 +50,7 @@ APP_NAME = "DiffusionDesk"
 # Request fields that hold images: not stored, only noted in the record.
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
-_LOCAL_FIELDS = ("model_folders",)
+_LOCAL_FIELDS = ("model_folders", "model_files")
 # Control units and regions: recorded without their pictures, so never read back.
 _UNIT_FIELDS = ("controls", "regions")
 
@@ -113,16 +117,27 @@ def model_name(model: str) -> str:
     return model  # a hub id stays whole
 
 
-def format_a1111(request: GenerationRequest, seed: int) -> str:
-    """The "parameters" text: prompt, "Negative prompt: ..." line, then "Key: value, ..."."""
+def format_a1111(request: GenerationRequest, seed: int, model_info: ModelInfo | None = None) -> str:
+    """The "parameters" text: prompt, "Negative prompt: ..." line, then "Key: value, ...".
+
+    model_info: the model's family, variant and guidance kind ("Family", "Variant"; a
+    distilled guidance scale is Forge's "Distilled CFG Scale", beside "CFG scale: 1")."""
+    distilled = model_info is not None and model_info.guidance == GuidanceKind.DISTILLED
+    scale = 1.0 if distilled else float(request.guidance_scale)
     params: list[tuple[str, str]] = [
         ("Steps", str(request.steps)),
         ("Sampler", str(request.scheduler)),
-        ("CFG scale", str(float(request.guidance_scale))),
+        ("CFG scale", str(scale)),
         ("Seed", str(seed)),
         ("Size", f"{request.width}x{request.height}"),
         ("Model", model_name(request.model)),
     ]
+    if distilled:
+        params.append((DISTILLED_CFG, str(float(request.guidance_scale))))
+    if model_info is not None and model_info.family:
+        params.append(("Family", model_info.family))
+        if model_info.variant:
+            params.append(("Variant", model_info.variant))
     if request.batch_size != 1:
         params.append(("Batch size", str(request.batch_size)))
     if request.mode is not Mode.TXT2IMG:
@@ -149,8 +164,11 @@ def format_a1111(request: GenerationRequest, seed: int) -> str:
     return "\n".join(lines)
 
 
-def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
-    """Every field of the request (images only as flags), with this image's seed."""
+def to_record(
+    request: GenerationRequest, seed: int, model_info: ModelInfo | None = None
+) -> dict[str, Any]:
+    """Every field of the request (images only as flags), with this image's seed and
+    the model's family, variant and guidance kind."""
     record: dict[str, Any] = {"app": APP_NAME, "version": RECORD_VERSION}
     for f in dataclasses.fields(GenerationRequest):
         value = getattr(request, f.name)
@@ -166,23 +184,30 @@ def to_record(request: GenerationRequest, seed: int) -> dict[str, Any]:
     record["mode"] = request.mode
     if request.controls or request.regions:
         record |= control_metadata.record(request)
+    if model_info is not None:
+        record["model_info"] = dataclasses.asdict(model_info)
     return record
 
 
-def png_info(request: GenerationRequest, seed: int) -> PngInfo:
+def png_info(request: GenerationRequest, seed: int, model_info: ModelInfo | None = None) -> PngInfo:
     info = PngInfo()
-    info.add_text(A1111_KEY, format_a1111(request, seed))  # iTXt if not Latin-1
-    info.add_text(JSON_KEY, json.dumps(to_record(request, seed), ensure_ascii=True))
+    info.add_text(A1111_KEY, format_a1111(request, seed, model_info))  # iTXt if not Latin-1
+    record = to_record(request, seed, model_info)
+    info.add_text(JSON_KEY, json.dumps(record, ensure_ascii=True))
     return info
 
 
 def save_png(
-    image: Image.Image, path: str | os.PathLike[str], request: GenerationRequest, seed: int
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    request: GenerationRequest,
+    seed: int,
+    model_info: ModelInfo | None = None,
 ) -> Path:
     """Write image as a PNG with its parameters, atomically: the file at path is either
     the old one or the complete new one, never half written. Raises atomic_file.SaveError
     (an OSError) with a sentence saying what to do when the disk refuses."""
-    info = png_info(request, seed)
+    info = png_info(request, seed, model_info)
     return atomic_write(path, lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
@@ -196,6 +221,22 @@ def save_png(
 class ParametersReading(NamedTuple):
     request: GenerationRequest | None  # None: the picture carries no parameters we can use
     left_out: tuple[str, ...]  # "Seed 1e999 (…)": each value that was not used, and why
+    model_info: ModelInfo | None = None  # the model's family and variant, when written
+
+
+def model_info_of(family: Any, variant: Any = "") -> ModelInfo | None:
+    """A checked ModelInfo from written values (None unless the family is one we know);
+    the guidance kind comes from the family's profile, not from the file."""
+    from engine import families
+
+    if not isinstance(family, str) or family not in {f.value for f in ModelFamily}:
+        return None
+    variant = variant if isinstance(variant, str) else ""
+    if family not in families.PROFILES:
+        return ModelInfo(family, variant[:40])
+    profile = families.profile(family)
+    variant = profile.variant(variant).name  # an unknown variant: the family's default
+    return ModelInfo(family, variant, str(profile.variant(variant).guidance))
 
 
 class _Rejected(Exception):
@@ -506,9 +547,9 @@ class _Collector:
                 self.left_out.append(f"Steps {steps} (the most for {scheduler} is {most})")
         return GenerationRequest(**{"prompt": "", **self.values})
 
-    def reading(self) -> ParametersReading:
+    def reading(self, model_info: ModelInfo | None = None) -> ParametersReading:
         request = self.request()
-        return ParametersReading(request, tuple(self.left_out))
+        return ParametersReading(request, tuple(self.left_out), model_info)
 
 
 def from_record(text: str) -> GenerationRequest | None:
@@ -531,6 +572,9 @@ def from_record_checked(text: str) -> ParametersReading:
     for name, value in record.items():
         if name in known:
             found.take(name, value, name.replace("_", " ").capitalize())
+    info = record.get("model_info")
+    if isinstance(info, dict):
+        return found.reading(model_info_of(info.get("family"), info.get("variant", "")))
     return found.reading()
 
 
@@ -676,6 +720,8 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     for key, name in _A1111_NUMBERS:
         if key in fields:
             found.take(name, fields[key], key)
+    if DISTILLED_CFG in fields:  # Forge's FLUX guidance; "CFG scale" is then 1
+        found.take("guidance_scale", fields[DISTILLED_CFG], DISTILLED_CFG)
     if "Size" in fields:
         size = _size(fields["Size"])
         if size is None:
@@ -704,7 +750,7 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     found.left_out += notes
     if hires is not None:
         found.take("hires", dataclasses.asdict(hires), "Hires fix")
-    return found.reading()
+    return found.reading(model_info_of(fields.get("Family"), fields.get("Variant", "")))
 
 
 # ----------------------------------------------------------------------------- add-ons

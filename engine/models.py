@@ -13,13 +13,22 @@ import inspect
 import json
 import re
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderTiny
 
-from engine import devices, families, hub, model_code, single_file
+from engine import (
+    devices,
+    families,
+    flow_single_file,
+    hub,
+    memory_policy,
+    model_code,
+    single_file,
+)
 from engine.api import (
     STARTER_MODEL,
     EngineError,
@@ -66,6 +75,8 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     variant: str = ""  # the family's variant (engine/families/): "schnell", "fill" ...
+    # What the status bar adds about the loaded weights: quantization, memory placement.
+    notes: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -134,6 +145,8 @@ class ModelManager:
         )
         self._current: LoadedModel | None = None
         self._current_key: str | None = None
+        self._extra_files: tuple[str, ...] = ()
+        self._roots: tuple[str, ...] = ()
 
     @property
     def device(self) -> torch.device:
@@ -155,9 +168,21 @@ class ModelManager:
     def current(self) -> LoadedModel | None:
         return self._current
 
-    def get(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
-        """Return the model for source, loading it (and releasing another) if needed."""
-        key = self._key(source)
+    def get(
+        self,
+        source: str,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        files: Sequence[str] = (),
+        roots: Sequence[str] = (),
+    ) -> LoadedModel:
+        """Return the model for source, loading it (and releasing another) if needed.
+
+        files: separate text-encoder / VAE files a transformer-only model file needs
+        (engine/flow_single_file.py; others are found beside it); roots: the model
+        folders to search for them too (DiffusionDesk's own when empty)."""
+        key = self._key(source) + "\0" + "\0".join(files)
+        self._extra_files, self._roots = tuple(files), tuple(roots)
         if self._current is not None and self._current_key == key:
             return self._current
         self.release()
@@ -352,8 +377,10 @@ class ModelManager:
         local_dir: Path | None,
         family: ModelFamily,
         variant: str = "",
+        placed: bool = False,  # the memory policy already put the weights where they run
     ) -> LoadedModel:
-        pipe = pipe.to(self.device)
+        if not placed:
+            pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         tiny_vae = self._find_tiny_vae(family, local_dir)
         unet = getattr(pipe, "unet", None)
@@ -392,6 +419,8 @@ class ModelManager:
     def _load_single_file(
         self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
     ) -> LoadedModel:
+        if flow_single_file.is_transformer_file(path):
+            return self._load_transformer_file(path, source, progress, should_cancel)
         if not is_checkpoint(path):
             raise _model_error(
                 f"{path.name} is not a model checkpoint DiffusionDesk can open; choose a "
@@ -421,5 +450,46 @@ class ModelManager:
         pipe = single_file.assemble(spec, components, config_dir)
         sidecar = path.with_name(path.stem + ".latent_rgb.json")
         model = self._finish(pipe, source, read_latent_rgb(sidecar), None, spec.family)
+        progress("ready", 1.0)
+        return model
+
+    def _load_transformer_file(
+        self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
+    ) -> LoadedModel:
+        """A transformer-only file (SD3, FLUX.1; GGUF or fp8 too) and its separate files."""
+        progress(f"reading {path.name}", 0.0)
+        load = flow_single_file.prepare(
+            path,
+            self._config_root or model_configs_dir(),
+            self.dtype,
+            self.device,
+            should_cancel,
+            explicit=[Path(f).expanduser() for f in self._extra_files],
+            roots=[Path(r).expanduser() for r in self._roots] or None,
+        )
+        progress(f"memory: {load.memory.label}", 0.02)
+        components: dict[str, object] = {}
+        for i, (name, stage) in enumerate(load.stages):
+            _check_cancel(should_cancel)
+            progress(f"loading {name}", (i + 1) / (len(load.stages) + 2))
+            components[name] = stage()
+        _check_cancel(should_cancel)
+        progress(
+            f"placing on {self.device}: {load.memory.placement}", 1 - 1 / (len(load.stages) + 2)
+        )
+        pipe = flow_single_file.assemble(load.configs, components)
+        del components
+        memory_policy.apply(pipe, load.memory, self.device)
+        sidecar = path.with_name(path.stem + ".latent_rgb.json")
+        model = self._finish(
+            pipe,  # type: ignore[arg-type]
+            source,
+            read_latent_rgb(sidecar),
+            None,
+            load.family,
+            load.variant,
+            placed=True,
+        )
+        model.notes = load.notes
         progress("ready", 1.0)
         return model

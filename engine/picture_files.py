@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine import metadata
-from engine.api import GenerationRequest
+from engine.api import GenerationRequest, ModelInfo
 from engine.atomic_file import atomic_write
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -46,7 +46,11 @@ def exif_with_parameters(text: str) -> bytes:
 
 
 def save_picture(
-    image: Image.Image, path: str | os.PathLike[str], request: GenerationRequest, seed: int
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    request: GenerationRequest,
+    seed: int,
+    model_info: ModelInfo | None = None,
 ) -> Path:
     """Write image to path in the format its suffix names, with the parameters inside.
     ValueError for a suffix we cannot write (say which ones we can)."""
@@ -57,8 +61,8 @@ def save_picture(
             f"{path.name}: pictures are saved as .png, .jpg or .webp, not {path.suffix!r}"
         )
     if kind == "PNG":
-        return metadata.save_png(image, path, request, seed)
-    text = metadata.format_a1111(request, seed)
+        return metadata.save_png(image, path, request, seed, model_info)
+    text = metadata.format_a1111(request, seed, model_info)
     options: dict[str, object] = {"exif": exif_with_parameters(text)}
     if kind == "JPEG":
         image = image.convert("RGB")  # JPEG has no alpha

@@ -22,9 +22,10 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 
 from engine import compositing, families, validation
-from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
+from engine.api import EngineError, ErrorKind, GenerationRequest, GuidanceKind, Mode
 from engine.compositing import InpaintSetup
 from engine.control.units import CONTROLNET_PIPELINES
+from engine.families.profile import accepts
 from engine.protocols import PipelineClass
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class Plan:
     # Denoise from here (engine/forward.py): the pipeline's latents at schedule index
     # start_index, from which the run starts instead of from fresh noise.
     start_latents: torch.Tensor | None = None
+    guidance: GuidanceKind = GuidanceKind.CFG  # the loaded variant's (engine/families/)
 
     @property
     def total(self) -> int:
@@ -182,10 +184,13 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
         start = start_index(r.steps, strength)
         scheduler, steps, width, height = r.scheduler, r.steps, r.width, r.height
         mode = Mode.INPAINT if setup is not None else r.mode
+    profile = families.profile(model.family)
+    pipeline_class = _pipeline_class(r, model, mode)
+    _check_fits(profile, model.variant, scheduler, width, height, setup, pipeline_class)
     return Plan(
         request=r,
         mode=mode,
-        pipeline_class=_pipeline_class(r, model, mode),
+        pipeline_class=pipeline_class,
         scheduler=scheduler,
         steps=steps,
         start_index=start,
@@ -195,7 +200,39 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
         inpaint=setup,
         seeds=inputs.seeds,
         resume=inputs.resume,
+        guidance=profile.variant(model.variant).guidance,
     )
+
+
+def _check_fits(
+    profile: families.FamilyProfile,
+    variant: str,
+    scheduler: str,
+    width: int,
+    height: int,
+    setup: InpaintSetup | None,
+    pipeline_class: PipelineClass,
+) -> None:
+    """What the loaded family allows: its samplers, its size grid, its inpaint options."""
+    label = profile.variant(variant).label
+    found = []
+    if scheduler not in {s.value for s in profile.samplers}:
+        names = ", ".join(s.value for s in profile.samplers)
+        found.append(f"the sampler {scheduler} does not fit {label} models (choose {names})")
+    grid = profile.size_multiple
+    for name, value in (("width", width), ("height", height)):
+        if value % grid:
+            low = value - value % grid
+            tries = f"{low} or {low + grid}" if low else str(grid)
+            found.append(
+                f"{label} needs the {name} in multiples of {grid}, got {value} (try {tries})"
+            )
+    crops = setup is not None and setup.padding is not None
+    if crops and not accepts(pipeline_class, "padding_mask_crop"):
+        found.append(f"{label} models cannot inpaint only the masked area; turn that option off")
+    if found:
+        message = "; ".join(found)
+        raise EngineError(ErrorKind.BAD_INPUT, message[0].upper() + message[1:] + ".")
 
 
 def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | None:

@@ -69,7 +69,7 @@ def _x0_from_sigma(scheduler: Scheduler, model_output: torch.Tensor, sample: tor
     # step() has already advanced the index: the sample belonged to the previous one.
     sigma = sigmas[max(step_index - 1, 0)].to(sample.device, sample.dtype)
     prediction = scheduler.config.prediction_type
-    if float(scheduler.init_noise_sigma) > 1.0:  # k-diffusion space: x = x0 + sigma * eps
+    if k_space(scheduler):  # k-diffusion space: x = x0 + sigma * eps
         alpha, sig = 1.0, sigma
         sample_vp = sample / (sigma**2 + 1) ** 0.5
     else:  # variance-preserving space: x = alpha * x0 + sigma_vp * eps
@@ -86,7 +86,7 @@ def _x0_from_sigma(scheduler: Scheduler, model_output: torch.Tensor, sample: tor
 
 def k_space(scheduler: Scheduler) -> bool:
     """True for k-diffusion style schedulers whose samples are x0 + sigma * eps."""
-    return float(scheduler.init_noise_sigma) > 1.0
+    return float(getattr(scheduler, "init_noise_sigma", 1.0)) > 1.0
 
 
 def vp_scale(scheduler: Scheduler, in_k_space: bool) -> float:
@@ -100,14 +100,27 @@ def vp_scale(scheduler: Scheduler, in_k_space: bool) -> float:
     return 1.0 / (sigma**2 + 1) ** 0.5
 
 
+def x0_from_velocity(scheduler: Scheduler, velocity: torch.Tensor, sample: torch.Tensor) -> Any:
+    """x0 of a flow-matching model: x_t = (1 - sigma) x0 + sigma noise and the model
+    predicts v = noise - x0, so x0 = x_t - sigma v."""
+    step_index = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if step_index is None or sigmas is None:
+        return None
+    # step() has already advanced the index: the sample belonged to the previous one.
+    sigma = sigmas[max(step_index - 1, 0)].to(sample.device, torch.float32)
+    return (sample.float() - sigma * velocity.float()).to(sample.dtype)
+
+
 class X0Tap:
     """Wraps scheduler.step() on one scheduler instance and keeps its latest x0 estimate.
 
     functools.wraps keeps step()'s signature visible, so pipelines still hand over
-    their generator (ancestral samplers) and eta.
+    their generator (ancestral samplers) and eta. flow: the model predicts a flow
+    velocity (engine/families/, profile.flow).
     """
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, *, flow: bool = False) -> None:
         self.scheduler = scheduler
         self.x0: torch.Tensor | None = None
         self.before_first_step: Callable[[], None] | None = None
@@ -131,6 +144,8 @@ class X0Tap:
                 pred = out[1]
             if pred is None and x0_in_history:
                 pred = getattr(scheduler, "model_outputs", [None])[-1]
+            if pred is None and flow:
+                pred = x0_from_velocity(scheduler, model_output, sample)
             if pred is None:
                 pred = _x0_from_sigma(scheduler, model_output, sample)
             self.x0 = pred
@@ -141,28 +156,54 @@ class X0Tap:
 
 class Previewer:
     """Decodes a step's latents into a small RGB picture; it never blends (compositing.py
-    places previews in the whole picture)."""
+    places previews in the whole picture).
 
-    def __init__(self, factors: Factors, tiny_vae: Any = None) -> None:
+    unpack: for families whose pipelines pack latents into tokens (FLUX), one image's
+    latents as the pipeline holds them -> C x h x w (the profile's unpack, bound to the
+    picture's size)."""
+
+    def __init__(
+        self,
+        factors: Factors,
+        tiny_vae: Any = None,
+        unpack: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.linear = LatentRGB(factors)
         self.tiny_vae = tiny_vae
+        self.unpack = unpack
         self._taesd_seconds = 0.0
 
+    def _spatial(self, latents: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """The first image's latents as C x h x w (unpacked where the family packs)."""
+        if self.unpack is None:
+            return latents
+        if isinstance(latents, np.ndarray):  # one image's, as the step hook hands them
+            return self.unpack(latents if latents.ndim == 2 else latents[0])
+        return self.unpack(to_numpy(latents))
+
     def noisy(self, latents_vp: torch.Tensor | np.ndarray) -> np.ndarray:
-        return self._sized(self.linear(latents_vp), latents_vp)
+        spatial = self._spatial(latents_vp)
+        return self._sized(self.linear(spatial), spatial)
 
     def x0(self, x0: torch.Tensor, sampling_elapsed: float) -> np.ndarray:
+        spatial = self._spatial(x0)
         if self.tiny_vae is not None and self._taesd_seconds <= TAESD_BUDGET * sampling_elapsed:
             start = time.perf_counter()
-            rgb = self._taesd(x0)
+            rgb = self._taesd(spatial)
             self._taesd_seconds += time.perf_counter() - start
             return rgb
-        return self._sized(self.linear(x0), x0)
+        return self._sized(self.linear(spatial), spatial)
 
     @torch.no_grad()
-    def _taesd(self, x0: torch.Tensor) -> np.ndarray:
+    def _taesd(self, x0: torch.Tensor | np.ndarray) -> np.ndarray:
         vae = self.tiny_vae
-        decoded = vae.decode(x0[:1].to(vae.device, vae.dtype)).sample[0]
+        first = torch.from_numpy(x0)[None] if isinstance(x0, np.ndarray) else x0[:1]
+        # The tiny autoencoder takes what the pipeline would hand it: for TAESD (scale
+        # 1) the model's latents, for taesd3/taef1 the unscaled, unshifted ones.
+        config = vae.config
+        shift = float(getattr(config, "shift_factor", None) or 0.0)
+        latents = first.float() / float(getattr(config, "scaling_factor", 1.0) or 1.0) + shift
+        decoded = vae.decode(latents.to(vae.device, vae.dtype)).sample[0]
         rgb = _to_uint8(decoded.permute(1, 2, 0).float().cpu().numpy())
         size = fit((rgb.shape[1], rgb.shape[0]), MAX_PREVIEW_SIDE)
         if size != (rgb.shape[1], rgb.shape[0]):

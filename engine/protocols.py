@@ -6,7 +6,7 @@ type checker reads these instead of following diffusers' partial annotations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.api import Progress, ShouldCancel
@@ -54,8 +54,16 @@ class ModelProvider(Protocol):
     @property
     def device_description(self) -> str: ...
 
-    def get(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
-        """The model for source, loaded (and another released) if needed."""
+    def get(
+        self,
+        source: str,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        files: Sequence[str] = (),
+        roots: Sequence[str] = (),
+    ) -> LoadedModel:
+        """The model for source, loaded (and another released) if needed; files and roots:
+        where a transformer-only file's text encoders and VAE are (ModelManager.get)."""
         ...
 
     def release(self) -> None:

@@ -10,6 +10,7 @@ the scheduler, hence the runner's name.)
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +20,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import regions
+from engine import families, guidance_cutoff, regions
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
-from engine.api import EngineError, ErrorKind, JobCancelled, Mode, ShouldCancel
+from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.control import units as control_units
 from engine.deep_cache import deep_cache
+from engine.families.profile import MODE_WORDS, accepts
 from engine.guidance_cutoff import GuidanceCutoff
 from engine.plan import Plan
 from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors, k_space, vp_scale
@@ -92,6 +94,8 @@ def _start_at(scheduler: Scheduler, offset: int) -> Callable[[], None]:
     )
     full: list[torch.Tensor] = []
 
+    # wraps: pipelines read set_timesteps' signature (FLUX passes sigmas where it may).
+    @functools.wraps(set_timesteps)
     def trimmed_set_timesteps(*args: Any, **kwargs: Any) -> None:
         set_timesteps(*args, **kwargs)
         full[:] = [scheduler.timesteps]
@@ -135,10 +139,28 @@ def _blocks(pipe: Pipeline) -> list[torch.nn.Module]:
     # A UNet whose forward a backend replaced (OpenVINO, torch.compile) runs no blocks.
     if unet is not None and "forward" not in vars(unet):
         blocks += [*unet.down_blocks, *unet.up_blocks]
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is not None and "forward" not in vars(transformer):
+        for name in ("transformer_blocks", "single_transformer_blocks"):
+            blocks += list(getattr(transformer, name, []))
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:
         blocks += list(getattr(decoder, "up_blocks", []))
     return blocks
+
+
+def _unpacker(
+    profile: families.FamilyProfile, width: int, height: int
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The family's unpack rule bound to the picture's size (None: nothing packed)."""
+    unpack = profile.unpack
+    if unpack is None:
+        return None
+
+    def bound(latents: np.ndarray) -> np.ndarray:
+        return unpack(latents, width, height)
+
+    return bound
 
 
 def _is_black(image: Image.Image) -> bool:
@@ -272,9 +294,16 @@ class PipelineRunner:
                 folders=r.model_folders,
             )
         pipe = self.pipeline(model, plan.pipeline_class, **extra)
-        scheduler = make_scheduler(plan.scheduler, self._base_scheduler_config)
+        profile = families.profile(model.family)
+        scheduler = make_scheduler(
+            plan.scheduler,
+            self._base_scheduler_config,
+            flow=profile.flow,
+            offered=profile.samplers,
+            family_label=model.label,
+        )
         pipe.scheduler = scheduler
-        tap = X0Tap(scheduler)
+        tap = X0Tap(scheduler, flow=profile.flow)
         applied = self.addons.apply(model, pipe, r)
 
         # 2. The pipeline's arguments; the prompts go in as embeddings (A1111 weights,
@@ -285,6 +314,10 @@ class PipelineRunner:
         #    Regional prompts add their embeddings and mask the cross-attention.
         prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
         args = pipeline_arguments(plan) | prompt_kwargs | control_args
+        if plan.guidance is not GuidanceKind.CFG:
+            # Distilled and unguided models take no negative prompt.
+            for key in ("negative_prompt", "negative_prompt_embeds"):
+                args.pop(key, None)
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
 
         # 3. A resume starts from the stored latents, part way along the full schedule;
@@ -293,7 +326,12 @@ class PipelineRunner:
             plan.scheduler, plan.steps, plan.start_index, plan.width, plan.height, plan.inpaint
         )
         done = plan.resume.step if plan.resume is not None else 0
-        cutoff = GuidanceCutoff(r.guidance_cutoff, plan.total, done=done)
+        fraction = r.guidance_cutoff
+        if guidance_cutoff.is_on(fraction) and plan.mode not in profile.cutoff_modes(model.variant):
+            what = f"{model.label} models' {MODE_WORDS[plan.mode]}"
+            warnings.append(guidance_cutoff.UNSUPPORTED.format(what=what))
+            fraction = None
+        cutoff = GuidanceCutoff(fraction, plan.total, done=done)
         if not cutoff.guided_from_start:
             args["guidance_scale"] = 1.0  # resumed past the guidance cut-off: unguided
         if plan.resume is not None:
@@ -304,16 +342,18 @@ class PipelineRunner:
                     "Resuming needs the batch size of the job's run "
                     f"({source.latents[0].shape[0]}).",
                 )
-            scheduler.set_timesteps(plan.steps, device=model.device)
-            sigma0 = scheduler.init_noise_sigma  # prepare_latents multiplies by it
+            if not profile.flow:  # flow schedules start at sigma 1 (and may need mu)
+                scheduler.set_timesteps(plan.steps, device=model.device)
+            sigma0 = getattr(scheduler, "init_noise_sigma", 1.0)  # prepare_latents multiplies by it
             args["latents"] = (source.latents[k - 1] / sigma0).to(model.device, model.dtype)
             tap.before_first_step = _start_at(scheduler, plan.resume.offset)
             trajectory.latents = source.latents[:k]
             trajectory.previews = source.previews[:k]
             trajectory.noisy_previews = source.noisy_previews[:k]
         elif plan.start_latents is not None:
-            scheduler.set_timesteps(plan.steps, device=model.device)
-            sigma0 = scheduler.init_noise_sigma
+            if not profile.flow:
+                scheduler.set_timesteps(plan.steps, device=model.device)
+            sigma0 = getattr(scheduler, "init_noise_sigma", 1.0)
             args["latents"] = (plan.start_latents / sigma0).to(model.device, model.dtype)
             tap.before_first_step = _start_at(scheduler, plan.start_index)
 
@@ -321,7 +361,11 @@ class PipelineRunner:
         keep(trajectory)
 
         # 5. The step hook: previews decoded from latents, placed in the whole picture.
-        previewer = Previewer(model.latent_rgb or family_factors(model.family), model.tiny_vae)
+        previewer = Previewer(
+            model.latent_rgb or family_factors(model.family),
+            model.tiny_vae,
+            _unpacker(profile, plan.width, plan.height),
+        )
         compositor = None
         if plan.inpaint is not None:
             compositor = PreviewCompositor(plan.inpaint, MAX_PREVIEW_SIDE)
@@ -376,7 +420,8 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
     r = plan.request
     args: dict[str, Any] = {
         "num_inference_steps": plan.steps,
-        "guidance_scale": r.guidance_scale,
+        # Unguided (few-step distilled) models: 0 turns off the CFG of pipelines that have it.
+        "guidance_scale": 0.0 if plan.guidance is GuidanceKind.NONE else r.guidance_scale,
         "num_images_per_prompt": len(plan.seeds),
         "generator": [torch.Generator("cpu").manual_seed(s) for s in plan.seeds],
         "output_type": "pil",
@@ -387,13 +432,15 @@ def pipeline_arguments(plan: Plan) -> dict[str, Any]:
             assert r.init_image is not None
             image = r.init_image.convert("RGB")
         args.update(image=image, strength=plan.strength)
-    else:
+    if plan.mode is not Mode.IMG2IMG or accepts(plan.pipeline_class, "width"):
+        # SD's image-to-image takes the picture's size; FLUX's and SD 3's default to 1024.
         args.update(width=plan.width, height=plan.height)
     if plan.inpaint is not None:
         args.update(
             image=plan.inpaint.original,
             mask_image=plan.inpaint.pipe_mask,
             strength=plan.strength,
-            padding_mask_crop=plan.inpaint.padding,
         )
+        if plan.inpaint.padding is not None:  # FluxFillPipeline has no crop (plan checks)
+            args["padding_mask_crop"] = plan.inpaint.padding
     return args

@@ -49,6 +49,22 @@ SCHEDULERS: dict[SchedulerName, SchedulerSpec] = {
     SchedulerName.LCM: SchedulerSpec("LCMScheduler", max_steps=50),
 }
 
+# Flow-matching families (engine/families/, profile.flow) take the same names from their
+# flow-matching counterparts: Euler is FlowMatchEuler (ancestral: its stochastic
+# sampling), DPM++ 2M and UniPC solve in flow sigmas on the model's velocity. A family's
+# profile lists which of these fit its pipelines.
+_FLOW = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
+FLOW_SCHEDULERS: dict[SchedulerName, SchedulerSpec] = {
+    SchedulerName.EULER: SchedulerSpec("FlowMatchEulerDiscreteScheduler"),
+    SchedulerName.EULER_A: SchedulerSpec(
+        "FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}
+    ),
+    SchedulerName.DPMPP_2M: SchedulerSpec(
+        _DPM, {**_FLOW, "algorithm_type": "dpmsolver++", "solver_order": 2}
+    ),
+    SchedulerName.UNIPC: SchedulerSpec("UniPCMultistepScheduler", _FLOW),
+}
+
 NAMES: tuple[str, ...] = tuple(name.value for name in SCHEDULERS)
 # Settings that belong to one sampler and must not leak from the model's own scheduler
 # (a model shipped with "DPM++ 2M Karras" must still give plain Euler when asked).
@@ -64,6 +80,7 @@ _SAMPLER_KEYS = frozenset(
         "lower_order_final",
         "euler_at_final",
         "predict_x0",
+        "stochastic_sampling",
     }
 )
 
@@ -75,16 +92,30 @@ def max_steps_for(name: object) -> int:
     return MAX_STEPS
 
 
-def make_scheduler(name: str, base_config: Mapping[str, Any]) -> Scheduler:
-    """A fresh scheduler called `name`, keeping the model's betas and prediction type."""
-    try:
-        spec = SCHEDULERS[SchedulerName(name)]
-    except ValueError:
+def make_scheduler(
+    name: str,
+    base_config: Mapping[str, Any],
+    *,
+    flow: bool = False,
+    offered: tuple[SchedulerName, ...] | None = None,
+    family_label: str = "this model",
+) -> Scheduler:
+    """A fresh scheduler called `name`, keeping the model's betas and prediction type
+    (for a flow model its shift and dynamic shifting). offered: the family's samplers."""
+    table = FLOW_SCHEDULERS if flow else SCHEDULERS
+    choices = offered if offered is not None else tuple(table)
+    key = SchedulerName(name) if name in NAMES else None
+    spec = table.get(key) if key in choices and key is not None else None
+    if spec is None:
+        known = ", ".join(c.value for c in choices)
         raise EngineError(
             ErrorKind.BAD_INPUT,
-            f"Unknown scheduler {name!r}; choose one of: {', '.join(NAMES)}.",
+            f"The sampler {name!r} does not fit {family_label} models; choose one of: {known}.",
         ) from None
     cls = getattr(importlib.import_module("diffusers"), spec.class_name)
     config = {k: v for k, v in dict(base_config).items() if k not in _SAMPLER_KEYS}
+    if flow and spec.class_name != "FlowMatchEulerDiscreteScheduler":
+        # Solvers that know flow sigmas take the flow model's shift as flow_shift.
+        config["flow_shift"] = config.get("shift", 1.0)
     scheduler: Scheduler = cls.from_config(config, **spec.overrides)
     return scheduler

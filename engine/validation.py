@@ -186,6 +186,10 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         isinstance(p, str) for p in r.model_folders
     ):
         found.append("model folders must be a list of folder paths")
+    if not isinstance(r.model_files, tuple | list) or not all(
+        isinstance(p, str) for p in r.model_files
+    ):
+        found.append("model files must be a list of file paths (text encoders, VAE)")
     found += upscale_options.problems(r, max_steps_for)
     found += control_checks.problems(r)
     if r.resume is not None:

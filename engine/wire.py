@@ -270,6 +270,9 @@ def event_to_dict(
                 model=event.model,
                 device=event.device,
                 seeds=list(event.seeds),
+                family=event.family,
+                variant=event.variant,
+                model_label=event.model_label,
             )
         case Step():
             out.update(
@@ -292,6 +295,8 @@ def event_to_dict(
                 warnings=list(event.warnings),
                 facts=dict(event.facts),
             )
+            if event.model_info is not None:
+                out["model_info"] = dataclasses.asdict(event.model_info)
         case Cancelled(step=step):
             out["step"] = step
         case Failed():
@@ -331,6 +336,14 @@ def event_from_dict(
         raise WireError(f"a {kind.value} event is malformed: {exc}") from None
 
 
+def _model_info(value: Any) -> api.ModelInfo | None:
+    if not isinstance(value, dict):
+        return None
+    return api.ModelInfo(
+        str(value.get("family", "")), str(value.get("variant", "")), str(value.get("guidance", ""))
+    )
+
+
 def _event(
     kind: api.EventKind,
     d: dict[str, Any],
@@ -350,6 +363,9 @@ def _event(
                 str(d["model"]),
                 str(d["device"]),
                 tuple(int(s) for s in d["seeds"]),
+                family=str(d.get("family", "")),
+                variant=str(d.get("variant", "")),
+                model_label=str(d.get("model_label", "")),
             )
         case api.EventKind.STEP:
             return Step(
@@ -376,6 +392,7 @@ def _event(
                 tuple(decode_array(p) for p in d.get("noisy_step_previews", ())),
                 tuple(str(w) for w in d.get("warnings", ())),
                 {str(k): float(v) for k, v in d.get("facts", {}).items()},
+                model_info=_model_info(d.get("model_info")),
             )
         case api.EventKind.CANCELLED:
             return Cancelled(job_id, int(d["step"]))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, canvas_runs, upscale_options, validation
+from engine import canvas_jobs, upscale_options, upscale_runs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -28,6 +28,7 @@ from engine.api import (
     Finished,
     GenerationRequest,
     JobCancelled,
+    ModelInfo,
     ModelLoading,
     Queued,
     Started,
@@ -314,6 +315,8 @@ class Engine:
                 ModelLoading(job.id, r.model, stage, fraction)
             ),
             should_cancel=job.cancel.is_set,
+            files=tuple(r.model_files),
+            roots=tuple(r.model_folders),
         )
         if r.forward is not None or (r.expand is not None and r.resume is None):
             return self._run_canvas_job(job, r, inputs, model, start)
@@ -332,15 +335,27 @@ class Engine:
         if job.cancel.is_set():
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
+        device += "".join(f", {note}" for note in getattr(model, "notes", ()))
         total = upscale_options.total_steps(r, inputs.total)
-        self._emit(Started(job.id, total, r.model, device, plan.seeds))
+        self._emit(
+            Started(
+                job.id,
+                total,
+                r.model,
+                device,
+                plan.seeds,
+                family=model.family,
+                variant=model.variant,
+                model_label=model.label,
+            )
+        )
 
         def on_step(step: int, of: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
         with session:
-            result = canvas_runs.run(
+            result = upscale_runs.run(
                 self._runner,
                 plan,
                 model,
@@ -366,6 +381,7 @@ class Engine:
             step_previews=tuple(trajectory.previews),
             noisy_step_previews=tuple(trajectory.noisy_previews),
             warnings=(*notes, *session.warnings, *result.warnings),
+            model_info=ModelInfo(str(model.family), model.variant, str(plan.guidance)),
         )
 
     def _enlarge_only(
@@ -383,7 +399,7 @@ class Engine:
             job.steps_done = step
             self._emit(Step(job.id, step, of, elapsed, x0, noisy))
 
-        result = canvas_runs.pixel_upscale(
+        result = upscale_runs.pixel_upscale(
             r,
             on_step=on_step,
             should_cancel=job.cancel.is_set,

@@ -47,6 +47,9 @@ class Job:
     seeds: tuple[int, ...] = ()
     device: str = ""
     model: str = ""
+    family: str = ""  # the loaded model's family and variant, from Started
+    variant: str = ""
+    model_label: str = ""  # e.g. "FLUX.1 schnell"
     preview: np.ndarray | None = field(default=None, repr=False)
     noisy_preview: np.ndarray | None = field(default=None, repr=False)
     result: Finished | None = field(default=None, repr=False)  # held until it is saved
@@ -149,6 +152,8 @@ class JobQueue(QObject):
             case Started(total_steps=total, seeds=seeds, device=device, model=model):
                 job.state, job.total, job.seeds = JobState.RUNNING, total, seeds
                 job.device, job.model = device, model
+                job.family, job.variant = event.family, event.variant
+                job.model_label = event.model_label
                 self._set_running(job)
                 self.jobChanged.emit(job)
             case Step(step=step, total=total, elapsed=elapsed):

@@ -75,7 +75,8 @@ class OutputWriter(QObject):
             error = ""
             try:
                 for image, seed, path in zip(event.images, event.seeds, planned, strict=False):
-                    save_picture(image, path, event.request.with_changes(seed=seed), seed)
+                    request = event.request.with_changes(seed=seed)
+                    save_picture(image, path, request, seed, event.model_info)
                     paths.append(path)
             except Exception as exc:  # reported inline in the window
                 error = save_failed_message(exc, folder)

@@ -53,6 +53,10 @@ class ViewModel(Observable):
     # and the VAE files found there: this machine's, so never persisted or reused.
     model_folders: Property[tuple[str, ...]] = Property((), persist=False)
     vae_choices: Property[tuple[str, ...]] = Property((), persist=False)
+    # The chosen model's family and variant ("": not known yet); guiapp/family_form.py
+    # keeps them and decides from them what the form offers.
+    family = Property("", persist=False)
+    variant = Property("", persist=False)
     # Hires fix and upscale (guiapp/upscale_form.py turns them into the request's records).
     hires_enabled = Property(False)
     hires_scale = Property(2.0)
@@ -68,6 +72,9 @@ class ViewModel(Observable):
     def __init__(self, values: FormValues | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.last_seed: int | None = None
+        # The family and variant of the last model whose family was known: switching
+        # from it to another starts from the other's defaults (guiapp/family_form.py).
+        self.last_known_model: tuple[str, str] = ("", "")
         self.signal("scheduler").connect(self._keep_steps_within_scheduler)
         if values:
             self.set_values(values)
@@ -100,6 +107,9 @@ class ViewModel(Observable):
             for p in self.properties()
             if p.name in REQUEST_FIELDS and p.persist and getattr(request, p.name) is not None
         }
+        # The model first: a new family's defaults (guiapp/family_form.py) must not
+        # overwrite the reused steps, size and guidance.
+        self.set_values({"model": values.pop("model")} if "model" in values else {})
         self.set_values(values)
         if request.seed is not None:
             self.random_seed = False

@@ -232,12 +232,14 @@ class MainWindow(QMainWindow):
         for label in (self.model_label, self.device_label, self.folder_label):
             self.statusBar().addPermanentWidget(label)
         follow(ws, "loaded_model", self._show_model_name)
+        follow(ws, "loaded_label", lambda _: self._show_model_name(ws.loaded_model))
         follow(ws, "device", self.device_label.setText)
         follow(ws, "output_folder", lambda folder: self.folder_label.setText(f"saving to {folder}"))
 
     def _show_model_name(self, name: str) -> None:
-        self.model_label.setText(f"model: {_shorten(name)}")
-        self.model_label.setToolTip(name)
+        family = self.workspace.loaded_label
+        self.model_label.setText(f"model: {_shorten(name)}" + (f" · {family}" if family else ""))
+        self.model_label.setToolTip(name + (f" ({family})" if family else ""))
 
     def _restore_layout(self) -> None:
         self.resize(self._default_size())

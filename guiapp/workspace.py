@@ -30,7 +30,7 @@ from engine.atomic_file import SaveError, atomic_write
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
-from guiapp import upscale_form
+from guiapp import family_form, upscale_form
 from guiapp.bridge import EngineBridge, EngineChanged
 from guiapp.document import Document
 from guiapp.file_io import copy_file, open_picture
@@ -60,6 +60,7 @@ class Workspace(Observable):
     error_detail = Property("", persist=False)  # behind its Copy button (a traceback)
     device = Property("engine starting…", persist=False)
     loaded_model = Property("", persist=False)
+    loaded_label = Property("", persist=False)  # the loaded model's family and variant
     output_folder = Property(Path(), persist=False)
 
     previewShown = Signal(object, QSize)  # a preview array, shown at this picture size
@@ -101,6 +102,7 @@ class Workspace(Observable):
         self.writer.saved.connect(self._saved)
         form.signal("model").connect(self._set_loaded_model)
         form.signal("show_noisy").connect(self._noisy_toggled)
+        family_form.follow_model(form)
 
     # ------------------------------------------------------------------ messages
 
@@ -116,6 +118,7 @@ class Workspace(Observable):
 
     def _set_loaded_model(self, name: str) -> None:
         self.loaded_model = name
+        self.loaded_label = ""
 
     def _engine_attached(self, device: str) -> None:
         self.device = device
@@ -273,6 +276,9 @@ class Workspace(Observable):
                 self.progress.started(job.total)
                 self.device = job.device
                 self.loaded_model = job.model
+                self.loaded_label = job.model_label
+                if job.family and job.model == self.form.model:
+                    family_form.adopt(self.form, job.family, job.variant)
                 if job.seeds:
                     self.form.last_seed = job.seeds[0]
                 self.caption = f"job #{job.id} · seed {', '.join(map(str, job.seeds))}"

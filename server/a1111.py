@@ -37,6 +37,7 @@ from engine.api import (
     Failed,
     Finished,
     GenerationRequest,
+    HiresFix,
     SchedulerName,
     Started,
     Step,
@@ -55,7 +56,6 @@ _STATUS = {
     ErrorKind.CONNECTION: 503,
 }
 _UNSUPPORTED = {
-    "enable_hr": "hires fix",
     "restore_faces": "face restoration",
     "tiling": "tiling",
 }
@@ -292,7 +292,7 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
         for image, seed in zip(result.images, result.seeds, strict=True):
             images.append(_png_with_parameters(image, result.request, seed))
             seeds.append(seed)
-            infotexts.append(metadata.format_a1111(result.request, seed))
+            infotexts.append(metadata.format_a1111(result.request, seed, result.model_info))
     first = finished[0].request if finished else None
     info = {
         "prompt": body.get("prompt", ""),
@@ -365,11 +365,31 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
     )
     if img2img:
         base = _with_images(base, body)
+    elif body.get("enable_hr"):
+        base = base.with_changes(hires=_hires_of(body, width, height))
     if iterations == 1:
         return [base]
     # A1111 draws one seed and counts up from it, a batch's worth per iteration.
     first = secrets.randbelow(2**32) if base.seed is None else base.seed
     return [base.with_changes(seed=first + i * batch) for i in range(iterations)]
+
+
+def _hires_of(body: dict[str, Any], width: int, height: int) -> HiresFix:
+    """A1111's hires fix fields (enable_hr, hr_scale or hr_resize_x/y, hr_upscaler,
+    hr_second_pass_steps, denoising_strength, hr_prompt, hr_negative_prompt)."""
+    scale = float(_number(body, "hr_scale", 2.0))
+    resize_x, resize_y = _number(body, "hr_resize_x", 0), _number(body, "hr_resize_y", 0)
+    if resize_x or resize_y:  # A1111's "resize to": the larger ratio of the two
+        scale = max(resize_x / max(width, 1), resize_y / max(height, 1))
+    upscaler = _text(body, "hr_upscaler") or "Latent"
+    return HiresFix(
+        scale=scale,
+        upscaler=upscaler,
+        steps=int(_number(body, "hr_second_pass_steps", 0)),
+        denoising_strength=float(_number(body, "denoising_strength", 0.7)),
+        prompt=_text(body, "hr_prompt"),
+        negative_prompt=_text(body, "hr_negative_prompt"),
+    )
 
 
 def _with_images(base: GenerationRequest, body: dict[str, Any]) -> GenerationRequest:

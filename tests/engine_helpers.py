@@ -44,7 +44,9 @@ class TinyModels:
         self.before_load: Callable[[], None] | None = None
         self.variants: dict[str, LoadedModel] = {}  # extra sources, e.g. with a tiny VAE
 
-    def get(self, source: str, progress: Progress, should_cancel: ShouldCancel) -> LoadedModel:
+    def get(
+        self, source: str, progress: Progress, should_cancel: ShouldCancel, *_: object, **__: object
+    ) -> LoadedModel:
         if source in self.variants:
             return self.variants[source]
         if source not in (TINY, TINY_INPAINT, TINY_SDXL):

@@ -21,7 +21,7 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 from tiny_models import _WORDS, tiny_tokenizer
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -35,12 +35,17 @@ LATENT_CHANNELS = 16
 
 
 def tiny_t5_tokenizer() -> T5TokenizerFast:
-    """A genuine T5TokenizerFast over a word-level vocabulary of the test words."""
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    """A genuine T5TokenizerFast: a Unigram model (as T5's sentencepiece one) over the
+    test words and their letters, with T5's special tokens and "▁" word starts."""
+    pieces: dict[str, float] = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0}
     for word in _WORDS:
-        vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+        pieces.setdefault("\u2581" + word, -1.0)
+        for letter in word:
+            pieces.setdefault(letter, -5.0)
+    pieces.setdefault("\u2581", -3.0)
+    backend = Tokenizer(models.Unigram(list(pieces.items()), unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
     return T5TokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
@@ -99,17 +104,20 @@ def tiny_flow_vae(shift: float = 0.0609, scale: float = 1.5035) -> AutoencoderKL
     )
 
 
-def tiny_sd3_pipeline(tmp: Path, *, seed: int = 0) -> StableDiffusion3Pipeline:
+def tiny_sd3_pipeline(
+    tmp: Path, *, seed: int = 0, layers: int = 1, heads: int = 2, head_dim: int = 8
+) -> StableDiffusion3Pipeline:
+    """layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=32,
         patch_size=2,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        num_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        caption_projection_dim=16,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        caption_projection_dim=heads * head_dim,
         joint_attention_dim=32,
         pooled_projection_dim=32,
         pos_embed_max_size=32,
@@ -133,23 +141,30 @@ def tiny_sd3_pipeline(tmp: Path, *, seed: int = 0) -> StableDiffusion3Pipeline:
 
 
 def tiny_flux_pipeline(
-    tmp: Path, *, variant: str = "dev", seed: int = 0
+    tmp: Path,
+    *,
+    variant: str = "dev",
+    seed: int = 0,
+    layers: int = 1,
+    heads: int = 2,
+    head_dim: int = 16,
 ) -> FluxPipeline | FluxFillPipeline:
-    """variant: "dev" (guidance embedding), "schnell" (none) or "fill" (384 inputs)."""
+    """variant: "dev" (guidance embedding), "schnell" (none) or "fill" (384 inputs);
+    layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
     torch.manual_seed(seed)
     packed = LATENT_CHANNELS * 4
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=packed * 6 if variant == "fill" else packed,  # + picture 64 + mask 256
         out_channels=LATENT_CHANNELS * 4,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        num_layers=layers,
+        num_single_layers=2 * layers - 1,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
         joint_attention_dim=32,
         pooled_projection_dim=16,
         guidance_embeds=variant != "schnell",
-        axes_dims_rope=(4, 4, 8),
+        axes_dims_rope=(head_dim // 4, head_dim // 4, head_dim // 2),
     )
     tokenizer = tiny_tokenizer(tmp / "clip_tokenizer")
     t5_tokenizer = tiny_t5_tokenizer()

@@ -127,8 +127,11 @@ class Accelerator:
         should_cancel: ShouldCancel,
     ) -> Session:
         width, height = request.width, request.height
+        unet = getattr(_pipe(model), "unet", None)
+        if unet is None:  # transformer families (engine/families/): torch runs them as loaded
+            note = "OpenVINO runs UNet models only; torch ran this one."
+            return Session("", [note] if self.backend == "openvino" else [])
         batches = unet_batch(request, model, images)
-        unet = _pipe(model).unet
         if deep_cache.is_on(request.deep_cache) and deep_cache.supports(unet):
             # The cache skips the torch UNet's own blocks: neither a converted graph nor
             # a compiled one has them, so the job runs plain torch.

@@ -25,8 +25,9 @@ NO_TINY_VAE = (
 )
 
 
-def _to_tiny_latents(vae: Any, z: torch.Tensor) -> torch.Tensor:
-    """Undo the pipeline's unscaling: TAESD decodes the scaled latents the UNet makes."""
+def _to_tiny_latents(vae: Any, tiny_vae: Any, z: torch.Tensor) -> torch.Tensor:
+    """Undo the pipeline's unscaling, then apply the tiny autoencoder's own: TAESD (scale
+    1) decodes the scaled latents the UNet makes, taesd3/taef1 the VAE's own latents."""
     config = vae.config
     mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
     if mean is not None and std is not None:
@@ -34,7 +35,11 @@ def _to_tiny_latents(vae: Any, z: torch.Tensor) -> torch.Tensor:
         mean_t = torch.tensor(mean, device=z.device, dtype=z.dtype).view(shape)
         std_t = torch.tensor(std, device=z.device, dtype=z.dtype).view(shape)
         return (z - mean_t) * config.scaling_factor / std_t
-    return z * config.scaling_factor
+    shift = float(getattr(config, "shift_factor", None) or 0.0)
+    scaled = (z - shift) * config.scaling_factor
+    tiny = tiny_vae.config
+    tiny_shift = float(getattr(tiny, "shift_factor", None) or 0.0)
+    return scaled / float(getattr(tiny, "scaling_factor", 1.0) or 1.0) + tiny_shift
 
 
 @contextlib.contextmanager
@@ -53,7 +58,7 @@ def final_decode(
     elif fast:
 
         def decode(z: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
-            latents = _to_tiny_latents(vae, z).to(tiny_vae.device, tiny_vae.dtype)
+            latents = _to_tiny_latents(vae, tiny_vae, z).to(tiny_vae.device, tiny_vae.dtype)
             sample = tiny_vae.decode(latents).sample.clamp(-1, 1)
             return DecoderOutput(sample=sample) if return_dict else (sample,)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.api import EngineError, ErrorKind, ModelFamily
+from engine.api import STARTER_MODEL, EngineError, ErrorKind, ModelFamily
 from engine.families import flux1, sd1, sd2, sd3, sdxl
 from engine.families.profile import FamilyProfile, FolderFacts, Variant
 
@@ -22,6 +22,7 @@ __all__ = [
     "FamilyProfile",
     "FolderFacts",
     "Variant",
+    "describe_source",
     "detect",
     "folder_facts",
     "profile",
@@ -79,3 +80,23 @@ def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> Fold
             if isinstance(loaded, dict):
                 configs[component] = loaded
     return FolderFacts(index=index, configs=configs, name=name or folder.name)
+
+
+def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
+    """The family and variant of a model source from its small JSON files alone, for the
+    window's form before anything loads: the starter model or a local diffusers folder.
+    None where the files do not tell (a hub id not yet downloaded, a single file: the
+    engine names the family when it loads them)."""
+    from engine.resources import starter_model_dir
+
+    folder = starter_model_dir() if source == STARTER_MODEL else Path(source).expanduser()
+    index_path = folder / "model_index.json"
+    try:
+        if not index_path.is_file():
+            return None
+        index = json.loads(index_path.read_text())
+        if not isinstance(index, dict):
+            return None
+        return detect(folder_facts(folder, index), source)
+    except (OSError, ValueError, EngineError):
+        return None

@@ -115,6 +115,7 @@ PROFILE = FamilyProfile(
         "scheduler",
     ),
     flow=True,
+    size_multiple=16,
     unpack=unpack_2x2,
     tiny_vae_folder="taef1",
     variant_of=_variant,

@@ -12,6 +12,7 @@ component configs. The sampling code asks the profile; it never branches on a fa
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,11 @@ class FamilyProfile:
     # x0 = x_t - sigma v, and the flow-matching schedulers serve the sampler names.
     flow: bool = False
     unpack: Unpack | None = None  # None: latents are C x h x w already
+    # Modes whose pipelines hand the step callback every tensor they double for CFG, so
+    # the guidance cut-off can halve them (SD 3's image-to-image and inpaint keep their
+    # pooled embeddings to themselves). Models without CFG have none.
+    cfg_cutoff_modes: tuple[Mode, ...] = tuple(Mode)
+    size_multiple: int = 8  # width and height: the VAE's factor times the patch size
     tiny_vae_folder: str = ""  # folder under resources/ with this family's tiny autoencoder
     # Extra test when families share class names (SD 1 / SD 2); None: class names decide.
     claims: Callable[[FolderFacts], bool] | None = None
@@ -103,6 +109,12 @@ class FamilyProfile:
         if mode in overrides:
             return overrides[mode]
         return self.pipelines.get(mode)
+
+    def cutoff_modes(self, variant: str = "") -> tuple[Mode, ...]:
+        """Where the guidance cut-off works for the variant (none without true CFG)."""
+        if self.variant(variant).guidance is not GuidanceKind.CFG:
+            return ()
+        return self.cfg_cutoff_modes
 
     def modes(self, variant: str = "") -> tuple[Mode, ...]:
         return tuple(m for m in Mode if self.pipeline_name(m, variant) is not None)
@@ -123,6 +135,12 @@ class FamilyProfile:
             facts.component_class(c) in self.denoiser_names for c in ("transformer", "unet")
         )
         return named and (self.claims is None or self.claims(facts))
+
+
+def accepts(pipeline_class: Any, argument: str) -> bool:
+    """Whether a diffusers pipeline class's __call__ takes `argument` (FluxFillPipeline
+    has no padding_mask_crop; SD's image-to-image no width)."""
+    return argument in inspect.signature(pipeline_class.__call__).parameters
 
 
 MODE_WORDS = {

@@ -102,7 +102,9 @@ PROFILE = FamilyProfile(
         "tokenizer_2",
         "scheduler",
     ),
+    cfg_cutoff_modes=(Mode.TXT2IMG,),
     flow=True,
+    size_multiple=16,
     tiny_vae_folder="taesd3",
     variant_of=_variant,
 )

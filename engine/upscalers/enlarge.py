@@ -64,7 +64,7 @@ def run_model(
             if should_cancel():
                 raise JobCancelled()
             x0, y0, x1, y1 = tile.box
-            piece = torch.from_numpy(np.ascontiguousarray(rgb[y0:y1, x0:x1])).to(device)
+            piece = torch.from_numpy(np.array(rgb[y0:y1, x0:x1])).to(device)  # a writable copy
             batch = piece.permute(2, 0, 1)[None].to(dtype) / 255
             out = model.forward(batch).float().clamp_(0, 1)[0].permute(1, 2, 0) * 255
             blender.add(tile.scaled(scale), out.cpu().numpy())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.api import STARTER_MODEL
+from engine.api import STARTER_MODEL, GuidanceKind
 from engine.schedulers import NAMES as SCHEDULER_NAMES
 from engine.validation import (
     MAX_BATCH,
@@ -33,6 +33,7 @@ from engine.validation import (
     MAX_SIDE,
     max_steps_for,
 )
+from guiapp import family_form
 from guiapp.state import ViewModel
 from guiapp.widgets.addons_dock import add_form_rows
 from guiapp.widgets.binding import bind, follow
@@ -66,6 +67,9 @@ class ParameterPanel(QWidget):
         self._add_inpaint_rows()
         add_form_rows(self, model)  # clip skip and VAE (guiapp/widgets/addons_dock.py)
         self.hires_group, self.upscale_group = add_hires_rows(self, model)
+        model.signal("family").connect(self._fit_family)
+        model.signal("variant").connect(self._fit_family)
+        self._fit_family()
 
     def _row(self, label: str, *widgets: QWidget, stretch: tuple[int, ...] = (1,)) -> None:
         """A form row of one widget, or of several side by side (stretch factors in order,
@@ -206,6 +210,26 @@ class ParameterPanel(QWidget):
         )
         self._row("", self.only_masked_check)
         bind(self._model, "inpaint_only_masked", self.only_masked_check)
+
+    def _fit_family(self, *_: object) -> None:
+        """Offer what the model's family uses (guiapp/family_form.py)."""
+        kind = family_form.guidance_kind(self._model)
+        self.form.setRowVisible(self.guidance_spin, kind is not GuidanceKind.NONE)
+        label = self.form.labelForField(self.guidance_spin)
+        if isinstance(label, QLabel):
+            label.setText(family_form.GUIDANCE_LABELS.get(kind, "Guidance"))
+        self.guidance_spin.setToolTip(family_form.GUIDANCE_TIPS.get(kind, ""))
+        names = family_form.samplers(self._model)
+        combo = self.scheduler_combo
+        if tuple(combo.itemText(i) for i in range(combo.count())) != names:
+            with QSignalBlocker(combo):  # the view-model keeps its sampler meanwhile
+                combo.clear()
+                combo.addItems(list(names))
+                combo.setCurrentText(self._model.scheduler)
+        grid = family_form.size_step(self._model)
+        for spin in (self.width_spin, self.height_spin):
+            spin.setSingleStep(grid)
+            spin.setToolTip(f"Picture size in pixels; a multiple of {grid}.")
 
     def _list_model(self, name: str) -> None:
         """A model chosen elsewhere (a file, reused parameters) joins the list."""

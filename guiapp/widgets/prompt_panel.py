@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
+from engine.api import GuidanceKind
+from guiapp import family_form
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind
 
@@ -25,8 +27,20 @@ class PromptPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Prompt", self))
         layout.addWidget(self.prompt_edit, 3)
-        layout.addWidget(QLabel("Negative prompt", self))
+        self.negative_label = QLabel("Negative prompt", self)
+        layout.addWidget(self.negative_label)
         layout.addWidget(self.negative_edit, 1)
 
         bind(model, "prompt", self.prompt_edit)
         bind(model, "negative_prompt", self.negative_edit)
+        self._model = model
+        model.signal("family").connect(self._fit_family)
+        model.signal("variant").connect(self._fit_family)
+        self._fit_family()
+
+    def _fit_family(self, *_: object) -> None:
+        """Only true-CFG families use a negative prompt (FLUX.1 and the few-step models
+        do not); the text stays in the view-model for the next model that does."""
+        shown = family_form.guidance_kind(self._model) is GuidanceKind.CFG
+        self.negative_label.setVisible(shown)
+        self.negative_edit.setVisible(shown)

@@ -51,7 +51,7 @@ def new_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def reference(module: torch.nn.Module, image: Image.Image) -> np.ndarray:
-    x = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     with torch.inference_mode():
         y = module(x).clamp(0, 1)[0].permute(1, 2, 0) * 255
     return y.numpy()

@@ -54,6 +54,8 @@ class FakeEngine:
         self.gates: dict[int, threading.Event] = {}
         # Set `loading_gate` to hold every job while its model "loads".
         self.loading_gate: threading.Event | None = None
+        # model name -> (family, variant, label) that Started reports for it.
+        self.families: dict[str, tuple[str, str, str]] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._ids = itertools.count(1)
         self._queue: queue.Queue[tuple[int, GenerationRequest] | None] = queue.Queue()
@@ -145,7 +147,19 @@ class FakeEngine:
         total = request.steps
         if request.resume is not None:
             total = request.steps
-        self._emit(Started(job_id, total, request.model, self.device_description, seeds))
+        family, variant, label = self.families.get(request.model, ("", "", ""))
+        self._emit(
+            Started(
+                job_id,
+                total,
+                request.model,
+                self.device_description,
+                seeds,
+                family=family,
+                variant=variant,
+                model_label=label,
+            )
+        )
         final = self._final_array(request)
         previews: list[np.ndarray] = []
         noisy: list[np.ndarray] = []

@@ -41,10 +41,10 @@ def test_closing_waits_for_an_image_that_is_being_written(
     writing = threading.Event()
     original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
 
-    def slow_save(image, path, request, seed) -> None:
+    def slow_save(image, path, request, seed, *model_info) -> None:
         writing.set()
         threading.Event().wait(0.5)  # a slow disk
-        original_save(image, path, request, seed)
+        original_save(image, path, request, seed, *model_info)
 
     monkeypatch.setattr(guiapp.output_writer, "save_picture", slow_save)
     window.form.steps = 2

@@ -120,11 +120,11 @@ def test_a_finished_job_does_not_take_the_screen_from_the_next_running_job(
     original_save = guiapp.output_writer.save_picture  # PNG, JPEG or WebP
     saves = []
 
-    def held_save(image, path, request, seed) -> None:
+    def held_save(image, path, request, seed, *model_info) -> None:
         saves.append(path)
         if len(saves) == 1:
             release_save.wait(10)
-        original_save(image, path, request, seed)
+        original_save(image, path, request, seed, *model_info)
 
     monkeypatch.setattr(guiapp.output_writer, "save_picture", held_save)
     ws = window.workspace

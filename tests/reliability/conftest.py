@@ -28,7 +28,7 @@ class MixedModels:
         self.tiny = tiny
         self.real = ModelManager(device="cpu", dtype="float32", allow_pickle=allow_pickle)
 
-    def get(self, source, progress, should_cancel):
+    def get(self, source, progress, should_cancel, *_, **__):
         if source == TINY:
             return self.tiny.get(source, progress, should_cancel)
         return self.real.get(source, progress, should_cancel)

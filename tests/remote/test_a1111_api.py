@@ -99,6 +99,15 @@ def test_models_samplers_and_the_model_switch(api, server):
     assert api.util_get_current_model() == "tiny-inpaint"
 
 
+def test_txt2img_with_enable_hr_runs_a_hires_fix(api):
+    hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent (bicubic)"}
+    result = api.txt2img(prompt="a", width=32, height=32, steps=2, seed=3,
+                         denoising_strength=0.5, **hires)  # fmt: skip
+    assert result.images[0].size == (64, 64)
+    info = api.png_info(result.images[0]).info
+    assert "Hires upscale: 2" in info and "Hires upscaler: Latent (bicubic)" in info
+
+
 def test_png_info_reads_back_the_parameters_of_a_result(api):
     image = api.txt2img(prompt="a blue square", width=32, height=32, seed=4).images[0]
     info = api.png_info(image)
@@ -109,7 +118,8 @@ def test_png_info_reads_back_the_parameters_of_a_result(api):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"enable_hr": True}, "hires fix"),
+        ({"restore_faces": True}, "face restoration"),
+        ({"enable_hr": True, "hr_scale": 20}, "hires scale must be a number from 1 to 8"),
         ({"width": 33}, "multiple of 8"),
         ({"sampler_name": "Nonsense"}, "unknown sampler"),
         ({"override_settings": {"sd_model_checkpoint": "/etc/passwd"}}, "no model"),

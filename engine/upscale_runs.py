@@ -1,8 +1,9 @@
 """Which run a plan takes: a plain pipeline run, a hires fix (two passes), a tiled SD
 upscale, or an upscale that only enlarges pixels and needs no diffusion model.
 
-The worker calls run() for every job with a loaded model and pixel_upscale() for an
-upscale with no SD pass; both return sampling's RunResult, so the worker reports all of
+The worker calls run() for every job with a loaded model (but outpainting and the forward
+process, which engine/canvas_jobs.py runs) and pixel_upscale() for an upscale with no SD
+pass; both return sampling's RunResult, so the worker reports all of
 them the same way.
 """
 

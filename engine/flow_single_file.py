@@ -1,0 +1,427 @@
+"""Transformer-only single files (SD 3 / 3.5, FLUX.1) with separate text encoders and VAE.
+
+What a person downloads for these families is one transformer file (.safetensors in
+Stability's or Black Forest Labs' layout, fp8 or bf16, or a .gguf) plus the text encoders
+(clip_l, clip_g, t5xxl) and the VAE (ae.safetensors) as separate files. This module
+tells the family and variant from the transformer's keys, finds the other files
+(engine/component_files.py), and builds each component with no network: the configs
+diffusers would fetch ship in engine/model_configs/<variant>/, tokenizers come from
+engine/tokenizer_files.py. The loading stages are returned one by one so the model
+manager can report progress and cancel between them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline
+from safetensors.torch import load_file
+
+from engine import component_files as cf
+from engine import families, memory_policy, quantized, tokenizer_files
+from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
+from engine.families.profile import FolderFacts
+from engine.flow_layouts import flux_to_diffusers, is_flux_layout
+
+SD3, FLUX1 = ModelFamily.SD3, ModelFamily.FLUX1
+_DIFFUSION = "model.diffusion_model."
+_CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (clip_l.safetensors)")
+_CLIP_G = cf.Slot(
+    "text_encoder_2", cf.CLIP, "clip_g", "the CLIP-G text encoder (clip_g.safetensors)"
+)
+_VAE = cf.Slot("vae", "vae", "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
+
+
+def _t5(component: str) -> cf.Slot:
+    return cf.Slot(component, cf.T5, "t5", "the T5-XXL text encoder (t5xxl_fp16.safetensors)")
+
+
+@dataclass(frozen=True)
+class FamilyFiles:
+    """What one family's transformer file needs beside it."""
+
+    family: str
+    label: str  # as messages name it
+    transformer_class: str  # a diffusers class name
+    slots: tuple[cf.Slot, ...]
+
+
+FAMILY_FILES = {
+    SD3: FamilyFiles(
+        SD3,
+        "Stable Diffusion 3",
+        "SD3Transformer2DModel",
+        (_CLIP_L, _CLIP_G, _t5("text_encoder_3"), _VAE),
+    ),
+    FLUX1: FamilyFiles(
+        FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
+    ),
+}
+
+
+def _error(message: str) -> EngineError:
+    return EngineError(ErrorKind.MODEL, message)
+
+
+def is_flow_transformer(keys: Sequence[str]) -> bool:
+    return any(
+        k.startswith(m) or k.startswith(_DIFFUSION + m)
+        for k in keys[:2000]
+        for m in ("double_blocks.", "joint_blocks.")
+    )
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A transformer file, read from its header: family, config variant, quantization."""
+
+    family: ModelFamily
+    variant: str  # config folder under engine/model_configs: "flux1-schnell", "sd35-medium"…
+    path: Path
+    quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
+    storage_dtype: torch.dtype | None = None  # fp8 files: kept in this dtype
+
+
+def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
+    """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
+    keys = list(header.shapes)
+    quant = header.quantization
+    if is_flux_layout(keys):
+        img_in = header.shapes.get("img_in.weight") or header.shapes.get(
+            _DIFFUSION + "img_in.weight"
+        )
+        width_in = int(img_in[1]) if img_in and len(img_in) == 2 else 64
+        if width_in == 128:
+            raise _error(
+                f"{path.name} is FLUX.1 Depth, a control model DiffusionDesk does not run; "
+                "use FLUX.1 dev, schnell or Fill."
+            )
+        if width_in == 384:
+            variant = "flux1-fill"
+        elif any("guidance_in." in k for k in keys):
+            variant = "flux1-dev"
+        else:
+            variant = "flux1-schnell"
+        return FlowSpec(FLUX1, variant, path, quant, header.storage_dtype)
+    if any("joint_blocks." in k for k in keys):
+        layers = {
+            int(k.split("joint_blocks.")[1].split(".")[0]) for k in keys if "joint_blocks." in k
+        }
+        if any(".x_block.attn2." in k for k in keys):
+            variant = "sd35-medium"
+        elif len(layers) >= 38:
+            variant = "sd35-large"
+        else:
+            variant = "sd3-medium"
+        return FlowSpec(SD3, variant, path, quant, header.storage_dtype)
+    raise _error(f"{path.name} is not an SD3 or FLUX.1 transformer.")
+
+
+@dataclass(frozen=True)
+class Configs:
+    """The shipped configs of a family (engine/model_configs/<family>/) and of a variant
+    (<variant>/, holding only the files in which it differs from the family's)."""
+
+    family_dir: Path
+    variant_dir: Path
+
+    @classmethod
+    def of(cls, spec: FlowSpec, root: Path) -> Configs:
+        return cls(root / spec.family, root / spec.variant)
+
+    def dir_for(self, component: str) -> Path:
+        """The folder whose `component/` sub-folder holds that component's config."""
+        return self.variant_dir if (self.variant_dir / component).is_dir() else self.family_dir
+
+    def index(self) -> dict:
+        folder = self.variant_dir if (self.variant_dir / "model_index.json").is_file() else None
+        folder = folder or self.family_dir
+        if not (folder / "model_index.json").is_file():
+            raise _error(f"The bundled configuration is missing from {folder}.")
+        return dict(DiffusionPipeline.load_config(folder))
+
+
+@dataclass(frozen=True)
+class ChosenFiles:
+    """The files each slot will load from (None: an optional slot left empty)."""
+
+    files: dict[str, Path | None]
+
+
+def _width_in_config(configs: Configs, slot: cf.Slot) -> int:
+    import json
+
+    path = configs.dir_for(slot.component) / slot.component / "config.json"
+    if not path.is_file():
+        return 0
+    config = json.loads(path.read_text())
+    if slot.kind == "vae":
+        return int(config.get("latent_channels", 0))
+    return int(config.get("hidden_size") or config.get("d_model") or 0)
+
+
+def choose_files(
+    spec: FlowSpec,
+    configs: Configs,
+    explicit: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
+) -> ChosenFiles:
+    """A file for every slot of the family: the ones given first, then those found next to
+    the model; a MODEL error naming the first required file that is missing."""
+    family = FAMILY_FILES[spec.family]
+    given = [cf.inspect(Path(p)) for p in explicit]
+    for f in given:
+        if not f.path.is_file():
+            raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+    pools: dict[str, list[cf.WeightFile]] = {}
+    chosen: dict[str, Path | None] = {}
+    used: set[Path] = set()
+    for slot in family.slots:
+        kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
+        if kind not in pools:
+            pools[kind] = cf.candidates(kind, spec.path, roots)
+        width = _width_in_config(configs, slot)
+        free = [f for f in given + pools[kind] if f.path not in used]
+        pick = cf.choose(slot, width, free)
+        if pick is None and slot.required:
+            wrong = [f for f in free if f.kind == slot.kind]
+            raise _error(
+                cf.missing_message(
+                    family.label,
+                    slot,
+                    spec.path,
+                    cf.searched_folders(slot, spec.path, roots),
+                    wrong,
+                )
+            )
+        chosen[slot.component] = pick.path if pick else None
+        if pick:
+            used.add(pick.path)
+    return ChosenFiles(chosen)
+
+
+# ---------------------------------------------------------------------------- components
+
+
+def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """The file's keys as the installed transformers names them: CLIP files hold
+    `text_model.` keys, which some transformers versions' CLIPTextModel drops."""
+    inner = "text_model."
+    options = [
+        state,
+        {k.removeprefix(inner): v for k, v in state.items()},
+        {
+            (k if k.startswith(inner) or k.startswith("text_projection") else inner + k): v
+            for k, v in state.items()
+        },
+    ]
+    return max(options, key=lambda o: len(expected.intersection(o)))
+
+
+def _load_text_encoder(
+    cls_name: str, configs: Configs, component: str, path: Path, dtype: torch.dtype
+) -> torch.nn.Module:
+    import transformers
+    from accelerate import init_empty_weights
+
+    cls = getattr(transformers, cls_name)
+    config_dir = configs.dir_for(component)
+    config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
+    prefix = cf.inspect(path).prefix
+    state = {k.removeprefix(prefix): v for k, v in load_file(path).items() if k.startswith(prefix)}
+    with init_empty_weights():  # the weights come from the file: no random init of 5B params
+        model = cls(config)
+    model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    model.tie_weights()
+    empty = [n for n, p in model.named_parameters() if p.is_meta]
+    if empty:
+        raise _error(
+            f"{path.name} does not fit this model's {component.replace('_', ' ')}: it lacks "
+            f"{len(empty)} weights (first {empty[0]}); it may be another model's encoder "
+            "or a damaged file."
+        )
+    return model.to(dtype).eval()
+
+
+def _load_tokenizer(
+    cls_name: str,
+    configs: Configs,
+    component: str,
+    kind: str,
+    should_cancel: ShouldCancel,
+    data_root: Path | None,
+) -> object:
+    import transformers
+
+    from engine.single_file import _tokenizer
+
+    cls = getattr(transformers, cls_name)
+    config_dir = configs.dir_for(component)
+    folder = config_dir / component
+    if tokenizer_files.is_usable(folder):
+        return cls.from_pretrained(folder, local_files_only=True)
+    if kind == cf.CLIP:
+        return _tokenizer(config_dir, component)
+    return cls.from_pretrained(
+        tokenizer_files.ensure(kind, should_cancel, data_root), local_files_only=True
+    )
+
+
+def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
+    cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
+    checkpoint = quantized.read_weights(spec.path)
+    if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
+        checkpoint = flux_to_diffusers(checkpoint)
+    kwargs: dict[str, object] = {
+        "config": str(configs.dir_for("transformer")),
+        "subfolder": "transformer",
+        "local_files_only": True,
+    }
+    if quantized.is_gguf(spec.path):
+        kwargs["quantization_config"] = quantized.gguf_config(dtype)
+        kwargs["torch_dtype"] = dtype
+    elif spec.storage_dtype is None:
+        kwargs["torch_dtype"] = dtype
+    try:
+        model = cls.from_single_file(checkpoint, **kwargs)
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise _error(
+            f"{spec.path.name} could not be read as a {spec.variant} transformer ({exc}); "
+            "the file may be damaged or a variant DiffusionDesk does not know."
+        ) from exc
+    if any(p.is_meta for p in model.parameters()):
+        raise _error(f"{spec.path.name} lacks some of the transformer's weights.")
+    if spec.storage_dtype is not None:
+        quantized.keep_fp8(model, spec.storage_dtype, dtype)
+    return model
+
+
+def component_loaders(
+    spec: FlowSpec,
+    chosen: ChosenFiles,
+    configs: Configs,
+    dtype: torch.dtype,
+    should_cancel: ShouldCancel,
+    data_root: Path | None = None,
+) -> list[tuple[str, Callable[[], object]]]:
+    """The loading stages in order, each (component name, loader)."""
+    index = configs.index()
+    family = FAMILY_FILES[spec.family]
+    stages: list[tuple[str, Callable[[], object]]] = []
+
+    def scheduler() -> object:
+        cls = getattr(diffusers, index["scheduler"][1])
+        folder = configs.dir_for("scheduler")
+        return cls.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+
+    def tokenizer(name: str, kind: str) -> object:
+        return _load_tokenizer(index[name][1], configs, name, kind, should_cancel, data_root)
+
+    def text_encoder(name: str, path: Path) -> object:
+        return _load_text_encoder(index[name][1], configs, name, path, dtype)
+
+    def vae(path: Path) -> object:
+        try:
+            return AutoencoderKL.from_single_file(
+                str(path),
+                config=str(configs.dir_for("vae")),
+                subfolder="vae",
+                local_files_only=True,
+                torch_dtype=dtype,
+            )
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise _error(f"{path.name} could not be read as this model's VAE ({exc}).") from exc
+
+    stages.append(("scheduler", scheduler))
+    for slot in family.slots:
+        path = chosen.files.get(slot.component)
+        if slot.kind == "vae" or path is None:
+            continue
+        tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
+        stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
+        stages.append((slot.component, functools.partial(text_encoder, slot.component, path)))
+    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype)))
+    vae_path = chosen.files["vae"]
+    if vae_path is not None:
+        stages.append(("vae", functools.partial(vae, vae_path)))
+    return stages
+
+
+def assemble(configs: Configs, components: dict[str, object]) -> object:
+    """The family's text-to-image (or Fill) pipeline from the loaded components."""
+    index = configs.index()
+    cls = getattr(diffusers, index["_class_name"])
+    names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
+    return cls(**{n: components.get(n) for n in names})
+
+
+# ---------------------------------------------------------------------------- one load
+
+
+@dataclass
+class FlowLoad:
+    """Everything decided before the first weight is read: what the file is, the files
+    beside it, where the weights will live, and the stages that load them."""
+
+    spec: FlowSpec
+    configs: Configs
+    chosen: ChosenFiles
+    memory: memory_policy.MemoryPlan
+    stages: list[tuple[str, Callable[[], object]]]
+    family: ModelFamily
+    variant: str  # the family profile's variant name ("schnell", "3.5-medium" …)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """For the status bar: the quantization (if any) and the memory placement."""
+        return tuple(n for n in (self.spec.quantization, self.memory.label) if n)
+
+
+def is_transformer_file(path: Path) -> bool:
+    """A GGUF file, or a .safetensors file whose names are an SD3 / FLUX.1 transformer's."""
+    if quantized.is_gguf(path):
+        return True
+    try:
+        header = quantized.read_header(path)
+    except (OSError, ValueError):
+        return False
+    return is_flow_transformer(list(header.shapes))
+
+
+def prepare(
+    path: Path,
+    config_root: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    should_cancel: ShouldCancel,
+    explicit: Sequence[Path] = (),
+    roots: Sequence[Path] | None = None,
+) -> FlowLoad:
+    """Read the transformer's header, find its companions, choose the memory placement."""
+    try:
+        header = quantized.read_header(path)
+    except (OSError, ValueError) as exc:
+        raise _error(f"{path.name} cannot be read ({exc}); download it again.") from exc
+    spec = inspect_transformer(path, header)
+    configs = Configs.of(spec, config_root)
+    index = configs.index()
+    transformer_config = json.loads(
+        (configs.dir_for("transformer") / "transformer" / "config.json").read_text()
+    )
+    facts = FolderFacts(index, {"transformer": transformer_config}, name=path.name)
+    profile, variant = families.detect(facts, path.name)
+    chosen = choose_files(spec, configs, explicit, roots)
+    parts = {"transformer": memory_policy.file_bytes_at(path, None if spec.quantization else dtype)}
+    for component, file in chosen.files.items():
+        if file is not None:
+            parts[component] = memory_policy.file_bytes_at(file, dtype)
+    label = profile.variant(variant).label
+    plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
+    stages = component_loaders(spec, chosen, configs, dtype, should_cancel)
+    return FlowLoad(spec, configs, chosen, plan, stages, profile.family, variant)

@@ -1,0 +1,166 @@
+"""Where a model's weights live while it runs, chosen before it is loaded.
+
+The model's size (from its files, at the precision it will run in) is compared with the
+free memory of the device: CUDA memory from the driver, system memory for the CPU (and
+Apple's unified memory). Then one of three placements, the way diffusers offers them:
+
+- all on the device: everything fits with room for the activations;
+- model CPU offload: the whole model fits in system memory and its largest part (the
+  transformer / UNet) fits on the GPU; each part moves to the GPU while it runs;
+- group offload: not even the largest part fits on the GPU; its blocks stream through
+  the GPU one group at a time (slower, but runs a 12B model on an 8 GB card);
+
+or a clear refusal when the model does not fit in system memory either. The numbers go
+into the sentence the status bar shows. Pure arithmetic apart from two probes of free
+memory, so every branch is tested with mocked sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import psutil
+import torch
+
+from engine.api import EngineError, ErrorKind
+
+GIB = 1024**3
+# Room for activations, the VAE decode and the allocator's slack, beyond the weights.
+_HEADROOM_FIXED = 1 * GIB
+_HEADROOM_SHARE = 0.15
+
+
+class Placement(StrEnum):
+    ON_DEVICE = "all on the device"
+    MODEL_OFFLOAD = "model CPU offload"
+    GROUP_OFFLOAD = "group offload"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    placement: Placement
+    model_bytes: int
+    largest_bytes: int
+    device_free: int  # bytes free on the device (system memory for the CPU)
+    system_free: int
+
+    @property
+    def label(self) -> str:
+        """For the status bar: "model CPU offload (model 23.8 GB, GPU 11.2 GB free)"."""
+        where = "memory" if self.device_free == self.system_free else "GPU"
+        return (
+            f"{self.placement} (model {_gb(self.model_bytes)}, "
+            f"{where} {_gb(self.device_free)} free)"
+        )
+
+
+def _gb(n: int) -> str:
+    return f"{n / GIB:.1f} GB"
+
+
+def headroom(model_bytes: int) -> int:
+    return _HEADROOM_FIXED + int(_HEADROOM_SHARE * model_bytes)
+
+
+def system_free() -> int:
+    return int(psutil.virtual_memory().available)
+
+
+def device_free(device: torch.device) -> int:
+    """Free bytes where the weights would go: the CUDA device's, else system memory."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return system_free()
+
+
+def choose(
+    parts: Mapping[str, int],
+    device: torch.device,
+    *,
+    free_on_device: int | None = None,
+    free_in_system: int | None = None,
+    what: str = "the model",
+) -> MemoryPlan:
+    """The placement for a model whose parts weigh `parts` bytes (at run precision);
+    EngineError(OUT_OF_MEMORY) when it cannot fit at all."""
+    total = sum(parts.values())
+    largest = max(parts.values(), default=0)
+    system = system_free() if free_in_system is None else free_in_system
+    on_device = (
+        (system if device.type != "cuda" else device_free(device))
+        if free_on_device is None
+        else free_on_device
+    )
+
+    def plan(placement: Placement) -> MemoryPlan:
+        return MemoryPlan(placement, total, largest, on_device, system)
+
+    if total + headroom(total) <= on_device:
+        return plan(Placement.ON_DEVICE)
+    if device.type == "cuda" and total <= system:
+        if largest + headroom(largest) <= on_device:
+            return plan(Placement.MODEL_OFFLOAD)
+        # One block group at a time: a few hundred MB even for 12B transformers.
+        if on_device >= _HEADROOM_FIXED:
+            return plan(Placement.GROUP_OFFLOAD)
+    where = (
+        f"the GPU has {_gb(on_device)} free and the computer {_gb(system)}"
+        if device.type == "cuda"
+        else f"this computer has {_gb(system)} of memory free"
+    )
+    raise EngineError(
+        ErrorKind.OUT_OF_MEMORY,
+        f"{what} needs about {_gb(total + headroom(total))} to run and cannot fit: {where}. "
+        "Close other programs, or use a smaller or quantized file of it (GGUF Q4/Q8 or fp8 "
+        "take a quarter to a half of the memory).",
+    )
+
+
+def apply(pipe: object, plan: MemoryPlan, device: torch.device) -> None:
+    """Put the pipeline's weights where the plan says."""
+    if plan.placement is Placement.ON_DEVICE:
+        pipe.to(device)  # type: ignore[attr-defined]
+    elif plan.placement is Placement.MODEL_OFFLOAD:
+        pipe.enable_model_cpu_offload(device=device)  # type: ignore[attr-defined]
+    else:
+        pipe.enable_group_offload(  # type: ignore[attr-defined]
+            onload_device=device,
+            offload_device=torch.device("cpu"),
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=True,
+        )
+
+
+# ---------------------------------------------------------------------------- sizes
+
+_ELEMENT = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def file_bytes_at(path: Path, dtype: torch.dtype | None) -> int:
+    """What a weight file takes in memory once loaded at `dtype` (None: as stored, as for
+    GGUF and fp8 files, which stay quantized)."""
+    size = path.stat().st_size
+    if dtype is None or path.suffix.lower() not in (".safetensors", ".sft"):
+        return size
+    from engine.library import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError):
+        return size
+    target = torch.empty((), dtype=dtype).element_size()
+    total = 0
+    for key, info in header.items():
+        if key == "__metadata__" or not isinstance(info, dict):
+            continue
+        count = 1
+        for n in info.get("shape", []):
+            count *= int(n)
+        stored = _ELEMENT.get(str(info.get("dtype")), 0)
+        total += count * (target if stored >= 2 else max(stored, 1))
+    return total or size

@@ -1,0 +1,102 @@
+"""Quantized transformer files: GGUF (city96's and ComfyUI-GGUF's) and fp8 safetensors.
+
+GGUF weights stay quantized in memory and are dequantized layer by layer as they run
+(diffusers' GGUF quantizer, `gguf` package). fp8 weights (float8_e4m3fn / e5m2, as
+ComfyUI's `*_fp8_e4m3fn.safetensors`) stay in fp8 and each layer is cast up to the
+compute precision only while it runs (diffusers' layerwise casting); norms and embeddings,
+which the casting skips, are kept in the compute precision. Either way the model takes
+about half (fp8) or a quarter to a half (GGUF Q4-Q8) of the memory of bf16 weights.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+GGUF_SUFFIX = ".gguf"
+_FP8 = {torch.float8_e4m3fn: "fp8 (e4m3fn)", torch.float8_e5m2: "fp8 (e5m2)"}
+
+
+def is_gguf(path: Path) -> bool:
+    return path.suffix.lower() == GGUF_SUFFIX
+
+
+_SAFETENSORS_FP8 = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+
+
+@dataclass(frozen=True)
+class Header:
+    """A weight file's tensor names and logical shapes, and how its weights are stored."""
+
+    shapes: dict[str, list[int]]
+    quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
+    storage_dtype: torch.dtype | None  # fp8 files: the fp8 type the weights stay in
+
+
+def read_header(path: Path) -> Header:
+    """Names, shapes and storage of a .safetensors or .gguf file, without its tensors.
+    ValueError when the file cannot be read."""
+    if is_gguf(path):
+        from gguf import GGUFReader
+
+        try:
+            reader = GGUFReader(str(path))  # memory-mapped: reads the index only
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise ValueError(f"not a readable GGUF file ({exc})") from exc
+        # GGUF lists dimensions innermost first; torch's shapes are the other way round.
+        shapes = {t.name: [int(n) for n in reversed(t.shape.tolist())] for t in reader.tensors}
+        kinds = Counter(
+            t.tensor_type.name for t in reader.tensors if t.tensor_type.name not in ("F32", "F16")
+        )
+        label = f"GGUF {kinds.most_common(1)[0][0]}" if kinds else "GGUF"
+        return Header(shapes, label, None)
+    from engine.library import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    found: dict[str, list[int]] = {}
+    stored: Counter[str] = Counter()
+    for key, info in header.items():
+        if key == "__metadata__" or not isinstance(info, dict):
+            continue
+        found[key] = [int(n) for n in info.get("shape", [])]
+        if len(found[key]) >= 2:
+            stored[str(info.get("dtype"))] += 1
+    most = stored.most_common(1)[0][0] if stored else ""
+    fp8 = _SAFETENSORS_FP8.get(most)
+    return Header(found, _FP8[fp8] if fp8 is not None else "", fp8)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors: GGUF quantized ones as diffusers' GGUFParameter."""
+    if is_gguf(path):
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        return load_gguf_checkpoint(str(path))
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def gguf_config(compute_dtype: torch.dtype) -> object:
+    from diffusers import GGUFQuantizationConfig
+
+    return GGUFQuantizationConfig(compute_dtype=compute_dtype)
+
+
+def keep_fp8(model: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> None:
+    """Run an fp8-stored model in `compute` precision one layer at a time."""
+    model.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute)  # type: ignore[operator]
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None and registry.get_hook("layerwise_casting") is not None:
+            continue
+        # Skipped modules (norms, embeddings) would otherwise meet fp8 weights at run time.
+        for name, param in module.named_parameters(recurse=False):
+            if param.dtype in _FP8 or (param.is_floating_point() and param.dtype != compute):
+                setattr(module, name, torch.nn.Parameter(param.to(compute), requires_grad=False))
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.is_floating_point() and buffer.dtype in _FP8:
+                module.register_buffer(name, buffer.to(compute))
