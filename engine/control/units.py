@@ -141,6 +141,12 @@ class ControlModels:
     def reset(self) -> None:
         self._loaded.clear()
 
+    def keep_only(self, units: tuple[ControlUnit, ...], folders: tuple[str, ...]) -> None:
+        """Let go of ControlNets this job does not use (each is hundreds of MB)."""
+        wanted = {str(resolve(u.model, folders).resolve()) for u in units}
+        for key in [k for k in self._loaded if k[0] not in wanted]:
+            del self._loaded[key]
+
     def get(self, unit: ControlUnit, model: LoadedModel, folders: tuple[str, ...]) -> ControlModel:
         path = resolve(unit.model, folders)
         key = (str(path.resolve()), str(model.device), str(model.dtype))
@@ -163,11 +169,6 @@ def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
             f"models but the model is {model.family.value}; choose a ControlNet of the "
             "model's family."
         )
-
-
-def pipeline_class(family: ModelFamily, mode: Mode) -> PipelineClass:
-    """The diffusers ControlNet pipeline of a family and mode."""
-    return CONTROLNET_PIPELINES[family][mode]
 
 
 def check_kinds(models: list[ControlModel]) -> list[ControlNetModel]:
@@ -215,5 +216,6 @@ def prepare(
     folders: tuple[str, ...],
 ) -> tuple[ControlNetModel | MultiControlNetModel, dict[str, Any]]:
     """The controlnet component and the pipeline arguments for a job's units."""
+    models.keep_only(units, folders)
     nets = check_kinds([models.get(u, model, folders) for u in units])
     return component(nets), arguments(units, control_maps(units, size), mode)
