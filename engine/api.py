@@ -36,6 +36,7 @@ class SchedulerName(StrEnum):
     DDPM = "DDPM"
     UNIPC = "UniPC"
     LCM = "LCM"
+    SCM = "sCM"  # SANA-Sprint's own consistency sampler (flow families only)
 
 
 class ModelFamily(StrEnum):

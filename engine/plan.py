@@ -216,8 +216,9 @@ def _check_fits(
     """What the loaded family allows: its samplers, its size grid, its inpaint options."""
     label = profile.variant(variant).label
     found = []
-    if scheduler not in {s.value for s in profile.samplers}:
-        names = ", ".join(s.value for s in profile.samplers)
+    samplers = profile.samplers_for(variant)
+    if scheduler not in {s.value for s in samplers}:
+        names = ", ".join(s.value for s in samplers)
         found.append(f"the sampler {scheduler} does not fit {label} models (choose {names})")
     grid = profile.size_multiple
     for name, value in (("width", width), ("height", height)):
