@@ -31,7 +31,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.api import STARTER_MODEL, Finished, GenerationRequest, HiresFix, Upscale  # noqa: E402
+from engine.api import (  # noqa: E402
+    STARTER_MODEL,
+    ControlUnit,
+    Expand,
+    Finished,
+    GenerationRequest,
+    HiresFix,
+    RegionPrompt,
+    Upscale,
+)
 from engine.models import LoadedModel, ModelManager  # noqa: E402
 from engine.resources import starter_model_dir  # noqa: E402
 from engine.upscale_options import scaled_size  # noqa: E402
@@ -110,6 +119,77 @@ def lanczos_upscale(ctx: Context) -> Case:
     return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
 
 
+_CONTROLNETS: list[str] = []
+
+
+def _controlnets(ctx: Context) -> list[str]:
+    """Two ControlNets shaped like the model's UNet (diffusers' from_unet; untrained, which
+    costs the same time as trained ones), built once."""
+    if not _CONTROLNETS:
+        from diffusers import ControlNetModel, UNet2DConditionModel
+
+        if ctx.model == "starter":
+            unet = UNet2DConditionModel.from_pretrained(str(starter_model_dir() / "unet"))
+        else:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from tiny_models import tiny_components
+
+            unet = tiny_components(Path(tempfile.mkdtemp()), width=32)["unet"]
+        for i in range(2):
+            folder = Path(tempfile.mkdtemp()) / f"controlnet-{i}"
+            ControlNetModel.from_unet(unet).save_pretrained(folder)
+            _CONTROLNETS.append(str(folder))
+    return _CONTROLNETS
+
+
+@entry("ControlNet (1 unit, canny)")
+def controlnet_one(ctx: Context) -> Case:
+    unit = ControlUnit(_controlnets(ctx)[0], ctx.picture, preprocessor="canny")
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=(unit,)), plain)
+
+
+@entry("ControlNet (2 units, canny + soft edge)")
+def controlnet_two(ctx: Context) -> Case:
+    nets = _controlnets(ctx)
+    units = (
+        ControlUnit(nets[0], ctx.picture, preprocessor="canny"),
+        ControlUnit(nets[1], ctx.picture, weight=0.5, preprocessor="softedge"),
+    )
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=units), plain)
+
+
+@entry("regional prompts (2 regions, left and right)")
+def regional_prompts(ctx: Context) -> Case:
+    from engine.region_check import halves
+
+    left, right = halves(ctx.size)
+    regions = (RegionPrompt("a red circle", left), RegionPrompt("a blue square", right))
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(regions=regions), plain)
+
+
+@entry("outpaint (64 px left and right, one run)")
+def outpaint_one_run(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size).with_changes(
+        init_image=ctx.picture, strength=1.0, expand=Expand(left=64, right=64)
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size))
+
+
+@entry("outpaint piece by piece (64 px all around, pieces of the base size)")
+def outpaint_pieces(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size + 128).with_changes(
+        init_image=ctx.picture,
+        strength=1.0,
+        expand=Expand(64, 64, 64, 64, tile=ctx.size),
+        inpaint_only_masked=True,
+        inpaint_padding=16,
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size + 128))
+
+
 # ----------------------------------------------------------------------------- running
 
 
@@ -119,7 +199,7 @@ class _Fixed:
     def __init__(self, model: LoadedModel, description: str) -> None:
         self.model, self.device_description = model, description
 
-    def get(self, source, progress, should_cancel) -> LoadedModel:
+    def get(self, source, progress, should_cancel, **_: object) -> LoadedModel:
         return self.model
 
     def release(self) -> None:

@@ -31,7 +31,7 @@ from engine import families  # noqa: E402
 from engine.api import STARTER_MODEL, Finished, GenerationRequest, GuidanceKind  # noqa: E402
 from engine.models import LoadedModel, ModelManager  # noqa: E402
 from engine.resources import starter_model_dir  # noqa: E402
-from engine.schedulers import make_scheduler  # noqa: E402
+from engine.schedulers import make_scheduler, max_steps_for  # noqa: E402
 from engine.worker import Engine  # noqa: E402
 
 
@@ -74,20 +74,54 @@ def _flow_model(family: str, variant: str) -> LoadedModel:
                        torch.device("cpu"), torch.float32, variant)  # fmt: skip
 
 
+def _new_family_model(family: str, variant: str) -> LoadedModel:
+    """Z-Image, Qwen-Image, SANA / SANA-Sprint, FLUX.2 klein: tests/tiny_new_families.py's
+    models with a mid-sized transformer (4 heads of 64, 4 layers)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_new_families import tiny_family_pipeline
+
+    from engine.latent_fit import fit_latent_rgb
+
+    name = {
+        ("zimage", "turbo"): "zimage",
+        ("zimage", "base"): "zimage",
+        ("qwen_image", ""): "qwen-image",
+        ("sana", ""): "sana",
+        ("sana", "sprint"): "sana-sprint",
+        ("flux2", "distilled"): "flux2-klein",
+        ("flux2", "base"): "flux2-klein-base",
+    }[(family, variant)]
+    pipe = tiny_family_pipeline(name, bench=True)
+    factors = None
+    if not families.profile(family).latent_rgb[0]:  # as the loader does for SANA
+        factors = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
+    return LoadedModel(f"random-{family}", family, pipe, factors, None, False,
+                       torch.device("cpu"), torch.float32, variant)  # fmt: skip
+
+
 # family -> (build(variant) -> a loaded random-weight model, picture side in pixels)
 BUILDERS: dict[str, tuple[Callable[[str], LoadedModel], int]] = {
     "sd3": (lambda variant: _flow_model("sd3", variant), 256),
     "flux1": (lambda variant: _flow_model("flux1", variant), 256),
+    # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE.
+    "zimage": (lambda variant: _new_family_model("zimage", variant), 256),
+    "qwen_image": (lambda variant: _new_family_model("qwen_image", variant), 256),
+    "flux2": (lambda variant: _new_family_model("flux2", variant), 256),
+    "sana": (lambda variant: _new_family_model("sana", variant), 512),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="default 20, or the sampler's most")
     parser.add_argument("--scheduler", default=None, help="default: DPM++ 2M, or the family's")
     parser.add_argument("--family", default="sd1", choices=["sd1", *BUILDERS])
-    parser.add_argument("--variant", default="", help="e.g. dev or schnell for flux1")
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="e.g. dev or schnell for flux1, sprint for sana, base for flux2",
+    )
     args = parser.parse_args()
 
     if args.family != "sd1":
@@ -106,9 +140,10 @@ def main() -> None:
     variant = profile.variant(model.variant)
     scheduler = args.scheduler or ("DPM++ 2M" if args.family == "sd1" else variant.scheduler.value)
     guidance = 5.0 if args.family == "sd1" else variant.guidance_scale
+    steps = args.steps or min(20, max_steps_for(scheduler))  # sCM (SANA-Sprint): 4
     request = GenerationRequest(
         prompt="a red circle on a blue background",
-        steps=args.steps,
+        steps=steps,
         guidance_scale=guidance,
         seed=1234,
         width=size,
@@ -126,9 +161,11 @@ def main() -> None:
     scale = 0.0 if variant.guidance is GuidanceKind.NONE else request.guidance_scale
 
     def plain() -> float:
-        pipe.scheduler = make_scheduler(scheduler, base_config, flow=profile.flow)
+        pipe.scheduler = make_scheduler(
+            scheduler, base_config, flow=profile.flow, offered=profile.samplers_for(model.variant)
+        )
         start = time.perf_counter()
-        pipe(
+        call: dict[str, object] = dict(
             prompt=request.prompt,
             num_inference_steps=request.steps,
             guidance_scale=scale,
@@ -137,6 +174,10 @@ def main() -> None:
             generator=[torch.Generator("cpu").manual_seed(request.seed)],
             **extra,
         )
+        if profile.call_arguments is not None:  # the family's own argument names
+            with torch.inference_mode():
+                call = profile.call_arguments(pipe, call, model.variant)
+        pipe(**call)
         return time.perf_counter() - start
 
     shares: list[float] = []

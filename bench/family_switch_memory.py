@@ -65,9 +65,9 @@ def main() -> None:
         for name, model in (("sd3", sd3), ("flux1", flux))
     }
     with tempfile.TemporaryDirectory() as tmp:
-        sd3_files, _ = write_flow_files(Path(tmp) / "sd3", "sd3", transformer=sd3)
-        flux_files, _ = write_flow_files(Path(tmp) / "flux", "flux1", transformer=flux)
-        del sd3, flux
+        sd3_files, reference = write_flow_files(Path(tmp) / "sd3", "sd3", transformer=sd3)
+        flux_files, reference = write_flow_files(Path(tmp) / "flux", "flux1", transformer=flux)
+        del sd3, flux, reference  # only the files remain
         # One config root holding both families' configs, as engine/model_configs does.
         configs = Path(tmp) / "configs"
         configs.mkdir()

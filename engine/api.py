@@ -36,6 +36,7 @@ class SchedulerName(StrEnum):
     DDPM = "DDPM"
     UNIPC = "UniPC"
     LCM = "LCM"
+    SCM = "sCM"  # SANA-Sprint's own consistency sampler (flow families only)
 
 
 class ModelFamily(StrEnum):
@@ -210,7 +211,7 @@ class Expand:
     right: int = 0
     top: int = 0
     bottom: int = 0
-    fill: str = OutpaintFill.EDGE.value
+    fill: str = OutpaintFill.NOISE.value  # the least visible seam (bench/canvas_outpaint.py)
     band: int = 32
     tile: int = 512
 

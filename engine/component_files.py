@@ -27,6 +27,8 @@ _LLM_EMBEDDING = "model.embed_tokens.weight"
 _VAE_CONV_OUT = ("encoder.conv_out.weight",)
 _VAE_PREFIXES = ("", "first_stage_model.", "vae.")
 SUFFIXES = (".safetensors", ".sft")
+# In every missing-file message: the window offers a file dialog when it sees it.
+MISSING_FILE_MARK = "and none was found (looked in"
 
 
 @dataclass(frozen=True)
@@ -69,20 +71,56 @@ def _kind_of(keys: Sequence[str], shapes: dict[str, list[int]]) -> tuple[str, in
     return "", 0, ""
 
 
-def inspect(path: Path) -> WeightFile:
-    """What `path` holds, from its header; kind "" when it is unreadable or something else."""
+def _header(path: Path) -> tuple[list[str], dict[str, list[int]]]:
     try:
         header = read_safetensors_header(path)
     except (OSError, ValueError):
-        return WeightFile(path, "", 0, "")
+        return [], {}
     keys = [k for k in header if k != "__metadata__"]
     shapes = {
         k: v["shape"]
         for k, v in header.items()
         if isinstance(v, dict) and isinstance(v.get("shape"), list)
     }
+    return keys, shapes
+
+
+def inspect(path: Path) -> WeightFile:
+    """What `path` holds, from its header; kind "" when it is unreadable or something else."""
+    keys, shapes = _header(path)
     kind, width, prefix = _kind_of(keys, shapes)
     return WeightFile(path, kind, width, prefix)
+
+
+# Where all-in-one checkpoints (SD3 "incl_clips_t5xxl", ComfyUI's FLUX checkpoints) keep
+# the parts beside the diffusion model.
+EMBEDDED_PREFIXES = (
+    "text_encoders.clip_l.transformer.",
+    "text_encoders.clip_g.transformer.",
+    "text_encoders.t5xxl.transformer.",
+    "first_stage_model.",
+    "vae.",
+)
+
+
+def embedded(path: Path) -> list[WeightFile]:
+    """The text encoders and VAE an all-in-one model file carries (none for most)."""
+    keys, shapes = _header(path)
+    found: list[WeightFile] = []
+    for outer in EMBEDDED_PREFIXES:
+        inner_keys = [k[len(outer) :] for k in keys if k.startswith(outer)]
+        if not inner_keys:
+            continue
+        inner_shapes = {k: shapes[outer + k] for k in inner_keys if outer + k in shapes}
+        kind, width, prefix = _kind_of(inner_keys, inner_shapes)
+        if kind:
+            found.append(WeightFile(path, kind, width, outer + prefix))
+    return found
+
+
+def label_of(f: WeightFile) -> str:
+    """How a message names a file or a part of one."""
+    return f.path.name + (f" ({f.prefix.rstrip('.')})" if f.prefix else "")
 
 
 def _kind_folders(kind: AssetKind, model: Path, roots: Iterable[Path]) -> list[Path]:
@@ -137,7 +175,7 @@ def choose(slot: Slot, width: int, files: Sequence[WeightFile]) -> WeightFile | 
     fitting = [f for f in files if f.kind == slot.kind and (width == 0 or f.width == width)]
     if not fitting:
         return None
-    named = [f for f in fitting if slot.hint.lower() in f.path.name.lower()]
+    named = [f for f in fitting if slot.hint.lower() in (f.prefix + f.path.name).lower()]
     return (named or fitting)[0]
 
 
@@ -148,15 +186,15 @@ def missing_message(
     give it."""
     shown = ", ".join(str(f) for f in folders[:4]) + (" …" if len(folders) > 4 else "")
     text = (
-        f"{family_label} needs {slot.label} beside {model.name}, and none was found "
-        f"(looked in {shown}). Put the file in a text_encoders or vae folder "
-        "(ComfyUI's models/ layout or DiffusionDesk's models folder), or choose it with "
-        "--text-encoder / --vae on the command line or the window's model files."
+        f"{family_label} needs {slot.label} beside {model.name}, {MISSING_FILE_MARK} "
+        f"{shown}). Put the file in a text_encoders or vae folder (ComfyUI's models/ "
+        "layout or DiffusionDesk's models folder), or choose it with --text-encoder / --vae "
+        "on the command line or Choose file… in the window."
     )
     if slot.kind == "vae":
         text = text.replace("--text-encoder / --vae", "--vae")
     if wrong:
-        names = ", ".join(f"{f.path.name} ({f.kind}, width {f.width})" for f in wrong[:3])
+        names = ", ".join(f"{label_of(f)} ({f.kind}, width {f.width})" for f in wrong[:3])
         text += f" Files of that kind that do not fit this model: {names}."
     return text
 

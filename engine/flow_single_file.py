@@ -21,7 +21,6 @@ from pathlib import Path
 import diffusers
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
-from safetensors.torch import load_file
 
 from engine import component_files as cf
 from engine import families, memory_policy, quantized, tokenizer_files
@@ -149,9 +148,10 @@ class Configs:
 
 @dataclass(frozen=True)
 class ChosenFiles:
-    """The files each slot will load from (None: an optional slot left empty)."""
+    """The file (and key prefix in it) each slot loads from (None: an optional slot left
+    empty)."""
 
-    files: dict[str, Path | None]
+    files: dict[str, cf.WeightFile | None]
 
 
 def _width_in_config(configs: Configs, slot: cf.Slot) -> int:
@@ -179,15 +179,16 @@ def choose_files(
     for f in given:
         if not f.path.is_file():
             raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+    own = [] if quantized.is_gguf(spec.path) else cf.embedded(spec.path)
     pools: dict[str, list[cf.WeightFile]] = {}
-    chosen: dict[str, Path | None] = {}
-    used: set[Path] = set()
+    chosen: dict[str, cf.WeightFile | None] = {}
+    used: set[tuple[Path, str]] = set()
     for slot in family.slots:
         kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
         if kind not in pools:
             pools[kind] = cf.candidates(kind, spec.path, roots)
         width = _width_in_config(configs, slot)
-        free = [f for f in given + pools[kind] if f.path not in used]
+        free = [f for f in given + own + pools[kind] if (f.path, f.prefix) not in used]
         pick = cf.choose(slot, width, free)
         if pick is None and slot.required:
             wrong = [f for f in free if f.kind == slot.kind]
@@ -200,9 +201,9 @@ def choose_files(
                     wrong,
                 )
             )
-        chosen[slot.component] = pick.path if pick else None
+        chosen[slot.component] = pick
         if pick:
-            used.add(pick.path)
+            used.add((pick.path, pick.prefix))
     return ChosenFiles(chosen)
 
 
@@ -225,7 +226,7 @@ def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torc
 
 
 def _load_text_encoder(
-    cls_name: str, configs: Configs, component: str, path: Path, dtype: torch.dtype
+    cls_name: str, configs: Configs, component: str, part: cf.WeightFile, dtype: torch.dtype
 ) -> torch.nn.Module:
     import transformers
     from accelerate import init_empty_weights
@@ -233,8 +234,7 @@ def _load_text_encoder(
     cls = getattr(transformers, cls_name)
     config_dir = configs.dir_for(component)
     config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
-    prefix = cf.inspect(path).prefix
-    state = {k.removeprefix(prefix): v for k, v in load_file(path).items() if k.startswith(prefix)}
+    state = quantized.read_weights(part.path, part.prefix)
     with init_empty_weights():  # the weights come from the file: no random init of 5B params
         model = cls(config)
     model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
@@ -242,8 +242,8 @@ def _load_text_encoder(
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
         raise _error(
-            f"{path.name} does not fit this model's {component.replace('_', ' ')}: it lacks "
-            f"{len(empty)} weights (first {empty[0]}); it may be another model's encoder "
+            f"{cf.label_of(part)} does not fit this model's {component.replace('_', ' ')}: "
+            f"it lacks {len(empty)} weights (first {empty[0]}); it may be another model's encoder "
             "or a damaged file."
         )
     return model.to(dtype).eval()
@@ -275,7 +275,8 @@ def _load_tokenizer(
 
 def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
     cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
-    checkpoint = quantized.read_weights(spec.path)
+    # An all-in-one file's text encoders and VAE load as their own parts.
+    checkpoint = quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
     if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
         checkpoint = flux_to_diffusers(checkpoint)
     kwargs: dict[str, object] = {
@@ -323,33 +324,35 @@ def component_loaders(
     def tokenizer(name: str, kind: str) -> object:
         return _load_tokenizer(index[name][1], configs, name, kind, should_cancel, data_root)
 
-    def text_encoder(name: str, path: Path) -> object:
-        return _load_text_encoder(index[name][1], configs, name, path, dtype)
+    def text_encoder(name: str, part: cf.WeightFile) -> object:
+        return _load_text_encoder(index[name][1], configs, name, part, dtype)
 
-    def vae(path: Path) -> object:
+    def vae(part: cf.WeightFile) -> object:
         try:
             return AutoencoderKL.from_single_file(
-                str(path),
+                quantized.read_weights(part.path, part.prefix),
                 config=str(configs.dir_for("vae")),
                 subfolder="vae",
                 local_files_only=True,
                 torch_dtype=dtype,
             )
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise _error(f"{path.name} could not be read as this model's VAE ({exc}).") from exc
+            raise _error(
+                f"{cf.label_of(part)} could not be read as this model's VAE ({exc})."
+            ) from exc
 
     stages.append(("scheduler", scheduler))
     for slot in family.slots:
-        path = chosen.files.get(slot.component)
-        if slot.kind == "vae" or path is None:
+        part = chosen.files.get(slot.component)
+        if slot.kind == "vae" or part is None:
             continue
         tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
         stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
-        stages.append((slot.component, functools.partial(text_encoder, slot.component, path)))
+        stages.append((slot.component, functools.partial(text_encoder, slot.component, part)))
     stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype)))
-    vae_path = chosen.files["vae"]
-    if vae_path is not None:
-        stages.append(("vae", functools.partial(vae, vae_path)))
+    vae_part = chosen.files["vae"]
+    if vae_part is not None:
+        stages.append(("vae", functools.partial(vae, vae_part)))
     return stages
 
 
@@ -379,8 +382,8 @@ class FlowLoad:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """For the status bar: the quantization (if any) and the memory placement."""
-        return tuple(n for n in (self.spec.quantization, self.memory.label) if n)
+        """For the status bar: the quantization and an offloading placement, if any."""
+        return tuple(n for n in (self.spec.quantization,) if n) + self.memory.notes
 
 
 def is_transformer_file(path: Path) -> bool:
@@ -417,10 +420,13 @@ def prepare(
     facts = FolderFacts(index, {"transformer": transformer_config}, name=path.name)
     profile, variant = families.detect(facts, path.name)
     chosen = choose_files(spec, configs, explicit, roots)
-    parts = {"transformer": memory_policy.file_bytes_at(path, None if spec.quantization else dtype)}
-    for component, file in chosen.files.items():
-        if file is not None:
-            parts[component] = memory_policy.file_bytes_at(file, dtype)
+    transformer_bytes = memory_policy.file_bytes_at(
+        path, None if quantized.is_gguf(path) else dtype, skip=cf.EMBEDDED_PREFIXES
+    )
+    parts = {"transformer": transformer_bytes}
+    for component, part in chosen.files.items():
+        if part is not None:
+            parts[component] = memory_policy.file_bytes_at(part.path, dtype, part.prefix)
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
     stages = component_loaders(spec, chosen, configs, dtype, should_cancel)

@@ -48,6 +48,12 @@ class MemoryPlan:
     system_free: int
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What the status bar adds while the model runs: the placement when it is not
+        the plain one (loading always says it)."""
+        return () if self.placement is Placement.ON_DEVICE else (self.label,)
+
+    @property
     def label(self) -> str:
         """For the status bar: "model CPU offload (model 23.8 GB, GPU 11.2 GB free)"."""
         where = "memory" if self.device_free == self.system_free else "GPU"
@@ -141,9 +147,12 @@ def apply(pipe: object, plan: MemoryPlan, device: torch.device) -> None:
 _ELEMENT = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
-def file_bytes_at(path: Path, dtype: torch.dtype | None) -> int:
-    """What a weight file takes in memory once loaded at `dtype` (None: as stored, as for
-    GGUF and fp8 files, which stay quantized)."""
+def file_bytes_at(
+    path: Path, dtype: torch.dtype | None, prefix: str = "", skip: tuple[str, ...] = ()
+) -> int:
+    """What a weight file (its tensors under `prefix`, less those under `skip`) takes in
+    memory once loaded at `dtype` (None: as stored, as for GGUF files, which stay
+    quantized; fp8 tensors stay fp8 either way)."""
     size = path.stat().st_size
     if dtype is None or path.suffix.lower() not in (".safetensors", ".sft"):
         return size
@@ -158,9 +167,23 @@ def file_bytes_at(path: Path, dtype: torch.dtype | None) -> int:
     for key, info in header.items():
         if key == "__metadata__" or not isinstance(info, dict):
             continue
+        if not key.startswith(prefix) or (skip and key.startswith(skip)):
+            continue
         count = 1
         for n in info.get("shape", []):
             count *= int(n)
         stored = _ELEMENT.get(str(info.get("dtype")), 0)
         total += count * (target if stored >= 2 else max(stored, 1))
     return total or size
+
+
+def folder_parts(folder: Path, components: list[str], dtype: torch.dtype) -> dict[str, int]:
+    """Bytes at `dtype` of each component of a diffusers folder (its safetensors weights:
+    the plain ones, or the only variant there is)."""
+    parts: dict[str, int] = {}
+    for name in components:
+        files = sorted((folder / name).glob("*.safetensors"))
+        plain = [f for f in files if f.name.count(".") == 1]
+        if files:
+            parts[name] = sum(file_bytes_at(f, dtype) for f in (plain or files))
+    return parts

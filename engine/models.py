@@ -39,6 +39,7 @@ from engine.api import (
     Progress,
     ShouldCancel,
 )
+from engine.latent_fit import fit_latent_rgb
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
 from engine.out_of_memory import is_out_of_memory
@@ -299,6 +300,10 @@ class ModelManager:
         ]
         # Tokenizers and schedulers are quick; load the big parts last so progress moves.
         wanted.sort(key=lambda n: ("tokenizer" not in n and "scheduler" not in n, n))
+        memory = memory_policy.choose(
+            memory_policy.folder_parts(folder, wanted, self.dtype), self.device, what=source
+        )
+        progress(f"memory: {memory.label}", 0.0)
         components: dict[str, object] = {}
         for i, name in enumerate(wanted):
             _check_cancel(should_cancel)
@@ -327,6 +332,7 @@ class ModelManager:
             folder,
             profile.family,
             variant,
+            memory,
         )
         progress("ready", 1.0)
         return model
@@ -377,16 +383,20 @@ class ModelManager:
         local_dir: Path | None,
         family: ModelFamily,
         variant: str = "",
-        placed: bool = False,  # the memory policy already put the weights where they run
+        memory: memory_policy.MemoryPlan | None = None,
     ) -> LoadedModel:
-        if not placed:
+        if memory is None:
             pipe = pipe.to(self.device)
+        else:
+            memory_policy.apply(pipe, memory, self.device)
         pipe.set_progress_bar_config(disable=True)
         tiny_vae = self._find_tiny_vae(family, local_dir)
         unet = getattr(pipe, "unet", None)
         devices.apply_layout(self._policy, unet, pipe.vae, tiny_vae)
         profile = families.profile(family)
         inpaint_only = profile.modes(variant) == (Mode.INPAINT,)
+        if latent_rgb is None and not profile.latent_rgb[0]:  # no published factors
+            latent_rgb = fit_latent_rgb(pipe.vae, int(getattr(pipe, "vae_scale_factor", 8)))
         return LoadedModel(
             source=source,
             family=family,
@@ -398,6 +408,7 @@ class ModelManager:
             device=self.device,
             dtype=self.dtype,
             variant=variant,
+            notes=memory.notes if memory is not None else (),
         )
 
     def _find_tiny_vae(self, family: ModelFamily, local_dir: Path | None) -> AutoencoderTiny | None:
@@ -479,7 +490,6 @@ class ModelManager:
         )
         pipe = flow_single_file.assemble(load.configs, components)
         del components
-        memory_policy.apply(pipe, load.memory, self.device)
         sidecar = path.with_name(path.stem + ".latent_rgb.json")
         model = self._finish(
             pipe,  # type: ignore[arg-type]
@@ -488,7 +498,7 @@ class ModelManager:
             None,
             load.family,
             load.variant,
-            placed=True,
+            load.memory,
         )
         model.notes = load.notes
         progress("ready", 1.0)

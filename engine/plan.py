@@ -216,8 +216,9 @@ def _check_fits(
     """What the loaded family allows: its samplers, its size grid, its inpaint options."""
     label = profile.variant(variant).label
     found = []
-    if scheduler not in {s.value for s in profile.samplers}:
-        names = ", ".join(s.value for s in profile.samplers)
+    samplers = profile.samplers_for(variant)
+    if scheduler not in {s.value for s in samplers}:
+        names = ", ".join(s.value for s in samplers)
         found.append(f"the sampler {scheduler} does not fit {label} models (choose {names})")
     grid = profile.size_multiple
     for name, value in (("width", width), ("height", height)):
@@ -260,7 +261,13 @@ def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> Pip
     if by_mode is None:
         raise EngineError(
             ErrorKind.BAD_INPUT,
-            "ControlNet units run with SD 1.x, SD 2.x and SDXL models; "
+            "ControlNet units run with SD 1.x, SD 2.x, SDXL, SD 3 and FLUX.1 models; "
             f"{families.profile(model.family).label} ControlNets are not supported yet.",
+        )
+    if mode not in by_mode:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"{families.profile(model.family).label} ControlNets run for text to image only "
+            "(diffusers has no other pipeline for them); remove the init image or the units.",
         )
     return by_mode[mode]

@@ -129,6 +129,7 @@ class X0Tap:
             getattr(config, "algorithm_type", "") in ("dpmsolver++", "sde-dpmsolver++")
             or bool(getattr(config, "predict_x0", False))
         )
+        sigma_data = getattr(config, "sigma_data", None)
         step = scheduler.step
 
         @functools.wraps(step)
@@ -148,6 +149,8 @@ class X0Tap:
                 pred = x0_from_velocity(scheduler, model_output, sample)
             if pred is None:
                 pred = _x0_from_sigma(scheduler, model_output, sample)
+            elif sigma_data:  # sCM (SANA-Sprint) works on latents scaled by sigma_data
+                pred = pred / sigma_data
             self.x0 = pred
             return out
 

@@ -69,15 +69,24 @@ def read_header(path: Path) -> Header:
     return Header(found, _FP8[fp8] if fp8 is not None else "", fp8)
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The file's tensors: GGUF quantized ones as diffusers' GGUFParameter."""
+def read_weights(
+    path: Path, prefix: str = "", skip: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """The file's tensors under `prefix` (removed from the names), leaving out names that
+    start with any of `skip`; GGUF quantized tensors come as diffusers' GGUFParameter.
+    Only the wanted tensors of a .safetensors file are read."""
     if is_gguf(path):
         from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
         return load_gguf_checkpoint(str(path))
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
-    return load_file(path)
+    out: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        for key in f.keys():  # noqa: SIM118 (a safe_open handle is not a mapping)
+            if key.startswith(prefix) and not key.startswith(skip):
+                out[key[len(prefix) :]] = f.get_tensor(key)
+    return out
 
 
 def gguf_config(compute_dtype: torch.dtype) -> object:

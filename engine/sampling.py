@@ -141,7 +141,7 @@ def _blocks(pipe: Pipeline) -> list[torch.nn.Module]:
         blocks += [*unet.down_blocks, *unet.up_blocks]
     transformer = getattr(pipe, "transformer", None)
     if transformer is not None and "forward" not in vars(transformer):
-        for name in ("transformer_blocks", "single_transformer_blocks"):
+        for name in ("transformer_blocks", "single_transformer_blocks", "layers"):
             blocks += list(getattr(transformer, name, []))
     decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
     if decoder is not None:
@@ -299,7 +299,7 @@ class PipelineRunner:
             plan.scheduler,
             self._base_scheduler_config,
             flow=profile.flow,
-            offered=profile.samplers,
+            offered=profile.samplers_for(model.variant),
             family_label=model.label,
         )
         pipe.scheduler = scheduler
@@ -356,6 +356,9 @@ class PipelineRunner:
             sigma0 = getattr(scheduler, "init_noise_sigma", 1.0)
             args["latents"] = (plan.start_latents / sigma0).to(model.device, model.dtype)
             tap.before_first_step = _start_at(scheduler, plan.start_index)
+        if profile.call_arguments is not None:  # e.g. Qwen-Image's true_cfg_scale
+            with torch.inference_mode():
+                args = profile.call_arguments(pipe, args, model.variant)
 
         # 4. Keep the trajectory now, so that a cancelled run leaves one.
         keep(trajectory)

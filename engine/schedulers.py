@@ -63,9 +63,11 @@ FLOW_SCHEDULERS: dict[SchedulerName, SchedulerSpec] = {
         _DPM, {**_FLOW, "algorithm_type": "dpmsolver++", "solver_order": 2}
     ),
     SchedulerName.UNIPC: SchedulerSpec("UniPCMultistepScheduler", _FLOW),
+    # SANA-Sprint's TrigFlow consistency sampler, for the models distilled for it (1-4 steps).
+    SchedulerName.SCM: SchedulerSpec("SCMScheduler", max_steps=4),
 }
 
-NAMES: tuple[str, ...] = tuple(name.value for name in SCHEDULERS)
+NAMES: tuple[str, ...] = tuple(name.value for name in {**SCHEDULERS, **FLOW_SCHEDULERS})
 # Settings that belong to one sampler and must not leak from the model's own scheduler
 # (a model shipped with "DPM++ 2M Karras" must still give plain Euler when asked).
 _SAMPLER_KEYS = frozenset(
@@ -88,7 +90,8 @@ _SAMPLER_KEYS = frozenset(
 def max_steps_for(name: object) -> int:
     """The most steps this scheduler can run; the form and the engine share it."""
     if isinstance(name, str) and name in NAMES:
-        return SCHEDULERS[SchedulerName(name)].max_steps
+        key = SchedulerName(name)
+        return (SCHEDULERS.get(key) or FLOW_SCHEDULERS[key]).max_steps
     return MAX_STEPS
 
 
@@ -114,8 +117,11 @@ def make_scheduler(
         ) from None
     cls = getattr(importlib.import_module("diffusers"), spec.class_name)
     config = {k: v for k, v in dict(base_config).items() if k not in _SAMPLER_KEYS}
-    if flow and spec.class_name != "FlowMatchEulerDiscreteScheduler":
+    if flow and spec.class_name == "FlowMatchEulerDiscreteScheduler":
+        # A model shipped with a flow solver (SANA: DPM-Solver++) names its shift flow_shift.
+        config.setdefault("shift", config.get("flow_shift", 1.0))
+    elif flow and spec.class_name != "SCMScheduler":
         # Solvers that know flow sigmas take the flow model's shift as flow_shift.
-        config["flow_shift"] = config.get("shift", 1.0)
+        config.setdefault("flow_shift", config.get("shift", 1.0))
     scheduler: Scheduler = cls.from_config(config, **spec.overrides)
     return scheduler

@@ -44,7 +44,7 @@ def guidance_kind(form: ViewModel) -> GuidanceKind:
 def samplers(form: ViewModel) -> tuple[str, ...]:
     if form.family not in families.PROFILES:
         return NAMES
-    return tuple(s.value for s in families.profile(form.family).samplers)
+    return tuple(s.value for s in families.profile(form.family).samplers_for(form.variant))
 
 
 def size_step(form: ViewModel) -> int:

@@ -53,6 +53,9 @@ class ViewModel(Observable):
     # and the VAE files found there: this machine's, so never persisted or reused.
     model_folders: Property[tuple[str, ...]] = Property((), persist=False)
     vae_choices: Property[tuple[str, ...]] = Property((), persist=False)
+    # Text-encoder and VAE files a transformer-only model file needs, chosen in a file
+    # dialog when the engine said one was missing (guiapp/widgets/error_area.py).
+    model_files: Property[tuple[str, ...]] = Property((), persist=False)
     # The chosen model's family and variant ("": not known yet); guiapp/family_form.py
     # keeps them and decides from them what the form offers.
     family = Property("", persist=False)

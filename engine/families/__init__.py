@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.api import STARTER_MODEL, EngineError, ErrorKind, ModelFamily
-from engine.families import flux1, sd1, sd2, sd3, sdxl
+from engine.families import flux1, flux2, qwen_image, sana, sd1, sd2, sd3, sdxl, zimage
 from engine.families.profile import FamilyProfile, FolderFacts, Variant
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # Detection tries them in this order.
-_MODULES = (sdxl, sd3, flux1, sd2, sd1)
+_MODULES = (sdxl, sd3, flux1, flux2, zimage, qwen_image, sana, sd2, sd1)
 PROFILES: dict[ModelFamily, FamilyProfile] = {m.PROFILE.family: m.PROFILE for m in _MODULES}
 SUPPORTED_WORDS = ", ".join(p.label for p in PROFILES.values())
 

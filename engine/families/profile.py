@@ -65,6 +65,8 @@ class Variant:
     scheduler: SchedulerName
     # Pipelines that differ from the family's, by mode; None: the variant lacks the mode.
     pipelines: Mapping[Mode, str | None] = field(default_factory=dict)
+    # Samplers that fit this variant, where they differ from the family's (SANA-Sprint).
+    samplers: tuple[SchedulerName, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class FamilyProfile:
     # Extra test when families share class names (SD 1 / SD 2); None: class names decide.
     claims: Callable[[FolderFacts], bool] | None = None
     variant_of: Callable[[FolderFacts], str] = lambda facts: ""
+    # The pipeline's keyword arguments as this family's pipelines take them
+    # (pipe, arguments, variant) -> arguments; None: as they are.
+    call_arguments: Callable[[Any, dict[str, Any], str], dict[str, Any]] | None = None
 
     def variant(self, name: str) -> Variant:
         """The named variant; an unknown name falls back to the default one."""
@@ -109,6 +114,10 @@ class FamilyProfile:
         if mode in overrides:
             return overrides[mode]
         return self.pipelines.get(mode)
+
+    def samplers_for(self, variant: str = "") -> tuple[SchedulerName, ...]:
+        """The samplers that fit the variant, in the order the form lists them."""
+        return self.variant(variant).samplers or self.samplers
 
     def cutoff_modes(self, variant: str = "") -> tuple[Mode, ...]:
         """Where the guidance cut-off works for the variant (none without true CFG)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.api import GuidanceKind, Mode, ModelFamily, SchedulerName
 from engine.families.profile import Factors, FamilyProfile, FolderFacts, Variant
+from engine.schedulers import SCHEDULERS
 
 SD_PIPELINES = {
     Mode.TXT2IMG: "StableDiffusionPipeline",
@@ -11,7 +12,7 @@ SD_PIPELINES = {
     Mode.INPAINT: "StableDiffusionInpaintPipeline",
 }
 # Every non-flow sampler fits the SD families.
-SD_SAMPLERS = tuple(SchedulerName)
+SD_SAMPLERS = tuple(SCHEDULERS)
 # The SD VAE's (scaled) latents to RGB in [-1, 1], ComfyUI's published SD 1.5 factors;
 # SD 1.x and 2.x share the VAE.
 SD_FACTORS: Factors = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 from engine.api import ControlUnit, GenerationRequest, Preprocessor
 from engine.control.checks import MAX_UNITS, MAX_WEIGHT
 from engine.control.preprocess import control_map
-from guiapp.imaging import pil_to_qimage
+from guiapp.imaging import array_to_qimage
 from guiapp.layers import LayerItem, PaintLayer, plain_job
 from guiapp.widgets.canvas import Canvas
 
@@ -45,6 +46,7 @@ PREPROCESSOR_LABELS = {
     Preprocessor.LINEART: "line art",
     Preprocessor.SCRIBBLE: "scribble",
 }
+MAP_COLOR = (60, 230, 255)
 MAP_PREVIEW_SIDE = 512  # the shown map is at most this large (the engine makes its own)
 
 
@@ -133,7 +135,7 @@ class ControlDock(QWidget):
         self.sketch = PaintLayer(self.document, "sketch", QColor(255, 255, 255))
         self._sketch_item = LayerItem(canvas.scene(), opacity=0.8)
         self._sketch_item.follow(self.sketch)
-        self._map_item = LayerItem(canvas.scene(), opacity=0.6)
+        self._map_item = LayerItem(canvas.scene(), opacity=0.9)
         self._map_item.show_image(None)
         self.error = ""  # the last unit problem, for the caller to show
         self.add_button = QPushButton("Add unit", self)
@@ -212,8 +214,12 @@ class ControlDock(QWidget):
             return
         scale = min(1.0, MAP_PREVIEW_SIDE / max(size))
         small = (max(8, round(size[0] * scale)), max(8, round(size[1] * scale)))
-        shown = control_map(image, box.preprocessor.currentData(), small)
-        qimage = pil_to_qimage(shown)
+        shown = np.asarray(control_map(image, box.preprocessor.currentData(), small).convert("L"))
+        # The map's bright strokes in the layer colour, its black see-through.
+        rgba = np.empty((*shown.shape, 4), np.uint8)
+        rgba[..., :3] = MAP_COLOR
+        rgba[..., 3] = shown
+        qimage = array_to_qimage(rgba)
         if small != size:
             qimage = qimage.scaled(*size)
         self._map_item.show_image(qimage)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QHBoxLayout, QLabel, QWidget
 
+from engine.component_files import MISSING_FILE_MARK
 from guiapp.widgets.binding import follow
 from guiapp.widgets.buttons import push_button
 from guiapp.workspace import Workspace
@@ -29,12 +30,21 @@ class ErrorArea(QFrame):
             "copyErrorButton",
             self.copy,
         )
+        self.choose_file_button = push_button(
+            self,
+            "file",
+            "Choose file…",
+            "Choose the text encoder or VAE file the model needs; it is used from now on",
+            "chooseModelFileButton",
+            self.choose_model_files,
+        )
         self.dismiss_button = push_button(
             self, "remove", "", "Dismiss", "dismissErrorButton", workspace.clear_error
         )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.choose_file_button)
         layout.addWidget(self.copy_button)
         layout.addWidget(self.dismiss_button)
         self.hide()
@@ -44,6 +54,20 @@ class ErrorArea(QFrame):
         self.label.setText(message)
         self.label.setToolTip(self._workspace.error_detail or message)
         self.setVisible(bool(message))
+        self.choose_file_button.setVisible(MISSING_FILE_MARK in message)
+
+    def choose_model_files(self) -> None:
+        """The engine named a missing text encoder or VAE: ask for it (or them)."""
+        paths, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Choose the model's text encoder or VAE files",
+            "",
+            "Weights (*.safetensors *.sft);;All files (*)",
+        )
+        if paths:
+            form = self._workspace.form
+            form.model_files = tuple(dict.fromkeys((*form.model_files, *paths)))
+            self._workspace.clear_error()
 
     def message(self) -> str:
         return self._workspace.error

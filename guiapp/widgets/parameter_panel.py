@@ -247,7 +247,10 @@ class ParameterPanel(QWidget):
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open a checkpoint", "", "Checkpoints (*.safetensors *.ckpt *.pt)"
+            self,
+            "Open a checkpoint",
+            "",
+            "Checkpoints and transformer files (*.safetensors *.sft *.gguf *.ckpt *.pt)",
         )
         if path:
             self._model.model = path

@@ -43,6 +43,7 @@ class RegionRow(QWidget):
         swatch.setStyleSheet(f"background: {layer.color.name()}; border-radius: 3px;")
         self.prompt = QLineEdit(self)
         self.prompt.setPlaceholderText(f"what belongs in {layer.name}")
+        self.prompt.setMinimumWidth(140)
         self.paint = QRadioButton("Paint", self)
         self.paint.setToolTip(f"The brush paints {layer.name} (the eraser erases it)")
         group.addButton(self.paint)

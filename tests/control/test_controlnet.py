@@ -145,3 +145,53 @@ def test_bad_units_are_named_before_anything_loads(engine, controlnets):
     assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT
     for words in ("unit 1's weight", "unit 2's start and end", "unknown preprocessor 'hed'"):
         assert words in result.message
+
+
+def test_a_single_file_controlnet_loads_with_the_shipped_config_layout(
+    engine, controlnets, tmp_path, monkeypatch
+):
+    """A .safetensors ControlNet (here in diffusers' key layout, as many are shared) is
+    read with the config folder its keys point to (controlnet/sd15), never the network."""
+    import json
+
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from engine.control import units
+
+    net = ControlNetModel.from_pretrained(str(controlnets[0]))
+    single = tmp_path / "control_tiny_canny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(single))
+    configs = tmp_path / "configs"
+    (configs / "controlnet" / "sd15").mkdir(parents=True)
+    (configs / "controlnet" / "sd15" / "config.json").write_text(json.dumps(dict(net.config)))
+    monkeypatch.setattr(units, "model_configs_dir", lambda: configs)
+    assert units.single_file_config(single) == configs / "controlnet" / "sd15"
+    from_folder = pixels(engine.generate(request(steps=2, controls=(unit(controlnets[0]),)), WAIT))
+    from_file = pixels(engine.generate(request(steps=2, controls=(unit(single),)), WAIT))
+    np.testing.assert_array_equal(from_file, from_folder)
+
+
+def test_a_file_that_is_no_controlnet_is_named(engine, tmp_path):
+    from safetensors.torch import save_file
+
+    other = tmp_path / "some_lora.safetensors"
+    save_file({"lora_unet_down.weight": torch.zeros(2, 2)}, str(other))
+    result = engine.generate(request(controls=(unit(other),)), WAIT)
+    assert isinstance(result, Failed) and result.error is ErrorKind.MODEL
+    assert "is not a ControlNet checkpoint" in result.message
+
+
+def test_cancel_stops_a_controlnet_job_within_a_step(engine, recorder, controlnets):
+    from engine.api import Cancelled, Step
+
+    job = engine.submit(request(steps=30, controls=(unit(controlnets[0]),)))
+
+    def cancel_on_first_step(event):
+        if isinstance(event, Step) and event.job_id == job and event.step == 1:
+            engine.cancel(job)
+
+    engine.add_listener(cancel_on_first_step)
+    result = engine.wait(job, WAIT)
+    assert isinstance(result, Cancelled), result
+    assert result.step <= 2

@@ -7,8 +7,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from engine_helpers import TINY_SDXL, WAIT, box_mask, picture, request
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from engine import region_check
 from engine.api import ErrorKind, Failed, Finished, RegionPrompt, Step
 from engine.regions import REGION_BIAS, RegionalAttention, _grid, latent_masks
 
@@ -89,3 +90,15 @@ def test_bad_regions_are_named(engine):
     assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT
     for words in ("Region 1 has no prompt", "region 2's mask is empty", "region 3's mask is 64x64"):
         assert words in result.message
+
+
+def test_the_detector_reads_colour_centroids():
+    picture = Image.new("RGB", (128, 128), "white")
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse((10, 40, 50, 80), fill=(220, 30, 30))
+    draw.rectangle((80, 40, 120, 80), fill=(30, 60, 220))
+    found = region_check.placement(picture)
+    assert found.correct and found.red_x < 0.3 and found.blue_x > 0.7
+    swapped = region_check.placement(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert not swapped.correct
+    assert region_check.placement(Image.new("RGB", (128, 128), "white")).red_x is None

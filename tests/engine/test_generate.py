@@ -11,10 +11,10 @@ from engine.api import (
     Finished,
     ModelLoading,
     Queued,
-    SchedulerName,
     Started,
     Step,
 )
+from engine.families.sd1 import SD_SAMPLERS
 
 
 def test_text_to_image_events_in_order(engine, recorder):
@@ -47,7 +47,7 @@ def test_image_to_image_runs_strength_share_of_steps(engine, recorder):
     assert result.images[0].size == init.size
 
 
-@pytest.mark.parametrize("name", [s.value for s in SchedulerName])
+@pytest.mark.parametrize("name", [s.value for s in SD_SAMPLERS])
 def test_every_scheduler_runs(engine, name):
     result = engine.generate(request(scheduler=name, steps=2), WAIT)
     assert isinstance(result, Finished), result

@@ -9,6 +9,8 @@ import threading
 import numpy as np
 import pytest
 from engine_helpers import TINY_SDXL, WAIT, picture, request
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from engine import metadata, wire
 from engine.api import (
@@ -21,6 +23,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.foreign_metadata import read_picture_settings
 from engine.validation import problems
 
 
@@ -141,3 +144,16 @@ def test_a_hires_job_can_be_continued_from_a_first_pass_step(engine, recorder, o
     past = engine.generate(request(steps=3, resume=ResumeFrom(first.job_id, 4)), WAIT)
     assert isinstance(past, Failed)
     assert "has steps 1 to 3" in past.message
+
+
+def test_reuse_parameters_of_an_a1111_hires_picture_carries_its_hires_fix(tmp_path):
+    info = PngInfo()
+    info.add_text("parameters", "a dog\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, "
+                  "Size: 512x512, Denoising strength: 0.6, Hires upscale: 1.5, "
+                  "Hires upscaler: Latent, Version: v1.10.1")  # fmt: skip
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png", pnginfo=info)
+    with Image.open(tmp_path / "a.png") as picture:
+        settings = read_picture_settings(picture)
+    assert settings is not None
+    assert settings.values["hires"] == HiresFix(scale=1.5, upscaler="Latent",
+                                                denoising_strength=0.6)  # fmt: skip

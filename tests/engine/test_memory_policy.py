@@ -27,12 +27,14 @@ def test_a_model_that_fits_on_the_gpu_stays_there() -> None:
     plan = choose(FLUX, CUDA, free_on_device=80 * GIB, free_in_system=64 * GIB)
     assert plan.placement is Placement.ON_DEVICE
     assert plan.label.startswith("all on the device (model 33.4 GB, GPU 80.0 GB free)")
+    assert plan.notes == ()  # the plain placement goes unmentioned while running
 
 
 def test_a_model_whose_largest_part_fits_moves_part_by_part() -> None:
     plan = choose(FLUX, CUDA, free_on_device=30 * GIB, free_in_system=64 * GIB)
     assert plan.placement is Placement.MODEL_OFFLOAD
     assert "model CPU offload" in plan.label
+    assert plan.notes == (plan.label,)
 
 
 def test_a_transformer_larger_than_the_gpu_streams_in_block_groups() -> None:
@@ -106,3 +108,31 @@ def test_a_files_size_is_counted_at_the_precision_it_will_run_in(tmp_path: Path)
     assert memory_policy.file_bytes_at(half, torch.float32) == 256 * 256 * 4
     assert memory_policy.file_bytes_at(half, torch.bfloat16) == 256 * 256 * 2
     assert memory_policy.file_bytes_at(fp8, torch.bfloat16) == 256 * 256  # stays fp8
+
+
+def test_a_diffusers_folder_is_planned_before_loading_and_says_so(tiny_folder: Path) -> None:
+    from model_helpers import Recorder, never
+
+    from engine.models import ModelManager
+
+    progress = Recorder()
+    model = ModelManager(device="cpu").get(str(tiny_folder), progress, never)
+    stages = [s for s, _ in progress.events]
+    assert stages[0].startswith("memory: all on the device (model 0.0 GB, memory ")
+    assert model.notes == ()
+
+
+def test_a_folder_too_big_for_memory_is_refused_before_any_weight_is_read(
+    tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_helpers import Recorder, never
+
+    from engine.models import ModelManager
+
+    monkeypatch.setattr(memory_policy, "system_free", lambda: 10_000)
+    progress = Recorder()
+    with pytest.raises(EngineError) as caught:
+        ModelManager(device="cpu").get(str(tiny_folder), progress, never)
+    assert caught.value.kind == ErrorKind.OUT_OF_MEMORY
+    assert str(tiny_folder) in caught.value.message
+    assert not any(s.startswith("loading") for s, _ in progress.events)

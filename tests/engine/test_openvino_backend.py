@@ -1,12 +1,14 @@
-"""The OpenVINO backend on the tiny models: its pictures match torch's, it runs inside
-the same pipeline (previews, cancel, continue), its conversion is cached, cancellable
-and never left half-written, and "auto" measures once and remembers."""
+"""The OpenVINO backend on the tiny models: its pictures match torch's (and float32's),
+it runs inside the same pipeline (previews, cancel, continue), its conversion is
+cached, cancellable and never left half-written, and "auto" measures once and
+remembers; a deep-cache job runs on torch."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,11 @@ def make_engine(tiny_models, ov_cache, monkeypatch):
     yield make
     for engine in engines:
         engine.shutdown(10)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def pixels(result: Finished) -> list[np.ndarray]:
@@ -90,6 +97,9 @@ def test_a_bfloat16_model_runs_in_openvino_like_in_torch(make_engine, tiny_model
     result = make_engine("openvino")[0].generate(job, WAIT)
     assert isinstance(result, Finished), result
     assert np.abs(pixels(result)[0] - pixels(reference)[0]).mean() < 2
+    # The default fast path (bfloat16 in OpenVINO) against float32 torch: the same picture.
+    float32 = make_engine("torch")[0].generate(request(steps=4), WAIT)
+    assert psnr(pixels(result)[0], pixels(float32)[0]) > 30
     # Converted in float32 and put back: the same bfloat16 weights, still channels_last.
     assert all(torch.equal(weights[k], v) for k, v in pipe.unet.state_dict().items())
     assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
@@ -170,6 +180,23 @@ def test_auto_measures_once_and_remembers_the_faster_backend(make_engine, ov_cac
     third, events = make_engine("auto")
     result = third.generate(request(steps=2), WAIT)
     assert events.of(result.job_id, Started)[0].device.endswith(", OpenVINO")
+
+
+def test_a_deep_cache_job_runs_on_torch_even_where_openvino_was_asked(make_engine, tiny_models):
+    unet = tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.unet
+    deep_calls: list[int] = []
+    handle = unet.mid_block.register_forward_pre_hook(
+        lambda module, _args: deep_calls.append(1) if "forward" not in vars(module) else None
+    )
+    try:
+        engine, events = make_engine("openvino")
+        result = engine.generate(request(steps=6, deep_cache=3), WAIT)
+    finally:
+        handle.remove()
+    assert isinstance(result, Finished), result
+    assert not events.of(result.job_id, Started)[0].device.endswith("OpenVINO")
+    assert result.warnings == (choice.DEEP_CACHE_ON_TORCH,)
+    assert len(deep_calls) == 2  # steps 0 and 3 ran the torch UNet's deep blocks
 
 
 def test_calls_the_graph_cannot_serve_go_to_the_torch_unet(tiny_models, ov_cache):

@@ -50,7 +50,7 @@ def test_a_transformer_file_loads_offline_with_its_separate_encoders_and_vae(
     assert any(s.startswith("memory: all on the device (model ") for s in stages)
     assert {"loading transformer", "loading vae", "loading text_encoder"} <= set(stages)
     assert stages[-1] == "ready"
-    assert model.notes and model.notes[0].startswith("all on the device")
+    assert model.notes == ()  # all on the device: nothing to add to the status bar
     np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
 
 
@@ -209,3 +209,76 @@ def test_the_cli_names_a_missing_text_encoder_in_one_line(
     assert code != 0
     assert "FLUX.1 needs the CLIP-L text encoder (clip_l.safetensors)" in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_all_in_one_sd3_file_brings_its_own_encoders_and_vae(tmp_path: Path) -> None:
+    """SD3's "incl_clips_t5xxl" files: the text encoders and VAE under their prefixes."""
+    from safetensors.torch import load_file, save_file
+
+    files, reference = write_flow_files(tmp_path, "sd3", prefix=DIFFUSION_PREFIX)
+    combined = load_file(files.transformer)
+    for name, path in files.text_encoders.items():
+        combined |= {f"text_encoders.{name}.transformer.{k}": v for k, v in load_file(path).items()}
+    combined |= {f"first_stage_model.{k}": v for k, v in load_file(files.vae).items()}
+    single = tmp_path / "alone" / "sd3_medium_incl_clips_t5xxl.safetensors"
+    single.parent.mkdir()
+    save_file(combined, single)
+    shutil.rmtree(files.models)  # nothing beside it
+
+    model = _manager(files.config_root).get(str(single), Recorder(), never)
+    np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
+
+
+def test_cancel_stops_between_the_files(tmp_path: Path) -> None:
+    from engine.api import JobCancelled
+
+    files, _ = write_flow_files(tmp_path, "flux1")
+    progress = Recorder()
+
+    def after_clip() -> bool:
+        return any(stage == "loading text_encoder" for stage, _ in progress.events)
+
+    manager = _manager(files.config_root)
+    with pytest.raises(JobCancelled):
+        manager.get(str(files.transformer), progress, after_clip)
+    stages = [s for s, _ in progress.events]
+    assert "loading transformer" not in stages
+    assert manager.current is None
+
+
+def test_a_gguf_flux_file_runs_through_the_engine_and_the_status_names_it(
+    tmp_path: Path,
+) -> None:
+    from engine_helpers import WAIT
+    from engine_helpers import Recorder as Events
+
+    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.worker import Engine
+
+    files, _ = write_flow_files(tmp_path, "flux1")
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
+    files.transformer.unlink()
+    engine = Engine(_manager(files.config_root))
+    events = Events()
+    engine.add_listener(events)
+    try:
+        request = GenerationRequest(
+            prompt="a red circle",
+            steps=3,
+            guidance_scale=3.5,
+            seed=7,
+            width=64,
+            height=64,
+            scheduler="Euler",
+            model=str(gguf_file),
+        )
+        job = engine.submit(request)
+        ended = engine.wait(job, WAIT)
+    finally:
+        engine.shutdown(10)
+    assert isinstance(ended, Finished), ended
+    (started,) = events.of(job, Started)
+    assert "GGUF Q8_0" in started.device
+    assert (started.family, started.variant) == ("flux1", "dev")
+    assert [s.step for s in events.of(job, Step)] == [1, 2, 3]  # a preview every step
+    assert np.asarray(ended.images[0]).std() > 0
