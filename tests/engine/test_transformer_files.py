@@ -282,3 +282,13 @@ def test_a_gguf_flux_file_runs_through_the_engine_and_the_status_names_it(
     assert (started.family, started.variant) == ("flux1", "dev")
     assert [s.step for s in events.of(job, Step)] == [1, 2, 3]  # a preview every step
     assert np.asarray(ended.images[0]).std() > 0
+
+
+def test_a_zimage_file_loads_with_its_qwen3_encoder_and_the_flux_vae(tmp_path: Path) -> None:
+    from tests.tiny_flow_files import write_zimage_files
+
+    files, reference = write_zimage_files(tmp_path)
+    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert (model.family, model.variant) == (ModelFamily.ZIMAGE, "turbo")
+    kwargs = {"guidance_scale": 0.0}
+    np.testing.assert_allclose(_image(model.pipe, **kwargs), _image(reference, **kwargs), atol=1e-5)
