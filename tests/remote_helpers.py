@@ -90,10 +90,9 @@ def tiny_engine() -> object:
     from engine.worker import Engine
 
     class TinyByName(TinyModels):
-        def get(self, source, progress, should_cancel):  # type: ignore[no-untyped-def]
+        def get(self, source, progress, should_cancel, *args, **options):  # type: ignore[no-untyped-def]
             name = Path(source).name
-            return super().get(
-                name if name in (TINY, TINY_INPAINT) else source, progress, should_cancel
-            )
+            wanted = name if name in (TINY, TINY_INPAINT) else source
+            return super().get(wanted, progress, should_cancel, *args, **options)
 
     return Engine(TinyByName(Path(tempfile.mkdtemp(prefix="tiny-replica-"))))
