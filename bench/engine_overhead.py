@@ -114,7 +114,9 @@ BUILDERS: dict[str, tuple[Callable[[str], LoadedModel], int]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=None, help="default 20; at most the sampler's most")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="default 20; at most the sampler's most"
+    )
     parser.add_argument("--scheduler", default=None, help="default: DPM++ 2M, or the family's")
     parser.add_argument("--family", default="sd1", choices=["sd1", *BUILDERS])
     parser.add_argument(
