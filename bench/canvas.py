@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from engine.api import (  # noqa: E402
     STARTER_MODEL,
     ControlUnit,
+    Expand,
     Finished,
     GenerationRequest,
     HiresFix,
@@ -167,6 +168,26 @@ def regional_prompts(ctx: Context) -> Case:
     regions = (RegionPrompt("a red circle", left), RegionPrompt("a blue square", right))
     plain = ctx.plain(ctx.size, ctx.size)
     return Case(plain.with_changes(regions=regions), plain)
+
+
+@entry("outpaint (64 px left and right, one run)")
+def outpaint_one_run(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size).with_changes(
+        init_image=ctx.picture, strength=1.0, expand=Expand(left=64, right=64)
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size))
+
+
+@entry("outpaint piece by piece (64 px all around, pieces of the base size)")
+def outpaint_pieces(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size + 128, ctx.size + 128).with_changes(
+        init_image=ctx.picture,
+        strength=1.0,
+        expand=Expand(64, 64, 64, 64, tile=ctx.size),
+        inpaint_only_masked=True,
+        inpaint_padding=16,
+    )
+    return Case(request, ctx.plain(ctx.size + 128, ctx.size + 128))
 
 
 # ----------------------------------------------------------------------------- running

@@ -18,7 +18,7 @@ from PIL import Image
 
 from engine import forward, outpaint
 from engine.api import Event, Finished, GenerationRequest, JobCancelled, Started, Step
-from engine.compositing import fit
+from engine.compositing import fit, hard
 from engine.plan import Inputs, Plan, make_plan, steps_to_run
 from engine.preview import MAX_PREVIEW_SIDE
 from engine.sampling import RunResult, StepReport, Trajectory
@@ -112,7 +112,12 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
         )
         plan = make_plan(sub, ctx.model, Inputs(sub, seeds, None))
         assert plan.inpaint is not None
-        plan = replace(plan, inpaint=replace(plan.inpaint, seam_band=e.band))
+        # The pipeline paints exactly the new area (on the latent grid, as the sides
+        # are multiples of 8): the picture's latents stay fixed through every step, so
+        # the model continues them instead of painting over cells that are put back.
+        assert sub.mask is not None
+        exact = replace(plan.inpaint, seam_band=e.band, pipe_mask=hard(sub.mask))
+        plan = replace(plan, inpaint=exact)
         place = _PiecePlacer(canvases[0], piece.crop) if len(pieces) > 1 else None
         done = n * per_piece
 

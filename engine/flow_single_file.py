@@ -28,7 +28,9 @@ from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
-SD3, FLUX1 = ModelFamily.SD3, ModelFamily.FLUX1
+SD3, FLUX1, ZIMAGE = ModelFamily.SD3, ModelFamily.FLUX1, ModelFamily.ZIMAGE
+# Z-Image's transformer, as diffusers' single_file_utils tells it (before Lumina 2).
+_ZIMAGE_KEY = "layers.0.adaLN_modulation.0.weight"
 _DIFFUSION = "model.diffusion_model."
 _CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (clip_l.safetensors)")
 _CLIP_G = cf.Slot(
@@ -58,6 +60,17 @@ FAMILY_FILES = {
         "SD3Transformer2DModel",
         (_CLIP_L, _CLIP_G, _t5("text_encoder_3"), _VAE),
     ),
+    ZIMAGE: FamilyFiles(
+        ZIMAGE,
+        "Z-Image",
+        "ZImageTransformer2DModel",
+        (
+            cf.Slot(
+                "text_encoder", cf.QWEN3, "qwen", "the Qwen3 text encoder (qwen_3_4b.safetensors)"
+            ),
+            _VAE,
+        ),
+    ),
     FLUX1: FamilyFiles(
         FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
     ),
@@ -68,8 +81,12 @@ def _error(message: str) -> EngineError:
     return EngineError(ErrorKind.MODEL, message)
 
 
+def _is_zimage(keys: Sequence[str]) -> bool:
+    return _ZIMAGE_KEY in keys or _DIFFUSION + _ZIMAGE_KEY in keys
+
+
 def is_flow_transformer(keys: Sequence[str]) -> bool:
-    return any(
+    return _is_zimage(keys) or any(
         k.startswith(m) or k.startswith(_DIFFUSION + m)
         for k in keys[:2000]
         for m in ("double_blocks.", "joint_blocks.")
@@ -119,7 +136,9 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
         else:
             variant = "sd3-medium"
         return FlowSpec(SD3, variant, path, quant, header.storage_dtype)
-    raise _error(f"{path.name} is not an SD3 or FLUX.1 transformer.")
+    if _is_zimage(keys):
+        return FlowSpec(ZIMAGE, "zimage", path, quant, header.storage_dtype)
+    raise _error(f"{path.name} is not an SD3, FLUX.1 or Z-Image transformer.")
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,9 @@ def _align(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torc
             (k if k.startswith(inner) or k.startswith("text_projection") else inner + k): v
             for k, v in state.items()
         },
+        # Qwen / Gemma files as ComfyUI keeps them (a ...ForCausalLM's `model.` keys) for
+        # the bare models the pipelines take.
+        {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("lm_head.")},
     ]
     return max(options, key=lambda o: len(expected.intersection(o)))
 

@@ -134,6 +134,12 @@ def forward_latents(
             "a flow-matching model, which it does not cover yet.",
         )
     base = model.pipe.scheduler.config
+    if getattr(model.pipe.scheduler, "alphas_cumprod", None) is None:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "The forward-process view needs a model with a diffusion noise schedule "
+            "(alphas_cumprod: SD 1.x, 2.x, SDXL); this model uses flow matching.",
+        )
     scheduler = make_scheduler(request.scheduler, base)
     scheduler.set_timesteps(request.steps)
     x0 = cache.encode(model, request.init_image)

@@ -2,11 +2,12 @@
 the new area, the pieces a large expansion is painted in, and the checks.
 
 How the seam is hidden while the original stays exact: the mask is exactly the new area,
-so the composite keeps every original pixel (alpha 0 there, no blur reaching inward). The
-pipeline's own mask is grown one latent cell into the original (compositing.pipeline_mask),
-so the model paints across the seam with the original in view. The transition band lies in
-the new area: over `band` pixels next to the original the painting is shifted toward the
-original's colours at the seam (compositing.seam_corrected), fading out with distance. The
+so the composite keeps every original pixel (alpha 0 there, no blur reaching inward), and
+so is the pipeline's mask (the sides are multiples of 8, so it lies on the latent grid):
+the original's latents are held through every step and the model continues them. The
+transition band lies in the new area: over `band` pixels next to the original the
+painting is shifted toward the original's colours at the seam, where the pipeline's
+decode of the original differs from it (compositing.seam_corrected), fading out. The
 request's mask blur is not used: a blur would either reach into the original or blend the
 painting with the fill.
 

@@ -261,7 +261,13 @@ def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> Pip
     if by_mode is None:
         raise EngineError(
             ErrorKind.BAD_INPUT,
-            "ControlNet units run with SD 1.x, SD 2.x and SDXL models; "
+            "ControlNet units run with SD 1.x, SD 2.x, SDXL, SD 3 and FLUX.1 models; "
             f"{families.profile(model.family).label} ControlNets are not supported yet.",
+        )
+    if mode not in by_mode:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"{families.profile(model.family).label} ControlNets run for text to image only "
+            "(diffusers has no other pipeline for them); remove the init image or the units.",
         )
     return by_mode[mode]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from engine.api import EngineLike, Event, GenerationRequest, ResumeFrom, Step
+from engine.api import EngineLike, Event, Finished, GenerationRequest, ResumeFrom, Step
 
 FRAME_SECONDS = 1.0 / 60.0
 RETIRE_TIMEOUT = 30.0  # seconds a replaced engine gets to stop its worker
@@ -147,7 +147,7 @@ class EngineBridge(QObject):
     def _listen(self, offset: int, event: Event) -> None:
         """Called on the worker thread: must be quick and must not touch Qt widgets."""
         if offset:
-            event = dataclasses.replace(event, job_id=event.job_id + offset)
+            event = _shifted(event, offset)
         with self._lock:
             match event:
                 case Step(job_id=job_id):
@@ -202,6 +202,16 @@ class EngineBridge(QObject):
                     self._last_step_delivery = time.perf_counter()
                     self.previews_delivered += 1
             self.eventArrived.emit(event)
+
+
+def _shifted(event: Event, offset: int) -> Event:
+    """The event with its job ids in the window's numbering (a result's request names
+    the job it continued by id too)."""
+    match event:
+        case Finished(request=GenerationRequest(resume=ResumeFrom() as resume)):
+            moved = ResumeFrom(resume.job_id + offset, resume.step)
+            event = dataclasses.replace(event, request=event.request.with_changes(resume=moved))
+    return dataclasses.replace(event, job_id=event.job_id + offset)
 
 
 def _retire(engine: EngineLike, listener: Callable[[Event], None] | None) -> None:

@@ -76,8 +76,9 @@ class EngineSwitcher(QObject):
         self.starter: EngineStarter | None = None
         self._starters: list[EngineStarter] = []
         self._connection_message = ""
-        # News from an engine that is built but not attached yet (it connects at once).
-        self._early: tuple[EngineLike, bool, str] | None = None
+        # The latest news from engines built but not attached yet (they connect at once,
+        # maybe before their starter has even handed them over), by id(engine).
+        self._early: dict[int, tuple[EngineLike, bool, str]] = {}
         self._connection.connect(self._on_connection, Qt.ConnectionType.QueuedConnection)
 
     def switch_to(self, location: EngineLocation, start: bool = True) -> EngineStarter | None:
@@ -132,6 +133,7 @@ class EngineSwitcher(QObject):
 
     def _ready(self, starter: EngineStarter, location: EngineLocation, engine: EngineLike) -> None:
         self._starters.remove(starter)
+        early = self._early.pop(id(engine), None)
         if starter is not self.starter or self.workspace.closed:
             _stop_later(engine)  # a newer switch overtook this one, or the window closed
             return
@@ -139,9 +141,9 @@ class EngineSwitcher(QObject):
             self.bridge.attach(engine)
         else:
             self.bridge.replace(engine)
+        self._early.clear()  # news of engines older than this one no longer matters
         self.switched.emit(location)
-        early, self._early = self._early, None
-        if early is not None and early[0] is engine:
+        if early is not None:
             self._on_connection(*early)
         if not location.local:
             self.workspace.statusMessage.emit(f"Engine: {location.describe()}", 5000)
@@ -155,8 +157,10 @@ class EngineSwitcher(QObject):
         if self.workspace.closed:
             return
         if engine is not self.bridge.engine:
-            if self.starter is not None and self.starter.engine is engine:
-                self._early = (engine, up, message)
+            if any(
+                engine is starter.engine or starter.engine is None for starter in self._starters
+            ):
+                self._early[id(engine)] = (engine, up, message)
             return
         if up:
             self.workspace.device = engine.device_description

@@ -59,6 +59,7 @@ class HistoryEntry:
     request: GenerationRequest | None  # None: a PNG without parameters
     seed: int | None = None
     run: Run | None = None
+    where: str = ""  # the engine that made it: "cpu (float32)", "… on gpu-box", a replica
 
     @property
     def job_id(self) -> int | None:

@@ -142,11 +142,12 @@ class MainWindow(QMainWindow):
         self.history_strip = HistoryStrip(self.workspace.history, self)
         self.history_dock = self.add_dock("History", "historyDock", self.history_strip, "bottom")
         self.addons_dock = AddonsDock(self.form, self)
-        self.add_dock("LoRA and embeddings", "addonsDock", self.addons_dock, "right")
+        addons = self.add_dock("LoRA and embeddings", "addonsDock", self.addons_dock, "right")
         self.forward_panel = ForwardPanel(self.workspace, self)
         self.forward_dock = self.add_dock(
             "Forward process", "forwardDock", self.forward_panel, "right"
         )
+        self.tabifyDockWidget(addons, self.forward_dock)
         self.forward_dock.hide()  # View > Forward process
         self.control_dock = ControlDock(self.canvas, self)
         self.add_dock("ControlNet", "controlNetDock", self.control_dock, "right").hide()

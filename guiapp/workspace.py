@@ -319,6 +319,8 @@ class Workspace(Observable):
         event = saved.event
         # Decided before the job ends: a job that started meanwhile keeps the screen.
         on_screen = self.jobs.running is None
+        job = self.jobs.find(event.job_id)
+        where = job.device if job is not None else ""  # e.g. "cpu (float32) on gpu-box"
         self.jobs.mark_saved(event.job_id)
         if saved.error:
             self.show_error(saved.error)
@@ -327,7 +329,7 @@ class Workspace(Observable):
         for index, (image, seed) in enumerate(zip(event.images, event.seeds, strict=False)):
             path = saved.paths[index] if index < len(saved.paths) else None
             request = event.request.with_changes(seed=seed)
-            entries.append(HistoryEntry(path, pil_to_qimage(image), request, seed, run))
+            entries.append(HistoryEntry(path, pil_to_qimage(image), request, seed, run, where))
         for entry in reversed(entries):
             self.history.add(entry)
         if event.warnings and not saved.error:  # the save error matters more
@@ -342,7 +344,9 @@ class Workspace(Observable):
             self.document.set_image(entries[0].image, keep_mask=True)
         self._show_run(run)
         self.progress.done(event.timings.get("total", 0.0), busy_remaining=self.jobs.busy())
-        self.caption = f"job #{event.job_id} done · seed {', '.join(map(str, event.seeds))}"
+        self.caption = f"job #{event.job_id} done · seed {', '.join(map(str, event.seeds))}" + (
+            f" · ran on {where}" if where else ""
+        )
 
     # ------------------------------------------------------------------ history & scrubbing
 

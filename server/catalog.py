@@ -89,7 +89,9 @@ class ModelCatalog:
         """The model roots this server's add-ons (LoRAs, embeddings, VAEs) come from."""
         return list(self._roots) or default_roots()
 
-    def resolve_asset(self, kind: AssetKind, name: object) -> str:
+    def resolve_asset(
+        self, kind: AssetKind, name: object, suffixes: tuple[str, ...] = CHECKPOINT_SUFFIXES
+    ) -> str:
         """The file of an add-on a client names (a VAE, ...), inside the server's folders
         only; a path, or a name that is not there, is refused."""
         what = kind.value.replace("_", " ")
@@ -101,7 +103,7 @@ class ModelCatalog:
                 f"the {what} {name[:80]!r} is a path; on a server, name the file only "
                 f"(it is looked up in the server's {what} folders)",
             )
-        path = find_asset(kind, name, self.roots, suffixes=CHECKPOINT_SUFFIXES)
+        path = find_asset(kind, name, self.roots, suffixes=suffixes)
         if path is None:
             raise EngineError(ErrorKind.MODEL, f"This server has no {what} called {name[:80]!r}.")
         return str(path)

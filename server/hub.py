@@ -33,6 +33,7 @@ from engine.api import (
 )
 from engine.asset_folders import AssetKind
 from engine.wire import WireError
+from server import request_files
 from server.catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,29 @@ class JobHub:
         if request.vae:
             server["vae"] = self.catalog.resolve_asset(AssetKind.VAE, request.vae)
             client["vae"] = request.vae
-        return server, client
+        if request.model_files:
+            server["model_files"] = tuple(self._companion(n) for n in request.model_files)
+            client["model_files"] = request.model_files
+        more_server, more_client = request_files.server_fields(request, self.catalog)
+        return server | more_server, client | more_client
+
+    def _companion(self, name: object) -> str:
+        """A file a transformer-only model needs (a text encoder or its VAE), by name,
+        from the server's folders; a path is refused."""
+        try:
+            return self.catalog.resolve_asset(AssetKind.TEXT_ENCODER, name)
+        except EngineError as exc:
+            if exc.kind != ErrorKind.MODEL:  # a path, or not text
+                raise
+        try:
+            return self.catalog.resolve_asset(AssetKind.VAE, name)
+        except EngineError as exc:
+            if exc.kind != ErrorKind.MODEL:
+                raise
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"This server has no text encoder or VAE called {str(name)[:80]!r}.",
+        )
 
     def cancel(self, public: str, owner: str) -> bool:
         with self._lock:

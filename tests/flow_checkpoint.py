@@ -151,3 +151,27 @@ def sd3_to_original(state: dict[str, torch.Tensor], prefix: str = "") -> dict[st
     if src:
         raise AssertionError(f"sd3 keys left unconverted: {sorted(src)[:5]}")
     return {prefix + k: v for k, v in out.items()}
+
+
+def zimage_to_original(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """A diffusers ZImageTransformer2DModel state dict in Tongyi's (ComfyUI's) layout:
+    fused qkv, `out`, `q_norm` / `k_norm`, single-resolution embedder and final layer."""
+    renames = (
+        ("all_final_layer.2-1.", "final_layer."),
+        ("all_x_embedder.2-1.", "x_embedder."),
+        (".attention.to_out.0.", ".attention.out."),
+        (".attention.norm_q.", ".attention.q_norm."),
+        (".attention.norm_k.", ".attention.k_norm."),
+    )
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            parts = [state[key.replace(".to_q.", f".to_{n}.")] for n in "qkv"]
+            out[prefix + key.replace(".to_q.", ".qkv.")] = torch.cat(parts, dim=0)
+            continue
+        for old, new in renames:
+            key = key.replace(old, new)
+        out[prefix + key] = value
+    return out

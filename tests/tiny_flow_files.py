@@ -173,3 +173,33 @@ def write_gguf(source: Path, target: Path, arch: str = "flux") -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return target
+
+
+def write_zimage_files(tmp: Path) -> tuple[FlowFiles, object]:
+    """A tiny Z-Image (tests/tiny_new_families.py) as ComfyUI keeps it: the transformer in
+    Tongyi's layout, the Qwen3 text encoder as a causal LM's `model.` weights, the FLUX.1
+    style VAE; configs under config_root/zimage."""
+    from diffusers import ZImagePipeline
+
+    from tests.flow_checkpoint import zimage_to_original
+    from tests.tiny_new_families import zimage_components
+
+    pipe = ZImagePipeline(**zimage_components())
+    pipe.set_progress_bar_config(disable=True)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    config_root = tmp / "configs"
+    _write_configs(pipe, config_root / "zimage")
+    models = tmp / "ComfyUI" / "models"
+    transformer = models / "diffusion_models" / "z_image_turbo_tiny.safetensors"
+    transformer.parent.mkdir(parents=True)
+    save_file(zimage_to_original(_state(pipe.transformer)), transformer)
+    encoder = models / "text_encoders" / "qwen_3_4b_tiny.safetensors"
+    encoder.parent.mkdir(parents=True)
+    save_file({f"model.{k}": v for k, v in _state(pipe.text_encoder).items()}, encoder)
+    vae_state = vae_to_ldm(_state(pipe.vae), dict(pipe.vae.config))
+    vae = models / "vae" / "ae.safetensors"
+    vae.parent.mkdir(parents=True)
+    save_file({k.removeprefix(VAE): v for k, v in vae_state.items()}, vae)
+    return FlowFiles(config_root, models, transformer, {"qwen3": encoder}, vae), pipe

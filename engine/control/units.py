@@ -17,6 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import torch
 from diffusers import (
     ControlNetModel,
+    FluxControlNetImg2ImgPipeline,
+    FluxControlNetInpaintPipeline,
+    FluxControlNetModel,
+    FluxControlNetPipeline,
+    FluxMultiControlNetModel,
+    SD3ControlNetModel,
+    SD3MultiControlNetModel,
+    StableDiffusion3ControlNetPipeline,
     StableDiffusionControlNetImg2ImgPipeline,
     StableDiffusionControlNetInpaintPipeline,
     StableDiffusionControlNetPipeline,
@@ -39,7 +47,8 @@ from engine.resources import model_configs_dir
 if TYPE_CHECKING:
     from engine.models import LoadedModel
 
-ControlModel: TypeAlias = ControlNetModel | T2IAdapter
+Net: TypeAlias = ControlNetModel | FluxControlNetModel | SD3ControlNetModel
+ControlModel: TypeAlias = Net | T2IAdapter
 
 _SD_CONTROLNET = {
     Mode.TXT2IMG: StableDiffusionControlNetPipeline,
@@ -54,8 +63,31 @@ CONTROLNET_PIPELINES: dict[ModelFamily, dict[Mode, PipelineClass]] = {
         Mode.IMG2IMG: StableDiffusionXLControlNetImg2ImgPipeline,
         Mode.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
     },
+    # diffusers' SD 3 ControlNet pipelines: text to image (its inpainting one needs an
+    # inpainting ControlNet of its own).
+    ModelFamily.SD3: {Mode.TXT2IMG: StableDiffusion3ControlNetPipeline},
+    ModelFamily.FLUX1: {
+        Mode.TXT2IMG: FluxControlNetPipeline,
+        Mode.IMG2IMG: FluxControlNetImg2ImgPipeline,
+        Mode.INPAINT: FluxControlNetInpaintPipeline,
+    },
 }
-_CLASSES = {"ControlNetModel": ControlNetModel, "T2IAdapter": T2IAdapter}
+# Which kind of ControlNet each family runs, and how several of them are combined.
+_NET_OF: dict[ModelFamily, type] = {
+    ModelFamily.SD3: SD3ControlNetModel,
+    ModelFamily.FLUX1: FluxControlNetModel,
+}
+_MULTI_OF: dict[type, type] = {
+    ControlNetModel: MultiControlNetModel,
+    FluxControlNetModel: FluxMultiControlNetModel,
+    SD3ControlNetModel: SD3MultiControlNetModel,
+}
+_CLASSES = {
+    "ControlNetModel": ControlNetModel,
+    "FluxControlNetModel": FluxControlNetModel,
+    "SD3ControlNetModel": SD3ControlNetModel,
+    "T2IAdapter": T2IAdapter,
+}
 
 
 def _bad(message: str) -> EngineError:
@@ -160,6 +192,15 @@ class ControlModels:
 def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
     if isinstance(control, T2IAdapter):
         return
+    wanted = _NET_OF.get(model.family, ControlNetModel)
+    if type(control) is not wanted:
+        raise _bad(
+            f"The ControlNet {Path(name).name} is a {type(control).__name__}, but "
+            f"{model.family.value} models run a {wanted.__name__}; choose a ControlNet of "
+            "the model's family."
+        )
+    if wanted is not ControlNetModel:
+        return
     want = model.pipe.unet.config.cross_attention_dim
     got = control.config.cross_attention_dim
     if want != got:
@@ -171,19 +212,19 @@ def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
         )
 
 
-def check_kinds(models: list[ControlModel]) -> list[ControlNetModel]:
+def check_kinds(models: list[ControlModel]) -> list[Net]:
     """The units' models, all ControlNets; a T2I adapter is refused with the reason."""
     if any(isinstance(m, T2IAdapter) for m in models):
         raise _bad(
             "T2I adapters are not supported yet: diffusers' adapter pipelines have no "
             "step-end callback, which previews and cancel need; use a ControlNet instead."
         )
-    return [m for m in models if isinstance(m, ControlNetModel)]
+    return [m for m in models if not isinstance(m, T2IAdapter)]
 
 
-def component(models: list[ControlNetModel]) -> ControlNetModel | MultiControlNetModel:
-    """The from_pipe controlnet: one ControlNet, or several as a MultiControlNetModel."""
-    return models[0] if len(models) == 1 else MultiControlNetModel(models)
+def component(models: list[Net]) -> Any:
+    """The from_pipe controlnet: one ControlNet, or several as the family's multi model."""
+    return models[0] if len(models) == 1 else _MULTI_OF[type(models[0])](models)
 
 
 def control_maps(units: tuple[ControlUnit, ...], size: tuple[int, int]) -> list[Image.Image]:
@@ -192,14 +233,15 @@ def control_maps(units: tuple[ControlUnit, ...], size: tuple[int, int]) -> list[
 
 
 def arguments(
-    units: tuple[ControlUnit, ...], maps: list[Image.Image], mode: Mode
+    units: tuple[ControlUnit, ...], maps: list[Image.Image], mode: Mode, *, unet: bool = True
 ) -> dict[str, Any]:
     """The pipeline's keyword arguments for the units: images, weights, start and end."""
     one = len(units) == 1
     # One ControlNet takes a float scale; a MultiControlNetModel one per unit.
     weights: Any = float(units[0].weight) if one else [float(u.weight) for u in units]
     return {
-        "image" if mode is Mode.TXT2IMG else "control_image": maps[0] if one else maps,
+        # The UNet families' text-to-image pipeline alone names it "image".
+        "image" if unet and mode is Mode.TXT2IMG else "control_image": maps[0] if one else maps,
         "controlnet_conditioning_scale": weights,
         "control_guidance_start": [float(u.start) for u in units],
         "control_guidance_end": [float(u.end) for u in units],
@@ -214,8 +256,10 @@ def prepare(
     mode: Mode,
     size: tuple[int, int],
     folders: tuple[str, ...],
-) -> tuple[ControlNetModel | MultiControlNetModel, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """The controlnet component and the pipeline arguments for a job's units."""
     models.keep_only(units, folders)
     nets = check_kinds([models.get(u, model, folders) for u in units])
-    return component(nets), arguments(units, control_maps(units, size), mode)
+    maps = control_maps(units, size)
+    unet = model.family not in _NET_OF
+    return component(nets), arguments(units, maps, mode, unet=unet)

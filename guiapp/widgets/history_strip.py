@@ -125,7 +125,8 @@ class HistoryStrip(QWidget):
         item = QListWidgetItem(QIcon(thumb), "" if entry.seed is None else str(entry.seed))
         item.setData(ENTRY_ROLE, entry)
         tip = entry.request.prompt if entry.request is not None else "(no parameters)"
-        item.setToolTip(f"{entry.name}\n{tip}")
+        where = f"\nran on {entry.where}" if entry.where else ""
+        item.setToolTip(f"{entry.name}\n{tip}{where}")
         self.list.insertItem(0, item)
         self._update_buttons()
 

@@ -66,3 +66,26 @@ def test_the_shipped_sd3_configs_have_the_published_sizes(folder: str, billions:
     with init_empty_weights(include_buffers=True):  # no 1.5 GB position table
         model = SD3Transformer2DModel.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(billions * 1e9, rel=0.01)
+
+
+def test_the_shipped_zimage_config_has_the_published_size() -> None:
+    from diffusers import ZImageTransformer2DModel
+
+    config = ZImageTransformer2DModel.load_config(model_configs_dir() / "zimage" / "transformer")
+    with init_empty_weights(include_buffers=True):
+        model = ZImageTransformer2DModel.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(6.15e9, rel=0.01)
+
+
+def test_a_zimage_file_in_tongyi_layout_converts_back_with_diffusers_own_converter() -> None:
+    from diffusers.loaders.single_file_utils import (
+        convert_z_image_transformer_checkpoint_to_diffusers,
+    )
+
+    from tests.flow_checkpoint import zimage_to_original
+    from tests.tiny_new_families import zimage_components
+
+    state = zimage_components()["transformer"].state_dict()
+    original = zimage_to_original(state, DIFFUSION_PREFIX)
+    assert "model.diffusion_model.layers.0.attention.qkv.weight" in original
+    _same(convert_z_image_transformer_checkpoint_to_diffusers(dict(original)), state)

@@ -93,3 +93,20 @@ def test_a_noise_level_beyond_the_steps_is_refused_with_a_sentence(engine):
     assert isinstance(failed, Failed) and "from 0 to 4" in failed.message
     no_picture = engine.generate(request(forward=ForwardProcess(level=1)), WAIT)
     assert isinstance(no_picture, Failed) and "needs a picture" in no_picture.message
+
+
+def test_a_flow_matching_model_is_refused_with_a_sentence(tiny_models):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from engine.api import EngineError
+
+    model = tiny_models.get("tiny", lambda *_: None, lambda: False)
+    flow = dataclasses.replace(
+        model, pipe=SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler())
+    )
+    r = request(init_image=picture(), forward=ForwardProcess(level=1))
+    with pytest.raises(EngineError, match="flow matching"):
+        forward.forward_latents(flow, r, forward.LatentCache(), 1)

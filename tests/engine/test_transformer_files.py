@@ -244,3 +244,51 @@ def test_cancel_stops_between_the_files(tmp_path: Path) -> None:
     stages = [s for s, _ in progress.events]
     assert "loading transformer" not in stages
     assert manager.current is None
+
+
+def test_a_gguf_flux_file_runs_through_the_engine_and_the_status_names_it(
+    tmp_path: Path,
+) -> None:
+    from engine_helpers import WAIT
+    from engine_helpers import Recorder as Events
+
+    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.worker import Engine
+
+    files, _ = write_flow_files(tmp_path, "flux1")
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
+    files.transformer.unlink()
+    engine = Engine(_manager(files.config_root))
+    events = Events()
+    engine.add_listener(events)
+    try:
+        request = GenerationRequest(
+            prompt="a red circle",
+            steps=3,
+            guidance_scale=3.5,
+            seed=7,
+            width=64,
+            height=64,
+            scheduler="Euler",
+            model=str(gguf_file),
+        )
+        job = engine.submit(request)
+        ended = engine.wait(job, WAIT)
+    finally:
+        engine.shutdown(10)
+    assert isinstance(ended, Finished), ended
+    (started,) = events.of(job, Started)
+    assert "GGUF Q8_0" in started.device
+    assert (started.family, started.variant) == ("flux1", "dev")
+    assert [s.step for s in events.of(job, Step)] == [1, 2, 3]  # a preview every step
+    assert np.asarray(ended.images[0]).std() > 0
+
+
+def test_a_zimage_file_loads_with_its_qwen3_encoder_and_the_flux_vae(tmp_path: Path) -> None:
+    from tests.tiny_flow_files import write_zimage_files
+
+    files, reference = write_zimage_files(tmp_path)
+    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert (model.family, model.variant) == (ModelFamily.ZIMAGE, "turbo")
+    kwargs = {"guidance_scale": 0.0}
+    np.testing.assert_allclose(_image(model.pipe, **kwargs), _image(reference, **kwargs), atol=1e-5)

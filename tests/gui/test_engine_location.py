@@ -11,7 +11,7 @@ from pathlib import Path
 from gui.fake_engine import FakeEngine
 from PySide6.QtWidgets import QLineEdit
 
-from engine.api import JobState
+from engine.api import JobState, ResumeFrom
 from guiapp.engine_location import EngineLocation
 from guiapp.settings import AppSettings
 from guiapp.window import MainWindow
@@ -84,6 +84,9 @@ def test_switching_engines_keeps_the_history_and_the_next_job_runs_on_the_new_on
     second = generate(qtbot, window)
     wait_history(qtbot, window, 2)
     assert second > first, "job ids never repeat across engines"
+    newest, older = window.workspace.history.entries()[:2]
+    assert (newest.where, older.where) == ("other (float32)", "fake (float32)")
+    assert window.caption.text().endswith("ran on other (float32)")
     assert len(other.submitted) == 1 and len(fake_engine.submitted) == 1
     assert window.error_area.message() == ""
 
@@ -143,3 +146,56 @@ def test_the_engine_menu_item_is_in_the_file_menu(window: MainWindow) -> None:
     assert window.engine_action in file_menu.actions()
     assert Path(window.settings.settings_file()).name.endswith(".ini")
     assert window.engine_action.text() == "Engine location…"
+
+
+def test_the_queue_says_where_the_running_job_runs(qtbot, window: MainWindow, fake_engine) -> None:
+    fake_engine.gate = threading.Event()
+    try:
+        job = generate(qtbot, window, steps=3)
+        qtbot.waitUntil(lambda: window.workspace.jobs.running is not None, timeout=20_000)
+        item = window.queue_view.list.item(0)
+        qtbot.waitUntil(lambda: "running on fake (float32)" in item.text(), timeout=20_000)
+        assert window.queue_view.job_ids() == [job]
+    finally:
+        fake_engine.gate.set()
+    wait_history(qtbot, window, 1)
+
+
+def test_continuing_a_run_of_the_new_engine_names_it_in_that_engines_numbering(
+    qtbot, window: MainWindow
+) -> None:
+    generate(qtbot, window)
+    wait_history(qtbot, window, 1)
+    other = FakeEngine()
+    window.engines.local_factory = lambda: other
+    window.use_engine_location(EngineLocation())
+    qtbot.waitUntil(lambda: window.bridge.engine is other, timeout=20_000)
+    made_here = generate(qtbot, window, steps=4)
+    wait_history(qtbot, window, 2)
+    again = window.workspace.continue_from(made_here, 2)
+    assert again is not None and again > made_here
+    wait_history(qtbot, window, 3)
+    assert other.submitted[-1].resume == ResumeFrom(1, 2), "the engine's own id for its job"
+    newest = window.workspace.history.entries()[0]
+    assert newest.request.resume == ResumeFrom(made_here, 2), "the window's id in the result"
+
+
+def test_news_from_a_server_before_its_engine_is_handed_over_is_still_shown(
+    qtbot, window: MainWindow, monkeypatch
+) -> None:
+    import engine.remote
+
+    class TalksAtOnce(FakeEngine):
+        """Reports a refused token while it is still being built, as a real one can."""
+
+        def __init__(self, url: str, token: str | None) -> None:
+            super().__init__()
+
+        def add_status_listener(self, listener) -> None:
+            listener(False, "Cannot reach the server: the token was refused.")
+
+    monkeypatch.setattr(engine.remote, "RemoteEngine", TalksAtOnce)
+    window.use_engine_location(EngineLocation("http://gpu-box:7860", "wrong"))
+    qtbot.waitUntil(lambda: isinstance(window.bridge.engine, TalksAtOnce), timeout=20_000)
+    qtbot.waitUntil(lambda: "token was refused" in window.error_area.message(), timeout=20_000)
+    assert window.device_label.text() == "not connected"

@@ -1,6 +1,8 @@
-"""The server on a local Ray Serve deployment: two replicas that each own a tiny-model
-engine, clients on 127.0.0.1. Slow (starting Ray takes a minute here) but bounded: one
-Ray instance for the module, num_cpus=1, shut down at the end."""
+"""The server on a local Ray Serve deployment, deployed by the builder `serve run` uses
+(server.ray_serve:build_app): two replicas that each own a tiny-model engine, clients on
+127.0.0.1, and `diffusiondesk-server --ray ADDRESS` joining it. Slow (starting Ray takes
+a minute here) but bounded: one Ray instance for the module, num_cpus=1, shut down at
+the end."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 
@@ -171,3 +172,27 @@ def test_folders_and_vae_paths_from_a_client_are_replaced_or_refused(hub, local_
         hub.submit(request(vae="/etc/passwd"), "client", lambda p, e: None)
     with pytest.raises(EngineError, match="no vae called"):
         hub.submit(request(vae="missing.safetensors"), "client", lambda p, e: None)
+    with pytest.raises(EngineError, match="is a path"):
+        hub.submit(request(model_files=("/etc/passwd",)), "client", lambda p, e: None)
+    with pytest.raises(EngineError, match="no text encoder or VAE called"):
+        hub.submit(request(model_files=("t5.safetensors",)), "client", lambda p, e: None)
+
+
+def test_lora_controlnet_and_upscaler_paths_from_a_client_are_refused(hub):
+    from engine.api import ControlUnit, HiresFix, RegionPrompt, Upscale
+
+    def refused(words: str, **changes) -> None:
+        with pytest.raises(EngineError, match=words):
+            hub.submit(request(**changes), "client", lambda p, e: None)
+
+    refused("LoRA '/etc/secret' is a path", prompt="a cat <lora:/etc/secret:0.8>")
+    refused("is a path", negative_prompt="<lora:../../x:1>")
+    mask = Image.new("L", (32, 32), 255)
+    refused("is a path", regions=(RegionPrompt("<lora:~/x:1>", mask),))
+    unit = ControlUnit("/srv/other/controlnet.safetensors", Image.new("RGB", (32, 32)))
+    refused("controlnet '/srv/other/controlnet.safetensors' is a path", controls=(unit,))
+    refused("no controlnet called", controls=(dataclasses.replace(unit, model="canny"),))
+    refused("upscaler '/tmp/x.pth' is a path", hires=HiresFix(upscaler="/tmp/x.pth"))
+    refused(
+        "no upscaler called", init_image=Image.new("RGB", (32, 32)), upscale=Upscale(upscaler="4x")
+    )
