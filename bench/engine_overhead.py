@@ -114,7 +114,9 @@ BUILDERS: dict[str, tuple[Callable[[str], LoadedModel], int]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=None, help="default 20, or the sampler's most")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="default 20; at most the sampler's most"
+    )
     parser.add_argument("--scheduler", default=None, help="default: DPM++ 2M, or the family's")
     parser.add_argument("--family", default="sd1", choices=["sd1", *BUILDERS])
     parser.add_argument(
@@ -140,7 +142,7 @@ def main() -> None:
     variant = profile.variant(model.variant)
     scheduler = args.scheduler or ("DPM++ 2M" if args.family == "sd1" else variant.scheduler.value)
     guidance = 5.0 if args.family == "sd1" else variant.guidance_scale
-    steps = args.steps or min(20, max_steps_for(scheduler))  # sCM (SANA-Sprint): 4
+    steps = min(args.steps or 20, max_steps_for(scheduler))  # sCM (SANA-Sprint): at most 4
     request = GenerationRequest(
         prompt="a red circle on a blue background",
         steps=steps,

@@ -211,7 +211,7 @@ class Expand:
     right: int = 0
     top: int = 0
     bottom: int = 0
-    fill: str = OutpaintFill.NOISE.value  # the least visible seam (bench/canvas_outpaint.py)
+    fill: str = OutpaintFill.EDGE.value  # the least visible seam (bench/canvas_outpaint.py)
     band: int = 32
     tile: int = 512
 

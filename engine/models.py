@@ -39,7 +39,7 @@ from engine.api import (
     Progress,
     ShouldCancel,
 )
-from engine.latent_fit import fit_latent_rgb
+from engine.latent_fit import cached_fit
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
 from engine.out_of_memory import is_out_of_memory
@@ -396,7 +396,8 @@ class ModelManager:
         profile = families.profile(family)
         inpaint_only = profile.modes(variant) == (Mode.INPAINT,)
         if latent_rgb is None and not profile.latent_rgb[0]:  # no published factors
-            latent_rgb = fit_latent_rgb(pipe.vae, int(getattr(pipe, "vae_scale_factor", 8)))
+            scale = int(getattr(pipe, "vae_scale_factor", 8))
+            latent_rgb = cached_fit(pipe.vae, scale, local_dir)
         return LoadedModel(
             source=source,
             family=family,

@@ -45,6 +45,8 @@ def _variant(facts: FolderFacts) -> str:
 def call_arguments(pipe: Any, args: dict[str, Any], variant: str) -> dict[str, Any]:
     """The engine's arguments in the form the SANA pipelines take them."""
     args = dict(args, use_resolution_binning=False)
+    if args.get("negative_prompt", "") is None:  # the engine's "none"; SANA wants text
+        args["negative_prompt"] = ""
     if variant == "sprint":
         args.pop("negative_prompt", None)
         if "latents" in args:  # a resume: Sprint scales its starting latents by sigma_data

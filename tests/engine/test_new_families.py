@@ -199,3 +199,14 @@ def test_inpainting_only_the_masked_area_keeps_every_pixel_outside_or_says_it_ca
     out = np.asarray(result.images[0].convert("RGB"))
     np.testing.assert_array_equal(out[outside], np.asarray(r.init_image)[outside])
     assert not np.array_equal(out[~outside], np.asarray(r.init_image)[~outside])
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES, ids=_ids)
+def test_an_empty_negative_prompt_runs_and_equals_plain_diffusers(
+    engine, family: TinyFamily
+) -> None:
+    r = family_request(family, negative_prompt="")
+    result = engine.generate(r, WAIT)
+    assert isinstance(result, Finished), result
+    plain = np.asarray(plain_diffusers(family, r).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(result.images[0].convert("RGB")), plain)

@@ -164,3 +164,21 @@ def test_klein_base_gets_the_negative_prompt_as_embeddings_and_distilled_klein_n
         "prompt": "a cat",
         "guidance_scale": 4.0,
     }
+
+
+def test_fitted_factors_are_kept_for_the_next_load_of_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import latent_fit
+
+    monkeypatch.setenv("DIFFUSIONDESK_DATA", str(tmp_path / "data"))
+    folder = save_tiny_family("sana", tmp_path / "sana")
+    vae = tiny_family_pipeline("sana").vae
+    first = latent_fit.cached_fit(vae, 32, folder)
+    fits: list[object] = []
+    monkeypatch.setattr(latent_fit, "fit_latent_rgb", lambda *a: fits.append(a) or first)
+    assert latent_fit.cached_fit(vae, 32, folder) == first
+    assert fits == []  # read back, not fitted again
+    (folder / "vae" / "config.json").write_text((folder / "vae" / "config.json").read_text() + " ")
+    latent_fit.cached_fit(vae, 32, folder)
+    assert len(fits) == 1  # a changed VAE file is fitted again
