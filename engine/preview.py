@@ -106,15 +106,16 @@ def vp_scale(scheduler: Scheduler, in_k_space: bool) -> float:
 
 
 def x0_from_velocity(scheduler: Scheduler, velocity: torch.Tensor, sample: torch.Tensor) -> Any:
-    """x0 of a flow-matching model: x_t = (1 - sigma) x0 + sigma noise and the model
-    predicts v = noise - x0, so x0 = x_t - sigma v."""
+    """x0 of a flow-matching model, for the batch's first image: x_t = (1 - sigma) x0 +
+    sigma noise and the model predicts v = noise - x0, so x0 = x_t - sigma v."""
     step_index = getattr(scheduler, "step_index", None)
     sigmas = getattr(scheduler, "sigmas", None)
     if step_index is None or sigmas is None:
         return None
     # step() has already advanced the index: the sample belonged to the previous one.
     sigma = sigmas[max(step_index - 1, 0)].to(sample.device, torch.float32)
-    return (sample.float() - sigma * velocity.float()).to(sample.dtype)
+    # Previews show the first image only: the rest of a batch is not worth the work.
+    return (sample[:1].float() - sigma * velocity[:1].float()).to(sample.dtype)
 
 
 class X0Tap:
