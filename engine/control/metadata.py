@@ -207,7 +207,9 @@ def from_fields(fields: dict[str, str], size: tuple[int, int]) -> Carried:
     """Units and regions from A1111 text's fields; size: the picture's (width, height)."""
     from engine.metadata import scan_pairs
 
-    units, regions, left_out = [], [], []
+    units: list[UnitSetting] = []
+    regions: list[RegionPrompt] = []
+    left_out: list[str] = []
     for key, text in fields.items():
         match = _UNIT_KEY.match(key)
         if match is None or len(units) >= MAX_UNITS:
@@ -237,7 +239,9 @@ def from_fields(fields: dict[str, str], size: tuple[int, int]) -> Carried:
 
 def from_record(record: dict[str, Any], size: tuple[int, int]) -> Carried:
     """Units and regions from our JSON record (its "controls" and "regions")."""
-    units, regions, left_out = [], [], []
+    units: list[UnitSetting] = []
+    regions: list[RegionPrompt] = []
+    left_out: list[str] = []
     controls = record.get("controls")
     for n, entry in enumerate(controls[:MAX_UNITS] if isinstance(controls, list) else []):
         try:

@@ -259,8 +259,8 @@ class ControlDock(QWidget):
         without units leaves them). Returns a sentence for each image not at hand."""
         if not units:
             return []
-        for box in list(self.units):
-            self.remove_unit(box)
+        for old in list(self.units):
+            self.remove_unit(old)
         notes = []
         for n, unit in enumerate(units[:MAX_UNITS], 1):
             box = self.add_unit()

@@ -160,10 +160,10 @@ class RegionsDock(QWidget):
         for row in list(self.rows):
             self.remove_region(row)
         for region in request.regions[:MAX_REGIONS]:
-            row = self.add_region()
-            assert row is not None
-            row.prompt.setText(region.prompt)
-            row.layer.set_mask(region.mask, "Reused region")
+            added = self.add_region()
+            assert added is not None
+            added.prompt.setText(region.prompt)
+            added.layer.set_mask(region.mask, "Reused region")
         self.mask_choice.setChecked(True)  # the brush goes back to the inpaint mask
         return []
 
