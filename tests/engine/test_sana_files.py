@@ -288,3 +288,15 @@ def test_dc_ae_files_are_told_from_their_keys_in_both_layouts(tmp_path: Path) ->
         save_file({k: v.contiguous() for k, v in weights.items()}, path)
         found = cf.inspect(path)
         assert (found.kind, found.width, found.prefix) == ("vae", 4, ""), name
+
+
+@pytest.mark.parametrize("prefix", ["", sana_files.PREFIX], ids=["bare", "comfyui-prefix"])
+def test_the_model_library_lists_sana_files_as_a_sana_model_and_a_vae(
+    tmp_path: Path, prefix: str
+) -> None:
+    from engine.library import inspect_file
+
+    files, _ = write_sana_files(tmp_path, prefix=prefix)
+    for path, kind, family in ((files.transformer, "checkpoint", "sana"), (files.vae, "vae", "")):
+        entry = inspect_file(str(path), None, str(files.models), path.stat())
+        assert (entry.kind, entry.family) == (kind, family), path.name
