@@ -138,11 +138,13 @@ def load_transformer(
     dtype: torch.dtype,
     storage_dtype: torch.dtype | None,
     label: str,
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.nn.Module:
-    """The klein transformer from a BFL-layout file (bf16, fp8, scaled fp8 or GGUF)."""
+    """The klein transformer from a BFL-layout file (bf16, fp8, scaled fp8 or GGUF);
+    weights: its tensors when they are already read (a pickle, read as weights only)."""
     from diffusers import Flux2Transformer2DModel
 
-    raw = quantized.read_weights(path)
+    raw = quantized.read_weights(path) if weights is None else weights
     checkpoint = _unscaled({k.removeprefix(PREFIX): v for k, v in raw.items()}, dtype)
     del raw
     shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
@@ -170,6 +172,8 @@ def load_transformer(
             ) from exc
     if any(p.is_meta for p in model.parameters()):
         raise _error(f"{path.name} lacks some of the {label} transformer's weights.")
+    if quantized.is_gguf(path):
+        quantized.dequantize_strays(model, dtype)
     if storage_dtype is not None:
         quantized.keep_fp8(model, storage_dtype, dtype)
     return model
