@@ -45,10 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench_models import FixedModels, starter_or_random  # noqa: E402
+
 from engine import compositing, families  # noqa: E402
 from engine.api import STARTER_MODEL, Finished, GenerationRequest, GuidanceKind, Mode  # noqa: E402
-from engine.models import LoadedModel, ModelManager  # noqa: E402
-from engine.resources import starter_model_dir  # noqa: E402
+from engine.models import LoadedModel  # noqa: E402
 from engine.schedulers import make_scheduler, max_steps_for  # noqa: E402
 from engine.worker import Engine  # noqa: E402
 
@@ -76,19 +77,6 @@ CASES: tuple[tuple[str, str], ...] = (
 )
 
 
-class _Fixed:
-    """A model manager that always hands out one already loaded model."""
-
-    def __init__(self, model: LoadedModel, description: str) -> None:
-        self.model, self.device_description = model, description
-
-    def get(self, source: str, *_: Any, **__: Any) -> LoadedModel:
-        return self.model
-
-    def release(self) -> None:
-        pass
-
-
 def _loaded(pipe: Any, family: str, variant: str, factors: Any = None) -> LoadedModel:
     pipe.set_progress_bar_config(disable=True)
     inpaint_only = families.profile(family).modes(variant) == (Mode.INPAINT,)
@@ -97,16 +85,8 @@ def _loaded(pipe: Any, family: str, variant: str, factors: Any = None) -> Loaded
 
 
 def _sd1(variant: str) -> tuple[LoadedModel, str, int]:
-    if (starter_model_dir() / "model_index.json").is_file():
-        manager = ModelManager()
-        model = manager.get(STARTER_MODEL, lambda *_: None, lambda: False)
-        return model, manager.device_description, 128
-    from diffusers import StableDiffusionPipeline
-    from tiny_models import tiny_components
-
-    components = tiny_components(Path(tempfile.mkdtemp()), width=32)
-    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
-    return _loaded(pipe, "sd1", variant), "cpu (float32)", 128
+    model, _, description = starter_or_random()
+    return model, description, 128
 
 
 def _sdxl(variant: str) -> tuple[LoadedModel, str, int]:
@@ -280,7 +260,7 @@ def measure(
     case = Case(family, variant.name, model, name, description, size)
     request = request_for(case, size, steps_cap, scheduler)
     # backend "torch": the same compute on both paths ("auto" may pick OpenVINO for a UNet).
-    engine = Engine(_Fixed(model, description), backend="torch")
+    engine = Engine(FixedModels(model, description), backend="torch")
     shares: list[float] = []
     callback_ms: list[float] = []
 
