@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families, guidance_cutoff, regions
+from engine import families, guidance_cutoff, regions, unit_placement
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
@@ -289,9 +289,12 @@ class PipelineRunner:
         if r.controls:
             self._follow(model)
             first = plan.resume.offset if plan.resume is not None else plan.start_index
+            units = r.controls
+            if plan.resume is not None:  # start and end on the remaining steps
+                units = unit_placement.continued(units, plan.resume.step, plan.total)
             prepared = control_units.prepare(
                 self.controls,
-                r.controls,
+                units,
                 model,
                 mode=plan.mode,
                 size=(plan.width, plan.height),

@@ -162,12 +162,17 @@ class LayerItem(QGraphicsPixmapItem):
 
 
 def plain_job(request: GenerationRequest) -> bool:
-    """Whether the docks' ControlNet units and regions join this request: not a resumed
-    run (it keeps its own inputs), an outpaint (another size), a forward-process view or
-    an upscale (its tiles are pieces of another size)."""
-    return (
-        request.resume is None
-        and request.expand is None
-        and request.forward is None
-        and request.upscale is None
-    )
+    """Whether the docks' ControlNet units and regions join this request: every job but a
+    continued run (it keeps the units and regions it ran with), a forward-process view
+    (nothing is generated) and an upscale (its tiles are pieces of another size). An
+    expansion takes them at the picture's size; the engine places them on the new canvas."""
+    view_only = request.forward is not None and not request.forward.denoise
+    return request.resume is None and request.upscale is None and not view_only
+
+
+def unit_size(request: GenerationRequest) -> tuple[int, int]:
+    """The size the docks' control images and region masks are made at: the picture's
+    (before an expansion grows it)."""
+    if request.expand is not None and request.init_image is not None:
+        return request.init_image.size
+    return request.width, request.height

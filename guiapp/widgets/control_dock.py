@@ -35,7 +35,7 @@ from engine.api import ControlUnit, GenerationRequest, Preprocessor
 from engine.control.checks import MAX_UNITS, MAX_WEIGHT
 from engine.control.preprocess import control_map
 from guiapp.imaging import array_to_qimage
-from guiapp.layers import LayerItem, PaintLayer, plain_job
+from guiapp.layers import LayerItem, PaintLayer, plain_job, unit_size
 from guiapp.widgets.canvas import Canvas
 
 SOURCES = ("Canvas picture", "File", "Sketch layer")
@@ -248,7 +248,7 @@ class ControlDock(QWidget):
         """The request with this dock's units (see plain_job)."""
         if not self.units or not plain_job(request):
             return request
-        units = self.control_units((request.width, request.height))
+        units = self.control_units(unit_size(request))
         if units is None:
             raise ValueError(self.error)
         return request.with_changes(controls=units)

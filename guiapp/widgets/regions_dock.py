@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from engine.api import GenerationRequest, RegionPrompt
 from engine.control.checks import MAX_REGIONS
-from guiapp.layers import LayerItem, PaintLayer, plain_job
+from guiapp.layers import LayerItem, PaintLayer, plain_job, unit_size
 from guiapp.widgets.canvas import Canvas
 
 COLORS = ("#3c8cff", "#ff9b2f", "#3cd27a", "#c85aff", "#ffe14b", "#ff5aa0", "#5ae1e1", "#a0a0a0")
@@ -156,4 +156,4 @@ class RegionsDock(QWidget):
         """The request with this dock's regions (see plain_job)."""
         if not self.rows or not plain_job(request):
             return request
-        return request.with_changes(regions=self.regions((request.width, request.height)))
+        return request.with_changes(regions=self.regions(unit_size(request)))
