@@ -38,6 +38,7 @@ from engine.api import (
     GenerationRequest,
     Mode,
     ModelFamily,
+    ResumeFrom,
     Step,
 )
 from engine.control import adapter_keys
@@ -349,3 +350,15 @@ def test_an_early_adapter_diffusers_cannot_run_is_named(engine, tmp_path):
     result = engine.generate(request(controls=(unit(path),)), WAIT)
     assert isinstance(result, Failed) and result.error is ErrorKind.MODEL
     assert "sk=False" in result.message and "t2iadapter_old.safetensors" in result.message
+
+
+def test_a_continued_run_keeps_each_adapter_on_its_own_steps(engine, control_models, adapters):
+    units = (unit(adapters[0], start=0.5, end=1.0), unit(adapters[1], end=0.25))
+    source = engine.generate(request(steps=4, scheduler="Euler", controls=units), WAIT)
+    assert isinstance(source, Finished), source
+    with unet_residual_steps(control_models) as seen:
+        resumed = engine.generate(
+            request(scheduler="Euler", controls=units, resume=ResumeFrom(source.job_id, 1)), WAIT
+        )
+    assert seen == [False, True, True]  # steps 2 to 4 of [True, False, True, True]
+    np.testing.assert_array_equal(pixels(resumed), pixels(source))
