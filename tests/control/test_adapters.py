@@ -362,3 +362,27 @@ def test_a_continued_run_keeps_each_adapter_on_its_own_steps(engine, control_mod
         )
     assert seen == [False, True, True]  # steps 2 to 4 of [True, False, True, True]
     np.testing.assert_array_equal(pixels(resumed), pixels(source))
+
+
+def test_the_cli_takes_an_adapter_pth_and_a_controlnet_in_one_job(
+    tmp_path, capsys, control_models, controlnets, adapters
+):
+    from engine import cli, metadata
+
+    image, out = tmp_path / "sketch.png", tmp_path / "out.png"
+    sketch().save(image)
+    pth = save_single_file(
+        T2IAdapter.from_pretrained(str(adapters[0])),
+        tmp_path / "t2iadapter_sketch.pth",
+        original=True,
+    )
+    args = ["generate", "--prompt", "a red circle", "--model", "tiny", "--steps", "2",
+            "--width", "32", "--height", "32", "--output", str(out),
+            "--control", f"{pth}:{image}:0.7:0:0.5",
+            "--control", f"{controlnets[0]}:{image}"]  # fmt: skip
+    assert cli.main(args, models=control_models) == 1
+    assert "--allow-pickle" in capsys.readouterr().err
+    assert cli.main([*args, "--allow-pickle"], models=control_models) == 0
+    text = metadata.read_texts(out)["parameters"]
+    assert "Model: t2iadapter_sketch, Weight: 0.7" in text and "Guidance End: 0.5" in text
+    assert "Model: cn-a, Weight: 1.0" in text
