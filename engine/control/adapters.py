@@ -173,6 +173,15 @@ class AdapterFeatures:
 def unit_features(
     adapter: T2IAdapter, unit: ControlUnit, control_map: Image.Image
 ) -> AdapterFeatures:
+    grid = int(adapter.downscale_factor)  # the adapter reads the picture in grid x grid patches
+    width, height = control_map.size
+    if width % grid or height % grid:
+        tries = f"{max(grid, width - width % grid)}x{max(grid, height - height % grid)}"
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"The T2I adapter {Path(unit.model).name} needs the width and height in multiples "
+            f"of {grid}, got {width}x{height} (try {tries}).",
+        )
     with torch.inference_mode():
         features = adapter(adapter_input(control_map, adapter))
         weight = float(unit.weight)

@@ -386,3 +386,9 @@ def test_the_cli_takes_an_adapter_pth_and_a_controlnet_in_one_job(
     text = metadata.read_texts(out)["parameters"]
     assert "Model: t2iadapter_sketch, Weight: 0.7" in text and "Guidance End: 0.5" in text
     assert "Model: cn-a, Weight: 1.0" in text
+
+
+def test_a_size_off_the_adapters_patch_grid_is_refused_in_words(engine, adapters):
+    result = engine.generate(request(width=40, height=32, controls=(unit(adapters[0]),)), WAIT)
+    assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT
+    assert "multiples of 16, got 40x32 (try 32x32)" in result.message
