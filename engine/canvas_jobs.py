@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from engine import forward, outpaint
+from engine import forward, outpaint, unit_placement
 from engine.api import Event, Finished, GenerationRequest, JobCancelled, Started, Step
 from engine.compositing import fit, hard
 from engine.plan import Inputs, Plan, make_plan, steps_to_run
@@ -85,9 +85,13 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     every piece is an inpaint plan whose composite keeps all other pixels exactly."""
     assert r.expand is not None and r.init_image is not None
     e = r.expand
-    canvas = outpaint.canvas(r.init_image, e, inputs.seeds[0])
+    # Units and regions on the expanded canvas; the job's record keeps them so, for a
+    # continued run reads them at the canvas size.
+    picture = r.init_image
+    r = unit_placement.expanded(r)
+    canvas = outpaint.canvas(picture, e, inputs.seeds[0])
     pieces = outpaint.pieces(r)
-    whole_mask = outpaint.new_area_mask(r.init_image.size, e)
+    whole_mask = outpaint.new_area_mask(picture.size, e)
     per_piece = steps_to_run(r)  # an expansion is an inpaint: the strength decides
     total = per_piece * len(pieces)
     ctx.emit(Started(ctx.job_id, total, r.model, ctx.device, inputs.seeds))
@@ -100,7 +104,10 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     for n, piece in enumerate(pieces):
         crop = canvases[0].crop(piece.crop)
         seeds = inputs.seeds if len(pieces) == 1 else (inputs.seeds[0] + n,)
+        controls, regions = unit_placement.cropped(r, piece.crop)
         sub = r.with_changes(
+            controls=controls,
+            regions=regions,
             init_image=crop,
             mask=whole_mask if len(pieces) == 1 else piece.mask(),
             mask_blur=0,
