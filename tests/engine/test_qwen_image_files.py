@@ -417,10 +417,13 @@ def test_a_scaled_fp8_transformer_is_multiplied_out_and_counted_at_full_size(
     save_file(scaled_fp8(load_file(files.transformer)), files.transformer)
 
     header = quantized.read_header(files.transformer)
-    assert (header.quantization, header.storage_dtype) == ("fp8 scaled (e4m3fn)", None)
+    assert (header.quantization, header.storage_dtype) == (
+        "fp8 (e4m3fn), scaled: run unpacked",
+        None,
+    )
     at_bf16 = memory_policy.file_bytes_at(files.transformer, torch.bfloat16)
     assert at_bf16 >= memory_policy.file_bytes_at(plain, torch.bfloat16)
     model = _manager(files, "bfloat16").get(str(files.transformer), Recorder(), never)
-    assert model.notes[0] == "fp8 scaled (e4m3fn)"
+    assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.bfloat16
     assert np.abs(_image(model.pipe) - _from_folder(files)).mean() < 0.05
