@@ -427,3 +427,25 @@ def test_a_scaled_fp8_transformer_is_multiplied_out_and_counted_at_full_size(
     assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.bfloat16
     assert np.abs(_image(model.pipe) - _from_folder(files)).mean() < 0.05
+
+
+def test_the_model_library_lists_qwen_image_files_by_what_they_hold(tmp_path: Path) -> None:
+    from library_files import write_safetensors
+
+    from engine.library import ModelLibrary
+
+    models = tmp_path / "ComfyUI" / "models"
+    # An fp8 file's norms and modulations come last in its header; the scan still sees them.
+    filler = {f"transformer_blocks.{i}.attn.to_q.weight": [8, 8] for i in range(500)}
+    transformer = filler | {"txt_norm.weight": [8], "transformer_blocks.0.img_mod.1.weight": [8, 8]}
+    write_safetensors(models / "diffusion_models" / "qwen_image_fp8.safetensors", transformer)
+    vae = {"encoder.conv1.weight": [8, 3, 3, 3, 3], "encoder.downsamples.0.residual.0.gamma": [8]}
+    write_safetensors(models / "vae" / "qwen_image_vae.safetensors", vae)
+    library = ModelLibrary(tmp_path / "data")
+    library.add_folder(models)
+    library.scan()
+    found = {e.name: (e.kind, e.family) for e in library.entries()}
+    assert found == {
+        "qwen_image_fp8": ("checkpoint", "qwen_image"),
+        "qwen_image_vae": ("vae", ""),
+    }
