@@ -87,10 +87,11 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     e = r.expand
     # Units and regions on the expanded canvas; the job's record keeps them so, for a
     # continued run reads them at the canvas size.
+    picture = r.init_image
     r = unit_placement.expanded(r)
-    canvas = outpaint.canvas(r.init_image, e, inputs.seeds[0])
+    canvas = outpaint.canvas(picture, e, inputs.seeds[0])
     pieces = outpaint.pieces(r)
-    whole_mask = outpaint.new_area_mask(r.init_image.size, e)
+    whole_mask = outpaint.new_area_mask(picture.size, e)
     per_piece = steps_to_run(r)  # an expansion is an inpaint: the strength decides
     total = per_piece * len(pieces)
     ctx.emit(Started(ctx.job_id, total, r.model, ctx.device, inputs.seeds))

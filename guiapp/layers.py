@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
 
 from engine.api import GenerationRequest
 from guiapp.document import Brush, Document, blank_mask
-from guiapp.imaging import qimage_to_array
+from guiapp.imaging import array_to_qimage, qimage_to_array
 from guiapp.mask_commands import MaskEdit
 
 DEFAULT_SIZE = QSize(128, 128)  # a layer's size before any picture is on the canvas
@@ -134,6 +134,22 @@ class PaintLayer(QObject):
             MaskEdit(f"Fill {self.name}", before, self._image.copy(), self._set)
         )
         self.changed.emit()
+
+    def set_mask(self, mask: Image.Image, text: str) -> None:
+        """Paint the layer as `mask` says (white: painted), resized to the picture; one
+        undoable edit (Reuse parameters puts a picture's region masks back this way)."""
+        self._fit()
+        before = self._image.copy()
+        size = (self._image.width(), self._image.height())
+        alpha = np.asarray(mask.convert("L").resize(size, Image.Resampling.BILINEAR))
+        rgba = np.empty((*alpha.shape, 4), np.uint8)
+        rgba[..., :3] = (self.color.red(), self.color.green(), self.color.blue())
+        rgba[..., 3] = alpha
+        image = array_to_qimage(rgba).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+        self._set(image)
+        self.document.undo_stack.push(
+            MaskEdit(f"{text} ({self.name})", before, self._image.copy(), self._set)
+        )
 
     def _set(self, image: QImage) -> None:
         self._image = image.copy()

@@ -152,6 +152,21 @@ class RegionsDock(QWidget):
             if row.prompt.text().strip() or not row.layer.is_empty()
         )
 
+    def restore(self, request: GenerationRequest, _units: object = ()) -> list[str]:
+        """Reuse parameters: a picture's regions replace the dock's (a picture without
+        regions leaves them), each mask painted on its layer as one undoable edit."""
+        if not request.regions:
+            return []
+        for row in list(self.rows):
+            self.remove_region(row)
+        for region in request.regions[:MAX_REGIONS]:
+            added = self.add_region()
+            assert added is not None
+            added.prompt.setText(region.prompt)
+            added.layer.set_mask(region.mask, "Reused region")
+        self.mask_choice.setChecked(True)  # the brush goes back to the inpaint mask
+        return []
+
     def extend(self, request: GenerationRequest) -> GenerationRequest:
         """The request with this dock's regions (see plain_job)."""
         if not self.rows or not plain_job(request):
