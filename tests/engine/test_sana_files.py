@@ -42,8 +42,8 @@ def _same_pixels(a: np.ndarray, b: np.ndarray) -> None:
     )
 
 
-def _manager(config_root: Path, **kwargs: object) -> ModelManager:
-    return ModelManager(device="cpu", dtype="float32", config_root=config_root, **kwargs)  # type: ignore[arg-type]
+def _manager(config_root: Path, dtype: str = "float32", **kwargs: object) -> ModelManager:
+    return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -185,6 +185,21 @@ def test_a_gguf_sana_transformer_runs_quantized(tmp_path: Path) -> None:
     image = _image(model.pipe)
     assert np.isfinite(image).all()
     assert np.abs(image - _image(reference)).mean() < 0.02
+
+
+def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
+    files, reference = write_sana_files(tmp_path, sprint=True, dtype=torch.float8_e4m3fn)
+    model = _manager(files.config_root, dtype="bfloat16").get(
+        str(files.transformer), Recorder(), never
+    )
+    assert model.notes[0] == "fp8 (e4m3fn)"
+    block = model.pipe.transformer.transformer_blocks[0]
+    assert block.attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert block.ff.conv_inverted.weight.dtype == torch.float8_e4m3fn
+    assert block.scale_shift_table.dtype == torch.bfloat16  # read directly: cast up once
+    image = _image(model.pipe)
+    assert np.isfinite(image).all()
+    assert np.abs(image - _image(reference)).mean() < 0.05
 
 
 # ------------------------------------------------------------------ real-size headers
