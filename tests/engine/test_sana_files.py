@@ -74,6 +74,17 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
     _same_pixels(from_file, from_folder)
 
 
+def test_a_transformer_file_in_diffusers_layout_loads_too(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    files, reference = write_sana_files(tmp_path, sprint=True)
+    state = {k: v.contiguous() for k, v in reference.transformer.state_dict().items()}  # type: ignore[attr-defined]
+    save_file(state, files.transformer)
+    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
+    _same_pixels(_image(model.pipe), _image(reference))
+
+
 def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
     tmp_path: Path,
 ) -> None:
