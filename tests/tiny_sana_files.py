@@ -90,11 +90,12 @@ def sana_to_original(
                 break
         else:
             raise AssertionError(f"sana key left unconverted: {key}")
-    out["pos_embed"] = torch.zeros(1, sample_size * sample_size, width)
-    out["y_embedder.y_embedding"] = torch.randn(300, caption_channels)
+    device = state["patch_embed.proj.weight"].device  # "meta" for real-size headers
+    out["pos_embed"] = torch.zeros(1, sample_size * sample_size, width, device=device)
+    out["y_embedder.y_embedding"] = torch.randn(300, caption_channels, device=device)
     if "cfg_embedder.mlp.0.weight" in out:
-        out["logvar_linear.weight"] = torch.zeros(1, width)
-        out["logvar_linear.bias"] = torch.zeros(1)
+        out["logvar_linear.weight"] = torch.zeros(1, width, device=device)
+        out["logvar_linear.bias"] = torch.zeros(1, device=device)
     return {prefix + k: v for k, v in out.items()}
 
 
