@@ -74,12 +74,12 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
     _same_pixels(from_file, from_folder)
 
 
-def test_a_transformer_file_in_diffusers_layout_loads_too(tmp_path: Path) -> None:
+def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     files, reference = write_sana_files(tmp_path, sprint=True)
-    state = {k: v.contiguous() for k, v in reference.transformer.state_dict().items()}  # type: ignore[attr-defined]
-    save_file(state, files.transformer)
+    for module, path in ((reference.transformer, files.transformer), (reference.vae, files.vae)):  # type: ignore[attr-defined]
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
     model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
     _same_pixels(_image(model.pipe), _image(reference))
