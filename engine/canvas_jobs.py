@@ -213,4 +213,6 @@ def _facts(start: forward.Noised) -> dict[str, float]:
     facts = {"alpha_bar": start.alpha_bar, "index": float(start.index)}
     if start.timestep is not None:
         facts["t"] = start.timestep
+    if start.sigma is not None:
+        facts["sigma"] = start.sigma
     return facts
