@@ -179,6 +179,14 @@ def flow_latents(
         family_label=model.label,
     )
     width, height = request.init_image.size
+    grid = profile.size_multiple
+    if width % grid or height % grid:
+        w, h = max(grid, width - width % grid), max(grid, height - height % grid)
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"{model.label} models need the picture's sides in multiples of {grid}; this "
+            f"one is {width}x{height}, so crop or resize it (to {w}x{h}, for example).",
+        )
     vae_scale = int(getattr(model.pipe, "vae_scale_factor", 8))
     flow_forward.pipeline_schedule(scheduler, name, request.steps, width, height, vae_scale)
     x0 = cache.encode(model, request.init_image)
