@@ -27,38 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_models import FixedModels, starter_or_random  # noqa: E402
+
 from engine import families  # noqa: E402
-from engine.api import STARTER_MODEL, Finished, GenerationRequest, GuidanceKind  # noqa: E402
-from engine.models import LoadedModel, ModelManager  # noqa: E402
-from engine.resources import starter_model_dir  # noqa: E402
+from engine.api import Finished, GenerationRequest, GuidanceKind  # noqa: E402
+from engine.models import LoadedModel  # noqa: E402
 from engine.schedulers import make_scheduler, max_steps_for  # noqa: E402
 from engine.worker import Engine  # noqa: E402
-
-
-class _Fixed:
-    """A model manager that always hands out one already loaded model."""
-
-    def __init__(self, model: LoadedModel, description: str) -> None:
-        self.model, self.device_description = model, description
-
-    def get(self, source, progress, should_cancel, *_, **__) -> LoadedModel:
-        return self.model
-
-    def release(self) -> None:
-        pass
-
-
-def small_random_model() -> LoadedModel:
-    from diffusers import StableDiffusionPipeline
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import tiny_components
-
-    components = tiny_components(Path(tempfile.mkdtemp()), width=32)
-    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return LoadedModel("random-small", "sd1", pipe, None, None, False, torch.device("cpu"),
-                       torch.float32)  # fmt: skip
 
 
 def _flow_model(family: str, variant: str) -> LoadedModel:
@@ -132,12 +107,8 @@ def main() -> None:
         variant = profile.variant(args.variant)
         model, description = build(variant.name), "cpu (float32)"
         name = f"random-{args.family}" + (f"-{variant.name}" if variant.name else "")
-    elif (starter_model_dir() / "model_index.json").is_file():
-        manager = ModelManager()
-        model = manager.get(STARTER_MODEL, lambda *_: None, lambda: False)
-        name, size, description = "starter", 128, manager.device_description
     else:
-        model, name, size, description = small_random_model(), "random-small", 128, "cpu (float32)"
+        (model, name, description), size = starter_or_random(), 128
     profile = families.profile(model.family)
     variant = profile.variant(model.variant)
     scheduler = args.scheduler or ("DPM++ 2M" if args.family == "sd1" else variant.scheduler.value)
@@ -155,7 +126,7 @@ def main() -> None:
     )
     pipe = model.pipe
     base_config = pipe.scheduler.config
-    engine = Engine(_Fixed(model, description))
+    engine = Engine(FixedModels(model, description))
     # What the engine hands the pipeline for this family's guidance kind.
     extra: dict[str, object] = {}
     if variant.guidance is GuidanceKind.CFG:

@@ -166,7 +166,9 @@ class ControlUnit:
 
     model: a diffusers folder or a single .safetensors file; image: the control image
     (or the picture a preprocessor turns into one), resized to the request's size;
-    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on;
+    source: where the image came from, for the picture's record and "Reuse parameters":
+    a file's path, "canvas" (the picture on the canvas), "sketch" (drawn), or "" (unsaid).
     """
 
     model: str
@@ -175,6 +177,7 @@ class ControlUnit:
     start: float = 0.0
     end: float = 1.0
     preprocessor: str = Preprocessor.NONE.value
+    source: str = ""
 
 
 @dataclass(frozen=True)

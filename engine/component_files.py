@@ -26,6 +26,10 @@ _T5_BLOCK = "encoder.block.0.layer.0.SelfAttention.q.weight"
 _LLM_EMBEDDING = "model.embed_tokens.weight"
 _VAE_CONV_OUT = ("encoder.conv_out.weight",)
 _VAE_PREFIXES = ("", "first_stage_model.", "vae.")
+# DC-AE (SANA's autoencoder) in MIT Han Lab's layout and in diffusers': told by its stages;
+# its width is what the decoder's first convolution takes in.
+_DC_AE_MARKS = ("decoder.stages.", "decoder.up_blocks.0.0.")
+_DC_AE_DECODER_IN = ("decoder.project_in.main.conv.weight", "decoder.conv_in.weight")
 SUFFIXES = (".safetensors", ".sft")
 # In every missing-file message: the window offers a file dialog when it sees it.
 MISSING_FILE_MARK = "and none was found (looked in"
@@ -63,6 +67,11 @@ def _kind_of(keys: Sequence[str], shapes: dict[str, list[int]]) -> tuple[str, in
             if any(".self_attn.q_norm." in k for k in keys[:400]):
                 return QWEN3, width(key), prefix
             return "", width(key), prefix
+    for prefix in _VAE_PREFIXES:
+        decoder_in = [prefix + k for k in _DC_AE_DECODER_IN if prefix + k in shapes]
+        marks = tuple(prefix + m for m in _DC_AE_MARKS)
+        if decoder_in and any(k.startswith(marks) for k in keys):
+            return "vae", width(decoder_in[0], 1), prefix
     for prefix in _VAE_PREFIXES:
         conv_out = prefix + _VAE_CONV_OUT[0]
         if conv_out in shapes and any(k.startswith(prefix + "decoder.") for k in keys):

@@ -23,12 +23,13 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
-from engine import families, memory_policy, quantized, tokenizer_files
+from engine import families, memory_policy, quantized, sana_files, tokenizer_files
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
 SD3, FLUX1, ZIMAGE = ModelFamily.SD3, ModelFamily.FLUX1, ModelFamily.ZIMAGE
+SANA = ModelFamily.SANA
 # Z-Image's transformer, as diffusers' single_file_utils tells it (before Lumina 2).
 _ZIMAGE_KEY = "layers.0.adaLN_modulation.0.weight"
 _DIFFUSION = "model.diffusion_model."
@@ -74,6 +75,7 @@ FAMILY_FILES = {
     FLUX1: FamilyFiles(
         FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
     ),
+    SANA: FamilyFiles(SANA, "SANA", "SanaTransformer2DModel", sana_files.SLOTS),
 }
 
 
@@ -86,10 +88,14 @@ def _is_zimage(keys: Sequence[str]) -> bool:
 
 
 def is_flow_transformer(keys: Sequence[str]) -> bool:
-    return _is_zimage(keys) or any(
-        k.startswith(m) or k.startswith(_DIFFUSION + m)
-        for k in keys[:2000]
-        for m in ("double_blocks.", "joint_blocks.")
+    return (
+        _is_zimage(keys)
+        or sana_files.is_sana(keys)
+        or any(
+            k.startswith(m) or k.startswith(_DIFFUSION + m)
+            for k in keys[:2000]
+            for m in ("double_blocks.", "joint_blocks.")
+        )
     )
 
 
@@ -138,7 +144,10 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
         return FlowSpec(SD3, variant, path, quant, header.storage_dtype)
     if _is_zimage(keys):
         return FlowSpec(ZIMAGE, "zimage", path, quant, header.storage_dtype)
-    raise _error(f"{path.name} is not an SD3, FLUX.1 or Z-Image transformer.")
+    if sana_files.is_sana(keys):
+        folder = sana_files.config_folder(sana_files.describe(header.shapes, path.name))
+        return FlowSpec(SANA, folder, path, quant, header.storage_dtype)
+    raise _error(f"{path.name} is not an SD3, FLUX.1, Z-Image or SANA transformer.")
 
 
 @dataclass(frozen=True)
@@ -295,12 +304,23 @@ def _load_tokenizer(
     )
 
 
-def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
+def _load_transformer(
+    spec: FlowSpec, configs: Configs, dtype: torch.dtype, weights: dict | None = None
+) -> torch.nn.Module:
     cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
     # An all-in-one file's text encoders and VAE load as their own parts.
-    checkpoint = quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
+    checkpoint = (
+        weights
+        if weights is not None
+        else quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
+    )
     if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
         checkpoint = flux_to_diffusers(checkpoint)
+    if spec.family == SANA:  # around diffusers' converter: Sprint and q/k norms
+        try:
+            checkpoint = sana_files.to_diffusers(checkpoint)
+        except (KeyError, ValueError, IndexError, RuntimeError) as exc:
+            raise _error(f"{spec.path.name} is not a complete SANA transformer ({exc}).") from exc
     kwargs: dict[str, object] = {
         "config": str(configs.dir_for("transformer")),
         "subfolder": "transformer",
@@ -320,6 +340,8 @@ def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> t
         ) from exc
     if any(p.is_meta for p in model.parameters()):
         raise _error(f"{spec.path.name} lacks some of the transformer's weights.")
+    if quantized.is_gguf(spec.path):
+        quantized.dequantize_strays(model, dtype)
     if spec.storage_dtype is not None:
         quantized.keep_fp8(model, spec.storage_dtype, dtype)
     return model
@@ -332,6 +354,7 @@ def component_loaders(
     dtype: torch.dtype,
     should_cancel: ShouldCancel,
     data_root: Path | None = None,
+    weights: dict | None = None,
 ) -> list[tuple[str, Callable[[], object]]]:
     """The loading stages in order, each (component name, loader)."""
     index = configs.index()
@@ -351,7 +374,7 @@ def component_loaders(
 
     def vae(part: cf.WeightFile) -> object:
         try:
-            return AutoencoderKL.from_single_file(
+            return getattr(diffusers, index["vae"][1], AutoencoderKL).from_single_file(
                 quantized.read_weights(part.path, part.prefix),
                 config=str(configs.dir_for("vae")),
                 subfolder="vae",
@@ -371,7 +394,7 @@ def component_loaders(
         tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
         stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
         stages.append((slot.component, functools.partial(text_encoder, slot.component, part)))
-    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype)))
+    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype, weights)))
     vae_part = chosen.files["vae"]
     if vae_part is not None:
         stages.append(("vae", functools.partial(vae, vae_part)))
@@ -427,10 +450,12 @@ def prepare(
     should_cancel: ShouldCancel,
     explicit: Sequence[Path] = (),
     roots: Sequence[Path] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> FlowLoad:
-    """Read the transformer's header, find its companions, choose the memory placement."""
+    """Read the transformer's header, find its companions, choose the memory placement.
+    weights: the file's tensors when they are already read (a pickle, read as weights only)."""
     try:
-        header = quantized.read_header(path)
+        header = quantized.read_header(path) if weights is None else quantized.header_of(weights)
     except (OSError, ValueError) as exc:
         raise _error(f"{path.name} cannot be read ({exc}); download it again.") from exc
     spec = inspect_transformer(path, header)
@@ -439,11 +464,21 @@ def prepare(
     transformer_config = json.loads(
         (configs.dir_for("transformer") / "transformer" / "config.json").read_text()
     )
+    if spec.family == SANA:
+        problem = sana_files.mismatch(
+            sana_files.describe(header.shapes, path.name), transformer_config, path.name
+        )
+        if problem:
+            raise _error(problem)
     facts = FolderFacts(index, {"transformer": transformer_config}, name=path.name)
     profile, variant = families.detect(facts, path.name)
     chosen = choose_files(spec, configs, explicit, roots)
-    transformer_bytes = memory_policy.file_bytes_at(
-        path, None if quantized.is_gguf(path) else dtype, skip=cf.EMBEDDED_PREFIXES
+    transformer_bytes = (
+        memory_policy.file_bytes_at(
+            path, None if quantized.is_gguf(path) else dtype, skip=cf.EMBEDDED_PREFIXES
+        )
+        if weights is None
+        else memory_policy.tensors_bytes_at(weights.values(), dtype)
     )
     parts = {"transformer": transformer_bytes}
     for component, part in chosen.files.items():
@@ -451,5 +486,5 @@ def prepare(
             parts[component] = memory_policy.file_bytes_at(part.path, dtype, part.prefix)
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
-    stages = component_loaders(spec, chosen, configs, dtype, should_cancel)
+    stages = component_loaders(spec, chosen, configs, dtype, should_cancel, weights=weights)
     return FlowLoad(spec, configs, chosen, plan, stages, profile.family, variant)

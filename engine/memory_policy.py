@@ -17,7 +17,7 @@ memory, so every branch is tested with mocked sizes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -175,6 +175,17 @@ def file_bytes_at(
         stored = _ELEMENT.get(str(info.get("dtype")), 0)
         total += count * (target if stored >= 2 else max(stored, 1))
     return total or size
+
+
+def tensors_bytes_at(tensors: Iterable[object], dtype: torch.dtype) -> int:
+    """What tensors already read (a pickle's) take once cast to `dtype` (fp8 stays fp8)."""
+    target = torch.empty((), dtype=dtype).element_size()
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            size = t.element_size()
+            total += t.numel() * (target if t.is_floating_point() and size >= 2 else size)
+    return total
 
 
 def folder_parts(folder: Path, components: list[str], dtype: torch.dtype) -> dict[str, int]:

@@ -69,6 +69,16 @@ def read_header(path: Path) -> Header:
     return Header(found, _FP8[fp8] if fp8 is not None else "", fp8)
 
 
+def header_of(weights: dict[str, torch.Tensor]) -> Header:
+    """The Header of tensors already in memory (a pickle file read as weights only)."""
+    tensors = {k: v for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    shapes = {k: [int(n) for n in v.shape] for k, v in tensors.items()}
+    stored = Counter(v.dtype for v in tensors.values() if v.ndim >= 2)
+    fp8 = stored.most_common(1)[0][0] if stored else None
+    fp8 = fp8 if fp8 in _FP8 else None
+    return Header(shapes, _FP8[fp8] if fp8 is not None else "", fp8)
+
+
 def read_weights(
     path: Path, prefix: str = "", skip: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
@@ -93,6 +103,24 @@ def gguf_config(compute_dtype: torch.dtype) -> object:
     from diffusers import GGUFQuantizationConfig
 
     return GGUFQuantizationConfig(compute_dtype=compute_dtype)
+
+
+def dequantize_strays(model: torch.nn.Module, compute: torch.dtype) -> int:
+    """Dequantize, once, GGUF weights that a module other than diffusers' GGUFLinear holds
+    (SANA's modulation tables, a quantized convolution): only linear layers compute from
+    quantized weights, anything else would meet raw GGUF blocks. Returns how many."""
+    from diffusers.quantizers.gguf.utils import GGUFLinear, GGUFParameter, dequantize_gguf_tensor
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, GGUFLinear):
+            continue
+        for name, param in list(module.named_parameters(recurse=False)):
+            if isinstance(param, GGUFParameter):
+                plain = dequantize_gguf_tensor(param).as_subclass(torch.Tensor).to(compute)
+                setattr(module, name, torch.nn.Parameter(plain, requires_grad=False))
+                count += 1
+    return count
 
 
 def keep_fp8(model: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families, guidance_cutoff, regions
+from engine import families, guidance_cutoff, regions, unit_placement
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
@@ -285,9 +285,12 @@ class PipelineRunner:
         control_args: dict[str, Any] = {}
         if r.controls:
             self._follow(model)
+            units = r.controls
+            if plan.resume is not None:  # start and end on the remaining steps
+                units = unit_placement.continued(units, plan.resume.step, plan.total)
             extra["controlnet"], control_args = control_units.prepare(
                 self.controls,
-                r.controls,
+                units,
                 model,
                 mode=plan.mode,
                 size=(plan.width, plan.height),

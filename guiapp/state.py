@@ -117,6 +117,7 @@ class ViewModel(Observable):
         if request.seed is not None:
             self.random_seed = False
         upscale_form.apply_hires(self, request.hires)
+        upscale_form.apply_upscale(self, request.upscale)
 
     def build_request(
         self,

@@ -11,6 +11,7 @@ VAE is kept until another is asked for; an empty `vae` puts the model's own back
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,19 @@ def _is_diffusers_layout(path: Path) -> bool:
         return any(k.startswith("decoder.up_blocks.") for k in f.keys())  # noqa: SIM118
 
 
+def _vae_class(config_dir: Path) -> Any:
+    """The family's autoencoder class, as its bundled config names it (SANA's DC-AE is
+    not a KL autoencoder)."""
+    import diffusers
+
+    config = config_dir / "vae" / "config.json"
+    name = json.loads(config.read_text()).get("_class_name", "") if config.is_file() else ""
+    return getattr(diffusers, name, AutoencoderKL)
+
+
 def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
-    """An AutoencoderKL from a .safetensors file or a diffusers folder."""
+    """The family's autoencoder from a .safetensors file or a diffusers folder."""
+    vae_class = _vae_class(config_dir)
     try:
         if path.is_dir():
             sub = "vae" if (path / "vae" / "config.json").is_file() else None
@@ -53,7 +65,7 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
                 raise _refuse(
                     f"{path} is not a VAE folder: it has neither config.json nor a vae/ folder."
                 )
-            vae = AutoencoderKL.from_pretrained(
+            vae = vae_class.from_pretrained(
                 path, subfolder=sub, torch_dtype=dtype, local_files_only=True, use_safetensors=True
             )
         elif path.suffix.lower() != SUFFIX:
@@ -61,11 +73,11 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
         elif _is_diffusers_layout(path):
             from safetensors.torch import load_file
 
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
+            vae = vae_class.from_config(vae_class.load_config(config_dir / "vae"))
             vae.load_state_dict(load_file(str(path)))
             vae = vae.to(dtype)
         else:
-            vae = AutoencoderKL.from_single_file(
+            vae = vae_class.from_single_file(
                 str(path),
                 config=str(config_dir),
                 subfolder="vae",

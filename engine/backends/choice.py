@@ -1,10 +1,12 @@
 """Which backend runs a loaded model's UNet (and VAE decode) for a job, and getting it
 ready: OpenVINO conversion and compilation, torch.compile, or plain torch.
 
-"auto" uses OpenVINO where it is installed and measured faster for this model on this
-machine: the first job of a model converts it, times one UNet call of each backend at
-that job's shape, and remembers the answer in <cache>/backend_choices.json, so later
-jobs (and later runs of the application) do not measure again. "torch" and "openvino"
+"auto" uses OpenVINO where it is installed and measured faster for this model at this
+size on this machine: the first job of a model at a size and batch converts the model
+(once), times one UNet call of each backend at that shape, and remembers the answer in
+<cache>/backend_choices.json, so later jobs at that shape (and later runs of the
+application) do not measure again. The shape is part of the choice because the winner
+changes with it: at 128 px torch won here, at 512 px OpenVINO by 1.6x. "torch" and "openvino"
 force a backend. torch.compile is a separate opt-in for the torch backend.
 """
 
@@ -141,7 +143,8 @@ class Accelerator:
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():
-                if self.backend == "auto" and self._remembered(model) == "torch":
+                shape = choice_shape(batches[0], height, width)
+                if self.backend == "auto" and self._remembered(model, shape) == "torch":
                     return self._torch(model, batches[0], height, width, progress)
                 try:
                     session = self._openvino_session(
@@ -192,16 +195,24 @@ class Accelerator:
 
     # ------------------------------------------------------------------ the choice
 
-    def _choice_key(self, model: LoadedModel) -> str:
-        """Per model (by source and architecture), dtype and OpenVINO version: a LoRA
-        fused into the weights does not change which backend is faster."""
+    def _choice_key(self, model: LoadedModel, shape: str | None = None) -> str:
+        """Per model (by source and architecture), dtype, OpenVINO version and, for a
+        measured choice, the UNet's batch and size; a LoRA fused into the weights does not
+        change which backend is faster. Without a shape: the model's own entry, where a
+        conversion failure is kept (it fails at every size)."""
         config = json.dumps(dict(_pipe(model).unet.config), sort_keys=True, default=str)
         arch = hashlib.blake2b(config.encode(), digest_size=6).hexdigest()
         dtype = str(model.dtype).removeprefix("torch.")
-        return f"{model.source}|{arch}|{dtype}|openvino {openvino_backend.version()}"
+        key = f"{model.source}|{arch}|{dtype}|openvino {openvino_backend.version()}"
+        return key if shape is None else f"{key}|{shape}"
 
-    def _remembered(self, model: LoadedModel) -> str | None:
-        entry = _read_json(self.cache_dir / CHOICES_FILE).get(self._choice_key(model))
+    def _remembered(self, model: LoadedModel, shape: str) -> str | None:
+        """The backend measured faster at this shape; torch wherever conversion failed."""
+        choices = _read_json(self.cache_dir / CHOICES_FILE)
+        failed = choices.get(self._choice_key(model))
+        if isinstance(failed, dict) and failed.get("failed"):
+            return "torch"
+        entry = choices.get(self._choice_key(model, shape))
         return entry.get("backend") if isinstance(entry, dict) else None
 
     # ------------------------------------------------------------------ OpenVINO
@@ -255,27 +266,37 @@ class Accelerator:
     ) -> bool:
         if self.backend == "openvino":
             return True
-        remembered = self._remembered(model)
+        shape = choice_shape(batch, height, width)
+        remembered = self._remembered(model, shape)
         if remembered is not None:
             return remembered == "openvino"
-        progress("measuring torch against OpenVINO on this machine (once per model)", 0.97)
+        progress(
+            f"measuring torch against OpenVINO at {width}x{height}, batch {batch} "
+            "(once per model and size)",
+            0.97,
+        )
         torch_s, ov_s = measure_unet(model, ov_model, batch, height, width)
         self._remember(
             model,
             "openvino" if ov_s < torch_s else "torch",
+            shape=shape,
             torch_s=round(torch_s, 4),
             openvino_s=round(ov_s, 4),
-            shape=f"{width}x{height}x{batch}",
         )
         return ov_s < torch_s
 
-    def _remember(self, model: LoadedModel, backend: str, **details: Any) -> None:
+    def _remember(
+        self, model: LoadedModel, backend: str, shape: str | None = None, **details: Any
+    ) -> None:
         """Only "auto" remembers: a forced backend measures nothing."""
         if self.backend != "auto":
             return
         choices_path = self.cache_dir / CHOICES_FILE
         choices = _read_json(choices_path)
-        choices[self._choice_key(model)] = {"backend": backend, **details}
+        entry = {"backend": backend, **details}
+        if shape is not None:
+            entry["shape"] = shape
+        choices[self._choice_key(model, shape)] = entry
         with contextlib.suppress(OSError):  # a read-only cache: measure again next time
             _write_json(choices_path, choices)
 
@@ -322,6 +343,11 @@ class Accelerator:
 
         session._enter = active
         return session
+
+
+def choice_shape(batch: int, height: int, width: int) -> str:
+    """How a measured choice names its UNet shape: width x height x batch."""
+    return f"{width}x{height}x{batch}"
 
 
 def example_unet_inputs(

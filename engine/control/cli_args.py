@@ -100,7 +100,9 @@ def controls(args: argparse.Namespace, open_image: OpenImage) -> tuple[ControlUn
         weight, start, end = [*numbers, *(1.0, 0.0, 1.0)[len(numbers) :]]
         preprocessor = pre[n] if len(pre) > 1 else (pre[0] if pre else Preprocessor.NONE.value)
         image = open_image(path, "--control")
-        units.append(ControlUnit(model, image, weight, start, end, preprocessor))
+        units.append(
+            ControlUnit(model, image, weight, start, end, preprocessor, str(path.resolve()))
+        )
     return tuple(units)
 
 

@@ -33,9 +33,10 @@ from PySide6.QtWidgets import (
 
 from engine.api import ControlUnit, GenerationRequest, Preprocessor
 from engine.control.checks import MAX_UNITS, MAX_WEIGHT
+from engine.control.metadata import CANVAS, SKETCH, UnitSetting
 from engine.control.preprocess import control_map
 from guiapp.imaging import array_to_qimage
-from guiapp.layers import LayerItem, PaintLayer, plain_job
+from guiapp.layers import LayerItem, PaintLayer, plain_job, unit_size
 from guiapp.widgets.canvas import Canvas
 
 SOURCES = ("Canvas picture", "File", "Sketch layer")
@@ -57,6 +58,14 @@ def _spin(low: float, high: float, value: float, step: float, parent: QWidget) -
     spin.setDecimals(2)
     spin.setValue(value)
     return spin
+
+
+def _source_of(box: UnitBox) -> str:
+    """The unit's source as the picture's record names it (ControlUnit.source)."""
+    source = box.source.currentText()
+    if source == "File":
+        return str(Path(box.image_path.text().strip()).expanduser().resolve())
+    return "sketch" if source == "Sketch layer" else "canvas"
 
 
 class UnitBox(QGroupBox):
@@ -240,15 +249,55 @@ class ControlDock(QWidget):
                     start=box.start.value(),
                     end=box.end.value(),
                     preprocessor=box.preprocessor.currentData(),
+                    source=_source_of(box),
                 )
             )
         return tuple(units)
+
+    def restore(self, request: GenerationRequest, units: tuple[UnitSetting, ...]) -> list[str]:
+        """Reuse parameters: the units a picture was made with replace the dock's (a picture
+        without units leaves them). Returns a sentence for each image not at hand."""
+        if not units:
+            return []
+        for old in list(self.units):
+            self.remove_unit(old)
+        notes = []
+        for n, unit in enumerate(units[:MAX_UNITS], 1):
+            box = self.add_unit()
+            assert box is not None
+            box.model.setText(unit.model)
+            box.weight.setValue(unit.weight)
+            box.start.setValue(unit.start)
+            box.end.setValue(unit.end)
+            box.preprocessor.setCurrentIndex(max(0, box.preprocessor.findData(unit.preprocessor)))
+            notes += self._restore_source(n, box, unit)
+        return notes
+
+    def _restore_source(self, n: int, box: UnitBox, unit: UnitSetting) -> list[str]:
+        if unit.source == SKETCH:
+            box.source.setCurrentText("Sketch layer")
+            if unit.image is None:
+                return [f"Unit {n}'s sketch is not stored in the picture: draw it again."]
+            self.sketch.set_mask(unit.image, "Reused sketch")
+            return []
+        if unit.source in (CANVAS, ""):
+            box.source.setCurrentText("Canvas picture")
+            if unit.source:
+                return []
+            return [f"Unit {n}'s control image is not named in the picture: the canvas "
+                    "picture stands in for it."]  # fmt: skip
+        box.source.setCurrentText("File")
+        box.image_path.setText(unit.source)
+        if Path(unit.source).is_file():
+            return []
+        return [f"Unit {n}'s control image {unit.source} no longer exists: choose another "
+                "picture for it."]  # fmt: skip
 
     def extend(self, request: GenerationRequest) -> GenerationRequest:
         """The request with this dock's units (see plain_job)."""
         if not self.units or not plain_job(request):
             return request
-        units = self.control_units((request.width, request.height))
+        units = self.control_units(unit_size(request))
         if units is None:
             raise ValueError(self.error)
         return request.with_changes(controls=units)

@@ -146,6 +146,19 @@ class ForwardPanel(QWidget):
         self.denoise_button.setEnabled(True)
         self._ask()
 
+    def restore(self, request: GenerationRequest, _units: object = ()) -> list[str]:
+        """Reuse parameters: a forward-process picture's steps, seed and noise level."""
+        f = request.forward
+        if f is None:
+            return []
+        self.steps.setValue(request.steps)
+        self.slider.setValue(f.level)
+        seed = request.seed if request.seed is not None else self.seed.value()
+        if seed > self.seed.maximum():
+            return [f"The forward process's seed {seed} is beyond this panel's seeds."]
+        self.seed.setValue(seed)
+        return []
+
     # ------------------------------------------------------------------ preview jobs
 
     def _steps_changed(self, steps: int) -> None:

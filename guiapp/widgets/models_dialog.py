@@ -59,6 +59,7 @@ FAMILY_NAMES = {
     "sdxl-refiner": "SDXL refiner",
     "sd3": "SD 3",
     "flux": "FLUX",
+    "sana": "SANA",
     "": "unknown",
 }
 KIND_NAMES = {

@@ -182,6 +182,32 @@ def test_auto_measures_once_and_remembers_the_faster_backend(make_engine, ov_cac
     assert events.of(result.job_id, Started)[0].device.endswith(", OpenVINO")
 
 
+def test_auto_measures_again_at_a_new_size_instead_of_keeping_the_first_choice(
+    make_engine, tmp_path, monkeypatch
+):
+    """A small first job picks torch; a larger job measures its own shape (OpenVINO)."""
+    monkeypatch.setenv("DIFFUSIONDESK_CACHE", str(tmp_path))
+    measured: list[tuple[int, int, int]] = []
+
+    def fake_measure(_model, _ov_model, batch, height, width):
+        measured.append((batch, height, width))
+        return (1.0, 2.0) if width <= 32 else (2.0, 1.0)  # torch small, OpenVINO large
+
+    monkeypatch.setattr(choice, "measure_unet", fake_measure)
+    engine, events = make_engine("auto")
+    small = engine.generate(request(steps=2, width=32, height=32), WAIT)
+    large = engine.generate(request(steps=2, width=64, height=64), WAIT)
+    small_again = engine.generate(request(steps=2, width=32, height=32), WAIT)
+    devices_used = [events.of(r.job_id, Started)[0].device for r in (small, large, small_again)]
+    assert [d.endswith(", OpenVINO") for d in devices_used] == [False, True, False]
+    assert measured == [(2, 32, 32), (2, 64, 64)]  # each shape once
+    choices = json.loads((tmp_path / choice.CHOICES_FILE).read_text())
+    assert sorted((c["shape"], c["backend"]) for c in choices.values()) == [
+        ("32x32x2", "torch"),
+        ("64x64x2", "openvino"),
+    ]
+
+
 def test_a_deep_cache_job_runs_on_torch_even_where_openvino_was_asked(make_engine, tiny_models):
     unet = tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.unet
     deep_calls: list[int] = []
