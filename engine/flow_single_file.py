@@ -1,4 +1,5 @@
-"""Transformer-only single files (SD 3 / 3.5, FLUX.1) with separate text encoders and VAE.
+"""Transformer-only single files (SD 3 / 3.5, FLUX.1, Z-Image, FLUX.2 klein) with separate
+text encoders and VAE.
 
 What a person downloads for these families is one transformer file (.safetensors in
 Stability's or Black Forest Labs' layout, fp8 or bf16, or a .gguf) plus the text encoders
@@ -13,9 +14,10 @@ manager can report progress and cancel between them.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import diffusers
@@ -23,13 +25,13 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
-from engine import families, memory_policy, quantized, sana_files, tokenizer_files
+from engine import families, flux2_files, memory_policy, quantized, sana_files, tokenizer_files
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
 SD3, FLUX1, ZIMAGE = ModelFamily.SD3, ModelFamily.FLUX1, ModelFamily.ZIMAGE
-SANA = ModelFamily.SANA
+FLUX2, SANA = ModelFamily.FLUX2, ModelFamily.SANA
 # Z-Image's transformer, as diffusers' single_file_utils tells it (before Lumina 2).
 _ZIMAGE_KEY = "layers.0.adaLN_modulation.0.weight"
 _DIFFUSION = "model.diffusion_model."
@@ -54,7 +56,7 @@ class FamilyFiles:
     slots: tuple[cf.Slot, ...]
 
 
-FAMILY_FILES = {
+FAMILY_FILES: dict[str, FamilyFiles] = {
     SD3: FamilyFiles(
         SD3,
         "Stable Diffusion 3",
@@ -76,6 +78,19 @@ FAMILY_FILES = {
         FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
     ),
     SANA: FamilyFiles(SANA, "SANA", "SanaTransformer2DModel", sana_files.SLOTS),
+}
+
+
+def _klein(size: str, encoder: str) -> FamilyFiles:
+    qwen = cf.Slot("text_encoder", cf.QWEN3, "qwen", f"the {encoder} text encoder")
+    vae = cf.Slot("vae", "vae", "flux2", "the FLUX.2 VAE (flux2-vae.safetensors)")
+    return FamilyFiles(FLUX2, f"FLUX.2 klein {size}", "Flux2Transformer2DModel", (qwen, vae))
+
+
+# klein's text encoder depends on its size: looked up by variant before family.
+FAMILY_FILES |= {
+    "flux2-klein-4b": _klein("4B", "Qwen3 4B (qwen_3_4b.safetensors)"),
+    "flux2-klein-9b": _klein("9B", "Qwen3 8B (qwen_3_8b.safetensors)"),
 }
 
 
@@ -108,12 +123,30 @@ class FlowSpec:
     path: Path
     quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
     storage_dtype: torch.dtype | None = None  # fp8 files: kept in this dtype
+    # model_index.json entries the file decides (klein's is_distilled)
+    index_overrides: dict[str, object] = field(default_factory=dict)
+
+
+def files_for(spec: FlowSpec) -> FamilyFiles:
+    """What the transformer needs beside it: the variant's list, else the family's."""
+    return FAMILY_FILES.get(spec.variant) or FAMILY_FILES[spec.family]
+
+
+def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
+    klein = flux2_files.inspect(path, header.shapes)
+    quant, storage = header.quantization, header.storage_dtype
+    if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
+        quant, storage = f"{quant}, scaled: run unpacked", None
+    overrides: dict[str, object] = {"is_distilled": klein.distilled}
+    return FlowSpec(FLUX2, klein.config_folder, path, quant, storage, overrides)
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
     keys = list(header.shapes)
     quant = header.quantization
+    if flux2_files.is_klein_layout(keys):
+        return _inspect_klein(path, header)
     if is_flux_layout(keys):
         img_in = header.shapes.get("img_in.weight") or header.shapes.get(
             _DIFFUSION + "img_in.weight"
@@ -147,7 +180,7 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     if sana_files.is_sana(keys):
         folder = sana_files.config_folder(sana_files.describe(header.shapes, path.name))
         return FlowSpec(SANA, folder, path, quant, header.storage_dtype)
-    raise _error(f"{path.name} is not an SD3, FLUX.1, Z-Image or SANA transformer.")
+    raise _error(f"{path.name} is not an SD3, FLUX.1, FLUX.2 klein, Z-Image or SANA transformer.")
 
 
 @dataclass(frozen=True)
@@ -157,10 +190,11 @@ class Configs:
 
     family_dir: Path
     variant_dir: Path
+    overrides: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: FlowSpec, root: Path) -> Configs:
-        return cls(root / spec.family, root / spec.variant)
+        return cls(root / spec.family, root / spec.variant, spec.index_overrides)
 
     def dir_for(self, component: str) -> Path:
         """The folder whose `component/` sub-folder holds that component's config."""
@@ -171,7 +205,7 @@ class Configs:
         folder = folder or self.family_dir
         if not (folder / "model_index.json").is_file():
             raise _error(f"The bundled configuration is missing from {folder}.")
-        return dict(DiffusionPipeline.load_config(folder))
+        return dict(DiffusionPipeline.load_config(folder)) | self.overrides
 
 
 @dataclass(frozen=True)
@@ -202,7 +236,7 @@ def choose_files(
 ) -> ChosenFiles:
     """A file for every slot of the family: the ones given first, then those found next to
     the model; a MODEL error naming the first required file that is missing."""
-    family = FAMILY_FILES[spec.family]
+    family = files_for(spec)
     given = [cf.inspect(Path(p)) for p in explicit]
     for f in given:
         if not f.path.is_file():
@@ -270,6 +304,11 @@ def _load_text_encoder(
         model = cls(config)
     model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
     model.tie_weights()
+    head = getattr(model, "lm_head", None)
+    if head is not None and head.weight.is_meta:
+        # Encoder files leave out a language model's output head; the pipelines read
+        # hidden states only, so it shares the embeddings rather than stay unloaded.
+        head.weight = model.get_input_embeddings().weight
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
         raise _error(
@@ -307,7 +346,16 @@ def _load_tokenizer(
 def _load_transformer(
     spec: FlowSpec, configs: Configs, dtype: torch.dtype, weights: dict | None = None
 ) -> torch.nn.Module:
-    cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
+    if spec.family == FLUX2:
+        return flux2_files.load_transformer(
+            spec.path,
+            configs.dir_for("transformer"),
+            dtype,
+            spec.storage_dtype,
+            files_for(spec).label,
+            weights,
+        )
+    cls = getattr(diffusers, files_for(spec).transformer_class)
     # An all-in-one file's text encoders and VAE load as their own parts.
     checkpoint = (
         weights
@@ -358,7 +406,7 @@ def component_loaders(
 ) -> list[tuple[str, Callable[[], object]]]:
     """The loading stages in order, each (component name, loader)."""
     index = configs.index()
-    family = FAMILY_FILES[spec.family]
+    family = files_for(spec)
     stages: list[tuple[str, Callable[[], object]]] = []
 
     def scheduler() -> object:
@@ -373,6 +421,10 @@ def component_loaders(
         return _load_text_encoder(index[name][1], configs, name, part, dtype)
 
     def vae(part: cf.WeightFile) -> object:
+        if index["vae"][1] == "AutoencoderKLFlux2":  # diffusers has no single-file map for it
+            return flux2_files.load_vae(
+                part.path, part.prefix, configs.dir_for("vae"), dtype, cf.label_of(part)
+            )
         try:
             return getattr(diffusers, index["vae"][1], AutoencoderKL).from_single_file(
                 quantized.read_weights(part.path, part.prefix),
@@ -406,7 +458,10 @@ def assemble(configs: Configs, components: dict[str, object]) -> object:
     index = configs.index()
     cls = getattr(diffusers, index["_class_name"])
     names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
-    return cls(**{n: components.get(n) for n in names})
+    # Settings a pipeline keeps in model_index.json (klein's is_distilled), as from_pretrained.
+    accepted = inspect.signature(cls.__init__).parameters
+    settings = {n: v for n, v in index.items() if n in accepted and not isinstance(v, list)}
+    return cls(**{n: components.get(n) for n in names}, **settings)
 
 
 # ---------------------------------------------------------------------------- one load
