@@ -60,6 +60,7 @@ FAMILY_NAMES = {
     "sd3": "SD 3",
     "flux": "FLUX",
     "sana": "SANA",
+    "qwen_image": "Qwen-Image",
     "": "unknown",
 }
 KIND_NAMES = {
