@@ -358,6 +358,7 @@ def test_the_model_library_names_a_klein_file_flux2_not_flux1() -> None:
     assert classify(list(prefixed), prefixed, {}) == (CHECKPOINT, "flux2")
 
 
+@pytest.mark.slow
 def test_the_cli_makes_a_picture_from_the_files_named_with_text_encoder_and_vae(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
