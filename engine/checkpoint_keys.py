@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from engine.api import ModelFamily
+from engine.file_family import is_qwen_image
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIXES = ("first_stage_model.", "vae.")
@@ -29,6 +30,7 @@ FLUX = "flux"
 SDXL_REFINER = "sdxl-refiner"
 SANA = "sana"
 FLUX2 = "flux2"
+QWEN_IMAGE = "qwen_image"
 _TRANSFORMER_MARKERS = (
     ("single_stream_modulation.", FLUX2),  # before FLUX.1: klein has double_blocks too
     ("joint_blocks.", SD3),
@@ -53,6 +55,7 @@ _BARE_VAE = (
     "encoder.down_blocks.",
     "decoder.up_blocks.",
     "decoder.stages.",  # DC-AE in MIT Han Lab's layout
+    "encoder.downsamples.",  # Wan 2.1's video VAE, Qwen-Image's
 )
 
 
@@ -136,6 +139,8 @@ def classify(
         return EMBEDDING, embedding_family(shapes)
     if any(k.startswith(m) or f".{m}" in k for k in keys[:400] for m in _CONTROLNET_MARKERS):
         return CONTROLNET, checkpoint_family(keys)
+    if is_qwen_image(keys):  # its marker tensors may sit anywhere in a header
+        return CHECKPOINT, QWEN_IMAGE
     if has_prefix(keys, UNET_PREFIX):
         return CHECKPOINT, checkpoint_family(keys)
     if any(marker in k for k in keys[:400] for marker, _ in _TRANSFORMER_MARKERS):

@@ -1,5 +1,5 @@
-"""Transformer-only single files (SD 3 / 3.5, FLUX.1, Z-Image, FLUX.2 klein) with separate
-text encoders and VAE.
+"""Transformer-only single files (SD 3 / 3.5, FLUX.1, Z-Image, FLUX.2 klein, SANA,
+Qwen-Image) with separate text encoders and VAE.
 
 What a person downloads for these families is one transformer file (.safetensors in
 Stability's or Black Forest Labs' layout, fp8 or bf16, or a .gguf) plus the text encoders
@@ -25,7 +25,15 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
-from engine import families, flux2_files, memory_policy, quantized, sana_files, tokenizer_files
+from engine import (
+    families,
+    flux2_files,
+    memory_policy,
+    quantized,
+    qwen_files,
+    sana_files,
+    tokenizer_files,
+)
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.families.flux2 import is_klein_layout, klein_file
 from engine.families.profile import FolderFacts
@@ -33,6 +41,7 @@ from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
 SD3, FLUX1, ZIMAGE = ModelFamily.SD3, ModelFamily.FLUX1, ModelFamily.ZIMAGE
 FLUX2, SANA = ModelFamily.FLUX2, ModelFamily.SANA
+QWEN_IMAGE = ModelFamily.QWEN_IMAGE
 # Z-Image's transformer, as diffusers' single_file_utils tells it (before Lumina 2).
 _ZIMAGE_KEY = "layers.0.adaLN_modulation.0.weight"
 _DIFFUSION = "model.diffusion_model."
@@ -40,7 +49,7 @@ _CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (c
 _CLIP_G = cf.Slot(
     "text_encoder_2", cf.CLIP, "clip_g", "the CLIP-G text encoder (clip_g.safetensors)"
 )
-_VAE = cf.Slot("vae", "vae", "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
+_VAE = cf.Slot("vae", cf.VAE, "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
 
 
 def _t5(component: str) -> cf.Slot:
@@ -55,6 +64,14 @@ class FamilyFiles:
     label: str  # as messages name it
     transformer_class: str  # a diffusers class name
     slots: tuple[cf.Slot, ...]
+    # The family's own readers, where the shared ones below do not fit its files:
+    # checkpoint names -> diffusers' names; (class, config folder, file, dtype) -> encoder;
+    # (config folder, file, dtype) -> VAE.
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    text_encoder_loader: (
+        Callable[[str, Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None
+    ) = None
+    vae_loader: Callable[[Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None = None
 
 
 FAMILY_FILES: dict[str, FamilyFiles] = {
@@ -76,7 +93,20 @@ FAMILY_FILES: dict[str, FamilyFiles] = {
         ),
     ),
     FLUX1: FamilyFiles(
-        FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
+        FLUX1,
+        "FLUX.1",
+        "FluxTransformer2DModel",
+        (_CLIP_L, _t5("text_encoder_2"), _VAE),
+        convert=flux_to_diffusers,  # diffusers' converter only reads 3072-wide FLUX files
+    ),
+    QWEN_IMAGE: FamilyFiles(
+        QWEN_IMAGE,
+        "Qwen-Image",
+        "QwenImageTransformer2DModel",
+        (qwen_files.TEXT_ENCODER, qwen_files.VAE),
+        convert=qwen_files.to_diffusers,
+        text_encoder_loader=qwen_files.load_text_encoder,
+        vae_loader=qwen_files.load_vae,
     ),
     SANA: FamilyFiles(SANA, "SANA", "SanaTransformer2DModel", sana_files.SLOTS),
 }
@@ -107,6 +137,7 @@ def is_flow_transformer(keys: Sequence[str]) -> bool:
     return (
         _is_zimage(keys)
         or sana_files.is_sana(keys)
+        or qwen_files.is_qwen_image(keys)
         or any(
             k.startswith(m) or k.startswith(_DIFFUSION + m)
             for k in keys[:2000]
@@ -181,7 +212,12 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     if sana_files.is_sana(keys):
         folder = sana_files.config_folder(sana_files.describe(header.shapes, path.name))
         return FlowSpec(SANA, folder, path, quant, header.storage_dtype)
-    raise _error(f"{path.name} is not an SD3, FLUX.1, FLUX.2 klein, Z-Image or SANA transformer.")
+    if qwen_files.is_qwen_image(keys):
+        qwen_files.check_transformer(path, keys)
+        return FlowSpec(QWEN_IMAGE, "qwen_image", path, quant, header.storage_dtype)
+    raise _error(
+        f"{path.name} is not an SD3, FLUX.1, FLUX.2 klein, Z-Image, SANA or Qwen-Image transformer."
+    )
 
 
 @dataclass(frozen=True)
@@ -224,8 +260,8 @@ def _width_in_config(configs: Configs, slot: cf.Slot) -> int:
     if not path.is_file():
         return 0
     config = json.loads(path.read_text())
-    if slot.kind == "vae":
-        return int(config.get("latent_channels", 0))
+    if cf.is_vae(slot.kind):
+        return int(config.get("latent_channels") or config.get("z_dim") or 0)
     return int(config.get("hidden_size") or config.get("d_model") or 0)
 
 
@@ -247,7 +283,7 @@ def choose_files(
     chosen: dict[str, cf.WeightFile | None] = {}
     used: set[tuple[Path, str]] = set()
     for slot in family.slots:
-        kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
+        kind = cf.AssetKind.VAE if cf.is_vae(slot.kind) else cf.AssetKind.TEXT_ENCODER
         if kind not in pools:
             pools[kind] = cf.candidates(kind, spec.path, roots)
         width = _width_in_config(configs, slot)
@@ -347,24 +383,25 @@ def _load_tokenizer(
 def _load_transformer(
     spec: FlowSpec, configs: Configs, dtype: torch.dtype, weights: dict | None = None
 ) -> torch.nn.Module:
+    files = files_for(spec)
     if spec.family == FLUX2:
         return flux2_files.load_transformer(
             spec.path,
             configs.dir_for("transformer"),
             dtype,
             spec.storage_dtype,
-            files_for(spec).label,
+            files.label,
             weights,
         )
-    cls = getattr(diffusers, files_for(spec).transformer_class)
+    cls = getattr(diffusers, files.transformer_class)
     # An all-in-one file's text encoders and VAE load as their own parts.
     checkpoint = (
         weights
         if weights is not None
         else quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
     )
-    if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
-        checkpoint = flux_to_diffusers(checkpoint)
+    if files.convert is not None:
+        checkpoint = files.convert(checkpoint)
     if spec.family == SANA:  # around diffusers' converter: Sprint and q/k norms
         try:
             checkpoint = sana_files.to_diffusers(checkpoint)
@@ -419,9 +456,14 @@ def component_loaders(
         return _load_tokenizer(index[name][1], configs, name, kind, should_cancel, data_root)
 
     def text_encoder(name: str, part: cf.WeightFile) -> object:
+        if family.text_encoder_loader is not None:
+            folder = configs.dir_for(name) / name
+            return family.text_encoder_loader(index[name][1], folder, part, dtype)
         return _load_text_encoder(index[name][1], configs, name, part, dtype)
 
     def vae(part: cf.WeightFile) -> object:
+        if family.vae_loader is not None:
+            return family.vae_loader(configs.dir_for("vae") / "vae", part, dtype)
         if index["vae"][1] == "AutoencoderKLFlux2":  # diffusers has no single-file map for it
             return flux2_files.load_vae(
                 part.path, part.prefix, configs.dir_for("vae"), dtype, cf.label_of(part)
@@ -442,7 +484,7 @@ def component_loaders(
     stages.append(("scheduler", scheduler))
     for slot in family.slots:
         part = chosen.files.get(slot.component)
-        if slot.kind == "vae" or part is None:
+        if cf.is_vae(slot.kind) or part is None:
             continue
         tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
         stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
@@ -539,7 +581,10 @@ def prepare(
     parts = {"transformer": transformer_bytes}
     for component, part in chosen.files.items():
         if part is not None:
-            parts[component] = memory_policy.file_bytes_at(part.path, dtype, part.prefix)
+            # Encoders and VAEs run at `dtype`, whatever their file stores.
+            parts[component] = memory_policy.file_bytes_at(
+                part.path, dtype, part.prefix, fp8_stays=False
+            )
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
     stages = component_loaders(spec, chosen, configs, dtype, should_cancel, weights=weights)

@@ -55,6 +55,7 @@ _PIPELINE_FAMILIES = {
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
     "Flux2KleinPipeline": "flux2",
+    "QwenImagePipeline": "qwen_image",
 }
 # modelspec.architecture (the metadata Stability and kohya write) to family.
 _ARCHITECTURES = (

@@ -101,6 +101,22 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
     return vae.eval()
 
 
+def _qwen_vae(path: Path, own: Any) -> Any:
+    """A Qwen-Image (Wan 2.1) VAE file, in the shape and precision of the model's own."""
+    from engine import component_files, qwen_files
+
+    part = component_files.inspect(path)
+    if part.kind != component_files.WAN_VAE:
+        raise _refuse(
+            f"The VAE {path.name} is not a Qwen-Image VAE (Wan 2.1's layout); choose "
+            "qwen_image_vae.safetensors or leave the VAE on the model's own."
+        )
+    try:
+        return qwen_files.load_vae(own.config, part, own.dtype).to(own.device)
+    except EngineError as exc:
+        raise _refuse(exc.message) from exc
+
+
 class VaeSwitch:
     """Which VAE the model's pipelines decode with; worker thread only."""
 
@@ -120,7 +136,10 @@ class VaeSwitch:
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # the old one's memory goes before the new one loads
             own = self._own
-            vae = load_vae(path, self._config_dir, own.dtype).to(own.device)
+            if type(own).__name__ == "AutoencoderKLQwenImage":  # Wan's layout, not SD's
+                vae = _qwen_vae(path, own)
+            else:
+                vae = load_vae(path, self._config_dir, own.dtype).to(own.device)
             self._loaded = (key, vae)
         self.current = path
         return self._loaded[1]

@@ -22,7 +22,6 @@ __all__ = [
     "FamilyProfile",
     "FolderFacts",
     "Variant",
-    "describe_file",
     "describe_source",
     "detect",
     "folder_facts",
@@ -85,16 +84,19 @@ def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> Fold
 
 def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
     """The family and variant of a model source from its small JSON files alone, for the
-    window's form before anything loads: the starter model, a local diffusers folder, or a
-    transformer file whose family can tell from its header (describe_file). None where the
-    files do not tell (a hub id not yet downloaded, other single files: the engine names
-    the family when it loads them)."""
+    window's form before anything loads: the starter model, a local diffusers folder, a
+    transformer file engine/file_family.py recognises. None where the files do not tell
+    (a hub id not yet downloaded, other single files: the engine names the family when it
+    loads them)."""
     from engine.resources import starter_model_dir
 
     folder = starter_model_dir() if source == STARTER_MODEL else Path(source).expanduser()
+    if folder.is_file():  # a transformer file: its tensor names may tell
+        from engine.file_family import file_family
+
+        found = file_family(folder)
+        return (PROFILES[found[0]], found[1]) if found else None
     index_path = folder / "model_index.json"
-    if folder.is_file():
-        return describe_file(folder)
     try:
         if not index_path.is_file():
             return None
@@ -104,39 +106,3 @@ def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
         return detect(folder_facts(folder, index), source)
     except (OSError, ValueError, EngineError):
         return None
-
-
-def _file_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor names and shapes of a .safetensors or .gguf file, from its header alone;
-    empty when it cannot be read."""
-    try:
-        if path.suffix.lower() == ".gguf":
-            from gguf import GGUFReader
-
-            reader = GGUFReader(str(path))  # memory-mapped: reads the index only
-            # GGUF lists dimensions innermost first.
-            return {t.name: [int(n) for n in reversed(t.shape.tolist())] for t in reader.tensors}
-        from engine.library import read_safetensors_header
-
-        header = read_safetensors_header(path)
-    except (OSError, ValueError, KeyError, IndexError, ImportError):
-        return {}
-    return {
-        k: [int(n) for n in v.get("shape", [])]
-        for k, v in header.items()
-        if k != "__metadata__" and isinstance(v, dict)
-    }
-
-
-def describe_file(path: Path) -> tuple[FamilyProfile, str] | None:
-    """The family and variant of a transformer file from its header and name, for families
-    whose profile can tell (file_variant); None otherwise (the engine names it on loading)."""
-    tellers = [p for p in PROFILES.values() if p.file_variant is not None]
-    if not tellers:
-        return None
-    shapes = _file_shapes(path)
-    for candidate in tellers:
-        variant = candidate.file_variant(shapes, path.name)  # type: ignore[misc]
-        if variant is not None:
-            return candidate, variant
-    return None

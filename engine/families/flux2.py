@@ -143,17 +143,14 @@ def klein_file(path: Path, shapes: Mapping[str, Sequence[int]]) -> KleinFile:
             "does not run; use FLUX.2 klein 4B or 9B.",
         )
     folder, size = _SIZES.get(width, ("flux2-klein-4b", ""))
-    after = path.stem.lower().replace("_", "-").split("klein", 1)[-1]
-    return KleinFile(folder, size, "base" not in after)
+    return KleinFile(folder, size, file_variant(path.name) == "distilled")
 
 
-def _file_variant(shapes: Mapping[str, Sequence[int]], name: str) -> str | None:
-    if not is_klein_layout(shapes):
-        return None
-    try:
-        return "distilled" if klein_file(Path(name), shapes).distilled else "base"
-    except EngineError:  # FLUX.2 dev: loading it says so
-        return None
+def file_variant(name: str) -> str:
+    """ "base" for a file named klein base (BFL's flux-2-klein-base-4b, or klein_base,
+    klein-4b-base), else "distilled": the two hold the same tensors, only names differ."""
+    after = Path(name).stem.lower().replace("_", "-").split("klein", 1)[-1]
+    return "base" if "base" in after else "distilled"
 
 
 def _variant(facts: FolderFacts) -> str:
@@ -203,5 +200,4 @@ PROFILE = FamilyProfile(
     variant_of=_variant,
     claims=_is_klein,
     call_arguments=call_arguments,
-    file_variant=_file_variant,
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,9 +100,6 @@ class FamilyProfile:
     # The pipeline's keyword arguments as this family's pipelines take them
     # (pipe, arguments, variant) -> arguments; None: as they are.
     call_arguments: Callable[[Any, dict[str, Any], str], dict[str, Any]] | None = None
-    # A transformer file's variant from its tensors' names and shapes and its file name;
-    # None when the file is not this family's (the CLI and the form read it before loading).
-    file_variant: Callable[[Mapping[str, Sequence[int]], str], str | None] | None = None
 
     def variant(self, name: str) -> Variant:
         """The named variant; an unknown name falls back to the default one."""

@@ -61,6 +61,7 @@ FAMILY_NAMES = {
     "flux": "FLUX",
     "flux2": "FLUX.2 klein",
     "sana": "SANA",
+    "qwen_image": "Qwen-Image",
     "": "unknown",
 }
 KIND_NAMES = {
