@@ -55,7 +55,7 @@ _TEXT_PREFIXES = (
     ("model.language_model.", "model.language_model."),  # saved by transformers 5
     ("model.", "model.language_model."),  # the original checkpoint names (ComfyUI's)
 )
-_UNUSED = ("visual.", "model.visual.", "lm_head.")
+UNREAD = ("visual.", "model.visual.", "lm_head.")
 
 
 def _error(message: str) -> EngineError:
@@ -92,7 +92,7 @@ def text_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     names; the vision tower and lm_head are left out (see the module docstring)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith(_UNUSED):
+        if key.startswith(UNREAD):
             continue
         for theirs, ours in _TEXT_PREFIXES:
             if key.startswith(theirs):
@@ -110,7 +110,7 @@ def load_text_encoder(
 
     cls = getattr(transformers, cls_name)
     config = cls.config_class.from_pretrained(config_dir, local_files_only=True)
-    skip = tuple(part.prefix + p for p in _UNUSED)
+    skip = tuple(part.prefix + p for p in UNREAD)
     state = text_encoder_state(quantized.read_weights(part.path, part.prefix, skip=skip))
     with init_empty_weights():  # the weights come from the file: no random init of 7B
         model = cls(config)

@@ -449,3 +449,58 @@ def test_the_model_library_lists_qwen_image_files_by_what_they_hold(tmp_path: Pa
         "qwen_image_fp8": ("checkpoint", "qwen_image"),
         "qwen_image_vae": ("vae", ""),
     }
+
+
+@pytest.mark.parametrize(
+    ("fp8", "gpu_gib", "placement"),
+    [
+        (False, 80, memory_policy.Placement.ON_DEVICE),
+        (False, 24, memory_policy.Placement.GROUP_OFFLOAD),
+        (True, 24, memory_policy.Placement.MODEL_OFFLOAD),
+    ],
+    ids=["bf16-80GB", "bf16-24GB", "fp8-24GB"],
+)
+def test_full_size_files_are_found_and_placed_on_a_gpu_from_their_headers_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fp8: bool,
+    gpu_gib: int,
+    placement: memory_policy.Placement,
+) -> None:
+    """The shipped configs against files in the real names and shapes (headers only, no
+    weights): the encoder and VAE are found by width, and the placement is chosen from the
+    real sizes before anything loads (a CUDA device's free memory mocked)."""
+    from engine import flow_single_file
+    from engine.resources import model_configs_dir
+    from tests.tiny_qwen_files import write_full_size_headers
+
+    transformer, encoder, vae = write_full_size_headers(
+        tmp_path / "ComfyUI" / "models", fp8_transformer=fp8, scaled_encoder=True
+    )
+    gib = memory_policy.GIB
+    monkeypatch.setattr(memory_policy, "device_free", lambda device: gpu_gib * gib)
+    monkeypatch.setattr(memory_policy, "system_free", lambda: 128 * gib)
+    load = flow_single_file.prepare(
+        transformer, model_configs_dir(), torch.bfloat16, torch.device("cuda"), never, roots=[]
+    )
+
+    assert (load.family, load.variant) == (ModelFamily.QWEN_IMAGE, "")
+    assert load.chosen.files["text_encoder"].path == encoder
+    assert load.chosen.files["vae"].path == vae
+    # The 20.4B transformer at 2 bytes a weight (fp8: 1, its biases and norms 2), the
+    # largest part by far; the scaled fp8 encoder is counted as what it becomes, bfloat16.
+    expected = 20_430_401_088 * (1 if fp8 else 2)
+    assert load.memory.largest_bytes == pytest.approx(expected, rel=0.001)
+    # The encoder's language model at 2 bytes (its vision tower and lm_head are not read),
+    # the VAE at 2.
+    encoder_bytes = (8_292_166_656 - 676_550_144 - 544_997_376) * 2
+    rest = load.memory.model_bytes - load.memory.largest_bytes
+    assert rest == pytest.approx(encoder_bytes + 126_892_531 * 2, rel=0.001)
+    assert load.memory.placement is placement
+    notes = (("fp8 (e4m3fn)",) if fp8 else ()) + (
+        () if placement is memory_policy.Placement.ON_DEVICE else (load.memory.label,)
+    )
+    assert load.notes == notes
+    if placement is not memory_policy.Placement.ON_DEVICE:
+        assert load.memory.label.startswith(f"{placement} (model ")
+        assert load.memory.label.endswith(f"GPU {gpu_gib}.0 GB free)")
