@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
 from safetensors.torch import save_file
 
+from engine.models import ModelManager
 from tests.tiny_flow_files import FlowFiles, _state, _write_configs
 from tests.tiny_new_families import qwen_image_components
 
@@ -189,6 +191,30 @@ def write_qwen_files(
     save_file(wan_vae_to_original(_state(pipe.vae)), vae)
     files = QwenFiles(config_root, models, transformer, {"qwen2.5-vl": encoder}, vae, folder)
     return files, pipe
+
+
+# ---------------------------------------------------------------------------- in tests
+
+SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
+
+
+def picture_of(pipe: object) -> np.ndarray:
+    """The pipeline's picture for one fixed prompt, seed and true CFG, as floats."""
+    generator = torch.Generator().manual_seed(7)
+    return pipe(  # type: ignore[operator]
+        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
+    ).images[0]
+
+
+def manager_for(files: QwenFiles, dtype: str = "float32") -> ModelManager:
+    """A CPU model manager reading the tiny model's configs."""
+    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
+
+
+def folder_image(files: QwenFiles) -> np.ndarray:
+    """picture_of the same tiny model loaded from its diffusers folder."""
+    model = manager_for(files).get(str(files.diffusers_folder), lambda *a: None, lambda: False)
+    return picture_of(model.pipe)
 
 
 # ---------------------------------------------------------------------------- full size

@@ -28,30 +28,14 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.models import ModelManager
 from engine.worker import Engine
 from tests.tiny_flow_files import write_gguf
-from tests.tiny_qwen_files import DIFFUSION_PREFIX, QwenFiles, write_qwen_files
+from tests.tiny_qwen_files import DIFFUSION_PREFIX, write_qwen_files
+from tests.tiny_qwen_files import folder_image as _from_folder
+from tests.tiny_qwen_files import manager_for as _manager
+from tests.tiny_qwen_files import picture_of as _image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
-
-SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
-
-
-def _image(pipe: object) -> np.ndarray:
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
-    ).images[0]
-
-
-def _manager(files: QwenFiles, dtype: str = "float32") -> ModelManager:
-    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
-
-
-def _from_folder(files: QwenFiles) -> np.ndarray:
-    model = _manager(files).get(str(files.diffusers_folder), Recorder(), never)
-    return _image(model.pipe)
 
 
 def test_the_three_comfyui_files_load_offline_and_draw_what_the_diffusers_folder_draws(
