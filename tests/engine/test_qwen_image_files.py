@@ -488,3 +488,22 @@ def test_full_size_files_are_found_and_placed_on_a_gpu_from_their_headers_alone(
     if placement is not memory_policy.Placement.ON_DEVICE:
         assert load.memory.label.startswith(f"{placement} (model ")
         assert load.memory.label.endswith(f"GPU {gpu_gib}.0 GB free)")
+
+
+def test_files_that_are_not_qwen_image_or_not_readable_describe_no_family(
+    tmp_path: Path,
+) -> None:
+    from engine.file_family import file_family
+
+    junk = {
+        "old.ckpt": b"PK\x03\x04" + b"\0" * 40,
+        "cut.safetensors": b"\xff" * 20,
+        "cut.gguf": b"GGUF\x03\x00",
+        "empty.safetensors": b"",
+    }
+    for name, data in junk.items():
+        (tmp_path / name).write_bytes(data)
+        assert file_family(tmp_path / name) is None, name
+    flux_vae = _flux_style_vae(tmp_path / "ae.safetensors")
+    assert file_family(flux_vae) is None
+    assert file_family(tmp_path / "missing.safetensors") is None
