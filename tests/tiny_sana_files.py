@@ -90,11 +90,12 @@ def sana_to_original(
                 break
         else:
             raise AssertionError(f"sana key left unconverted: {key}")
-    out["pos_embed"] = torch.zeros(1, sample_size * sample_size, width)
-    out["y_embedder.y_embedding"] = torch.randn(300, caption_channels)
+    device = state["patch_embed.proj.weight"].device  # "meta" for real-size headers
+    out["pos_embed"] = torch.zeros(1, sample_size * sample_size, width, device=device)
+    out["y_embedder.y_embedding"] = torch.randn(300, caption_channels, device=device)
     if "cfg_embedder.mlp.0.weight" in out:
-        out["logvar_linear.weight"] = torch.zeros(1, width)
-        out["logvar_linear.bias"] = torch.zeros(1)
+        out["logvar_linear.weight"] = torch.zeros(1, width, device=device)
+        out["logvar_linear.bias"] = torch.zeros(1, device=device)
     return {prefix + k: v for k, v in out.items()}
 
 
@@ -166,10 +167,12 @@ def write_sana_files(
     suffix: str = ".safetensors",
     name: str | None = None,
     bench: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> tuple[SanaFiles, object]:
     """A tiny SANA (or SANA-Sprint) as separate files in NVIDIA's and MIT Han Lab's layouts;
     suffix ".pth" writes the transformer as NVIDIA's pickle ({"state_dict": ...}).
-    bench: the mid-sized transformer (rows of 256, which GGUF can quantize).
+    bench: the mid-sized transformer (rows of 256, which GGUF can quantize); dtype: the
+    transformer's storage (torch.float8_e4m3fn for an fp8 file).
     Returns the files and the tiny pipeline they came from."""
     from tests.tiny_new_families import tiny_family_pipeline
 
@@ -187,7 +190,7 @@ def write_sana_files(
     kind = "Sana_Sprint_tiny" if sprint else "Sana_tiny"
     transformer = models / "diffusion_models" / (name or f"{kind}_1024px{suffix}")
     transformer.parent.mkdir(parents=True)
-    original = sana_to_original(_state(pipe.transformer), prefix)
+    original = sana_to_original(_state(pipe.transformer, dtype), prefix)
     if suffix == ".pth":
         torch.save({"state_dict": original}, transformer)
     else:

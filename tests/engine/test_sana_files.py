@@ -42,8 +42,8 @@ def _same_pixels(a: np.ndarray, b: np.ndarray) -> None:
     )
 
 
-def _manager(config_root: Path, **kwargs: object) -> ModelManager:
-    return ModelManager(device="cpu", dtype="float32", config_root=config_root, **kwargs)  # type: ignore[arg-type]
+def _manager(config_root: Path, dtype: str = "float32", **kwargs: object) -> ModelManager:
+    return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -72,6 +72,17 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
     from_file = _image(model.pipe)
     from_folder = _image(manager.get(str(files.folder), Recorder(), never).pipe)
     _same_pixels(from_file, from_folder)
+
+
+def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    files, reference = write_sana_files(tmp_path, sprint=True)
+    for module, path in ((reference.transformer, files.transformer), (reference.vae, files.vae)):  # type: ignore[attr-defined]
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
+    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
+    _same_pixels(_image(model.pipe), _image(reference))
 
 
 def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
@@ -187,6 +198,21 @@ def test_a_gguf_sana_transformer_runs_quantized(tmp_path: Path) -> None:
     assert np.abs(image - _image(reference)).mean() < 0.02
 
 
+def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
+    files, reference = write_sana_files(tmp_path, sprint=True, dtype=torch.float8_e4m3fn)
+    model = _manager(files.config_root, dtype="bfloat16").get(
+        str(files.transformer), Recorder(), never
+    )
+    assert model.notes[0] == "fp8 (e4m3fn)"
+    block = model.pipe.transformer.transformer_blocks[0]
+    assert block.attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert block.ff.conv_inverted.weight.dtype == torch.float8_e4m3fn
+    assert block.scale_shift_table.dtype == torch.bfloat16  # read directly: cast up once
+    image = _image(model.pipe)
+    assert np.isfinite(image).all()
+    assert np.abs(image - _image(reference)).mean() < 0.05
+
+
 # ------------------------------------------------------------------ real-size headers
 
 
@@ -196,7 +222,7 @@ def _real_size_header(folder: str) -> dict[str, list[int]]:
     from diffusers import SanaTransformer2DModel
 
     config = SanaTransformer2DModel.load_config(model_configs_dir() / folder / "transformer")
-    with init_empty_weights():
+    with init_empty_weights(include_buffers=True):  # no 4K positional table
         model = SanaTransformer2DModel.from_config(config)
     original = sana_to_original(model.state_dict(), sample_size=int(config["sample_size"]))
     return {k: list(v.shape) for k, v in original.items()}
@@ -225,7 +251,7 @@ def test_each_published_sana_file_is_matched_to_its_shipped_config(
     assert sana_files.config_folder(shape) == folder
     config = SanaTransformer2DModel.load_config(model_configs_dir() / folder / "transformer")
     assert sana_files.mismatch(shape, config, file_name) is None
-    with init_empty_weights():
+    with init_empty_weights(include_buffers=True):  # no 4K positional table
         model = SanaTransformer2DModel.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(billions * 1e9, rel=0.01)
 
