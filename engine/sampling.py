@@ -405,7 +405,8 @@ class PipelineRunner:
         try:
             cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
             fed = adapters.attached(getattr(pipe, "unet", None))
-            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed:
+            seeded = same_noise.seeded_global_rng(plan.seeds[0], model.device)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed, seeded:
                 hook.begin()
                 images = pipe(
                     **args,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, upscale_options, upscale_runs, validation
+from engine import canvas_jobs, families, upscale_options, upscale_runs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -337,7 +337,8 @@ class Engine:
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
         device += "".join(f", {note}" for note in getattr(model, "notes", ()))
-        total = upscale_options.total_steps(r, inputs.total)
+        flow = families.profile(model.family).flow
+        total = upscale_options.total_steps(r, plan.total, flow)
         self._emit(
             Started(
                 job.id,
