@@ -49,7 +49,7 @@ GEMMA = cf.Slot(
 )
 DC_AE = cf.Slot(
     "vae",
-    "vae",
+    cf.VAE,
     "dc",
     "its DC-AE autoencoder (dc-ae-f32c32-sana-1.1.safetensors: the model.safetensors of "
     "mit-han-lab/dc-ae-f32c32-sana-1.1)",
