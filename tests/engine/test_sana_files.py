@@ -315,3 +315,31 @@ def test_the_model_library_lists_sana_files_as_a_sana_model_and_a_vae(
     for path, kind, family in ((files.transformer, "checkpoint", "sana"), (files.vae, "vae", "")):
         entry = inspect_file(str(path), None, str(files.models), path.stat())
         assert (entry.kind, entry.family) == (kind, family), path.name
+
+
+@pytest.mark.parametrize(
+    ("folder", "variant", "size"),
+    [
+        ("sana", "", 1024),
+        ("sana-2k", "2k", 2048),
+        ("sana-4k", "4k", 2048),
+        ("sana-sprint", "sprint", 1024),
+    ],
+)
+def test_the_2k_and_4k_models_start_at_2048_pixels(folder: str, variant: str, size: int) -> None:
+    import json
+
+    from engine import families
+    from engine.families.profile import FolderFacts
+
+    root = model_configs_dir()
+    own_index = root / folder / "model_index.json"
+    index = json.loads(
+        (own_index if own_index.is_file() else root / "sana" / "model_index.json").read_text()
+    )
+    transformer = json.loads((root / folder / "transformer" / "config.json").read_text())
+    profile, found = families.detect(
+        FolderFacts(index, {"transformer": transformer}, name="x"), "x"
+    )
+    assert (profile.family, found) == (ModelFamily.SANA, variant)
+    assert (profile.variant(found).width, profile.variant(found).height) == (size, size)
