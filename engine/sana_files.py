@@ -145,7 +145,7 @@ def mismatch(shape: SanaShape, config: dict[str, Any], file_name: str) -> str | 
     return (
         f"{file_name} is a {shape.label} transformer with {shape.blocks} blocks of width "
         f"{shape.width}, a size DiffusionDesk has no configuration for (it knows SANA 600M and "
-        "1.6B at 512 to 4096 px, SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B)."
+        "1.6B (also 2K and 4K), SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B)."
     )
 
 
