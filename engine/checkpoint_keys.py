@@ -29,8 +29,10 @@ SD3 = "sd3"
 FLUX = "flux"
 SDXL_REFINER = "sdxl-refiner"
 SANA = "sana"
+FLUX2 = "flux2"
 QWEN_IMAGE = "qwen_image"
 _TRANSFORMER_MARKERS = (
+    ("single_stream_modulation.", FLUX2),  # before FLUX.1: klein has double_blocks too
     ("joint_blocks.", SD3),
     ("double_blocks.", FLUX),
     ("blocks.0.cross_attn.kv_linear.", SANA),  # NVIDIA's layout (engine/sana_files.py)

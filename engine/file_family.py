@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.api import ModelFamily
+from engine.families import flux2
 
 _DIFFUSION = "model.diffusion_model."
 # The Qwen-Image MMDiT: a text RMS norm before txt_in, and per-block image modulation.
@@ -45,4 +46,6 @@ def file_family(path: Path) -> tuple[ModelFamily, str] | None:
     names = tensor_names(path)
     if is_qwen_image(names):
         return ModelFamily.QWEN_IMAGE, ""
+    if flux2.is_klein_layout(names):
+        return ModelFamily.FLUX2, flux2.file_variant(path.name)
     return None

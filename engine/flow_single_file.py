@@ -35,6 +35,7 @@ from engine import (
     tokenizer_files,
 )
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
+from engine.families.flux2 import is_klein_layout, klein_file
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
@@ -164,7 +165,7 @@ def files_for(spec: FlowSpec) -> FamilyFiles:
 
 
 def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
-    klein = flux2_files.inspect(path, header.shapes)
+    klein = klein_file(path, header.shapes)
     quant, storage = header.quantization, header.storage_dtype
     if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
         quant, storage = f"{quant}, scaled: run unpacked", None
@@ -176,7 +177,7 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
     keys = list(header.shapes)
     quant = header.quantization
-    if flux2_files.is_klein_layout(keys):
+    if is_klein_layout(keys):
         return _inspect_klein(path, header)
     if is_flux_layout(keys):
         img_in = header.shapes.get("img_in.weight") or header.shapes.get(

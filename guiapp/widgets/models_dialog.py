@@ -59,6 +59,7 @@ FAMILY_NAMES = {
     "sdxl-refiner": "SDXL refiner",
     "sd3": "SD 3",
     "flux": "FLUX",
+    "flux2": "FLUX.2 klein",
     "sana": "SANA",
     "qwen_image": "Qwen-Image",
     "": "unknown",
