@@ -49,7 +49,7 @@ GEMMA = cf.Slot(
 )
 DC_AE = cf.Slot(
     "vae",
-    "vae",
+    cf.VAE,
     "dc",
     "its DC-AE autoencoder (dc-ae-f32c32-sana-1.1.safetensors: the model.safetensors of "
     "mit-han-lab/dc-ae-f32c32-sana-1.1)",
@@ -142,11 +142,10 @@ def mismatch(shape: SanaShape, config: dict[str, Any], file_name: str) -> str | 
     )
     if fits:
         return None
-    known = ", ".join(sorted(set(KNOWN_SIZES.values())))
     return (
         f"{file_name} is a {shape.label} transformer with {shape.blocks} blocks of width "
         f"{shape.width}, a size DiffusionDesk has no configuration for (it knows SANA 600M and "
-        f"1.6B, SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B: sizes {known})."
+        "1.6B (also 2K and 4K), SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B)."
     )
 
 
