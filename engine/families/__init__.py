@@ -9,7 +9,6 @@ previews, the form) reads the profile. No torch here: the window reads defaults 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,9 +82,6 @@ def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> Fold
     return FolderFacts(index=index, configs=configs, name=name or folder.name)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 def _cached_snapshot(repo_id: str) -> Path | None:
     """The hub cache's folder of a repository downloaded before (HF_HOME), or None; only
     the cache on disk is looked at, never the network."""
@@ -108,7 +104,9 @@ def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
 
     folder = starter_model_dir() if source == STARTER_MODEL else Path(source).expanduser()
     name = ""  # a hub snapshot's folder is a commit hash: the repository's name tells
-    if not folder.exists() and _HUB_ID.match(source):
+    from engine.downloads import is_hub_id
+
+    if not folder.exists() and is_hub_id(source):
         folder, name = _cached_snapshot(source) or folder, source
     if folder.is_file():  # a transformer file: its tensor names may tell
         from engine.file_family import file_family
