@@ -56,7 +56,8 @@ from engine.worker import Engine  # noqa: E402
 LIMIT = 1.02  # engine / plain
 PREVIEW_LIMIT = 0.02  # step callback / sampling
 
-# Every family and variant --all runs, in this order.
+# Every family and variant --all runs, in this order (SANA's 2K and 4K variants run
+# SANA's code path and differ only in their default size).
 CASES: tuple[tuple[str, str], ...] = (
     ("sd1", ""),
     ("sdxl", ""),
