@@ -71,27 +71,6 @@ def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[in
     return config
 
 
-def _unscaled(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """ComfyUI's scaled fp8 files (`weight_scale` / `scale_weight` beside each fp8 weight)
-    as plain weights in `dtype`; other files unchanged."""
-    scales = [k for k in state if k.endswith((".weight_scale", ".scale_weight"))]
-    if not scales:
-        return state
-    for key in scales:
-        scale = state.pop(key).float()
-        name = key.rsplit(".", 1)[0] + ".weight"
-        if name in state:
-            state[name] = (state[name].float() * scale).to(dtype)
-    for key in [k for k in state if k.endswith((".input_scale", ".comfy_quant"))]:
-        del state[key]
-    state.pop("scaled_fp8", None)
-    return state
-
-
-def is_scaled_fp8(keys: Sequence[str]) -> bool:
-    return any(k.endswith((".weight_scale", ".scale_weight")) for k in keys)
-
-
 def load_transformer(
     path: Path,
     config_dir: Path,
@@ -104,8 +83,9 @@ def load_transformer(
     weights: its tensors when they are already read (a pickle, read as weights only)."""
     from diffusers import Flux2Transformer2DModel
 
+    # Scaled fp8 comes multiplied out (engine/quantized.py).
     raw = quantized.read_weights(path) if weights is None else weights
-    checkpoint = _unscaled({k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}, dtype)
+    checkpoint = {k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}
     del raw
     shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
     shipped = json.loads((config_dir / "transformer" / "config.json").read_text())

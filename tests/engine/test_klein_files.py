@@ -107,13 +107,17 @@ def _scaled_fp8(path: Path) -> None:
     save_file(scaled, path)
 
 
-def test_a_scaled_fp8_file_is_unscaled_and_says_so(tmp_path: Path) -> None:
+def test_scaled_fp8_transformer_and_encoder_files_are_unscaled_and_say_so(
+    tmp_path: Path,
+) -> None:
     files, reference = write_klein_files(tmp_path)
     _scaled_fp8(files.transformer)
+    _scaled_fp8(files.text_encoders["qwen3"])  # as ComfyUI's qwen_3_8b_fp8mixed
     model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
     assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float32
+    assert model.pipe.text_encoder.model.layers[0].mlp.up_proj.weight.dtype == torch.float32
     # Unscaled, the weights are the originals to fp8's precision: without the scales they
     # would be up to 448 times too large.
     assert np.abs(_image(model.pipe) - _image(reference)).mean() < 0.05
