@@ -424,3 +424,32 @@ def test_a_klein_file_is_described_before_loading_without_torch(tmp_path: Path) 
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_klein_of_another_depth_and_width_builds_from_the_shipped_config_and_its_file(
+    tmp_path: Path,
+) -> None:
+    """The shipped 4B config with the file's own dimensions put in: the tiny klein (2 heads
+    of 16, one block of each kind) loads against engine/model_configs/flux2-klein-4b."""
+    files, reference = write_klein_files(tmp_path)
+    model = flux2_files.load_transformer(
+        files.transformer,
+        model_configs_dir() / "flux2-klein-4b",
+        torch.float32,
+        None,
+        "FLUX.2 klein",
+    )
+    assert (model.config.num_attention_heads, model.config.attention_head_dim) == (2, 16)
+    assert (model.config.num_layers, model.config.num_single_layers) == (1, 1)
+    assert list(model.config.axes_dims_rope) == [4, 4, 4, 4]
+    inputs = {
+        "hidden_states": torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(0)),
+        "encoder_hidden_states": torch.randn(1, 3, 48, generator=torch.Generator().manual_seed(1)),
+        "timestep": torch.tensor([0.5]),
+        "img_ids": torch.zeros(4, 4),
+        "txt_ids": torch.zeros(3, 4),
+    }
+    with torch.no_grad():
+        ours = model(**inputs).sample
+        theirs = reference.transformer(**inputs).sample
+    torch.testing.assert_close(ours, theirs)
