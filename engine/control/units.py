@@ -42,7 +42,7 @@ from safetensors import safe_open
 
 from engine.addons.files import roots_of
 from engine.api import ControlUnit, EngineError, ErrorKind, Mode, ModelFamily
-from engine.asset_folders import AssetKind, find_asset
+from engine.asset_folders import AssetKind, asset_folders, find_asset
 from engine.control import adapters as adapter_runs
 from engine.control.adapter_keys import is_adapter_path
 from engine.control.preprocess import control_map
@@ -112,7 +112,11 @@ def resolve(name: str, model_folders: tuple[str, ...]) -> Path:
         return path
     # T2I adapters come as .pth files too (read only with the pickle consent).
     suffixes = (".safetensors", ".pth", ".pt")
-    found = find_asset(AssetKind.CONTROLNET, name, roots_of(model_folders), suffixes)
+    roots = roots_of(model_folders)
+    found = find_asset(AssetKind.CONTROLNET, name, roots, suffixes)
+    if found is None:  # a diffusers folder, named as A1111 text names it
+        folders = (f / name for f in asset_folders(AssetKind.CONTROLNET, roots))
+        found = next((f for f in folders if "/" not in name and f.is_dir()), None)
     if found is None:
         raise EngineError(
             ErrorKind.MODEL,
