@@ -34,7 +34,8 @@ def _error(message: str) -> EngineError:
 
 def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]) -> dict:
     """The shipped config with every dimension the file itself states put in, so a file of
-    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds."""
+    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds.
+    ValueError when the file lacks the tensors that tell."""
     config = dict(base)
     x_in = file_shape(shapes, "img_in.weight")
     context = file_shape(shapes, "txt_in.weight")
@@ -43,7 +44,7 @@ def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[in
     time_in = file_shape(shapes, "time_in.in_layer.weight")
     out = file_shape(shapes, "final_layer.linear.weight")
     if not (x_in and context and head):
-        raise _error("the file lacks klein's input projections; it may be damaged")
+        raise ValueError("it lacks klein's input projections or attention norms")
     width, head_dim = x_in[0], head[0]
     names = [k.removeprefix(FILE_PREFIX) for k in shapes]
 
@@ -89,7 +90,10 @@ def load_transformer(
     del raw
     shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
     shipped = json.loads((config_dir / "transformer" / "config.json").read_text())
-    config = transformer_config(shipped, shapes)
+    try:
+        config = transformer_config(shipped, shapes)
+    except ValueError as exc:
+        raise _error(f"{path.name} is not a complete {label} transformer: {exc}.") from exc
     kwargs: dict[str, object] = {"subfolder": "transformer", "local_files_only": True}
     if quantized.is_gguf(path):
         kwargs["quantization_config"] = quantized.gguf_config(dtype)

@@ -453,3 +453,16 @@ def test_a_klein_of_another_depth_and_width_builds_from_the_shipped_config_and_i
         ours = model(**inputs).sample
         theirs = reference.transformer(**inputs).sample
     torch.testing.assert_close(ours, theirs)
+
+
+def test_a_damaged_klein_file_is_named_in_a_sentence(tmp_path: Path) -> None:
+    files, _ = write_klein_files(tmp_path)
+    state = load_file(files.transformer)
+    save_file({k: v for k, v in state.items() if not k.startswith("img_in.")}, files.transformer)
+    with pytest.raises(EngineError) as caught:
+        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert caught.value.kind == ErrorKind.MODEL
+    assert caught.value.message == (
+        "flux-2-klein-4b.safetensors is not a complete FLUX.2 klein 4B transformer: it lacks "
+        "klein's input projections or attention norms."
+    )
