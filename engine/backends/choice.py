@@ -36,7 +36,11 @@ ShouldCancel = Callable[[], bool]
 CHOICES_FILE = "backend_choices.json"
 DEEP_CACHE_ON_TORCH = (
     "Deep cache works on the torch UNet's blocks, so this job ran on plain torch "
-    "(without OpenVINO or torch.compile)."
+    "(without torch.compile)."
+)
+DEEP_CACHE_NOT_IN_OPENVINO = (
+    "This model's OpenVINO conversion has no shallow-level graph for deep cache, so this "
+    "job ran on plain torch."
 )
 COMPILE_COST = (
     "torch.compile of the UNet: the first picture at each new size first compiles for "
@@ -134,28 +138,24 @@ class Accelerator:
             note = "OpenVINO runs UNet models only; torch ran this one."
             return Session("", [note] if self.backend == "openvino" else [])
         batches = unet_batch(request, model, images)
-        if deep_cache.is_on(request.deep_cache) and deep_cache.supports(unet):
-            # The cache skips the torch UNet's own blocks: neither a converted graph nor
-            # a compiled one has them, so the job runs plain torch.
-            if self.backend == "openvino" or self.compile_unet:
-                return Session("", [DEEP_CACHE_ON_TORCH])
-            return Session("")
+        deep = request.deep_cache if deep_cache.is_on(request.deep_cache) else None
+        deep = deep if deep_cache.supports(unet) else None
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
             if reason is None and openvino_backend.available():
                 shape = choice_shape(batches[0], height, width)
                 if self.backend == "auto" and self._remembered(model, shape) == "torch":
-                    return self._torch(model, batches[0], height, width, progress)
+                    return self._torch(model, batches[0], height, width, progress, deep)
                 try:
                     session = self._openvino_session(
-                        model, batches, height, width, progress, should_cancel
+                        model, batches, height, width, progress, should_cancel, deep
                     )
                 except (JobCancelled, EngineError, MemoryError):
                     raise
                 except Exception as exc:  # a converter or compiler failure: torch runs it
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                     self._remember(model, "torch", failed=f"{type(exc).__name__}: {first}")
-                    torch_session = self._torch(model, batches[0], height, width, progress)
+                    torch_session = self._torch(model, batches[0], height, width, progress, deep)
                     torch_session.warnings.append(
                         f"OpenVINO could not run this model ({type(exc).__name__}: {first}); "
                         "torch ran it."
@@ -166,7 +166,7 @@ class Accelerator:
             elif self.backend == "openvino":
                 why = reason or "openvino is not installed"
                 return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
-        return self._torch(model, batches[0], height, width, progress)
+        return self._torch(model, batches[0], height, width, progress, deep)
 
     def _openvino_session(
         self,
@@ -176,19 +176,32 @@ class Accelerator:
         width: int,
         progress: Progress,
         should_cancel: ShouldCancel,
+        deep: int | None = None,
     ) -> Session | None:
         """The OpenVINO session, or None where "auto" measured torch faster."""
         ov_model = self._openvino(model, progress, should_cancel)
         if not self._wants_openvino(model, ov_model, batches[0], height, width, progress):
             return None
+        if deep is not None and not ov_model.runs_deep_cache:
+            return Session("", [DEEP_CACHE_NOT_IN_OPENVINO])
         for batch in batches:
-            self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
-        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
+        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode, deep_cache=deep))
 
     def _torch(
-        self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
+        self,
+        model: LoadedModel,
+        batch: int,
+        height: int,
+        width: int,
+        progress: Progress,
+        deep: int | None = None,
     ) -> Session:
+        if deep is not None:
+            # The cache skips the torch UNet's own blocks, which a compiled graph does not
+            # have: the job runs plain torch.
+            return Session("", [DEEP_CACHE_ON_TORCH] if self.compile_unet else [])
         if self.compile_unet:
             return self._torch_compile(model, batch, height, width, progress)
         return Session("")
@@ -245,11 +258,17 @@ class Accelerator:
         width: int,
         progress: Progress,
         should_cancel: ShouldCancel,
+        deep: int | None = None,
     ) -> None:
         shapes = ov_model.unet_shapes(batch, height, width)
         if not ov_model.unet_part.is_compiled_for(shapes):
             progress(f"compiling OpenVINO for {width}x{height}, batch {batch}", 0.95)
             ov_model.unet_part.compile_for(shapes)
+        if deep is not None and ov_model.shallow_part is not None:
+            shallow = ov_model.shallow_shapes(batch, height, width)
+            if not ov_model.shallow_part.is_compiled_for(shallow):
+                progress(f"compiling the deep-cache graph for {width}x{height}", 0.96)
+                ov_model.shallow_part.compile_for(shallow)
         if ov_model.decoder_part is not None and batch <= 4:
             ov_model.decoder_part.compile_for(ov_model.decoder_shapes(1, height, width))
         if should_cancel():
