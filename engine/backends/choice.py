@@ -7,7 +7,8 @@ size on this machine: the first job of a model at a size and batch converts the 
 <cache>/backend_choices.json, so later jobs at that shape (and later runs of the
 application) do not measure again. The shape is part of the choice because the winner
 changes with it: at 128 px torch won here, at 512 px OpenVINO by 1.6x. "torch" and "openvino"
-force a backend. torch.compile is a separate opt-in for the torch backend.
+force a backend; "openvino-int8" is OpenVINO with the UNet quantized to int8 (see
+engine/backends/int8.py). torch.compile is a separate opt-in for the torch backend.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from engine import deep_cache, guidance_cutoff
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
-from engine.backends import BACKEND_NAMES, openvino_backend
+from engine.backends import BACKEND_NAMES, OPENVINO_BACKENDS, int8, openvino_backend
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
@@ -70,11 +71,17 @@ def check_backend_name(name: str) -> str:
             ErrorKind.BAD_INPUT,
             f"Unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}.",
         )
-    if key == "openvino" and not openvino_backend.available():
+    if key in OPENVINO_BACKENDS and not openvino_backend.available():
         raise EngineError(
             ErrorKind.BAD_INPUT,
             "The OpenVINO backend needs the openvino package: "
             "pip install 'diffusiondesk[openvino]', or choose the torch backend.",
+        )
+    if key == "openvino-int8" and not int8.available():
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "The openvino-int8 backend needs the nncf package: "
+            "pip install 'diffusiondesk[openvino]', or choose the openvino backend.",
         )
     return key
 
@@ -117,6 +124,7 @@ class Accelerator:
         self.cache_dir = cache_dir or cache_root()
         self._ov: dict[int, openvino_backend.OpenVINOModel] = {}  # by id(unet)
         self._compiled: dict[int, Any] = {}  # id(unet) -> compiled forward
+        self._converted = False  # this job's OpenVINO conversion is done (or was cached)
 
     def release(self) -> None:
         self._ov.clear()
@@ -136,16 +144,18 @@ class Accelerator:
         unet = getattr(_pipe(model), "unet", None)
         if unet is None:  # transformer families (engine/families/): torch runs them as loaded
             note = "OpenVINO runs UNet models only; torch ran this one."
-            return Session("", [note] if self.backend == "openvino" else [])
+            return Session("", [note] if self.backend in OPENVINO_BACKENDS else [])
         batches = unet_batch(request, model, images)
         deep = request.deep_cache if deep_cache.is_on(request.deep_cache) else None
         deep = deep if deep_cache.supports(unet) else None
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
+            reason = reason or openvino_backend.size_reason(unet, width, height)
             if reason is None and openvino_backend.available():
                 shape = choice_shape(batches[0], height, width)
                 if self.backend == "auto" and self._remembered(model, shape) == "torch":
                     return self._torch(model, batches[0], height, width, progress, deep)
+                self._converted = False
                 try:
                     session = self._openvino_session(
                         model, batches, height, width, progress, should_cancel, deep
@@ -154,7 +164,10 @@ class Accelerator:
                     raise
                 except Exception as exc:  # a converter or compiler failure: torch runs it
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-                    self._remember(model, "torch", failed=f"{type(exc).__name__}: {first}")
+                    # A failed conversion fails at every size; a failed compile at this one.
+                    failed_at = shape if self._converted else None
+                    failure = f"{type(exc).__name__}: {first}"
+                    self._remember(model, "torch", shape=failed_at, failed=failure)
                     torch_session = self._torch(model, batches[0], height, width, progress, deep)
                     torch_session.warnings.append(
                         f"OpenVINO could not run this model ({type(exc).__name__}: {first}); "
@@ -163,9 +176,9 @@ class Accelerator:
                     return torch_session
                 if session is not None:
                     return session
-            elif self.backend == "openvino":
+            elif self.backend in OPENVINO_BACKENDS:
                 why = reason or "openvino is not installed"
-                return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
+                return Session("", [f"OpenVINO cannot run this job ({why}); torch ran it."])
         return self._torch(model, batches[0], height, width, progress, deep)
 
     def _openvino_session(
@@ -180,6 +193,7 @@ class Accelerator:
     ) -> Session | None:
         """The OpenVINO session, or None where "auto" measured torch faster."""
         ov_model = self._openvino(model, progress, should_cancel)
+        self._converted = True
         if not self._wants_openvino(model, ov_model, batches[0], height, width, progress):
             return None
         if deep is not None and not ov_model.runs_deep_cache:
@@ -187,7 +201,67 @@ class Accelerator:
         for batch in batches:
             self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
+        if self.backend == "openvino-int8":
+            return self._int8_session(
+                ov_model, batches, height, width, progress, should_cancel, decode, deep
+            )
         return Session("OpenVINO", [], lambda: ov_model.active(decode=decode, deep_cache=deep))
+
+    def _int8_session(
+        self,
+        ov_model: openvino_backend.OpenVINOModel,
+        batches: tuple[int, ...],
+        height: int,
+        width: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        decode: bool,
+        deep: int | None,
+    ) -> Session:
+        """The int8 UNet at this size; the first job at a size collects its calibration
+        inputs (running bfloat16), the next one quantizes."""
+        size = int8.size_name(width, height)
+        xml, folder = int8.unet_xml(ov_model.folder, size), ov_model.folder
+        failed = int8.failure_note(folder, size)
+        if failed.is_file():
+            why = failed.read_text(errors="replace").strip()[:200]
+            warning = int8.FAILED.format(why=why)
+            return Session("OpenVINO", [warning], lambda: ov_model.active(decode=decode))
+        if not int8.is_ready(xml) and int8.calibration_file(folder, size).is_file():
+            progress(f"quantizing the UNet to int8 for {size} (once per model and size)", 0.96)
+            try:
+                int8.quantize_unet(folder, size)
+            except (MemoryError, JobCancelled):
+                raise
+            except Exception as exc:  # an nncf failure: note it, run bfloat16
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                with contextlib.suppress(OSError):
+                    failed.write_text(f"{type(exc).__name__}: {first}")
+                warning = int8.FAILED.format(why=f"{type(exc).__name__}: {first}")
+                return Session("OpenVINO", [warning], lambda: ov_model.active(decode=decode))
+            if should_cancel():
+                raise JobCancelled()
+        if int8.is_ready(xml):
+            part = ov_model.int8_part(xml)
+            for batch in batches:
+                shapes = ov_model.unet_shapes(batch, height, width)
+                if not part.is_compiled_for(shapes):
+                    progress(f"compiling the int8 UNet for {size}, batch {batch}", 0.97)
+                    part.compile_for(shapes)
+            return Session(
+                "OpenVINO int8",
+                [],
+                lambda: ov_model.active(decode=decode, deep_cache=deep, unet_part=part),
+            )
+        recorder = int8.Recorder(int8.calibration_file(folder, size))
+
+        @contextlib.contextmanager
+        def collecting() -> Iterator[None]:
+            with ov_model.active(decode=decode, deep_cache=deep, recorder=recorder):
+                yield
+            recorder.save()  # only after a run that finished: a cancelled one keeps none
+
+        return Session("OpenVINO", [int8.CALIBRATING.format(size=size)], collecting)
 
     def _torch(
         self,

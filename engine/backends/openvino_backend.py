@@ -85,6 +85,16 @@ def unsupported_reason(unet: Any) -> str | None:
     return None
 
 
+def size_reason(unet: Any, width: int, height: int) -> str | None:
+    """Why the converted graph cannot run this size, or None: its upsampling sizes were
+    fixed when it was traced, so the latent must halve evenly at every level."""
+    levels = int(getattr(unet, "num_upsamplers", len(getattr(unet, "up_blocks", ())) - 1))
+    multiple = 8 * 2 ** max(levels, 0)
+    if width % multiple or height % multiple:
+        return f"it runs sizes that are multiples of {multiple} px; {width}x{height} is not"
+    return None
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -277,7 +287,15 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class OpenVINOModel:
     """A loaded model's UNet and VAE decoder in OpenVINO."""
 
-    def __init__(self, unet: Any, vae: Any, folder: Path, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        unet: Any,
+        vae: Any,
+        folder: Path,
+        dtype: torch.dtype,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """settings: more OpenVINO CPU properties (bench/cpu_speed.py tries some)."""
         import openvino as ov  # type: ignore[import-untyped]
 
         self.unet, self.vae = unet, vae
@@ -290,8 +308,14 @@ class OpenVINOModel:
             "INFERENCE_PRECISION_HINT": "bf16" if dtype == torch.bfloat16 else "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            **(settings or {}),
         }
+        self.folder = folder
+        self._core, self._config = core, config
         self.unet_part = CompiledPart(core, folder / "unet.xml", config)
+        self.int8_parts: dict[Path, CompiledPart] = {}  # by file (engine/backends/int8.py)
+        self.serving: CompiledPart | None = None  # another UNet graph for the job (int8)
+        self.recorder: Any = None  # keeps the job's UNet inputs (int8 calibration)
         decoder = folder / "vae_decoder.xml"
         self.decoder_part = CompiledPart(core, decoder, config) if decoder.is_file() else None
         shallow = folder / "unet_shallow.xml"
@@ -312,6 +336,12 @@ class OpenVINOModel:
             pooled -= 6 * config.addition_time_embed_dim
             shapes.update(text_embeds=(batch, pooled), time_ids=(batch, 6))
         return shapes
+
+    def int8_part(self, xml: Path) -> CompiledPart:
+        """The int8 UNet graph in xml, read once (one size at a time is kept)."""
+        if xml not in self.int8_parts:
+            self.int8_parts = {xml: CompiledPart(self._core, xml, self._config)}
+        return self.int8_parts[xml]
 
     def shallow_shapes(self, batch: int, height: int, width: int) -> dict:
         shapes = self.unet_shapes(batch, height, width)
@@ -363,7 +393,10 @@ class OpenVINOModel:
             assert added_cond_kwargs is not None
             inputs["text_embeds"] = _numpy(added_cond_kwargs["text_embeds"])
             inputs["time_ids"] = _numpy(added_cond_kwargs["time_ids"])
-        noise = self.unet_part(inputs) if self.deep is None else self.deep.step(self, inputs)
+        if self.recorder is not None:
+            self.recorder.add(inputs)
+        part = self.serving or self.unet_part
+        noise = part(inputs) if self.deep is None else self.deep.step(self, part, inputs)
         out = torch.from_numpy(noise).to(sample.dtype)
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
@@ -373,9 +406,19 @@ class OpenVINOModel:
         return DecoderOutput(sample=image) if return_dict else (image,)
 
     @contextlib.contextmanager
-    def active(self, *, decode: bool, deep_cache: int | None = None) -> Iterator[None]:
+    def active(
+        self,
+        *,
+        decode: bool,
+        deep_cache: int | None = None,
+        unet_part: CompiledPart | None = None,
+        recorder: Any = None,
+    ) -> Iterator[None]:
         """Serve the UNet (and the VAE decode) from OpenVINO for the duration; with
-        deep_cache > 1 (and the graphs for it), run the deep blocks every that many steps."""
+        deep_cache > 1 (and the graphs for it), run the deep blocks every that many steps.
+        unet_part: another graph of the UNet (int8) to serve it; recorder: something
+        with add(inputs) that sees every UNet call's inputs."""
+        self.serving, self.recorder = unet_part, recorder
         self.unet.forward = self.unet_forward
         if decode and self.decoder_part is not None:
             self.vae.decode = self.vae_decode
@@ -384,7 +427,7 @@ class OpenVINOModel:
         try:
             yield
         finally:
-            self.deep = None
+            self.deep = self.serving = self.recorder = None
             vars(self.unet).pop("forward", None)
             if vars(self.vae).get("decode") == self.vae_decode:
                 del self.vae.decode
@@ -403,7 +446,9 @@ class _DeepCacheState:
         self.key: tuple[Any, ...] | None = None
         self.features: np.ndarray | None = None
 
-    def step(self, model: OpenVINOModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def step(
+        self, model: OpenVINOModel, part: CompiledPart, inputs: dict[str, np.ndarray]
+    ) -> np.ndarray:
         key = tuple(sorted((name, value.shape) for name, value in inputs.items()))
         cached = self.calls % self.interval != 0 and key == self.key and self.features is not None
         self.calls += 1
@@ -411,7 +456,7 @@ class _DeepCacheState:
             self.cached_steps += 1
             return model.shallow_part({**inputs, "deep_features": self.features})
         self.full_steps += 1
-        noise, self.features = model.unet_part.run(inputs)[:2]
+        noise, self.features = part.run(inputs)[:2]
         self.key = key
         return noise
 
