@@ -198,13 +198,13 @@ class Accelerator:
             return None
         if deep is not None and not ov_model.runs_deep_cache:
             return Session("", [DEEP_CACHE_NOT_IN_OPENVINO])
-        for batch in batches:
-            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
         if self.backend == "openvino-int8":
             return self._int8_session(
                 ov_model, batches, height, width, progress, should_cancel, decode, deep
             )
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
         return Session("OpenVINO", [], lambda: ov_model.active(decode=decode, deep_cache=deep))
 
     def _int8_session(
@@ -222,11 +222,16 @@ class Accelerator:
         inputs (running bfloat16), the next one quantizes."""
         size = int8.size_name(width, height)
         xml, folder = int8.unet_xml(ov_model.folder, size), ov_model.folder
+
+        def bfloat16(warning: str) -> Session:
+            for batch in batches:
+                self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
+            active = lambda: ov_model.active(decode=decode, deep_cache=deep)  # noqa: E731
+            return Session("OpenVINO", [warning], active)
+
         failed = int8.failure_note(folder, size)
         if failed.is_file():
-            why = failed.read_text(errors="replace").strip()[:200]
-            warning = int8.FAILED.format(why=why)
-            return Session("OpenVINO", [warning], lambda: ov_model.active(decode=decode))
+            return bfloat16(int8.FAILED.format(why=failed.read_text(errors="replace")[:200]))
         if not int8.is_ready(xml) and int8.calibration_file(folder, size).is_file():
             progress(f"quantizing the UNet to int8 for {size} (once per model and size)", 0.96)
             try:
@@ -237,13 +242,15 @@ class Accelerator:
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                 with contextlib.suppress(OSError):
                     failed.write_text(f"{type(exc).__name__}: {first}")
-                warning = int8.FAILED.format(why=f"{type(exc).__name__}: {first}")
-                return Session("OpenVINO", [warning], lambda: ov_model.active(decode=decode))
+                return bfloat16(int8.FAILED.format(why=f"{type(exc).__name__}: {first}"))
             if should_cancel():
                 raise JobCancelled()
         if int8.is_ready(xml):
             part = ov_model.int8_part(xml)
-            for batch in batches:
+            for batch in batches:  # the decoder and the deep-cache graph; not the bf16 UNet
+                self._compile_ov(
+                    ov_model, batch, height, width, progress, should_cancel, deep, unet=False
+                )
                 shapes = ov_model.unet_shapes(batch, height, width)
                 if not part.is_compiled_for(shapes):
                     progress(f"compiling the int8 UNet for {size}, batch {batch}", 0.97)
@@ -253,6 +260,8 @@ class Accelerator:
                 [],
                 lambda: ov_model.active(decode=decode, deep_cache=deep, unet_part=part),
             )
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
         recorder = int8.Recorder(int8.calibration_file(folder, size))
 
         @contextlib.contextmanager
@@ -333,9 +342,10 @@ class Accelerator:
         progress: Progress,
         should_cancel: ShouldCancel,
         deep: int | None = None,
+        unet: bool = True,
     ) -> None:
         shapes = ov_model.unet_shapes(batch, height, width)
-        if not ov_model.unet_part.is_compiled_for(shapes):
+        if unet and not ov_model.unet_part.is_compiled_for(shapes):
             progress(f"compiling OpenVINO for {width}x{height}, batch {batch}", 0.95)
             ov_model.unet_part.compile_for(shapes)
         if deep is not None and ov_model.shallow_part is not None:
