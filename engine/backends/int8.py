@@ -89,8 +89,9 @@ class Recorder:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.npz")
+        save: Any = np.savez  # its stubs read ** as its allow_pickle keyword
         with contextlib.suppress(OSError):
-            np.savez(tmp, **arrays)
+            save(tmp, **arrays)
             os.replace(tmp, self.path)
             return True
         tmp.unlink(missing_ok=True)

@@ -450,11 +450,12 @@ class _DeepCacheState:
         self, model: OpenVINOModel, part: CompiledPart, inputs: dict[str, np.ndarray]
     ) -> np.ndarray:
         key = tuple(sorted((name, value.shape) for name, value in inputs.items()))
-        cached = self.calls % self.interval != 0 and key == self.key and self.features is not None
+        features, shallow = self.features, model.shallow_part
+        cached = self.calls % self.interval != 0 and key == self.key
         self.calls += 1
-        if cached and model.shallow_part is not None:
+        if cached and features is not None and shallow is not None:
             self.cached_steps += 1
-            return model.shallow_part({**inputs, "deep_features": self.features})
+            return shallow({**inputs, "deep_features": features})
         self.full_steps += 1
         noise, self.features = part.run(inputs)[:2]
         self.key = key
