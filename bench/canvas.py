@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -31,17 +32,18 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_models import FixedModels, starter_or_random  # noqa: E402
+
 from engine.api import (  # noqa: E402
-    STARTER_MODEL,
     ControlUnit,
     Expand,
     Finished,
+    ForwardProcess,
     GenerationRequest,
     HiresFix,
     RegionPrompt,
     Upscale,
 )
-from engine.models import LoadedModel, ModelManager  # noqa: E402
 from engine.resources import starter_model_dir  # noqa: E402
 from engine.upscale_options import scaled_size  # noqa: E402
 from engine.worker import Engine  # noqa: E402
@@ -111,6 +113,36 @@ def tiled_upscale(ctx: Context) -> Case:
     return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
 
 
+_ESRGAN: list[str] = []
+
+
+def _esrgan() -> str:
+    """A 4x ESRGAN file of the published architecture's size (RRDBNet: 64 features, 23
+    blocks; random weights cost the same time), written once as .safetensors."""
+    if not _ESRGAN:
+        from safetensors.torch import save_file
+
+        from engine.upscalers.architectures import RRDBNet
+
+        net = RRDBNet(3, 3, features=64, growth=32, blocks=23, upsamples=2)
+        state = {
+            re.sub(r"^ups\.(\d+)", lambda m: f"conv_up{int(m[1]) + 1}", k): v.contiguous()
+            for k, v in net.state_dict().items()
+        }
+        path = Path(tempfile.mkdtemp()) / "4x-esrgan.safetensors"
+        save_file(state, path)
+        _ESRGAN.append(str(path))
+    return _ESRGAN[0]
+
+
+@entry("upscale (ESRGAN 4x model, 23 blocks, to 2x)")
+def esrgan_upscale(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size, ctx.size).with_changes(
+        init_image=ctx.picture, upscale=Upscale(scale=2, upscaler=_esrgan())
+    )
+    return Case(request, ctx.plain(*scaled_size(ctx.size, ctx.size, 2)))
+
+
 @entry("upscale (Lanczos, 2x)")
 def lanczos_upscale(ctx: Context) -> Case:
     request = ctx.plain(ctx.size, ctx.size).with_changes(
@@ -160,6 +192,53 @@ def controlnet_two(ctx: Context) -> Case:
     return Case(plain.with_changes(controls=units), plain)
 
 
+_ADAPTERS: list[str] = []
+
+
+def _adapter(ctx: Context) -> str:
+    """A T2I adapter shaped for the model's UNet (random weights cost what trained ones
+    do): SD 1.5's layout where the UNet starts with attention, else SDXL's, built once."""
+    if not _ADAPTERS:
+        from diffusers import T2IAdapter, UNet2DConditionModel
+
+        if ctx.model == "starter":
+            unet = UNet2DConditionModel.from_pretrained(str(starter_model_dir() / "unet"))
+        else:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from tiny_models import tiny_components
+
+            unet = tiny_components(Path(tempfile.mkdtemp()), width=32)["unet"]
+        sd15 = unet.config.down_block_types[0].startswith("CrossAttn")
+        adapter = T2IAdapter(
+            in_channels=1,
+            channels=list(unet.config.block_out_channels),
+            num_res_blocks=2,
+            downscale_factor=8 if sd15 else 16,
+            adapter_type="full_adapter" if sd15 else "full_adapter_xl",
+        )
+        folder = Path(tempfile.mkdtemp()) / "t2i-adapter"
+        adapter.save_pretrained(folder)
+        _ADAPTERS.append(str(folder))
+    return _ADAPTERS[0]
+
+
+@entry("T2I adapter (1 unit, canny)")
+def adapter_one(ctx: Context) -> Case:
+    unit = ControlUnit(_adapter(ctx), ctx.picture, preprocessor="canny")
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=(unit,)), plain)
+
+
+@entry("T2I adapter + ControlNet (canny each)")
+def adapter_and_controlnet(ctx: Context) -> Case:
+    units = (
+        ControlUnit(_adapter(ctx), ctx.picture, preprocessor="canny"),
+        ControlUnit(_controlnets(ctx)[0], ctx.picture, preprocessor="canny"),
+    )
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=units), plain)
+
+
 @entry("regional prompts (2 regions, left and right)")
 def regional_prompts(ctx: Context) -> Case:
     from engine.region_check import halves
@@ -190,33 +269,23 @@ def outpaint_pieces(ctx: Context) -> Case:
     return Case(request, ctx.plain(ctx.size + 128, ctx.size + 128))
 
 
+@entry("forward process view (a slider move: noised to half the steps, decoded)")
+def forward_view(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size, ctx.size).with_changes(
+        init_image=ctx.picture, forward=ForwardProcess(level=ctx.steps // 2)
+    )
+    return Case(request, ctx.plain(ctx.size, ctx.size))
+
+
+@entry("denoise from here (from half the steps)")
+def forward_denoise(ctx: Context) -> Case:
+    request = ctx.plain(ctx.size, ctx.size).with_changes(
+        init_image=ctx.picture, forward=ForwardProcess(level=ctx.steps // 2, denoise=True)
+    )
+    return Case(request, ctx.plain(ctx.size, ctx.size))
+
+
 # ----------------------------------------------------------------------------- running
-
-
-class _Fixed:
-    """A model manager that always hands out one already loaded model."""
-
-    def __init__(self, model: LoadedModel, description: str) -> None:
-        self.model, self.device_description = model, description
-
-    def get(self, source, progress, should_cancel, **_: object) -> LoadedModel:
-        return self.model
-
-    def release(self) -> None:
-        pass
-
-
-def small_random_model() -> LoadedModel:
-    from diffusers import StableDiffusionPipeline
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import tiny_components
-
-    components = tiny_components(Path(tempfile.mkdtemp()), width=32)
-    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return LoadedModel("random-small", "sd1", pipe, None, None, False, torch.device("cpu"),
-                       torch.float32)  # fmt: skip
 
 
 def _timed(engine: Engine, request: GenerationRequest) -> tuple[float, Finished]:
@@ -236,13 +305,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="entries to run (by name)")
     args = parser.parse_args()
 
-    if (starter_model_dir() / "model_index.json").is_file():
-        manager = ModelManager(device="cpu")
-        model = manager.get(STARTER_MODEL, lambda *_: None, lambda: False)
-        name, description = "starter", manager.device_description
-    else:
-        model, name, description = small_random_model(), "random-small", "cpu (float32)"
-    engine = Engine(_Fixed(model, description), backend="torch")
+    model, name, description = starter_or_random(device="cpu")
+    engine = Engine(FixedModels(model, description), backend="torch")
     try:
         ctx = Context(name, args.size, args.steps, Image.new("RGB", (1, 1)))
         _, first = _timed(engine, ctx.plain(args.size, args.size))  # also warms the model up

@@ -20,15 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "docs"), str(ROOT / "tests")]
 
-from make_screenshots import grab, settle, wait_until  # noqa: E402
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from make_screenshots import grab, open_window, settle, wait_until  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.api import STARTER_MODEL  # noqa: E402
-from guiapp.app import share_the_gil_fairly  # noqa: E402
-from guiapp.bridge import EngineBridge  # noqa: E402
-from guiapp.settings import AppSettings  # noqa: E402
-from guiapp.theme import apply_dark_theme  # noqa: E402
 from guiapp.window import MainWindow  # noqa: E402
 
 
@@ -49,21 +45,9 @@ def run(app: QApplication, window: MainWindow) -> None:
 
 
 def main() -> None:
-    share_the_gil_fairly()
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    apply_dark_theme(app)
-    scratch = Path(tempfile.mkdtemp(prefix="dd-shots-"))
-    from engine.worker import Engine
-
-    settings = AppSettings(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat))
-    window = MainWindow(EngineBridge(Engine(device="cpu", dtype="float32")), settings)
-    window.set_output_folder(scratch / "out")
-    window.resize(1320, 860)
-    window.show()
+    app, window = open_window(STARTER_MODEL, 12, "on a white background", dtype="float32")
     m = window.form
-    m.model, m.steps, m.random_seed, m.seed = STARTER_MODEL, 12, False, 1
-    m.width = m.height = 128
-    m.prompt = "on a white background"
+    m.seed = 1
     window.addons_dock.parent().hide()
     window.queue_dock.hide()
     settle(app, 1.0)
@@ -90,7 +74,7 @@ def main() -> None:
     window.control_dock.parent().show()
     window.resizeDocks([window.control_dock.parent()], [460], Qt.Orientation.Horizontal)
     unit = window.control_dock.add_unit()
-    unit.model.setText(str(starter_controlnet(scratch / "controlnet")))
+    unit.model.setText(str(starter_controlnet(Path(tempfile.mkdtemp()) / "controlnet")))
     unit.preprocessor.setCurrentIndex(unit.preprocessor.findData("softedge"))
     unit.show_map.setChecked(True)
     window.canvas.fit()

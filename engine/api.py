@@ -166,7 +166,9 @@ class ControlUnit:
 
     model: a diffusers folder or a single .safetensors file; image: the control image
     (or the picture a preprocessor turns into one), resized to the request's size;
-    weight: the conditioning scale; start and end: the fraction of the steps it acts on.
+    weight: the conditioning scale; start and end: the fraction of the steps it acts on;
+    source: where the image came from, for the picture's record and "Reuse parameters":
+    a file's path, "canvas" (the picture on the canvas), "sketch" (drawn), or "" (unsaid).
     """
 
     model: str
@@ -175,6 +177,7 @@ class ControlUnit:
     start: float = 0.0
     end: float = 1.0
     preprocessor: str = Preprocessor.NONE.value
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,9 @@ class GenerationRequest:
     negative_prompt: str = ""
     steps: int = 20
     guidance_scale: float = 5.0
+    # True CFG beside distilled guidance (FLUX.1 dev: FluxPipeline's true_cfg_scale, with
+    # the negative prompt); 1: off. Variants whose profile offers it only (engine/families/).
+    true_cfg_scale: float = 1.0
     seed: int | None = None  # None: the engine picks one and reports it
     batch_size: int = 1
     width: int = 128

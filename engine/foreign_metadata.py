@@ -50,8 +50,9 @@ from PIL import Image
 from sd_parsers.exceptions import ParserError
 from sd_parsers.parsers import ComfyUIParser, FooocusParser, InvokeAIParser, NovelAIParser
 
-from engine import hires_metadata, metadata
+from engine import canvas_metadata, hires_metadata, metadata
 from engine.api import GenerationRequest
+from engine.control import metadata as control_metadata
 from engine.validation import MAX_GUIDANCE, MAX_SEED, MAX_SIDE, MAX_STEPS
 
 MAX_TEXT = 5_000_000  # characters of one metadata text; ComfyUI workflows run to ~1 MB
@@ -92,6 +93,8 @@ class PictureSettings:
     sampler_name: str = ""  # as the tool wrote it
     left_out: tuple[str, ...] = ()  # one sentence per value that could not be used
     request: GenerationRequest | None = field(default=None, compare=False)  # our own
+    # ControlNet units without their pictures (A1111's "ControlNet N" fields, ours).
+    units: tuple[control_metadata.UnitSetting, ...] = ()
 
     def apply_to(self, base: GenerationRequest) -> GenerationRequest:
         """base with the picture's values put in; our own pictures give their whole
@@ -231,6 +234,7 @@ class _Collector:
         self.left_out: list[str] = []
         self.model_name = ""
         self.sampler_name = ""
+        self.units: tuple[control_metadata.UnitSetting, ...] = ()
 
     def text(self, name: str, value: object) -> None:
         if isinstance(value, str) and value.strip():
@@ -325,6 +329,20 @@ class _Collector:
         except hires_metadata.Rejected as exc:
             self.left_out.append(f"Its hires fix was left out (it must be {exc}).")
 
+    def canvas(self, fields: dict[str, str]) -> None:
+        """The upscale, outpaint and forward-process fields, ControlNet units and regions."""
+        upscale, notes = hires_metadata.upscale_from_fields(fields)
+        values, more = canvas_metadata.from_fields(fields)
+        self.values.update(values, **({"upscale": upscale} if upscale is not None else {}))
+        size = (self.values.get("width", 512), self.values.get("height", 512))
+        carried = control_metadata.from_fields(fields, size)
+        if carried.regions:
+            self.values["regions"] = carried.regions
+        self.units = carried.units
+        self.left_out += [
+            f"Its {note} was left out." for note in (*notes, *more, *carried.left_out)
+        ]
+
     def result(self, resolve_model: Callable[[str], str | None] | None) -> PictureSettings | None:
         if self.model_name and resolve_model is not None:
             found = resolve_model(self.model_name)
@@ -340,6 +358,7 @@ class _Collector:
             model_name=self.model_name,
             sampler_name=self.sampler_name,
             left_out=tuple(self.left_out),
+            units=self.units,
         )
 
 
@@ -388,6 +407,7 @@ def _a1111(texts: dict[str, str], text: str, tool_hint: str = "") -> _Collector 
     got.size_text(fields.get("Size"))
     got.model(fields.get("Model"))
     got.hires(fields)
+    got.canvas(fields)
     return got
 
 
@@ -531,6 +551,7 @@ def _own(texts: dict[str, str]) -> PictureSettings | None:
         sampler_name=str(request.scheduler),
         left_out=tuple(f"{note} was left out." for note in left_out),
         request=request,
+        units=reading.units,
     )
 
 

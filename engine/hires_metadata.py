@@ -102,6 +102,34 @@ def hires_from_fields(
     return HiresFix(**values), left_out
 
 
+def upscale_from_fields(fields: dict[str, str]) -> tuple[Upscale | None, list[str]]:
+    """The upscale A1111 text describes ("Postprocess upscale by/upscaler" of the Extras
+    tab, or the SD upscale script's fields), and notes on values left out."""
+    tiled = "SD upscale upscaler" in fields or "SD upscale by" in fields
+    prefix = "SD upscale" if tiled else "Postprocess upscale"
+    if not tiled and "Postprocess upscale by" not in fields:
+        return None, []
+    values: dict[str, Any] = {"sd_tiles": tiled}
+    left_out: list[str] = []
+    try:
+        values["scale"] = _scale(fields.get(f"{prefix} by", "2"))
+    except Rejected as exc:
+        left_out.append(f"{prefix} by (it must be {exc})")
+    upscaler = fields.get("SD upscale upscaler" if tiled else "Postprocess upscaler", "").strip()
+    if upscaler and upscaler.lower() != "none" and len(upscaler) < 4096:
+        values["upscaler"] = upscaler
+    for key, name in (("SD upscale tile", "tile"), ("SD upscale overlap", "overlap")):
+        text = fields.get(key, "").strip() if tiled else ""
+        if text.isdigit() and len(text) < 6:
+            values[name] = int(text)
+        elif text:
+            left_out.append(f"{key} {text[:20]!r} (it must be a whole number of pixels)")
+    try:
+        return _record(Upscale, values), left_out
+    except Rejected as exc:
+        return None, [*left_out, f"the upscale (it must be {exc})"]
+
+
 def _record(kind: type, value: Any) -> Any:
     if value is None:
         return None

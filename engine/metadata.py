@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine import hires_metadata, validation
+from engine import canvas_metadata, hires_metadata, validation
 from engine.api import (
     STARTER_MODEL,
     Expand,
@@ -51,7 +51,8 @@ APP_NAME = "DiffusionDesk"
 _IMAGE_FIELDS = ("init_image", "mask")
 # Request fields that describe this machine, not the picture: never stored.
 _LOCAL_FIELDS = ("model_folders", "model_files")
-# Control units and regions: recorded without their pictures, so never read back.
+# Control units and regions: read back apart (engine/control/metadata.py), units without
+# their pictures.
 _UNIT_FIELDS = ("controls", "regions")
 
 # Sampler names other tools write (A1111, Forge, ComfyUI savers), lower-cased, mapped
@@ -121,9 +122,10 @@ def format_a1111(request: GenerationRequest, seed: int, model_info: ModelInfo | 
     """The "parameters" text: prompt, "Negative prompt: ..." line, then "Key: value, ...".
 
     model_info: the model's family, variant and guidance kind ("Family", "Variant"; a
-    distilled guidance scale is Forge's "Distilled CFG Scale", beside "CFG scale: 1")."""
+    distilled guidance scale is Forge's "Distilled CFG Scale", beside "CFG scale", which
+    is then the true CFG scale as in Forge: 1 when off)."""
     distilled = model_info is not None and model_info.guidance == GuidanceKind.DISTILLED
-    scale = 1.0 if distilled else float(request.guidance_scale)
+    scale = float(request.true_cfg_scale) if distilled else float(request.guidance_scale)
     params: list[tuple[str, str]] = [
         ("Steps", str(request.steps)),
         ("Sampler", str(request.scheduler)),
@@ -147,7 +149,7 @@ def format_a1111(request: GenerationRequest, seed: int, model_info: ModelInfo | 
         if request.inpaint_only_masked:
             params.append(("Inpaint area", "Only masked"))
             params.append(("Masked area padding", str(request.inpaint_padding)))
-    params += canvas_params(request)
+    params += canvas_metadata.params(request)
     if request.guidance_cutoff is not None and request.guidance_cutoff < 1:
         # Not an A1111 field: other tools show it and ignore it; we read it back.
         params.append(("Guidance cutoff", str(float(request.guidance_cutoff))))
@@ -222,6 +224,8 @@ class ParametersReading(NamedTuple):
     request: GenerationRequest | None  # None: the picture carries no parameters we can use
     left_out: tuple[str, ...]  # "Seed 1e999 (…)": each value that was not used, and why
     model_info: ModelInfo | None = None  # the model's family and variant, when written
+    # ControlNet units without their pictures (the request's regions are whole).
+    units: tuple[control_metadata.UnitSetting, ...] = ()
 
 
 def model_info_of(family: Any, variant: Any = "") -> ModelInfo | None:
@@ -471,29 +475,12 @@ def _record_of(kind: type[Expand] | type[ForwardProcess], what: str) -> Any:
     return check
 
 
-def canvas_params(request: GenerationRequest) -> list[tuple[str, str]]:
-    """Outpainting and the forward process, as A1111-style fields (not A1111's own:
-    other tools show them and ignore them; our JSON record carries them whole)."""
-    params: list[tuple[str, str]] = []
-    e = request.expand
-    if isinstance(e, Expand):
-        sides = [f"{side} {getattr(e, side)}" for side in ("left", "right", "top", "bottom")
-                 if getattr(e, side)]  # fmt: skip
-        params.append(("Outpaint", f"{' '.join(sides)}; fill {e.fill}; band {e.band}"))
-        if request.inpaint_only_masked:
-            params.append(("Outpaint piece", str(e.tile)))
-    f = request.forward
-    if isinstance(f, ForwardProcess):
-        action = "denoised from" if f.denoise else "noised to"
-        params.append(("Forward process", f"{action} step {f.level} of {request.steps}"))
-    return params
-
-
 _CHECKS: dict[str, Any] = {
     "prompt": _text(validation.MAX_PROMPT_CHARS),
     "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
     "steps": _whole(1, validation.MAX_STEPS),
     "guidance_scale": _number(0, validation.MAX_GUIDANCE),
+    "true_cfg_scale": _number(1, validation.MAX_GUIDANCE),
     "seed": _whole(0, validation.MAX_SEED - validation.MAX_BATCH),
     "batch_size": _whole(1, validation.MAX_BATCH),
     "width": _whole(8, validation.MAX_SIDE, 8),
@@ -573,9 +560,25 @@ def from_record_checked(text: str) -> ParametersReading:
         if name in known:
             found.take(name, value, name.replace("_", " ").capitalize())
     info = record.get("model_info")
-    if isinstance(info, dict):
-        return found.reading(model_info_of(info.get("family"), info.get("variant", "")))
-    return found.reading()
+    model = (
+        model_info_of(info.get("family"), info.get("variant", ""))
+        if isinstance(info, dict)
+        else None
+    )
+    return _with_units(found.reading(model), control_metadata.from_record, record)
+
+
+def _with_units(reading: ParametersReading, read: Any, source: Any) -> ParametersReading:
+    """The reading with the picture's regions in its request and its units beside it."""
+    if reading.request is None:
+        return reading
+    size = (reading.request.width, reading.request.height)
+    carried = read(source, size)
+    return reading._replace(
+        request=reading.request.with_changes(regions=carried.regions),
+        left_out=reading.left_out + carried.left_out,
+        units=carried.units,
+    )
 
 
 def sampler_from_name(name: str) -> str | None:
@@ -720,8 +723,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     for key, name in _A1111_NUMBERS:
         if key in fields:
             found.take(name, fields[key], key)
-    if DISTILLED_CFG in fields:  # Forge's FLUX guidance; "CFG scale" is then 1
+    if DISTILLED_CFG in fields:  # Forge's FLUX guidance; "CFG scale" is then true CFG
         found.take("guidance_scale", fields[DISTILLED_CFG], DISTILLED_CFG)
+        with contextlib.suppress(_Rejected):  # "CFG scale" 1 (or less, or none): off
+            if "CFG scale" in fields and _float_of(fields["CFG scale"]) > 1:
+                found.take("true_cfg_scale", fields["CFG scale"], "CFG scale")
     if "Size" in fields:
         size = _size(fields["Size"])
         if size is None:
@@ -750,7 +756,15 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     found.left_out += notes
     if hires is not None:
         found.take("hires", dataclasses.asdict(hires), "Hires fix")
-    return found.reading(model_info_of(fields.get("Family"), fields.get("Variant", "")))
+    upscale, notes = hires_metadata.upscale_from_fields(fields)
+    found.left_out += notes
+    if upscale is not None:
+        found.values["upscale"] = upscale
+    canvas, notes = canvas_metadata.from_fields(fields)
+    found.values.update(canvas)
+    found.left_out += notes
+    reading = found.reading(model_info_of(fields.get("Family"), fields.get("Variant", "")))
+    return _with_units(reading, control_metadata.from_fields, fields)
 
 
 # ----------------------------------------------------------------------------- add-ons

@@ -27,7 +27,9 @@ from engine import (
     hub,
     memory_policy,
     model_code,
+    sana_files,
     single_file,
+    tiny_autoencoders,
 )
 from engine.api import (
     STARTER_MODEL,
@@ -39,6 +41,7 @@ from engine.api import (
     Progress,
     ShouldCancel,
 )
+from engine.asset_folders import default_roots
 from engine.latent_fit import cached_fit
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
@@ -390,7 +393,7 @@ class ModelManager:
         else:
             memory_policy.apply(pipe, memory, self.device)
         pipe.set_progress_bar_config(disable=True)
-        tiny_vae = self._find_tiny_vae(family, local_dir)
+        tiny_vae = self._find_tiny_vae(family, local_dir, source)
         unet = getattr(pipe, "unet", None)
         devices.apply_layout(self._policy, unet, pipe.vae, tiny_vae)
         profile = families.profile(family)
@@ -412,19 +415,26 @@ class ModelManager:
             notes=memory.notes if memory is not None else (),
         )
 
-    def _find_tiny_vae(self, family: ModelFamily, local_dir: Path | None) -> AutoencoderTiny | None:
-        candidates: list[Path] = []
-        if local_dir is not None:
-            candidates.append(local_dir / "taesd")
-        if family in self._tiny_vae_dirs:
-            candidates.append(Path(self._tiny_vae_dirs[family]))
-        for folder in candidates:
-            if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
-                tiny = AutoencoderTiny.from_pretrained(
-                    folder, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
-                )
-                return tiny.to(self.device).eval()
-        return None
+    def _find_tiny_vae(
+        self, family: ModelFamily, local_dir: Path | None, source: str = ""
+    ) -> AutoencoderTiny | None:
+        """The family's tiny autoencoder where one is present (engine/tiny_autoencoders.py)."""
+        profile = families.profile(family)
+        bundled = self._tiny_vae_dirs.get(family)
+        folder = tiny_autoencoders.find(
+            profile.tiny_vae_folder,
+            profile.latent_channels,
+            model_dir=local_dir,
+            source=source,
+            roots=[Path(r).expanduser() for r in self._roots] or default_roots(),
+            bundled=Path(bundled) if bundled is not None else None,
+        )
+        if folder is None:
+            return None
+        tiny = AutoencoderTiny.from_pretrained(
+            folder, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
+        )
+        return tiny.to(self.device).eval()
 
     # ------------------------------------------------------------------ single files
 
@@ -445,8 +455,21 @@ class ModelManager:
                 "trust where it came from."
             )
         progress(f"reading {path.name}", 0.0)
+        memory = memory_policy.choose(
+            memory_policy.checkpoint_parts(
+                path,
+                self.dtype,
+                {"unet": (single_file.UNET_PREFIX,), "vae": single_file.VAE_PREFIXES},
+                rest="text encoders",
+            ),
+            self.device,
+            what=path.name,
+        )
+        progress(f"memory: {memory.label}", 0.01)  # from the header, before any weight
         checkpoint = single_file.read_checkpoint(path)
         _check_cancel(should_cancel)
+        if sana_files.is_sana(list(checkpoint)):  # NVIDIA's .pth: the transformer alone
+            return self._load_transformer_file(path, source, progress, should_cancel, checkpoint)
         spec = single_file.inspect_checkpoint(checkpoint, path)
         config_dir = (self._config_root or model_configs_dir()) / spec.family
         stages = single_file.component_loaders(spec, checkpoint, config_dir, self.dtype)
@@ -461,14 +484,22 @@ class ModelManager:
         progress(f"moving to {self.device}", (n_stages + 1) / (n_stages + 2))
         pipe = single_file.assemble(spec, components, config_dir)
         sidecar = path.with_name(path.stem + ".latent_rgb.json")
-        model = self._finish(pipe, source, read_latent_rgb(sidecar), None, spec.family)
+        model = self._finish(
+            pipe, source, read_latent_rgb(sidecar), None, spec.family, memory=memory
+        )
         progress("ready", 1.0)
         return model
 
     def _load_transformer_file(
-        self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
+        self,
+        path: Path,
+        source: str,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        weights: dict | None = None,
     ) -> LoadedModel:
-        """A transformer-only file (SD3, FLUX.1; GGUF or fp8 too) and its separate files."""
+        """A transformer-only file (SD3, FLUX.1, Z-Image, SANA; GGUF or fp8 too) and its
+        separate files; weights: a pickle's tensors, already read as weights only."""
         progress(f"reading {path.name}", 0.0)
         load = flow_single_file.prepare(
             path,
@@ -478,7 +509,9 @@ class ModelManager:
             should_cancel,
             explicit=[Path(f).expanduser() for f in self._extra_files],
             roots=[Path(r).expanduser() for r in self._roots] or None,
+            weights=weights,
         )
+        del weights  # the transformer stage holds them until it has converted them
         progress(f"memory: {load.memory.label}", 0.02)
         components: dict[str, object] = {}
         for i, (name, stage) in enumerate(load.stages):

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families, guidance_cutoff, regions
+from engine import families, guidance_cutoff, regions, unit_placement
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.control import same_noise
 from engine.control import units as control_units
+from engine.control.adapters import AdapterInjection
 from engine.deep_cache import deep_cache
 from engine.families.profile import MODE_WORDS, accepts
 from engine.guidance_cutoff import GuidanceCutoff
@@ -236,7 +238,7 @@ class PipelineRunner:
         self._base_scheduler_config: Any = None
         self._pipes: dict[PipelineClass, Pipeline] = {}
         self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
-        self.controls = control_units.ControlModels()  # ControlNets of the loaded model
+        self.controls = control_units.ControlModels()  # ControlNets and adapters in use
 
     def reset(self) -> None:
         self._base = None
@@ -281,19 +283,33 @@ class PipelineRunner:
         # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
         #    LoRAs, embeddings and VAE (before the prompts are encoded).
         #    ControlNet units bring their models and control maps.
+        #    T2I adapter units feed the UNet through a hook (engine/control/adapters.py).
         extra: dict[str, Any] = {}
         control_args: dict[str, Any] = {}
+        adapters = AdapterInjection((), 1)
         if r.controls:
             self._follow(model)
-            extra["controlnet"], control_args = control_units.prepare(
+            first = plan.resume.offset if plan.resume is not None else plan.start_index
+            units = r.controls
+            if plan.resume is not None:  # start and end on the remaining steps
+                units = unit_placement.continued(units, plan.resume.step, plan.total)
+            prepared = control_units.prepare(
                 self.controls,
-                r.controls,
+                units,
                 model,
                 mode=plan.mode,
                 size=(plan.width, plan.height),
                 folders=r.model_folders,
+                steps=plan.steps - first,
+            )
+            extra, control_args, adapters = (
+                prepared.components,
+                prepared.arguments,
+                prepared.adapters,
             )
         pipe = self.pipeline(model, plan.pipeline_class, **extra)
+        if extra:  # FLUX's ControlNet pipelines: the plain pipeline's noise (same_noise.py)
+            same_noise.draw_as_plain(pipe, plan.seeds)
         profile = families.profile(model.family)
         scheduler = make_scheduler(
             plan.scheduler,
@@ -314,11 +330,10 @@ class PipelineRunner:
         #    Regional prompts add their embeddings and mask the cross-attention.
         prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
         args = pipeline_arguments(plan) | prompt_kwargs | control_args
-        if plan.guidance is not GuidanceKind.CFG:
-            # Distilled and unguided models take no negative prompt.
-            for key in ("negative_prompt", "negative_prompt_embeds"):
-                args.pop(key, None)
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
+        if plan.guidance is not GuidanceKind.CFG:
+            # Distilled and unguided models take no negative prompt, but with true CFG.
+            warnings += _true_cfg(args, plan, profile.variant(model.variant), model.label)
 
         # 3. A resume starts from the stored latents, part way along the full schedule;
         #    "denoise from here" from the forward process's noised latents.
@@ -379,6 +394,7 @@ class PipelineRunner:
         #    autoencoder's ("fast decode") or tiled (large pictures); deep features may be
         #    reused between steps (deep cache).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            adapters.advance(i)
             return cutoff(p, i, hook(p, i, t, tensors))
 
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
@@ -387,7 +403,9 @@ class PipelineRunner:
         )
         try:
             cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
-            with torch.inference_mode(), decode as decode_warnings, regional, cached:
+            fed = adapters.attached(getattr(pipe, "unet", None))
+            seeded = same_noise.seeded_global_rng(plan.seeds[0], model.device)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed, seeded:
                 hook.begin()
                 images = pipe(
                     **args,
@@ -415,6 +433,24 @@ class PipelineRunner:
             decode_seconds=end - hook.last,
             callback_seconds=hook.seconds,
         )
+
+
+def _true_cfg(
+    args: dict[str, Any], plan: Plan, variant: families.Variant, label: str
+) -> list[str]:
+    """For a model without true CFG, drop the negative prompt; for FLUX.1 dev with a true
+    CFG scale above 1, hand the pipeline that scale and the negative prompt (as text, ""
+    too: FluxPipeline runs true CFG only when it is given one). Returns the warnings."""
+    scale = plan.request.true_cfg_scale
+    if scale > 1 and variant.true_cfg and accepts(plan.pipeline_class, "true_cfg_scale"):
+        args["true_cfg_scale"] = scale
+        args["negative_prompt"] = args.get("negative_prompt") or ""
+        return []
+    for key in ("negative_prompt", "negative_prompt_embeds"):
+        args.pop(key, None)
+    if scale > 1:
+        return [f"{label} models take no true CFG scale; it was left out."]
+    return []
 
 
 def pipeline_arguments(plan: Plan) -> dict[str, Any]:

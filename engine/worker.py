@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, upscale_options, upscale_runs, validation
+from engine import canvas_jobs, families, upscale_options, upscale_runs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -122,6 +122,7 @@ class Engine:
         self._closed = False
         # Worker-thread state.
         self._runner = PipelineRunner()
+        self._runner.controls.allow_pickle = self._allow_pickle  # T2I adapters' .pth files
         self._latent_cache = LatentCache()  # the forward process's last picture
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None
@@ -337,7 +338,8 @@ class Engine:
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
         device += "".join(f", {note}" for note in getattr(model, "notes", ()))
-        total = upscale_options.total_steps(r, inputs.total)
+        flow = families.profile(model.family).flow
+        total = upscale_options.total_steps(r, plan.total, flow)
         self._emit(
             Started(
                 job.id,

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from engine.api import GenerationRequest
+from engine.control.metadata import UnitSetting
 
 KEEP_RUN_PREVIEWS = 4
 KEEP_ENTRIES = 200
@@ -60,6 +61,9 @@ class HistoryEntry:
     seed: int | None = None
     run: Run | None = None
     where: str = ""  # the engine that made it: "cpu (float32)", "… on gpu-box", a replica
+    # ControlNet units a dropped picture's text names (without their images); a result of
+    # this session has them, images included, in its request.
+    units: tuple[UnitSetting, ...] = ()
 
     @property
     def job_id(self) -> int | None:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
 
 from engine.api import GenerationRequest
 from guiapp.document import Brush, Document, blank_mask
-from guiapp.imaging import qimage_to_array
+from guiapp.imaging import array_to_qimage, qimage_to_array
 from guiapp.mask_commands import MaskEdit
 
 DEFAULT_SIZE = QSize(128, 128)  # a layer's size before any picture is on the canvas
@@ -135,6 +135,22 @@ class PaintLayer(QObject):
         )
         self.changed.emit()
 
+    def set_mask(self, mask: Image.Image, text: str) -> None:
+        """Paint the layer as `mask` says (white: painted), resized to the picture; one
+        undoable edit (Reuse parameters puts a picture's region masks back this way)."""
+        self._fit()
+        before = self._image.copy()
+        size = (self._image.width(), self._image.height())
+        alpha = np.asarray(mask.convert("L").resize(size, Image.Resampling.BILINEAR))
+        rgba = np.empty((*alpha.shape, 4), np.uint8)
+        rgba[..., :3] = (self.color.red(), self.color.green(), self.color.blue())
+        rgba[..., 3] = alpha
+        image = array_to_qimage(rgba).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+        self._set(image)
+        self.document.undo_stack.push(
+            MaskEdit(f"{text} ({self.name})", before, self._image.copy(), self._set)
+        )
+
     def _set(self, image: QImage) -> None:
         self._image = image.copy()
         self.changed.emit()
@@ -162,12 +178,17 @@ class LayerItem(QGraphicsPixmapItem):
 
 
 def plain_job(request: GenerationRequest) -> bool:
-    """Whether the docks' ControlNet units and regions join this request: not a resumed
-    run (it keeps its own inputs), an outpaint (another size), a forward-process view or
-    an upscale (its tiles are pieces of another size)."""
-    return (
-        request.resume is None
-        and request.expand is None
-        and request.forward is None
-        and request.upscale is None
-    )
+    """Whether the docks' ControlNet units and regions join this request: every job but a
+    continued run (it keeps the units and regions it ran with), a forward-process view
+    (nothing is generated) and an upscale (its tiles are pieces of another size). An
+    expansion takes them at the picture's size; the engine places them on the new canvas."""
+    view_only = request.forward is not None and not request.forward.denoise
+    return request.resume is None and request.upscale is None and not view_only
+
+
+def unit_size(request: GenerationRequest) -> tuple[int, int]:
+    """The size the docks' control images and region masks are made at: the picture's
+    (before an expansion grows it)."""
+    if request.expand is not None and request.init_image is not None:
+        return request.init_image.size
+    return request.width, request.height

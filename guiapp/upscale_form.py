@@ -37,6 +37,14 @@ def apply_hires(form: ViewModel, hires: HiresFix | None) -> None:
         form.hires_prompt = hires.prompt
 
 
+def apply_upscale(form: ViewModel, upscale: Upscale | None) -> None:
+    """The form's Upscale settings show a request's upscale (none: left as they are)."""
+    if upscale is not None:
+        form.upscale_scale = float(upscale.scale)
+        form.upscale_upscaler = upscale.upscaler
+        form.upscale_sd_tiles = bool(upscale.sd_tiles)
+
+
 def upscale_request(form: ViewModel, picture: Image.Image) -> GenerationRequest:
     """Enlarge `picture` with the form's upscale settings (and, with SD tiles, repaint it
     with the form's prompt, steps and strength)."""

@@ -154,6 +154,11 @@ class MainWindow(QMainWindow):
         self.regions_dock = RegionsDock(self.canvas, self)
         self.add_dock("Regions", "regionsDock", self.regions_dock, "right").hide()
         self.workspace.request_extras += [self.control_dock.extend, self.regions_dock.extend]
+        self.workspace.reuse_hooks += [
+            self.control_dock.restore,
+            self.regions_dock.restore,
+            self.forward_panel.restore,
+        ]
 
     def add_dock(self, title: str, name: str, widget: QWidget, area: str) -> QDockWidget:
         """Put `widget` in a dock at "left", "right", "top" or "bottom" (and the View menu)."""
@@ -404,6 +409,8 @@ class MainWindow(QMainWindow):
         picture = self.workspace.document.image
         size = (picture.width(), picture.height()) if picture is not None else None
         dialog = ExpandDialog(size, self)
+        if self.workspace.expand_choice is not None:
+            dialog.set_choice(*self.workspace.expand_choice)
         dialog.accepted.connect(
             lambda: self.workspace.expand(
                 dialog.choice().expand, dialog.choice().piece_by_piece, dialog.choice().strength

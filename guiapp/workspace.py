@@ -27,6 +27,7 @@ from engine.api import (
     ResumeFrom,
 )
 from engine.atomic_file import SaveError, atomic_write
+from engine.control.metadata import UnitSetting, settings_of
 from engine.foreign_metadata import read_picture_settings
 from engine.library import resolve_model_name
 from engine.validation import problems
@@ -88,6 +89,11 @@ class Workspace(Observable):
         self._run: Run | None = None  # the run the scrubber moves through
         # Functions that add a dock's fields to each submitted request (ControlNet, regions).
         self.request_extras: list[Callable[[GenerationRequest], GenerationRequest]] = []
+        # Functions that put a reused picture's units, regions, expansion or forward
+        # process back into a dock or panel; each returns sentences for what it could not.
+        self.reuse_hooks: list[Callable[[GenerationRequest, tuple[UnitSetting, ...]], list[str]]]
+        self.reuse_hooks = []
+        self.expand_choice: tuple[Expand, bool, float] | None = None  # the dialog's next values
         self._scrubbed_step = 0
         self.closed = False
 
@@ -201,6 +207,7 @@ class Workspace(Observable):
         if picture is None:
             return None
         width, height = outpaint.expanded_size(picture.size, expand)
+        self.expand_choice = (expand, only_masked, strength)  # the dialog offers it again
         request = self.form.build_request(init_image=picture).with_changes(
             expand=expand,
             width=width,
@@ -237,6 +244,7 @@ class Workspace(Observable):
             prompt=form.prompt,
             negative_prompt=form.negative_prompt,
             guidance_scale=form.guidance_scale,
+            true_cfg_scale=form.true_cfg_scale,
             seed=form.seed,
             resume=ResumeFrom(job_id, step),
         )
@@ -385,7 +393,14 @@ class Workspace(Observable):
         if entry.request is None:
             self.show_error(f"{entry.name} carries no generation parameters.")
             return
-        self.form.apply_request(entry.request)
+        request = entry.request
+        self.form.apply_request(request)
+        if request.expand is not None:
+            self.expand_choice = (request.expand, request.inpaint_only_masked, request.strength)
+        units = entry.units or settings_of(request.controls)
+        notes = [note for hook in self.reuse_hooks for note in hook(request, units)]
+        if notes:
+            self.show_error("Note: " + " ".join(notes))
         self.statusMessage.emit(f"Parameters of {entry.name} are in the form", 5000)
 
     # ------------------------------------------------------------------ files
@@ -411,7 +426,9 @@ class Workspace(Observable):
             self.statusMessage.emit(f"{path.name} carries no generation settings.", 8000)
         else:
             request = found.apply_to(self.form.build_request())
-            self.history.add(HistoryEntry(path, pil_to_qimage(picture), request, request.seed))
+            self.history.add(
+                HistoryEntry(path, pil_to_qimage(picture), request, request.seed, units=found.units)
+            )
             self.statusMessage.emit(
                 f"{path.name}: {found.summary()} 'Reuse parameters' fills the form.", 12000
             )

@@ -35,3 +35,18 @@ def save_tiny_controlnet(folder: Path, *, seed: int = 0, unet=None) -> Path:
         folder, safe_serialization=True
     )
     return folder
+
+
+def spy_on_controlnets(engine, count: int) -> list[list[float]]:
+    """Record the conditioning scale each ControlNet sees at each step (forward hooks on
+    the loaded models, which the runner keeps between jobs)."""
+    calls: list[list[float]] = [[] for _ in range(count)]
+    nets = list(engine._runner.controls._loaded.values())
+    assert len(nets) == count
+    for i, net in enumerate(nets):
+
+        def hook(module, args, kwargs, i=i):
+            calls[i].append(float(kwargs["conditioning_scale"]))
+
+        net.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls

@@ -27,7 +27,7 @@ def _unit_problems(n: int, unit: object) -> list[str]:
         return [f"{name} must be a ControlUnit, got {type(unit).__name__}"]
     found: list[str] = []
     if not isinstance(unit.model, str) or not unit.model.strip():
-        found.append(f"{name} has no model: name a ControlNet folder or .safetensors file")
+        found.append(f"{name} has no model: name a ControlNet or T2I adapter folder or file")
     if not isinstance(unit.image, Image.Image):
         found.append(f"{name} has no control image (got {type(unit.image).__name__})")
     if not _number(unit.weight) or not 0 <= unit.weight <= MAX_WEIGHT:
@@ -45,7 +45,9 @@ def _unit_problems(n: int, unit: object) -> list[str]:
     return found
 
 
-def _region_problems(n: int, region: object, width: object, height: object) -> list[str]:
+def _region_problems(
+    n: int, region: object, width: object, height: object, also: tuple[tuple[int, int], ...]
+) -> list[str]:
     name = f"region {n}"
     if not isinstance(region, RegionPrompt):
         return [f"{name} must be a RegionPrompt, got {type(region).__name__}"]
@@ -56,7 +58,7 @@ def _region_problems(n: int, region: object, width: object, height: object) -> l
     if not isinstance(mask, Image.Image):
         return [*found, f"{name}'s mask is not an image (got {type(mask).__name__})"]
     sized = isinstance(width, Integral) and isinstance(height, Integral)
-    if sized and mask.size != (width, height):
+    if sized and mask.size not in ((width, height), *also):
         found.append(
             f"{name}'s mask is {mask.size[0]}x{mask.size[1]} but the picture is "
             f"{width}x{height}; paint it on the picture's own size"
@@ -82,11 +84,8 @@ def problems(r: GenerationRequest) -> list[str]:
     elif len(regions) > MAX_REGIONS:
         found.append(f"at most {MAX_REGIONS} regions are allowed, got {len(regions)}")
     else:
+        # An expansion's regions may be painted on the picture before it grows.
+        also = (r.init_image.size,) if r.expand and isinstance(r.init_image, Image.Image) else ()
         for n, region in enumerate(regions, 1):
-            found += _region_problems(n, region, r.width, r.height)
-    if (controls or regions) and r.resume is not None:
-        found.append(
-            "continuing a run from a step keeps its own inputs: remove the control units "
-            "and regions, or start a new run"
-        )
+            found += _region_problems(n, region, r.width, r.height, also)
     return found

@@ -1,7 +1,7 @@
 """The CLI's ControlNet and region arguments, read into ControlUnit and RegionPrompt
 records (no torch, so a bad argument is named before anything heavy is imported).
 
-    --control MODEL:IMAGE[:WEIGHT[:START[:END]]]   repeat for several units
+    --control MODEL:IMAGE[:WEIGHT[:START[:END]]]   a ControlNet or T2I adapter; repeat
     --preprocess canny                             one for all units, or one per unit
     --region "PROMPT=MASK.png"                     repeat for several regions
 """
@@ -30,9 +30,10 @@ def add_arguments(group: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="MODEL:IMAGE[:WEIGHT[:START[:END]]]",
-        help="a ControlNet unit: its folder or .safetensors file, its control image, and "
-        "optionally its weight (1), start (0) and end (1) as fractions of the steps; "
-        "repeat for several",
+        help="a ControlNet or T2I adapter unit (told apart by the file's contents): its "
+        "folder or .safetensors file (an adapter's .pth with --allow-pickle), its control "
+        "image, and optionally its weight (1), start (0) and end (1) as fractions of the "
+        "steps; repeat for several",
     )
     group.add_argument(
         "--preprocess",
@@ -100,7 +101,9 @@ def controls(args: argparse.Namespace, open_image: OpenImage) -> tuple[ControlUn
         weight, start, end = [*numbers, *(1.0, 0.0, 1.0)[len(numbers) :]]
         preprocessor = pre[n] if len(pre) > 1 else (pre[0] if pre else Preprocessor.NONE.value)
         image = open_image(path, "--control")
-        units.append(ControlUnit(model, image, weight, start, end, preprocessor))
+        units.append(
+            ControlUnit(model, image, weight, start, end, preprocessor, str(path.resolve()))
+        )
     return tuple(units)
 
 

@@ -1,4 +1,5 @@
-"""The ControlNet dock: up to four units, each a model, a control image, a
+"""The ControlNet dock: up to four units, each a model (a ControlNet or a T2I adapter,
+told apart by the file's contents and named beside it), a control image, a
 preprocessor, a weight and the part of the steps it acts on.
 
 A unit's image comes from the canvas picture (at the moment Generate is pressed), from
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QToolButton,
@@ -32,10 +34,12 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import ControlUnit, GenerationRequest, Preprocessor
+from engine.control.adapter_keys import is_adapter_path
 from engine.control.checks import MAX_UNITS, MAX_WEIGHT
+from engine.control.metadata import CANVAS, SKETCH, UnitSetting
 from engine.control.preprocess import control_map
 from guiapp.imaging import array_to_qimage
-from guiapp.layers import LayerItem, PaintLayer, plain_job
+from guiapp.layers import LayerItem, PaintLayer, plain_job, unit_size
 from guiapp.widgets.canvas import Canvas
 
 SOURCES = ("Canvas picture", "File", "Sketch layer")
@@ -59,6 +63,14 @@ def _spin(low: float, high: float, value: float, step: float, parent: QWidget) -
     return spin
 
 
+def _source_of(box: UnitBox) -> str:
+    """The unit's source as the picture's record names it (ControlUnit.source)."""
+    source = box.source.currentText()
+    if source == "File":
+        return str(Path(box.image_path.text().strip()).expanduser().resolve())
+    return "sketch" if source == "Sketch layer" else "canvas"
+
+
 class UnitBox(QGroupBox):
     """One ControlNet unit's settings."""
 
@@ -68,10 +80,12 @@ class UnitBox(QGroupBox):
     def __init__(self, number: int, parent: QWidget) -> None:
         super().__init__(f"Unit {number}", parent)
         self.model = QLineEdit(self)
-        self.model.setPlaceholderText("ControlNet folder or .safetensors file")
+        self.model.setPlaceholderText("ControlNet or T2I adapter folder or file")
+        self.kind = QLabel(self)  # "ControlNet" or "T2I adapter" once the model is found
+        self.model.textChanged.connect(self._show_kind)
         browse = QToolButton(self)
         browse.setText("…")
-        browse.setToolTip("Choose a ControlNet .safetensors file")
+        browse.setToolTip("Choose a ControlNet or T2I adapter file")
         browse.clicked.connect(self._choose_model)
         self.source = QComboBox(self)
         self.source.addItems(SOURCES)
@@ -101,7 +115,7 @@ class UnitBox(QGroupBox):
             return row
 
         form = QFormLayout(self)
-        form.addRow("Model", line(self.model, browse))
+        form.addRow("Model", line(self.model, browse, self.kind))
         form.addRow("Image", line(self.source, self.image_path, pick))
         form.addRow("Preprocessor", self.preprocessor)
         form.addRow("Weight", self.weight)
@@ -110,10 +124,22 @@ class UnitBox(QGroupBox):
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a ControlNet", "", "ControlNet (*.safetensors)"
+            self,
+            "Choose a ControlNet or T2I adapter",
+            "",
+            "ControlNet or T2I adapter (*.safetensors *.pth)",
         )
         if path:
             self.model.setText(path)
+
+    def _show_kind(self, text: str) -> None:
+        """Name what the model is (from a header or a config, read at once: no torch);
+        a name the engine looks up in the model folders stays unnamed here."""
+        path = Path(text.strip()).expanduser()
+        if not text.strip() or not path.exists():
+            self.kind.setText("")
+            return
+        self.kind.setText("T2I adapter" if is_adapter_path(path) else "ControlNet")
 
     def _choose_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -240,15 +266,55 @@ class ControlDock(QWidget):
                     start=box.start.value(),
                     end=box.end.value(),
                     preprocessor=box.preprocessor.currentData(),
+                    source=_source_of(box),
                 )
             )
         return tuple(units)
+
+    def restore(self, request: GenerationRequest, units: tuple[UnitSetting, ...]) -> list[str]:
+        """Reuse parameters: the units a picture was made with replace the dock's (a picture
+        without units leaves them). Returns a sentence for each image not at hand."""
+        if not units:
+            return []
+        for old in list(self.units):
+            self.remove_unit(old)
+        notes = []
+        for n, unit in enumerate(units[:MAX_UNITS], 1):
+            box = self.add_unit()
+            assert box is not None
+            box.model.setText(unit.model)
+            box.weight.setValue(unit.weight)
+            box.start.setValue(unit.start)
+            box.end.setValue(unit.end)
+            box.preprocessor.setCurrentIndex(max(0, box.preprocessor.findData(unit.preprocessor)))
+            notes += self._restore_source(n, box, unit)
+        return notes
+
+    def _restore_source(self, n: int, box: UnitBox, unit: UnitSetting) -> list[str]:
+        if unit.source == SKETCH:
+            box.source.setCurrentText("Sketch layer")
+            if unit.image is None:
+                return [f"Unit {n}'s sketch is not stored in the picture: draw it again."]
+            self.sketch.set_mask(unit.image, "Reused sketch")
+            return []
+        if unit.source in (CANVAS, ""):
+            box.source.setCurrentText("Canvas picture")
+            if unit.source:
+                return []
+            return [f"Unit {n}'s control image is not named in the picture: the canvas "
+                    "picture stands in for it."]  # fmt: skip
+        box.source.setCurrentText("File")
+        box.image_path.setText(unit.source)
+        if Path(unit.source).is_file():
+            return []
+        return [f"Unit {n}'s control image {unit.source} no longer exists: choose another "
+                "picture for it."]  # fmt: skip
 
     def extend(self, request: GenerationRequest) -> GenerationRequest:
         """The request with this dock's units (see plain_job)."""
         if not self.units or not plain_job(request):
             return request
-        units = self.control_units((request.width, request.height))
+        units = self.control_units(unit_size(request))
         if units is None:
             raise ValueError(self.error)
         return request.with_changes(controls=units)

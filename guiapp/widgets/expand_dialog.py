@@ -119,6 +119,16 @@ class ExpandDialog(QDialog):
         height = self._size[1] + e.top + e.bottom
         self.size_label.setText(f"{self._size[0]}x{self._size[1]} → {width}x{height}")
 
+    def set_choice(self, expand: Expand, piece_by_piece: bool, strength: float) -> None:
+        """Show an expansion (a reused picture's)."""
+        for side, box in self.sides.items():
+            box.setValue(getattr(expand, side))
+        self.fill.setCurrentIndex(max(0, self.fill.findData(expand.fill)))
+        self.band.setValue(expand.band)
+        self.piece.setValue(expand.tile)
+        self.pieces.setChecked(piece_by_piece)
+        self.strength.setValue(strength)
+
     def choice(self) -> ExpandChoice:
         sides = {side: box.value() for side, box in self.sides.items()}
         expand = Expand(

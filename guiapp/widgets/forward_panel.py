@@ -146,6 +146,19 @@ class ForwardPanel(QWidget):
         self.denoise_button.setEnabled(True)
         self._ask()
 
+    def restore(self, request: GenerationRequest, _units: object = ()) -> list[str]:
+        """Reuse parameters: a forward-process picture's steps, seed and noise level."""
+        f = request.forward
+        if f is None:
+            return []
+        self.steps.setValue(request.steps)
+        self.slider.setValue(f.level)
+        seed = request.seed if request.seed is not None else self.seed.value()
+        if seed > self.seed.maximum():
+            return [f"The forward process's seed {seed} is beyond this panel's seeds."]
+        self.seed.setValue(seed)
+        return []
+
     # ------------------------------------------------------------------ preview jobs
 
     def _steps_changed(self, steps: int) -> None:
@@ -226,6 +239,13 @@ class ForwardPanel(QWidget):
         a = facts.get("alpha_bar", 1.0)
         t = facts.get("t")
         where = f"t = {t:.0f}" if t is not None else "the picture itself"
+        sigma = facts.get("sigma")
+        if sigma is not None:  # a flow-matching model
+            self.facts.setText(
+                f"step {level} of {steps} · {where} · σ = {sigma:.4f}: "
+                f"x_t = {1 - sigma:.3f}·x₀ + {sigma:.3f}·noise"
+            )
+            return
         self.facts.setText(
             f"step {level} of {steps} · {where} · ᾱ = {a:.4f}: "
             f"x_t = {a**0.5:.3f}·x₀ + {(1 - a) ** 0.5:.3f}·noise"

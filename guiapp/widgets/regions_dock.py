@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from engine.api import GenerationRequest, RegionPrompt
 from engine.control.checks import MAX_REGIONS
-from guiapp.layers import LayerItem, PaintLayer, plain_job
+from guiapp.layers import LayerItem, PaintLayer, plain_job, unit_size
 from guiapp.widgets.canvas import Canvas
 
 COLORS = ("#3c8cff", "#ff9b2f", "#3cd27a", "#c85aff", "#ffe14b", "#ff5aa0", "#5ae1e1", "#a0a0a0")
@@ -152,8 +152,23 @@ class RegionsDock(QWidget):
             if row.prompt.text().strip() or not row.layer.is_empty()
         )
 
+    def restore(self, request: GenerationRequest, _units: object = ()) -> list[str]:
+        """Reuse parameters: a picture's regions replace the dock's (a picture without
+        regions leaves them), each mask painted on its layer as one undoable edit."""
+        if not request.regions:
+            return []
+        for row in list(self.rows):
+            self.remove_region(row)
+        for region in request.regions[:MAX_REGIONS]:
+            added = self.add_region()
+            assert added is not None
+            added.prompt.setText(region.prompt)
+            added.layer.set_mask(region.mask, "Reused region")
+        self.mask_choice.setChecked(True)  # the brush goes back to the inpaint mask
+        return []
+
     def extend(self, request: GenerationRequest) -> GenerationRequest:
         """The request with this dock's regions (see plain_job)."""
         if not self.rows or not plain_job(request):
             return request
-        return request.with_changes(regions=self.regions((request.width, request.height)))
+        return request.with_changes(regions=self.regions(unit_size(request)))

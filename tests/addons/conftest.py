@@ -3,25 +3,12 @@ they do not share the session's tiny models), and model folders in a temporary t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_helpers import TinyModels
+from engine_fixtures import own_models_and_engine
 
-from engine.worker import Engine
-
-
-@pytest.fixture(scope="module")
-def own_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    return TinyModels(tmp_path_factory.mktemp("addon-models"))
-
-
-@pytest.fixture
-def addon_engine(own_models: TinyModels) -> Iterator[Engine]:
-    eng = Engine(own_models)
-    yield eng
-    eng.shutdown(10)
+own_models, addon_engine = own_models_and_engine("own_models", "addon_engine")
 
 
 @pytest.fixture

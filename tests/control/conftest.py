@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from control_helpers import save_tiny_controlnet
-from engine_helpers import Recorder, TinyModels
+from engine_fixtures import own_models_and_engine
+from engine_helpers import Recorder
 
 from engine.worker import Engine
 
-
-@pytest.fixture(scope="module")
-def control_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    return TinyModels(tmp_path_factory.mktemp("control-models"))
-
-
-@pytest.fixture
-def engine(control_models: TinyModels) -> Iterator[Engine]:
-    eng = Engine(control_models)
-    yield eng
-    eng.shutdown(10)
+control_models, engine = own_models_and_engine("control_models", "engine")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from control_helpers import save_tiny_controlnet
+from control_helpers import save_tiny_controlnet, spy_on_controlnets
 from engine_helpers import TINY_SDXL, WAIT, box_mask, picture, request
 from model_helpers import never
 from PIL import Image, ImageDraw
@@ -26,21 +26,6 @@ def unit(model, **changes) -> ControlUnit:
 def pixels(result) -> np.ndarray:
     assert isinstance(result, Finished), result
     return np.asarray(result.images[0], dtype=np.int16)
-
-
-def spy_on_controlnets(engine, count: int) -> list[list[float]]:
-    """Record the conditioning scale each ControlNet sees at each step (forward hooks on
-    the loaded models, which the runner keeps between jobs)."""
-    calls: list[list[float]] = [[] for _ in range(count)]
-    nets = list(engine._runner.controls._loaded.values())
-    assert len(nets) == count
-    for i, net in enumerate(nets):
-
-        def hook(module, args, kwargs, i=i):
-            calls[i].append(float(kwargs["conditioning_scale"]))
-
-        net.register_forward_pre_hook(hook, with_kwargs=True)
-    return calls
 
 
 def test_zero_weight_gives_the_same_pixels_as_no_controlnet(engine, controlnets):

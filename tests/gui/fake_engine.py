@@ -222,6 +222,10 @@ class FakeEngine:
         if request.init_image is None:
             return painted
         base = np.asarray(request.init_image.convert("RGB")).copy()
+        if request.expand is not None:  # the picture in its place, the new area painted
+            e = request.expand
+            painted[e.top : e.top + base.shape[0], e.left : e.left + base.shape[1]] = base
+            return painted
         if request.mask is None:
             return ((base.astype(np.uint16) + painted) // 2).astype(np.uint8)
         keep = np.asarray(request.mask.convert("L")) < 128
