@@ -48,4 +48,8 @@ def file_family(path: Path) -> tuple[ModelFamily, str] | None:
         return ModelFamily.QWEN_IMAGE, ""
     if flux2.is_klein_layout(names):
         return ModelFamily.FLUX2, flux2.file_variant(path.name)
+    from engine import sana_files  # here: its file finders import this module
+
+    if sana_files.is_sana(names):
+        return ModelFamily.SANA, sana_files.profile_variant(names, path.name)
     return None
