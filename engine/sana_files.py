@@ -122,10 +122,10 @@ def describe(shapes: dict[str, list[int]], name: str) -> SanaShape:
     )
 
 
-def profile_variant(names: Sequence[str], file_name: str) -> str:
-    """The family profile's variant (engine/families/sana.py) a file's tensor names and
-    file name say, for the form before the file loads: "sprint", "2k", "4k" or ""."""
-    shape = describe({name: [] for name in names}, file_name)
+def profile_variant(shapes: dict[str, list[int]], file_name: str) -> str:
+    """The family profile's variant (engine/families/sana.py) a file's header and name
+    say, for the form before the file loads: "sprint", "2k", "4k" or ""."""
+    shape = describe(shapes, file_name)
     if shape.sprint:
         return "sprint"
     return {2048: "2k", 4096: "4k"}.get(shape.resolution, "")
