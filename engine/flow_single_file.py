@@ -280,6 +280,12 @@ def choose_files(
     for f in given:
         if not f.path.is_file():
             raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+        if not f.kind:  # named by hand, so never passed over in silence
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"{f.path.name} is not a text encoder or VAE that DiffusionDesk can read; "
+                "give the .safetensors file of one (GGUF text encoders are not supported).",
+            )
     own = [] if quantized.is_gguf(spec.path) else cf.embedded(spec.path)
     pools: dict[str, list[cf.WeightFile]] = {}
     chosen: dict[str, cf.WeightFile | None] = {}
