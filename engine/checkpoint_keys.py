@@ -32,11 +32,13 @@ SDXL_REFINER = "sdxl-refiner"
 SANA = "sana"
 FLUX2 = "flux2"
 QWEN_IMAGE = "qwen_image"
+ZIMAGE = "zimage"
 _TRANSFORMER_MARKERS = (
     ("single_stream_modulation.", FLUX2),  # before FLUX.1: klein has double_blocks too
     ("joint_blocks.", SD3),
     ("double_blocks.", FLUX),
     ("blocks.0.cross_attn.kv_linear.", SANA),  # NVIDIA's layout (engine/sana_files.py)
+    ("context_refiner.", ZIMAGE),  # Z-Image's caption refiner blocks
 )
 
 # Kind words, as AssetKind values (engine/asset_folders.py) spells them.
