@@ -44,6 +44,7 @@ from engine.addons.files import roots_of
 from engine.api import ControlUnit, EngineError, ErrorKind, Mode, ModelFamily
 from engine.asset_folders import AssetKind, asset_folders, find_asset
 from engine.control import adapters as adapter_runs
+from engine.control import flow_files
 from engine.control.adapter_keys import is_adapter_path
 from engine.control.preprocess import control_map
 from engine.protocols import PipelineClass
@@ -163,11 +164,34 @@ def single_file_config(path: Path) -> Path:
     return model_configs_dir() / "controlnet" / ("sdxl" if sdxl else "sd15")
 
 
+def _flow_file(path: Path) -> bool:
+    """Whether a .safetensors file holds an SD 3 or FLUX.1 ControlNet (engine/control/
+    flow_files.py); one in XLabs' layout is refused in a sentence."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+    except Exception:  # not readable: the SD path names the problem
+        return False
+    if flow_files.is_bfl_layout(keys):
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{path.name} is a FLUX ControlNet in XLabs' layout, which is not read yet; "
+            "use one in diffusers' layout (InstantX, Shakker-Labs, Alimama) or its folder.",
+        )
+    return flow_files.kind_of(keys) is not None
+
+
 def load(
-    path: Path, device: torch.device, dtype: torch.dtype, *, allow_pickle: bool = False
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    allow_pickle: bool = False,
+    like: Any = None,
 ) -> ControlModel:
     """One unit's model from a diffusers folder or a single .safetensors file (a T2I
-    adapter also from a .pth file, with the pickle consent)."""
+    adapter also from a .pth file, with the pickle consent). like: the main model's
+    transformer config, for what an SD 3 or FLUX.1 ControlNet file does not record."""
     if not path.is_dir() and is_adapter_path(path):
         return adapter_runs.load_file_adapter(path, device, dtype, allow_pickle=allow_pickle)
     if path.is_dir():
@@ -175,6 +199,8 @@ def load(
         loaded = cls.from_pretrained(
             str(path), torch_dtype=dtype, local_files_only=True, use_safetensors=True
         )
+    elif path.suffix.lower() == ".safetensors" and _flow_file(path):
+        loaded = flow_files.load(path, dtype, like)
     elif path.suffix.lower() == ".safetensors":
         loaded = ControlNetModel.from_single_file(
             str(path),
@@ -211,8 +237,9 @@ class ControlModels:
         path = resolve(unit.model, folders)
         key = (str(path.resolve()), str(model.device), str(model.dtype))
         if key not in self._loaded:
+            like = getattr(getattr(model.pipe, "transformer", None), "config", None)
             self._loaded[key] = load(
-                path, model.device, model.dtype, allow_pickle=self.allow_pickle
+                path, model.device, model.dtype, allow_pickle=self.allow_pickle, like=like
             )
         loaded = self._loaded[key]
         _check_fits(loaded, model, unit.model)
