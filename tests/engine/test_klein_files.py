@@ -411,10 +411,10 @@ def test_a_klein_file_is_described_before_loading_without_torch(tmp_path: Path) 
     assert families.describe_source(str(base.transformer))[1] == "base"  # type: ignore[index]
     gguf_file = write_gguf(files.transformer, tmp_path / "flux-2-klein-4b-Q8_0.gguf")
     assert families.describe_source(str(gguf_file))[1] == "distilled"  # type: ignore[index]
-    # Not klein: nothing said, the engine names it when it loads.
-    other = tmp_path / "other.safetensors"
-    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1)}, other)
-    assert families.describe_source(str(other)) is None
+    # FLUX.1 has double_blocks too, but no shared modulation: not taken for klein.
+    flux1 = tmp_path / "flux1-schnell.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1)}, flux1)
+    assert families.describe_source(str(flux1))[0].family is ModelFamily.FLUX1  # type: ignore[index]
 
     check = (
         "import sys; from engine import families; "
