@@ -155,8 +155,8 @@ def load(path: Path, dtype: torch.dtype, like: Any = None) -> Any:
     buffers = {name for name, _ in model.named_buffers()}
     missing = [k for k in missing if k not in buffers]
     if missing or unexpected:
-        names = ", ".join((missing + unexpected)[:3])
+        mismatched = ", ".join((missing + unexpected)[:3])
         raise EngineError(
-            ErrorKind.MODEL, f"{path.name} does not fit a {kind}: {names} do not match."
+            ErrorKind.MODEL, f"{path.name} does not fit a {kind}: {mismatched} do not match."
         )
     return model.to(dtype)
