@@ -98,6 +98,10 @@ def file_family(path: Path) -> tuple[ModelFamily, str] | None:
     found = _flow_family(path, shapes)
     if found is not None:
         return found
+    from engine import sana_files  # here: its file finders import this module
+
+    if sana_files.is_sana(names):
+        return ModelFamily.SANA, sana_files.profile_variant(shapes, path.name)
     from engine.checkpoint_keys import UNET_PREFIX, checkpoint_family, has_prefix
 
     family = checkpoint_family(names) if has_prefix(names, UNET_PREFIX) else None

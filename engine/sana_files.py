@@ -122,6 +122,15 @@ def describe(shapes: dict[str, list[int]], name: str) -> SanaShape:
     )
 
 
+def profile_variant(shapes: dict[str, list[int]], file_name: str) -> str:
+    """The family profile's variant (engine/families/sana.py) a file's header and name
+    say, for the form before the file loads: "sprint", "2k", "4k" or ""."""
+    shape = describe(shapes, file_name)
+    if shape.sprint:
+        return "sprint"
+    return {2048: "2k", 4096: "4k"}.get(shape.resolution, "")
+
+
 def config_folder(shape: SanaShape) -> str:
     """The engine/model_configs folder of the model: sana, sana-600m, sana-2k, sana-4k,
     sana15, sana15-4.8b, sana-sprint, sana-sprint-600m."""
