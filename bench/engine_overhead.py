@@ -106,9 +106,9 @@ def _flow(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
 
         tmp = Path(tempfile.mkdtemp())
         if family == "sd3":
-            pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
+            pipe = tiny_sd3_pipeline(tmp, layers=2, heads=4, head_dim=64)
         else:
-            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
+            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=1, heads=4, head_dim=64)
         return _loaded(pipe, family, variant), "cpu (float32)", 256
 
     return build
