@@ -85,9 +85,8 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     every piece is an inpaint plan whose composite keeps all other pixels exactly."""
     assert r.expand is not None and r.init_image is not None
     e = r.expand
-    # Units and regions on the expanded canvas; the job's record keeps them so, for a
-    # continued run reads them at the canvas size.
-    picture = r.init_image
+    # Units and regions on the expanded canvas (engine/unit_placement.py).
+    picture, given = r.init_image, r
     r = unit_placement.expanded(r)
     canvas = outpaint.canvas(picture, e, inputs.seeds[0])
     pieces = outpaint.pieces(r)
@@ -164,7 +163,7 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
         job_id=ctx.job_id,
         images=tuple(canvases),
         seeds=inputs.seeds,
-        request=_filled(r, plan, inputs.seeds),
+        request=_filled(given.with_changes(regions=r.regions), plan, inputs.seeds),
         timings=_timings(ctx, sampling, decode, spent),
         step_previews=tuple(previews),
         noisy_step_previews=tuple(noisy_previews),

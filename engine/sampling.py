@@ -287,7 +287,7 @@ class PipelineRunner:
             self._follow(model)
             units = r.controls
             if plan.resume is not None:  # start and end on the remaining steps
-                units = unit_placement.continued(units, plan.resume.step, plan.total)
+                units = unit_placement.continued(r, plan.resume.step, plan.total)
             extra["controlnet"], control_args = control_units.prepare(
                 self.controls,
                 units,
