@@ -192,6 +192,53 @@ def controlnet_two(ctx: Context) -> Case:
     return Case(plain.with_changes(controls=units), plain)
 
 
+_ADAPTERS: list[str] = []
+
+
+def _adapter(ctx: Context) -> str:
+    """A T2I adapter shaped for the model's UNet (random weights cost what trained ones
+    do): SD 1.5's layout where the UNet starts with attention, else SDXL's, built once."""
+    if not _ADAPTERS:
+        from diffusers import T2IAdapter, UNet2DConditionModel
+
+        if ctx.model == "starter":
+            unet = UNet2DConditionModel.from_pretrained(str(starter_model_dir() / "unet"))
+        else:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from tiny_models import tiny_components
+
+            unet = tiny_components(Path(tempfile.mkdtemp()), width=32)["unet"]
+        sd15 = unet.config.down_block_types[0].startswith("CrossAttn")
+        adapter = T2IAdapter(
+            in_channels=1,
+            channels=list(unet.config.block_out_channels),
+            num_res_blocks=2,
+            downscale_factor=8 if sd15 else 16,
+            adapter_type="full_adapter" if sd15 else "full_adapter_xl",
+        )
+        folder = Path(tempfile.mkdtemp()) / "t2i-adapter"
+        adapter.save_pretrained(folder)
+        _ADAPTERS.append(str(folder))
+    return _ADAPTERS[0]
+
+
+@entry("T2I adapter (1 unit, canny)")
+def adapter_one(ctx: Context) -> Case:
+    unit = ControlUnit(_adapter(ctx), ctx.picture, preprocessor="canny")
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=(unit,)), plain)
+
+
+@entry("T2I adapter + ControlNet (canny each)")
+def adapter_and_controlnet(ctx: Context) -> Case:
+    units = (
+        ControlUnit(_adapter(ctx), ctx.picture, preprocessor="canny"),
+        ControlUnit(_controlnets(ctx)[0], ctx.picture, preprocessor="canny"),
+    )
+    plain = ctx.plain(ctx.size, ctx.size)
+    return Case(plain.with_changes(controls=units), plain)
+
+
 @entry("regional prompts (2 regions, left and right)")
 def regional_prompts(ctx: Context) -> Case:
     from engine.region_check import halves

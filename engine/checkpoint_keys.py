@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from engine.api import ModelFamily
+from engine.file_family import is_qwen_image
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIXES = ("first_stage_model.", "vae.")
@@ -27,7 +28,13 @@ SDXL_REFINER_OPEN_CLIP = "conditioner.embedders.0.model."
 SD3 = "sd3"
 FLUX = "flux"
 SDXL_REFINER = "sdxl-refiner"
-_TRANSFORMER_MARKERS = (("joint_blocks.", SD3), ("double_blocks.", FLUX))
+SANA = "sana"
+QWEN_IMAGE = "qwen_image"
+_TRANSFORMER_MARKERS = (
+    ("joint_blocks.", SD3),
+    ("double_blocks.", FLUX),
+    ("blocks.0.cross_attn.kv_linear.", SANA),  # NVIDIA's layout (engine/sana_files.py)
+)
 
 # Kind words, as AssetKind values (engine/asset_folders.py) spells them.
 CHECKPOINT, LORA, EMBEDDING, VAE, CONTROLNET = (
@@ -40,7 +47,14 @@ CHECKPOINT, LORA, EMBEDDING, VAE, CONTROLNET = (
 _LORA_MARKERS = ("lora_unet_", "lora_te", ".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
 _EMBEDDING_KEYS = ("emb_params", "string_to_param", "clip_l", "clip_g")
 _CONTROLNET_MARKERS = ("control_model.", "input_hint_block.", "controlnet_cond_embedding.")
-_BARE_VAE = ("encoder.down.", "decoder.up.", "encoder.down_blocks.", "decoder.up_blocks.")
+_BARE_VAE = (
+    "encoder.down.",
+    "decoder.up.",
+    "encoder.down_blocks.",
+    "decoder.up_blocks.",
+    "decoder.stages.",  # DC-AE in MIT Han Lab's layout
+    "encoder.downsamples.",  # Wan 2.1's video VAE, Qwen-Image's
+)
 
 
 def has_prefix(keys: Collection[str], prefix: str) -> bool:
@@ -123,9 +137,11 @@ def classify(
         return EMBEDDING, embedding_family(shapes)
     if any(k.startswith(m) or f".{m}" in k for k in keys[:400] for m in _CONTROLNET_MARKERS):
         return CONTROLNET, checkpoint_family(keys)
+    if is_qwen_image(keys):  # its marker tensors may sit anywhere in a header
+        return CHECKPOINT, QWEN_IMAGE
     if has_prefix(keys, UNET_PREFIX):
         return CHECKPOINT, checkpoint_family(keys)
-    if any(marker in k for k in keys[:400] for marker in ("double_blocks.", "joint_blocks.")):
+    if any(marker in k for k in keys[:400] for marker, _ in _TRANSFORMER_MARKERS):
         return CHECKPOINT, checkpoint_family(keys)
     if any(has_prefix(keys, p) for p in _BARE_VAE):
         # A VAE on its own: SDXL's and SD's share the layout; only metadata may say.

@@ -20,12 +20,20 @@ from engine.library import read_safetensors_header
 
 # Text-encoder kinds, by the tensor every such file holds (after any prefix).
 CLIP, T5, QWEN25_VL, QWEN3, GEMMA2 = "clip", "t5", "qwen2.5-vl", "qwen3", "gemma2"
+# VAE kinds: the SD / FLUX.1 2-D layout, and Wan 2.1's video VAE (Qwen-Image's), whose
+# convolutions are 3-D; both have 16 latent channels, so the layout tells them apart.
+VAE, WAN_VAE = "vae", "vae-wan"
+_WAN_VAE_OUT = ("encoder.head.2.weight", "encoder.conv_out.weight")  # original, diffusers
 _CLIP_EMBEDDING = "embeddings.token_embedding.weight"  # under "text_model." in most files
 _T5_EMBEDDINGS = ("shared.weight", "encoder.embed_tokens.weight")
 _T5_BLOCK = "encoder.block.0.layer.0.SelfAttention.q.weight"
 _LLM_EMBEDDING = "model.embed_tokens.weight"
 _VAE_CONV_OUT = ("encoder.conv_out.weight",)
 _VAE_PREFIXES = ("", "first_stage_model.", "vae.")
+# DC-AE (SANA's autoencoder) in MIT Han Lab's layout and in diffusers': told by its stages;
+# its width is what the decoder's first convolution takes in.
+_DC_AE_MARKS = ("decoder.stages.", "decoder.up_blocks.0.0.")
+_DC_AE_DECODER_IN = ("decoder.project_in.main.conv.weight", "decoder.conv_in.weight")
 SUFFIXES = (".safetensors", ".sft")
 # In every missing-file message: the window offers a file dialog when it sees it.
 MISSING_FILE_MARK = "and none was found (looked in"
@@ -36,7 +44,7 @@ class WeightFile:
     """What one file's header says it holds."""
 
     path: Path
-    kind: str  # a text-encoder kind above, "vae", or "" when neither
+    kind: str  # a text-encoder kind above, a VAE kind, or "" when neither
     width: int  # hidden size of a text encoder, latent channels of a VAE; 0 if unknown
     prefix: str  # the key prefix the weights sit under ("" for ComfyUI's files)
 
@@ -62,12 +70,26 @@ def _kind_of(keys: Sequence[str], shapes: dict[str, list[int]]) -> tuple[str, in
                 return GEMMA2, width(key), prefix
             if any(".self_attn.q_norm." in k for k in keys[:400]):
                 return QWEN3, width(key), prefix
+            if any(k.endswith(".self_attn.q_proj.bias") for k in keys):
+                # Qwen2.5-VL's language model saved without its vision tower.
+                return QWEN25_VL, width(key), prefix
             return "", width(key), prefix
+    for prefix in _VAE_PREFIXES:
+        for name in _WAN_VAE_OUT:
+            shape = shapes.get(prefix + name) or []
+            decoder = any(k.startswith(prefix + "decoder.") for k in keys)
+            if len(shape) == 5 and decoder:  # 3-D convolutions; out: mean and log-variance
+                return WAN_VAE, int(shape[0]) // 2, prefix
+    for prefix in _VAE_PREFIXES:
+        decoder_in = [prefix + k for k in _DC_AE_DECODER_IN if prefix + k in shapes]
+        marks = tuple(prefix + m for m in _DC_AE_MARKS)
+        if decoder_in and any(k.startswith(marks) for k in keys):
+            return VAE, width(decoder_in[0], 1), prefix
     for prefix in _VAE_PREFIXES:
         conv_out = prefix + _VAE_CONV_OUT[0]
         if conv_out in shapes and any(k.startswith(prefix + "decoder.") for k in keys):
             # The encoder puts out a mean and a log-variance per latent channel.
-            return "vae", width(conv_out, 0) // 2, prefix
+            return VAE, width(conv_out, 0) // 2, prefix
     return "", 0, ""
 
 
@@ -157,13 +179,17 @@ def candidates(
     return out
 
 
+def is_vae(kind: str) -> bool:
+    return kind in (VAE, WAN_VAE)
+
+
 @dataclass(frozen=True)
 class Slot:
     """One separate file a family needs: which pipeline component it fills and how a
     person recognises it."""
 
     component: str  # the pipeline's name for it: "text_encoder_2", "vae"
-    kind: str  # a text-encoder kind, or "vae"
+    kind: str  # a text-encoder kind, or a VAE kind (VAE, WAN_VAE)
     hint: str  # what file names of it contain ("clip_l", "t5xxl", "ae")
     label: str  # how a message names it: "the T5-XXL text encoder (t5xxl_fp16.safetensors)"
     required: bool = True
@@ -191,7 +217,7 @@ def missing_message(
         "layout or DiffusionDesk's models folder), or choose it with --text-encoder / --vae "
         "on the command line or Choose file… in the window."
     )
-    if slot.kind == "vae":
+    if is_vae(slot.kind):
         text = text.replace("--text-encoder / --vae", "--vae")
     if wrong:
         names = ", ".join(f"{label_of(f)} ({f.kind}, width {f.width})" for f in wrong[:3])
@@ -200,5 +226,5 @@ def missing_message(
 
 
 def searched_folders(slot: Slot, model: Path, roots: Iterable[Path] | None = None) -> list[Path]:
-    kind = AssetKind.VAE if slot.kind == "vae" else AssetKind.TEXT_ENCODER
+    kind = AssetKind.VAE if is_vae(slot.kind) else AssetKind.TEXT_ENCODER
     return _kind_folders(kind, model, list(roots) if roots is not None else default_roots())

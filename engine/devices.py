@@ -186,5 +186,6 @@ def apply_layout(policy: DevicePolicy, *modules: torch.nn.Module | None) -> None
     if not policy.channels_last:
         return
     for module in modules:
-        if module is not None:
+        # A video VAE's (Qwen-Image's) 3-D convolutions have no such layout: left as they are.
+        if module is not None and not any(p.dim() == 5 for p in module.parameters()):
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -1,4 +1,5 @@
-"""Transformer-only single files (SD 3 / 3.5, FLUX.1) with separate text encoders and VAE.
+"""Transformer-only single files (SD 3 / 3.5, FLUX.1, Z-Image, FLUX.2 klein, SANA,
+Qwen-Image) with separate text encoders and VAE.
 
 What a person downloads for these families is one transformer file (.safetensors in
 Stability's or Black Forest Labs' layout, fp8 or bf16, or a .gguf) plus the text encoders
@@ -13,9 +14,10 @@ manager can report progress and cancel between them.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import diffusers
@@ -23,12 +25,22 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
-from engine import families, memory_policy, quantized, tokenizer_files
+from engine import (
+    families,
+    flux2_files,
+    memory_policy,
+    quantized,
+    qwen_files,
+    sana_files,
+    tokenizer_files,
+)
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
 SD3, FLUX1, ZIMAGE = ModelFamily.SD3, ModelFamily.FLUX1, ModelFamily.ZIMAGE
+FLUX2, SANA = ModelFamily.FLUX2, ModelFamily.SANA
+QWEN_IMAGE = ModelFamily.QWEN_IMAGE
 # Z-Image's transformer, as diffusers' single_file_utils tells it (before Lumina 2).
 _ZIMAGE_KEY = "layers.0.adaLN_modulation.0.weight"
 _DIFFUSION = "model.diffusion_model."
@@ -36,7 +48,7 @@ _CLIP_L = cf.Slot("text_encoder", cf.CLIP, "clip_l", "the CLIP-L text encoder (c
 _CLIP_G = cf.Slot(
     "text_encoder_2", cf.CLIP, "clip_g", "the CLIP-G text encoder (clip_g.safetensors)"
 )
-_VAE = cf.Slot("vae", "vae", "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
+_VAE = cf.Slot("vae", cf.VAE, "ae", "its VAE (ae.safetensors, or the family's vae.safetensors)")
 
 
 def _t5(component: str) -> cf.Slot:
@@ -51,9 +63,17 @@ class FamilyFiles:
     label: str  # as messages name it
     transformer_class: str  # a diffusers class name
     slots: tuple[cf.Slot, ...]
+    # The family's own readers, where the shared ones below do not fit its files:
+    # checkpoint names -> diffusers' names; (class, config folder, file, dtype) -> encoder;
+    # (config folder, file, dtype) -> VAE.
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    text_encoder_loader: (
+        Callable[[str, Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None
+    ) = None
+    vae_loader: Callable[[Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None = None
 
 
-FAMILY_FILES = {
+FAMILY_FILES: dict[str, FamilyFiles] = {
     SD3: FamilyFiles(
         SD3,
         "Stable Diffusion 3",
@@ -72,8 +92,35 @@ FAMILY_FILES = {
         ),
     ),
     FLUX1: FamilyFiles(
-        FLUX1, "FLUX.1", "FluxTransformer2DModel", (_CLIP_L, _t5("text_encoder_2"), _VAE)
+        FLUX1,
+        "FLUX.1",
+        "FluxTransformer2DModel",
+        (_CLIP_L, _t5("text_encoder_2"), _VAE),
+        convert=flux_to_diffusers,  # diffusers' converter only reads 3072-wide FLUX files
     ),
+    QWEN_IMAGE: FamilyFiles(
+        QWEN_IMAGE,
+        "Qwen-Image",
+        "QwenImageTransformer2DModel",
+        (qwen_files.TEXT_ENCODER, qwen_files.VAE),
+        convert=qwen_files.to_diffusers,
+        text_encoder_loader=qwen_files.load_text_encoder,
+        vae_loader=qwen_files.load_vae,
+    ),
+    SANA: FamilyFiles(SANA, "SANA", "SanaTransformer2DModel", sana_files.SLOTS),
+}
+
+
+def _klein(size: str, encoder: str) -> FamilyFiles:
+    qwen = cf.Slot("text_encoder", cf.QWEN3, "qwen", f"the {encoder} text encoder")
+    vae = cf.Slot("vae", "vae", "flux2", "the FLUX.2 VAE (flux2-vae.safetensors)")
+    return FamilyFiles(FLUX2, f"FLUX.2 klein {size}", "Flux2Transformer2DModel", (qwen, vae))
+
+
+# klein's text encoder depends on its size: looked up by variant before family.
+FAMILY_FILES |= {
+    "flux2-klein-4b": _klein("4B", "Qwen3 4B (qwen_3_4b.safetensors)"),
+    "flux2-klein-9b": _klein("9B", "Qwen3 8B (qwen_3_8b.safetensors)"),
 }
 
 
@@ -86,10 +133,15 @@ def _is_zimage(keys: Sequence[str]) -> bool:
 
 
 def is_flow_transformer(keys: Sequence[str]) -> bool:
-    return _is_zimage(keys) or any(
-        k.startswith(m) or k.startswith(_DIFFUSION + m)
-        for k in keys[:2000]
-        for m in ("double_blocks.", "joint_blocks.")
+    return (
+        _is_zimage(keys)
+        or sana_files.is_sana(keys)
+        or qwen_files.is_qwen_image(keys)
+        or any(
+            k.startswith(m) or k.startswith(_DIFFUSION + m)
+            for k in keys[:2000]
+            for m in ("double_blocks.", "joint_blocks.")
+        )
     )
 
 
@@ -102,12 +154,30 @@ class FlowSpec:
     path: Path
     quantization: str  # "", "GGUF Q8_0", "fp8 (e4m3fn)"
     storage_dtype: torch.dtype | None = None  # fp8 files: kept in this dtype
+    # model_index.json entries the file decides (klein's is_distilled)
+    index_overrides: dict[str, object] = field(default_factory=dict)
+
+
+def files_for(spec: FlowSpec) -> FamilyFiles:
+    """What the transformer needs beside it: the variant's list, else the family's."""
+    return FAMILY_FILES.get(spec.variant) or FAMILY_FILES[spec.family]
+
+
+def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
+    klein = flux2_files.inspect(path, header.shapes)
+    quant, storage = header.quantization, header.storage_dtype
+    if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
+        quant, storage = f"{quant}, scaled: run unpacked", None
+    overrides: dict[str, object] = {"is_distilled": klein.distilled}
+    return FlowSpec(FLUX2, klein.config_folder, path, quant, storage, overrides)
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
     keys = list(header.shapes)
     quant = header.quantization
+    if flux2_files.is_klein_layout(keys):
+        return _inspect_klein(path, header)
     if is_flux_layout(keys):
         img_in = header.shapes.get("img_in.weight") or header.shapes.get(
             _DIFFUSION + "img_in.weight"
@@ -138,7 +208,15 @@ def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
         return FlowSpec(SD3, variant, path, quant, header.storage_dtype)
     if _is_zimage(keys):
         return FlowSpec(ZIMAGE, "zimage", path, quant, header.storage_dtype)
-    raise _error(f"{path.name} is not an SD3, FLUX.1 or Z-Image transformer.")
+    if sana_files.is_sana(keys):
+        folder = sana_files.config_folder(sana_files.describe(header.shapes, path.name))
+        return FlowSpec(SANA, folder, path, quant, header.storage_dtype)
+    if qwen_files.is_qwen_image(keys):
+        qwen_files.check_transformer(path, keys)
+        return FlowSpec(QWEN_IMAGE, "qwen_image", path, quant, header.storage_dtype)
+    raise _error(
+        f"{path.name} is not an SD3, FLUX.1, FLUX.2 klein, Z-Image, SANA or Qwen-Image transformer."
+    )
 
 
 @dataclass(frozen=True)
@@ -148,10 +226,11 @@ class Configs:
 
     family_dir: Path
     variant_dir: Path
+    overrides: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: FlowSpec, root: Path) -> Configs:
-        return cls(root / spec.family, root / spec.variant)
+        return cls(root / spec.family, root / spec.variant, spec.index_overrides)
 
     def dir_for(self, component: str) -> Path:
         """The folder whose `component/` sub-folder holds that component's config."""
@@ -162,7 +241,7 @@ class Configs:
         folder = folder or self.family_dir
         if not (folder / "model_index.json").is_file():
             raise _error(f"The bundled configuration is missing from {folder}.")
-        return dict(DiffusionPipeline.load_config(folder))
+        return dict(DiffusionPipeline.load_config(folder)) | self.overrides
 
 
 @dataclass(frozen=True)
@@ -180,8 +259,8 @@ def _width_in_config(configs: Configs, slot: cf.Slot) -> int:
     if not path.is_file():
         return 0
     config = json.loads(path.read_text())
-    if slot.kind == "vae":
-        return int(config.get("latent_channels", 0))
+    if cf.is_vae(slot.kind):
+        return int(config.get("latent_channels") or config.get("z_dim") or 0)
     return int(config.get("hidden_size") or config.get("d_model") or 0)
 
 
@@ -193,7 +272,7 @@ def choose_files(
 ) -> ChosenFiles:
     """A file for every slot of the family: the ones given first, then those found next to
     the model; a MODEL error naming the first required file that is missing."""
-    family = FAMILY_FILES[spec.family]
+    family = files_for(spec)
     given = [cf.inspect(Path(p)) for p in explicit]
     for f in given:
         if not f.path.is_file():
@@ -203,7 +282,7 @@ def choose_files(
     chosen: dict[str, cf.WeightFile | None] = {}
     used: set[tuple[Path, str]] = set()
     for slot in family.slots:
-        kind = cf.AssetKind.VAE if slot.kind == "vae" else cf.AssetKind.TEXT_ENCODER
+        kind = cf.AssetKind.VAE if cf.is_vae(slot.kind) else cf.AssetKind.TEXT_ENCODER
         if kind not in pools:
             pools[kind] = cf.candidates(kind, spec.path, roots)
         width = _width_in_config(configs, slot)
@@ -261,6 +340,11 @@ def _load_text_encoder(
         model = cls(config)
     model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
     model.tie_weights()
+    head = getattr(model, "lm_head", None)
+    if head is not None and head.weight.is_meta:
+        # Encoder files leave out a language model's output head; the pipelines read
+        # hidden states only, so it shares the embeddings rather than stay unloaded.
+        head.weight = model.get_input_embeddings().weight
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
         raise _error(
@@ -295,12 +379,33 @@ def _load_tokenizer(
     )
 
 
-def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> torch.nn.Module:
-    cls = getattr(diffusers, FAMILY_FILES[spec.family].transformer_class)
+def _load_transformer(
+    spec: FlowSpec, configs: Configs, dtype: torch.dtype, weights: dict | None = None
+) -> torch.nn.Module:
+    files = files_for(spec)
+    if spec.family == FLUX2:
+        return flux2_files.load_transformer(
+            spec.path,
+            configs.dir_for("transformer"),
+            dtype,
+            spec.storage_dtype,
+            files.label,
+            weights,
+        )
+    cls = getattr(diffusers, files.transformer_class)
     # An all-in-one file's text encoders and VAE load as their own parts.
-    checkpoint = quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
-    if spec.family == FLUX1:  # diffusers' converter only reads 3072-wide FLUX files
-        checkpoint = flux_to_diffusers(checkpoint)
+    checkpoint = (
+        weights
+        if weights is not None
+        else quantized.read_weights(spec.path, skip=cf.EMBEDDED_PREFIXES)
+    )
+    if files.convert is not None:
+        checkpoint = files.convert(checkpoint)
+    if spec.family == SANA:  # around diffusers' converter: Sprint and q/k norms
+        try:
+            checkpoint = sana_files.to_diffusers(checkpoint)
+        except (KeyError, ValueError, IndexError, RuntimeError) as exc:
+            raise _error(f"{spec.path.name} is not a complete SANA transformer ({exc}).") from exc
     kwargs: dict[str, object] = {
         "config": str(configs.dir_for("transformer")),
         "subfolder": "transformer",
@@ -320,6 +425,8 @@ def _load_transformer(spec: FlowSpec, configs: Configs, dtype: torch.dtype) -> t
         ) from exc
     if any(p.is_meta for p in model.parameters()):
         raise _error(f"{spec.path.name} lacks some of the transformer's weights.")
+    if quantized.is_gguf(spec.path):
+        quantized.dequantize_strays(model, dtype)
     if spec.storage_dtype is not None:
         quantized.keep_fp8(model, spec.storage_dtype, dtype)
     return model
@@ -332,10 +439,11 @@ def component_loaders(
     dtype: torch.dtype,
     should_cancel: ShouldCancel,
     data_root: Path | None = None,
+    weights: dict | None = None,
 ) -> list[tuple[str, Callable[[], object]]]:
     """The loading stages in order, each (component name, loader)."""
     index = configs.index()
-    family = FAMILY_FILES[spec.family]
+    family = files_for(spec)
     stages: list[tuple[str, Callable[[], object]]] = []
 
     def scheduler() -> object:
@@ -347,11 +455,20 @@ def component_loaders(
         return _load_tokenizer(index[name][1], configs, name, kind, should_cancel, data_root)
 
     def text_encoder(name: str, part: cf.WeightFile) -> object:
+        if family.text_encoder_loader is not None:
+            folder = configs.dir_for(name) / name
+            return family.text_encoder_loader(index[name][1], folder, part, dtype)
         return _load_text_encoder(index[name][1], configs, name, part, dtype)
 
     def vae(part: cf.WeightFile) -> object:
+        if family.vae_loader is not None:
+            return family.vae_loader(configs.dir_for("vae") / "vae", part, dtype)
+        if index["vae"][1] == "AutoencoderKLFlux2":  # diffusers has no single-file map for it
+            return flux2_files.load_vae(
+                part.path, part.prefix, configs.dir_for("vae"), dtype, cf.label_of(part)
+            )
         try:
-            return AutoencoderKL.from_single_file(
+            return getattr(diffusers, index["vae"][1], AutoencoderKL).from_single_file(
                 quantized.read_weights(part.path, part.prefix),
                 config=str(configs.dir_for("vae")),
                 subfolder="vae",
@@ -366,12 +483,12 @@ def component_loaders(
     stages.append(("scheduler", scheduler))
     for slot in family.slots:
         part = chosen.files.get(slot.component)
-        if slot.kind == "vae" or part is None:
+        if cf.is_vae(slot.kind) or part is None:
             continue
         tok_name = "tokenizer" + slot.component.removeprefix("text_encoder")
         stages.append((tok_name, functools.partial(tokenizer, tok_name, slot.kind)))
         stages.append((slot.component, functools.partial(text_encoder, slot.component, part)))
-    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype)))
+    stages.append(("transformer", lambda: _load_transformer(spec, configs, dtype, weights)))
     vae_part = chosen.files["vae"]
     if vae_part is not None:
         stages.append(("vae", functools.partial(vae, vae_part)))
@@ -383,7 +500,10 @@ def assemble(configs: Configs, components: dict[str, object]) -> object:
     index = configs.index()
     cls = getattr(diffusers, index["_class_name"])
     names = [n for n, v in index.items() if not n.startswith("_") and isinstance(v, list)]
-    return cls(**{n: components.get(n) for n in names})
+    # Settings a pipeline keeps in model_index.json (klein's is_distilled), as from_pretrained.
+    accepted = inspect.signature(cls.__init__).parameters
+    settings = {n: v for n, v in index.items() if n in accepted and not isinstance(v, list)}
+    return cls(**{n: components.get(n) for n in names}, **settings)
 
 
 # ---------------------------------------------------------------------------- one load
@@ -427,10 +547,12 @@ def prepare(
     should_cancel: ShouldCancel,
     explicit: Sequence[Path] = (),
     roots: Sequence[Path] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> FlowLoad:
-    """Read the transformer's header, find its companions, choose the memory placement."""
+    """Read the transformer's header, find its companions, choose the memory placement.
+    weights: the file's tensors when they are already read (a pickle, read as weights only)."""
     try:
-        header = quantized.read_header(path)
+        header = quantized.read_header(path) if weights is None else quantized.header_of(weights)
     except (OSError, ValueError) as exc:
         raise _error(f"{path.name} cannot be read ({exc}); download it again.") from exc
     spec = inspect_transformer(path, header)
@@ -439,17 +561,30 @@ def prepare(
     transformer_config = json.loads(
         (configs.dir_for("transformer") / "transformer" / "config.json").read_text()
     )
+    if spec.family == SANA:
+        problem = sana_files.mismatch(
+            sana_files.describe(header.shapes, path.name), transformer_config, path.name
+        )
+        if problem:
+            raise _error(problem)
     facts = FolderFacts(index, {"transformer": transformer_config}, name=path.name)
     profile, variant = families.detect(facts, path.name)
     chosen = choose_files(spec, configs, explicit, roots)
-    transformer_bytes = memory_policy.file_bytes_at(
-        path, None if quantized.is_gguf(path) else dtype, skip=cf.EMBEDDED_PREFIXES
+    transformer_bytes = (
+        memory_policy.file_bytes_at(
+            path, None if quantized.is_gguf(path) else dtype, skip=cf.EMBEDDED_PREFIXES
+        )
+        if weights is None
+        else memory_policy.tensors_bytes_at(weights.values(), dtype)
     )
     parts = {"transformer": transformer_bytes}
     for component, part in chosen.files.items():
         if part is not None:
-            parts[component] = memory_policy.file_bytes_at(part.path, dtype, part.prefix)
+            # Encoders and VAEs run at `dtype`, whatever their file stores.
+            parts[component] = memory_policy.file_bytes_at(
+                part.path, dtype, part.prefix, fp8_stays=False
+            )
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
-    stages = component_loaders(spec, chosen, configs, dtype, should_cancel)
+    stages = component_loaders(spec, chosen, configs, dtype, should_cancel, weights=weights)
     return FlowLoad(spec, configs, chosen, plan, stages, profile.family, variant)

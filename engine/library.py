@@ -54,6 +54,7 @@ _PIPELINE_FAMILIES = {
     "StableDiffusionImg2ImgPipeline": "sd1/sd2",
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
+    "QwenImagePipeline": "qwen_image",
 }
 # modelspec.architecture (the metadata Stability and kohya write) to family.
 _ARCHITECTURES = (

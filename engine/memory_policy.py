@@ -17,7 +17,7 @@ memory, so every branch is tested with mocked sizes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -148,11 +148,16 @@ _ELEMENT = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
 def file_bytes_at(
-    path: Path, dtype: torch.dtype | None, prefix: str = "", skip: tuple[str, ...] = ()
+    path: Path,
+    dtype: torch.dtype | None,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
+    fp8_stays: bool = True,
 ) -> int:
     """What a weight file (its tensors under `prefix`, less those under `skip`) takes in
     memory once loaded at `dtype` (None: as stored, as for GGUF files, which stay
-    quantized; fp8 tensors stay fp8 either way)."""
+    quantized). fp8 tensors stay fp8 when `fp8_stays` (transformers run them so), except
+    in scaled fp8 files, which are multiplied out on reading."""
     size = path.stat().st_size
     if dtype is None or path.suffix.lower() not in (".safetensors", ".sft"):
         return size
@@ -162,7 +167,10 @@ def file_bytes_at(
         header = read_safetensors_header(path)
     except (OSError, ValueError):
         return size
+    from engine.quantized import is_scaled_fp8
+
     target = torch.empty((), dtype=dtype).element_size()
+    fp8_size = 1 if fp8_stays and not is_scaled_fp8(header) else target
     total = 0
     for key, info in header.items():
         if key == "__metadata__" or not isinstance(info, dict):
@@ -173,8 +181,19 @@ def file_bytes_at(
         for n in info.get("shape", []):
             count *= int(n)
         stored = _ELEMENT.get(str(info.get("dtype")), 0)
-        total += count * (target if stored >= 2 else max(stored, 1))
+        total += count * (target if stored >= 2 else fp8_size if stored == 1 else 1)
     return total or size
+
+
+def tensors_bytes_at(tensors: Iterable[object], dtype: torch.dtype) -> int:
+    """What tensors already read (a pickle's) take once cast to `dtype` (fp8 stays fp8)."""
+    target = torch.empty((), dtype=dtype).element_size()
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            size = t.element_size()
+            total += t.numel() * (target if t.is_floating_point() and size >= 2 else size)
+    return total
 
 
 def folder_parts(folder: Path, components: list[str], dtype: torch.dtype) -> dict[str, int]:

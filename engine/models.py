@@ -27,6 +27,7 @@ from engine import (
     hub,
     memory_policy,
     model_code,
+    sana_files,
     single_file,
 )
 from engine.api import (
@@ -447,6 +448,8 @@ class ModelManager:
         progress(f"reading {path.name}", 0.0)
         checkpoint = single_file.read_checkpoint(path)
         _check_cancel(should_cancel)
+        if sana_files.is_sana(list(checkpoint)):  # NVIDIA's .pth: the transformer alone
+            return self._load_transformer_file(path, source, progress, should_cancel, checkpoint)
         spec = single_file.inspect_checkpoint(checkpoint, path)
         config_dir = (self._config_root or model_configs_dir()) / spec.family
         stages = single_file.component_loaders(spec, checkpoint, config_dir, self.dtype)
@@ -466,9 +469,15 @@ class ModelManager:
         return model
 
     def _load_transformer_file(
-        self, path: Path, source: str, progress: Progress, should_cancel: ShouldCancel
+        self,
+        path: Path,
+        source: str,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        weights: dict | None = None,
     ) -> LoadedModel:
-        """A transformer-only file (SD3, FLUX.1; GGUF or fp8 too) and its separate files."""
+        """A transformer-only file (SD3, FLUX.1, Z-Image, SANA; GGUF or fp8 too) and its
+        separate files; weights: a pickle's tensors, already read as weights only."""
         progress(f"reading {path.name}", 0.0)
         load = flow_single_file.prepare(
             path,
@@ -478,7 +487,9 @@ class ModelManager:
             should_cancel,
             explicit=[Path(f).expanduser() for f in self._extra_files],
             roots=[Path(r).expanduser() for r in self._roots] or None,
+            weights=weights,
         )
+        del weights  # the transformer stage holds them until it has converted them
         progress(f"memory: {load.memory.label}", 0.02)
         components: dict[str, object] = {}
         for i, (name, stage) in enumerate(load.stages):

@@ -24,7 +24,12 @@ from PIL import Image
 from engine import compositing, families, validation
 from engine.api import EngineError, ErrorKind, GenerationRequest, GuidanceKind, Mode
 from engine.compositing import InpaintSetup
-from engine.control.units import CONTROLNET_PIPELINES
+from engine.control.units import (
+    ADAPTER_FAMILIES,
+    ADAPTER_FAMILIES_MESSAGE,
+    CONTROLNET_PIPELINES,
+    is_adapter,
+)
 from engine.families.profile import accepts
 from engine.protocols import PipelineClass
 
@@ -254,8 +259,12 @@ def _inpaint_setup(r: GenerationRequest, inpaint_unet: bool) -> InpaintSetup | N
 
 
 def _pipeline_class(r: GenerationRequest, model: LoadedModel, mode: Mode) -> PipelineClass:
-    """The family's pipeline for the mode, or its ControlNet pipeline for a job with units."""
-    if not r.controls:
+    """The family's pipeline for the mode, or its ControlNet pipeline for a job with
+    ControlNet units (T2I adapters feed the UNet of either: engine/control/adapters.py)."""
+    adapters = [is_adapter(u, r.model_folders) for u in r.controls]
+    if any(adapters) and model.family not in ADAPTER_FAMILIES:
+        raise EngineError(ErrorKind.BAD_INPUT, ADAPTER_FAMILIES_MESSAGE)
+    if all(adapters):
         return families.profile(model.family).pipeline_class(mode, model.variant)
     by_mode = CONTROLNET_PIPELINES.get(model.family)
     if by_mode is None:

@@ -4,13 +4,16 @@ GGUF weights stay quantized in memory and are dequantized layer by layer as they
 (diffusers' GGUF quantizer, `gguf` package). fp8 weights (float8_e4m3fn / e5m2, as
 ComfyUI's `*_fp8_e4m3fn.safetensors`) stay in fp8 and each layer is cast up to the
 compute precision only while it runs (diffusers' layerwise casting); norms and embeddings,
-which the casting skips, are kept in the compute precision. Either way the model takes
-about half (fp8) or a quarter to a half (GGUF Q4-Q8) of the memory of bf16 weights.
+which the casting skips, are kept in the compute precision. ComfyUI's "fp8_scaled" files
+(a scale per weight, `X.scale_weight` or `X.weight_scale`) cannot run that way, since the
+casting knows no scales: their weights are multiplied out into bfloat16 as they are read.
+Unscaled fp8 takes about half, GGUF Q4-Q8 a quarter to a half of the memory of bf16.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,32 @@ def is_gguf(path: Path) -> bool:
 
 
 _SAFETENSORS_FP8 = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+# ComfyUI's scaled fp8: a scale beside each weight, and bookkeeping tensors that are no
+# weights at all (the input scales only matter to fp8 matrix products).
+_SCALES = (".scale_weight", ".weight_scale")
+_SCALE_EXTRAS = (".scale_input", ".input_scale", ".comfy_quant")
+_SCALED_MARK = "scaled_fp8"
+
+
+def is_scaled_fp8(keys: Iterable[str]) -> bool:
+    return any(k == _SCALED_MARK or k.endswith(_SCALES) for k in keys)
+
+
+def unscale_fp8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scaled fp8 weights multiplied out (into bfloat16, whose range holds them) and the
+    scales dropped; other tensors as they are."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key == _SCALED_MARK or key.endswith(_SCALES + _SCALE_EXTRAS):
+            continue
+        stem = key.removesuffix(".weight")
+        scale = next((state[stem + s] for s in _SCALES if stem + s in state), None)
+        if scale is not None and key.endswith(".weight"):
+            if scale.numel() > 1:  # one per output row
+                scale = scale.reshape(-1, *([1] * (value.ndim - 1)))
+            value = (value.float() * scale.float()).to(torch.bfloat16)
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,15 +95,28 @@ def read_header(path: Path) -> Header:
             stored[str(info.get("dtype"))] += 1
     most = stored.most_common(1)[0][0] if stored else ""
     fp8 = _SAFETENSORS_FP8.get(most)
+    if fp8 is not None and is_scaled_fp8(found):
+        return Header(found, f"{_FP8[fp8]}, scaled: run unpacked", None)
     return Header(found, _FP8[fp8] if fp8 is not None else "", fp8)
+
+
+def header_of(weights: dict[str, torch.Tensor]) -> Header:
+    """The Header of tensors already in memory (a pickle file read as weights only)."""
+    tensors = {k: v for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    shapes = {k: [int(n) for n in v.shape] for k, v in tensors.items()}
+    stored = Counter(v.dtype for v in tensors.values() if v.ndim >= 2)
+    fp8 = stored.most_common(1)[0][0] if stored else None
+    fp8 = fp8 if fp8 in _FP8 else None
+    return Header(shapes, _FP8[fp8] if fp8 is not None else "", fp8)
 
 
 def read_weights(
     path: Path, prefix: str = "", skip: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
     """The file's tensors under `prefix` (removed from the names), leaving out names that
-    start with any of `skip`; GGUF quantized tensors come as diffusers' GGUFParameter.
-    Only the wanted tensors of a .safetensors file are read."""
+    start with any of `skip`; GGUF quantized tensors come as diffusers' GGUFParameter;
+    scaled fp8 weights come multiplied out. Only the wanted tensors of a .safetensors file
+    are read."""
     if is_gguf(path):
         from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
@@ -86,13 +128,31 @@ def read_weights(
         for key in f.keys():  # noqa: SIM118 (a safe_open handle is not a mapping)
             if key.startswith(prefix) and not key.startswith(skip):
                 out[key[len(prefix) :]] = f.get_tensor(key)
-    return out
+    return unscale_fp8(out) if is_scaled_fp8(out) else out
 
 
 def gguf_config(compute_dtype: torch.dtype) -> object:
     from diffusers import GGUFQuantizationConfig
 
     return GGUFQuantizationConfig(compute_dtype=compute_dtype)
+
+
+def dequantize_strays(model: torch.nn.Module, compute: torch.dtype) -> int:
+    """Dequantize, once, GGUF weights that a module other than diffusers' GGUFLinear holds
+    (SANA's modulation tables, a quantized convolution): only linear layers compute from
+    quantized weights, anything else would meet raw GGUF blocks. Returns how many."""
+    from diffusers.quantizers.gguf.utils import GGUFLinear, GGUFParameter, dequantize_gguf_tensor
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, GGUFLinear):
+            continue
+        for name, param in list(module.named_parameters(recurse=False)):
+            if isinstance(param, GGUFParameter):
+                plain = dequantize_gguf_tensor(param).as_subclass(torch.Tensor).to(compute)
+                setattr(module, name, torch.nn.Parameter(plain, requires_grad=False))
+                count += 1
+    return count
 
 
 def keep_fp8(model: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> None:

@@ -27,6 +27,7 @@ from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode,
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
 from engine.control import units as control_units
+from engine.control.adapters import AdapterInjection
 from engine.deep_cache import deep_cache
 from engine.families.profile import MODE_WORDS, accepts
 from engine.guidance_cutoff import GuidanceCutoff
@@ -236,7 +237,7 @@ class PipelineRunner:
         self._base_scheduler_config: Any = None
         self._pipes: dict[PipelineClass, Pipeline] = {}
         self.addons = Addons()  # LoRAs, embeddings and VAE of the loaded model
-        self.controls = control_units.ControlModels()  # ControlNets of the loaded model
+        self.controls = control_units.ControlModels()  # ControlNets and adapters in use
 
     def reset(self) -> None:
         self._base = None
@@ -281,20 +282,29 @@ class PipelineRunner:
         # 1. The pipeline for the plan's mode, with a fresh scheduler and the request's
         #    LoRAs, embeddings and VAE (before the prompts are encoded).
         #    ControlNet units bring their models and control maps.
+        #    T2I adapter units feed the UNet through a hook (engine/control/adapters.py).
         extra: dict[str, Any] = {}
         control_args: dict[str, Any] = {}
+        adapters = AdapterInjection((), 1)
         if r.controls:
             self._follow(model)
+            first = plan.resume.offset if plan.resume is not None else plan.start_index
             units = r.controls
             if plan.resume is not None:  # start and end on the remaining steps
                 units = unit_placement.continued(r, plan.resume.step, plan.total)
-            extra["controlnet"], control_args = control_units.prepare(
+            prepared = control_units.prepare(
                 self.controls,
                 units,
                 model,
                 mode=plan.mode,
                 size=(plan.width, plan.height),
                 folders=r.model_folders,
+                steps=plan.steps - first,
+            )
+            extra, control_args, adapters = (
+                prepared.components,
+                prepared.arguments,
+                prepared.adapters,
             )
         pipe = self.pipeline(model, plan.pipeline_class, **extra)
         profile = families.profile(model.family)
@@ -382,6 +392,7 @@ class PipelineRunner:
         #    autoencoder's ("fast decode") or tiled (large pictures); deep features may be
         #    reused between steps (deep cache).
         def step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            adapters.advance(i)
             return cutoff(p, i, hook(p, i, t, tensors))
 
         cancel_hooks = _CancelHooks(_blocks(pipe), should_cancel)
@@ -390,7 +401,8 @@ class PipelineRunner:
         )
         try:
             cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
-            with torch.inference_mode(), decode as decode_warnings, regional, cached:
+            fed = adapters.attached(getattr(pipe, "unet", None))
+            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed:
                 hook.begin()
                 images = pipe(
                     **args,

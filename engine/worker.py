@@ -121,6 +121,7 @@ class Engine:
         self._closed = False
         # Worker-thread state.
         self._runner = PipelineRunner()
+        self._runner.controls.allow_pickle = self._allow_pickle  # T2I adapters' .pth files
         self._latent_cache = LatentCache()  # the forward process's last picture
         self._trajectories: OrderedDict[int, Trajectory] = OrderedDict()
         self._last_model: str | None = None

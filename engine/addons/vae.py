@@ -11,6 +11,7 @@ VAE is kept until another is asked for; an empty `vae` puts the model's own back
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,19 @@ def _is_diffusers_layout(path: Path) -> bool:
         return any(k.startswith("decoder.up_blocks.") for k in f.keys())  # noqa: SIM118
 
 
+def _vae_class(config_dir: Path) -> Any:
+    """The family's autoencoder class, as its bundled config names it (SANA's DC-AE is
+    not a KL autoencoder)."""
+    import diffusers
+
+    config = config_dir / "vae" / "config.json"
+    name = json.loads(config.read_text()).get("_class_name", "") if config.is_file() else ""
+    return getattr(diffusers, name, AutoencoderKL)
+
+
 def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
-    """An AutoencoderKL from a .safetensors file or a diffusers folder."""
+    """The family's autoencoder from a .safetensors file or a diffusers folder."""
+    vae_class = _vae_class(config_dir)
     try:
         if path.is_dir():
             sub = "vae" if (path / "vae" / "config.json").is_file() else None
@@ -53,7 +65,7 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
                 raise _refuse(
                     f"{path} is not a VAE folder: it has neither config.json nor a vae/ folder."
                 )
-            vae = AutoencoderKL.from_pretrained(
+            vae = vae_class.from_pretrained(
                 path, subfolder=sub, torch_dtype=dtype, local_files_only=True, use_safetensors=True
             )
         elif path.suffix.lower() != SUFFIX:
@@ -61,11 +73,11 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
         elif _is_diffusers_layout(path):
             from safetensors.torch import load_file
 
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
+            vae = vae_class.from_config(vae_class.load_config(config_dir / "vae"))
             vae.load_state_dict(load_file(str(path)))
             vae = vae.to(dtype)
         else:
-            vae = AutoencoderKL.from_single_file(
+            vae = vae_class.from_single_file(
                 str(path),
                 config=str(config_dir),
                 subfolder="vae",
@@ -83,6 +95,22 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
     if any(p.is_meta for p in vae.parameters()):
         raise _refuse(f"The VAE {path.name} lacks weights this model's VAE needs.")
     return vae.eval()
+
+
+def _qwen_vae(path: Path, own: Any) -> Any:
+    """A Qwen-Image (Wan 2.1) VAE file, in the shape and precision of the model's own."""
+    from engine import component_files, qwen_files
+
+    part = component_files.inspect(path)
+    if part.kind != component_files.WAN_VAE:
+        raise _refuse(
+            f"The VAE {path.name} is not a Qwen-Image VAE (Wan 2.1's layout); choose "
+            "qwen_image_vae.safetensors or leave the VAE on the model's own."
+        )
+    try:
+        return qwen_files.load_vae(own.config, part, own.dtype).to(own.device)
+    except EngineError as exc:
+        raise _refuse(exc.message) from exc
 
 
 class VaeSwitch:
@@ -104,7 +132,10 @@ class VaeSwitch:
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # the old one's memory goes before the new one loads
             own = self._own
-            vae = load_vae(path, self._config_dir, own.dtype).to(own.device)
+            if type(own).__name__ == "AutoencoderKLQwenImage":  # Wan's layout, not SD's
+                vae = _qwen_vae(path, own)
+            else:
+                vae = load_vae(path, self._config_dir, own.dtype).to(own.device)
             self._loaded = (key, vae)
         self.current = path
         return self._loaded[1]

@@ -27,7 +27,7 @@ def _unit_problems(n: int, unit: object) -> list[str]:
         return [f"{name} must be a ControlUnit, got {type(unit).__name__}"]
     found: list[str] = []
     if not isinstance(unit.model, str) or not unit.model.strip():
-        found.append(f"{name} has no model: name a ControlNet folder or .safetensors file")
+        found.append(f"{name} has no model: name a ControlNet or T2I adapter folder or file")
     if not isinstance(unit.image, Image.Image):
         found.append(f"{name} has no control image (got {type(unit.image).__name__})")
     if not _number(unit.weight) or not 0 <= unit.weight <= MAX_WEIGHT:

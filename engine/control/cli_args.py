@@ -1,7 +1,7 @@
 """The CLI's ControlNet and region arguments, read into ControlUnit and RegionPrompt
 records (no torch, so a bad argument is named before anything heavy is imported).
 
-    --control MODEL:IMAGE[:WEIGHT[:START[:END]]]   repeat for several units
+    --control MODEL:IMAGE[:WEIGHT[:START[:END]]]   a ControlNet or T2I adapter; repeat
     --preprocess canny                             one for all units, or one per unit
     --region "PROMPT=MASK.png"                     repeat for several regions
 """
@@ -30,9 +30,10 @@ def add_arguments(group: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="MODEL:IMAGE[:WEIGHT[:START[:END]]]",
-        help="a ControlNet unit: its folder or .safetensors file, its control image, and "
-        "optionally its weight (1), start (0) and end (1) as fractions of the steps; "
-        "repeat for several",
+        help="a ControlNet or T2I adapter unit (told apart by the file's contents): its "
+        "folder or .safetensors file (an adapter's .pth with --allow-pickle), its control "
+        "image, and optionally its weight (1), start (0) and end (1) as fractions of the "
+        "steps; repeat for several",
     )
     group.add_argument(
         "--preprocess",

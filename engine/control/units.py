@@ -3,14 +3,17 @@
 ControlModels keeps the units' models loaded (a diffusers folder, or a single
 .safetensors file read with the configs shipped in engine/model_configs/controlnet, never
 the network) on the main model's device and dtype. The pipelines are diffusers' own
-ControlNet and adapter pipelines, built with from_pipe so they share the loaded model's
-components; several ControlNets run as diffusers' MultiControlNetModel, each with its
-own conditioning scale and start/end. Worker thread only.
+ControlNet pipelines, built with from_pipe so they share the loaded model's components;
+several ControlNets run as diffusers' MultiControlNetModel, each with its own
+conditioning scale and start/end. A unit whose model is a T2I adapter (told by its keys)
+feeds the UNet through engine/control/adapters.py instead, beside any ControlNets.
+Worker thread only.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -40,6 +43,8 @@ from safetensors import safe_open
 from engine.addons.files import roots_of
 from engine.api import ControlUnit, EngineError, ErrorKind, Mode, ModelFamily
 from engine.asset_folders import AssetKind, find_asset
+from engine.control import adapters as adapter_runs
+from engine.control.adapter_keys import is_adapter_path
 from engine.control.preprocess import control_map
 from engine.protocols import PipelineClass
 from engine.resources import model_configs_dir
@@ -82,6 +87,12 @@ _MULTI_OF: dict[type, type] = {
     FluxControlNetModel: FluxMultiControlNetModel,
     SD3ControlNetModel: SD3MultiControlNetModel,
 }
+# T2I adapters feed a UNet (diffusers has none for the transformer families).
+ADAPTER_FAMILIES = (ModelFamily.SD1, ModelFamily.SD2, ModelFamily.SDXL)
+ADAPTER_FAMILIES_MESSAGE = (
+    "T2I adapters run with SD 1.x, SD 2.x and SDXL models (diffusers has adapters for "
+    "UNet models only); use a ControlNet with this model, or remove the adapter unit."
+)
 _CLASSES = {
     "ControlNetModel": ControlNetModel,
     "FluxControlNetModel": FluxControlNetModel,
@@ -99,14 +110,21 @@ def resolve(name: str, model_folders: tuple[str, ...]) -> Path:
     path = Path(name).expanduser()
     if path.is_dir() or path.is_file():
         return path
-    found = find_asset(AssetKind.CONTROLNET, name, roots_of(model_folders), (".safetensors",))
+    # T2I adapters come as .pth files too (read only with the pickle consent).
+    suffixes = (".safetensors", ".pth", ".pt")
+    found = find_asset(AssetKind.CONTROLNET, name, roots_of(model_folders), suffixes)
     if found is None:
         raise EngineError(
             ErrorKind.MODEL,
-            f"ControlNet {name!r} was not found: give its folder or .safetensors file, or "
+            f"ControlNet or T2I adapter {name!r} was not found: give its folder or file, or "
             "put it in a ControlNet folder of your model folders.",
         )
     return found
+
+
+def is_adapter(unit: ControlUnit, model_folders: tuple[str, ...]) -> bool:
+    """Whether the unit's model is a T2I adapter (by its keys or config), not a ControlNet."""
+    return is_adapter_path(resolve(unit.model, model_folders))
 
 
 def _folder_class(folder: Path) -> type[ControlModel]:
@@ -141,8 +159,13 @@ def single_file_config(path: Path) -> Path:
     return model_configs_dir() / "controlnet" / ("sdxl" if sdxl else "sd15")
 
 
-def load(path: Path, device: torch.device, dtype: torch.dtype) -> ControlModel:
-    """One unit's model from a diffusers folder or a single .safetensors file."""
+def load(
+    path: Path, device: torch.device, dtype: torch.dtype, *, allow_pickle: bool = False
+) -> ControlModel:
+    """One unit's model from a diffusers folder or a single .safetensors file (a T2I
+    adapter also from a .pth file, with the pickle consent)."""
+    if not path.is_dir() and is_adapter_path(path):
+        return adapter_runs.load_file_adapter(path, device, dtype, allow_pickle=allow_pickle)
     if path.is_dir():
         cls = _folder_class(path)
         loaded = cls.from_pretrained(
@@ -167,8 +190,9 @@ def load(path: Path, device: torch.device, dtype: torch.dtype) -> ControlModel:
 class ControlModels:
     """The units' models, loaded once and kept while the same main model stays loaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_pickle: bool = False) -> None:
         self._loaded: dict[tuple[str, str, str], ControlModel] = {}
+        self.allow_pickle = allow_pickle  # T2I adapters' .pth files, as plain weights
 
     def reset(self) -> None:
         self._loaded.clear()
@@ -183,7 +207,9 @@ class ControlModels:
         path = resolve(unit.model, folders)
         key = (str(path.resolve()), str(model.device), str(model.dtype))
         if key not in self._loaded:
-            self._loaded[key] = load(path, model.device, model.dtype)
+            self._loaded[key] = load(
+                path, model.device, model.dtype, allow_pickle=self.allow_pickle
+            )
         loaded = self._loaded[key]
         _check_fits(loaded, model, unit.model)
         return loaded
@@ -191,6 +217,8 @@ class ControlModels:
 
 def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
     if isinstance(control, T2IAdapter):
+        if model.family not in ADAPTER_FAMILIES:
+            raise _bad(ADAPTER_FAMILIES_MESSAGE)
         return
     wanted = _NET_OF.get(model.family, ControlNetModel)
     if type(control) is not wanted:
@@ -210,16 +238,6 @@ def _check_fits(control: ControlModel, model: LoadedModel, name: str) -> None:
             f"models but the model is {model.family.value}; choose a ControlNet of the "
             "model's family."
         )
-
-
-def check_kinds(models: list[ControlModel]) -> list[Net]:
-    """The units' models, all ControlNets; a T2I adapter is refused with the reason."""
-    if any(isinstance(m, T2IAdapter) for m in models):
-        raise _bad(
-            "T2I adapters are not supported yet: diffusers' adapter pipelines have no "
-            "step-end callback, which previews and cancel need; use a ControlNet instead."
-        )
-    return [m for m in models if not isinstance(m, T2IAdapter)]
 
 
 def component(models: list[Net]) -> Any:
@@ -248,6 +266,16 @@ def arguments(
     }
 
 
+@dataclass
+class Prepared:
+    """A job's units resolved: the pipeline's controlnet component (none when every unit
+    is a T2I adapter), its ControlNet arguments, and the adapters' UNet injection."""
+
+    components: dict[str, Any]
+    arguments: dict[str, Any]
+    adapters: adapter_runs.AdapterInjection
+
+
 def prepare(
     models: ControlModels,
     units: tuple[ControlUnit, ...],
@@ -256,10 +284,19 @@ def prepare(
     mode: Mode,
     size: tuple[int, int],
     folders: tuple[str, ...],
-) -> tuple[Any, dict[str, Any]]:
-    """The controlnet component and the pipeline arguments for a job's units."""
+    steps: int,
+) -> Prepared:
+    """The controlnet component, the pipeline arguments and the adapter injection for a
+    job's units; steps: how many steps the pipeline runs (adapters count start/end in them)."""
     models.keep_only(units, folders)
-    nets = check_kinds([models.get(u, model, folders) for u in units])
+    loaded = [models.get(u, model, folders) for u in units]
     maps = control_maps(units, size)
+    found = list(zip(units, maps, loaded, strict=True))
+    nets = [(u, m, c) for u, m, c in found if not isinstance(c, T2IAdapter)]
+    adapters = [(u, m, c) for u, m, c in found if isinstance(c, T2IAdapter)]
+    injection = adapter_runs.injection(adapters, model, size, steps)
+    if not nets:
+        return Prepared({}, {}, injection)
     unet = model.family not in _NET_OF
-    return component(nets), arguments(units, maps, mode, unet=unet)
+    net_args = arguments(tuple(u for u, _, _ in nets), [m for _, m, _ in nets], mode, unet=unet)
+    return Prepared({"controlnet": component([c for _, _, c in nets])}, net_args, injection)

@@ -84,12 +84,18 @@ def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> Fold
 
 def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
     """The family and variant of a model source from its small JSON files alone, for the
-    window's form before anything loads: the starter model or a local diffusers folder.
-    None where the files do not tell (a hub id not yet downloaded, a single file: the
-    engine names the family when it loads them)."""
+    window's form before anything loads: the starter model, a local diffusers folder, a
+    transformer file engine/file_family.py recognises. None where the files do not tell
+    (a hub id not yet downloaded, other single files: the engine names the family when it
+    loads them)."""
     from engine.resources import starter_model_dir
 
     folder = starter_model_dir() if source == STARTER_MODEL else Path(source).expanduser()
+    if folder.is_file():  # a transformer file: its tensor names may tell
+        from engine.file_family import file_family
+
+        found = file_family(folder)
+        return (PROFILES[found[0]], found[1]) if found else None
     index_path = folder / "model_index.json"
     try:
         if not index_path.is_file():

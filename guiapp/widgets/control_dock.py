@@ -1,4 +1,5 @@
-"""The ControlNet dock: up to four units, each a model, a control image, a
+"""The ControlNet dock: up to four units, each a model (a ControlNet or a T2I adapter,
+told apart by the file's contents and named beside it), a control image, a
 preprocessor, a weight and the part of the steps it acts on.
 
 A unit's image comes from the canvas picture (at the moment Generate is pressed), from
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QToolButton,
@@ -32,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import ControlUnit, GenerationRequest, Preprocessor
+from engine.control.adapter_keys import is_adapter_path
 from engine.control.checks import MAX_UNITS, MAX_WEIGHT
 from engine.control.metadata import CANVAS, SKETCH, UnitSetting
 from engine.control.preprocess import control_map
@@ -77,10 +80,12 @@ class UnitBox(QGroupBox):
     def __init__(self, number: int, parent: QWidget) -> None:
         super().__init__(f"Unit {number}", parent)
         self.model = QLineEdit(self)
-        self.model.setPlaceholderText("ControlNet folder or .safetensors file")
+        self.model.setPlaceholderText("ControlNet or T2I adapter folder or file")
+        self.kind = QLabel(self)  # "ControlNet" or "T2I adapter" once the model is found
+        self.model.textChanged.connect(self._show_kind)
         browse = QToolButton(self)
         browse.setText("…")
-        browse.setToolTip("Choose a ControlNet .safetensors file")
+        browse.setToolTip("Choose a ControlNet or T2I adapter file")
         browse.clicked.connect(self._choose_model)
         self.source = QComboBox(self)
         self.source.addItems(SOURCES)
@@ -110,7 +115,7 @@ class UnitBox(QGroupBox):
             return row
 
         form = QFormLayout(self)
-        form.addRow("Model", line(self.model, browse))
+        form.addRow("Model", line(self.model, browse, self.kind))
         form.addRow("Image", line(self.source, self.image_path, pick))
         form.addRow("Preprocessor", self.preprocessor)
         form.addRow("Weight", self.weight)
@@ -119,10 +124,22 @@ class UnitBox(QGroupBox):
 
     def _choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a ControlNet", "", "ControlNet (*.safetensors)"
+            self,
+            "Choose a ControlNet or T2I adapter",
+            "",
+            "ControlNet or T2I adapter (*.safetensors *.pth)",
         )
         if path:
             self.model.setText(path)
+
+    def _show_kind(self, text: str) -> None:
+        """Name what the model is (from a header or a config, read at once: no torch);
+        a name the engine looks up in the model folders stays unnamed here."""
+        path = Path(text.strip()).expanduser()
+        if not text.strip() or not path.exists():
+            self.kind.setText("")
+            return
+        self.kind.setText("T2I adapter" if is_adapter_path(path) else "ControlNet")
 
     def _choose_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

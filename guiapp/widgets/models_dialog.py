@@ -59,6 +59,8 @@ FAMILY_NAMES = {
     "sdxl-refiner": "SDXL refiner",
     "sd3": "SD 3",
     "flux": "FLUX",
+    "sana": "SANA",
+    "qwen_image": "Qwen-Image",
     "": "unknown",
 }
 KIND_NAMES = {

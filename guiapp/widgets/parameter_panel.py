@@ -250,7 +250,7 @@ class ParameterPanel(QWidget):
             self,
             "Open a checkpoint",
             "",
-            "Checkpoints and transformer files (*.safetensors *.sft *.gguf *.ckpt *.pt)",
+            "Checkpoints and transformer files (*.safetensors *.sft *.gguf *.ckpt *.pt *.pth)",
         )
         if path:
             self._model.model = path

@@ -1,0 +1,224 @@
+"""FLUX.2 klein as the single files people download: the transformer, the VAE.
+
+Black Forest Labs and ComfyUI share klein as one transformer file in BFL's layout
+(flux-2-klein-4b.safetensors, flux-2-klein-base-9b.safetensors, `-fp8` variants, GGUF
+conversions), the Qwen3 text encoder as ComfyUI's qwen_3_4b / qwen_3_8b files and the
+FLUX.2 VAE as flux2-vae.safetensors. This module tells a klein file from FLUX.1 (both
+have `double_blocks.`; only FLUX.2 shares its modulation across blocks) and its size from
+the text width its context embedder takes (3 x 2560 for Qwen3-4B, 3 x 4096 for Qwen3-8B).
+Distilled and base klein have the same tensors, so the file name tells them apart, as
+BFL names them ("klein-base"). The transformer loads through diffusers' own converter
+(`Flux2Transformer2DModel.from_single_file`); diffusers has no single-file map for
+`AutoencoderKLFlux2`, so the VAE's BFL names are renamed here to what diffusers' LDM VAE
+converter reads, plus the batch-norm statistics FLUX.2 adds. Text encoders are loaded by
+engine/flow_single_file.py like every family's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import quantized
+from engine.api import EngineError, ErrorKind
+
+PREFIX = "model.diffusion_model."
+# Only FLUX.2 has one modulation for all single blocks (FLUX.1 has one per block).
+_KLEIN_KEY = "single_stream_modulation.lin.weight"
+# The config folder (engine/model_configs/) and size of each text width klein takes.
+_SIZES = {7680: ("flux2-klein-4b", "4B"), 12288: ("flux2-klein-9b", "9B")}
+_FLUX2_DEV_CONTEXT = 15360  # 3 x Mistral Small's 5120
+
+
+def _error(message: str) -> EngineError:
+    return EngineError(ErrorKind.MODEL, message)
+
+
+def is_klein_layout(keys: Sequence[str]) -> bool:
+    return _KLEIN_KEY in keys or PREFIX + _KLEIN_KEY in keys
+
+
+def _shape(shapes: Mapping[str, Sequence[int]], name: str) -> list[int]:
+    return [int(n) for n in (shapes.get(name) or shapes.get(PREFIX + name) or [])]
+
+
+@dataclass(frozen=True)
+class KleinFile:
+    """What a klein transformer file's header says."""
+
+    config_folder: str  # under engine/model_configs: "flux2-klein-4b" or "flux2-klein-9b"
+    size: str  # "4B", "9B"; "" for a width no published klein has
+    distilled: bool
+
+
+def inspect(path: Path, shapes: Mapping[str, Sequence[int]]) -> KleinFile:
+    """Size from the context embedder's width, distilled or base from the file's name."""
+    context = _shape(shapes, "txt_in.weight")
+    width = context[1] if len(context) == 2 else 0
+    if width == _FLUX2_DEV_CONTEXT:
+        raise _error(
+            f"{path.name} is FLUX.2 dev (32B, with a Mistral text encoder), which DiffusionDesk "
+            "does not run; use FLUX.2 klein 4B or 9B."
+        )
+    folder, size = _SIZES.get(width, ("flux2-klein-4b", ""))
+    # BFL: flux-2-klein-base-4b; others write klein_base, klein-4b-base.
+    distilled = "base" not in path.stem.lower().replace("_", "-").split("klein", 1)[-1]
+    return KleinFile(folder, size, distilled)
+
+
+def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]) -> dict:
+    """The shipped config with every dimension the file itself states put in, so a file of
+    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds."""
+    config = dict(base)
+    x_in = _shape(shapes, "img_in.weight")
+    context = _shape(shapes, "txt_in.weight")
+    head = _shape(shapes, "double_blocks.0.img_attn.norm.query_norm.scale")
+    mlp = _shape(shapes, "double_blocks.0.img_mlp.0.weight")
+    time_in = _shape(shapes, "time_in.in_layer.weight")
+    out = _shape(shapes, "final_layer.linear.weight")
+    if not (x_in and context and head):
+        raise _error("the file lacks klein's input projections; it may be damaged")
+    width, head_dim = x_in[0], head[0]
+    names = [k.removeprefix(PREFIX) for k in shapes]
+
+    def blocks(kind: str) -> int:
+        return len({k.split(".")[1] for k in names if k.startswith(kind)})
+
+    config.update(
+        in_channels=x_in[1],
+        joint_attention_dim=context[1],
+        attention_head_dim=head_dim,
+        num_attention_heads=width // head_dim,
+        num_layers=blocks("double_blocks."),
+        num_single_layers=blocks("single_blocks."),
+        guidance_embeds=any(k.startswith("guidance_in.") for k in names),
+    )
+    if mlp:  # SwiGLU: the first projection holds the gate and the value
+        config["mlp_ratio"] = mlp[0] / 2 / width
+    if time_in:
+        config["timestep_guidance_channels"] = time_in[1]
+    if out and out[0] != x_in[1]:
+        config["out_channels"] = out[0]
+    rope = list(config.get("axes_dims_rope") or [])
+    if sum(rope) != head_dim:  # four rotary axes share each head
+        config["axes_dims_rope"] = [head_dim // 4] * 4
+    return config
+
+
+def _unscaled(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """ComfyUI's scaled fp8 files (`weight_scale` / `scale_weight` beside each fp8 weight)
+    as plain weights in `dtype`; other files unchanged."""
+    scales = [k for k in state if k.endswith((".weight_scale", ".scale_weight"))]
+    if not scales:
+        return state
+    for key in scales:
+        scale = state.pop(key).float()
+        name = key.rsplit(".", 1)[0] + ".weight"
+        if name in state:
+            state[name] = (state[name].float() * scale).to(dtype)
+    for key in [k for k in state if k.endswith((".input_scale", ".comfy_quant"))]:
+        del state[key]
+    state.pop("scaled_fp8", None)
+    return state
+
+
+def is_scaled_fp8(keys: Sequence[str]) -> bool:
+    return any(k.endswith((".weight_scale", ".scale_weight")) for k in keys)
+
+
+def load_transformer(
+    path: Path,
+    config_dir: Path,
+    dtype: torch.dtype,
+    storage_dtype: torch.dtype | None,
+    label: str,
+    weights: Mapping[str, torch.Tensor] | None = None,
+) -> torch.nn.Module:
+    """The klein transformer from a BFL-layout file (bf16, fp8, scaled fp8 or GGUF);
+    weights: its tensors when they are already read (a pickle, read as weights only)."""
+    from diffusers import Flux2Transformer2DModel
+
+    raw = quantized.read_weights(path) if weights is None else weights
+    checkpoint = _unscaled({k.removeprefix(PREFIX): v for k, v in raw.items()}, dtype)
+    del raw
+    shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
+    shipped = json.loads((config_dir / "transformer" / "config.json").read_text())
+    config = transformer_config(shipped, shapes)
+    kwargs: dict[str, object] = {"subfolder": "transformer", "local_files_only": True}
+    if quantized.is_gguf(path):
+        kwargs["quantization_config"] = quantized.gguf_config(dtype)
+        kwargs["torch_dtype"] = dtype
+    elif storage_dtype is None:
+        kwargs["torch_dtype"] = dtype
+    with tempfile.TemporaryDirectory() as folder:
+        if config != shipped:
+            (Path(folder) / "transformer").mkdir()
+            (Path(folder) / "transformer" / "config.json").write_text(json.dumps(config))
+            config_dir = Path(folder)
+        try:
+            model = Flux2Transformer2DModel.from_single_file(
+                checkpoint, config=str(config_dir), **kwargs
+            )
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+            raise _error(
+                f"{path.name} could not be read as a {label} transformer ({exc}); the file may "
+                "be damaged or a variant DiffusionDesk does not know."
+            ) from exc
+    if any(p.is_meta for p in model.parameters()):
+        raise _error(f"{path.name} lacks some of the {label} transformer's weights.")
+    if quantized.is_gguf(path):
+        quantized.dequantize_strays(model, dtype)
+    if storage_dtype is not None:
+        quantized.keep_fp8(model, storage_dtype, dtype)
+    return model
+
+
+# BFL's FLUX.2 autoencoder keeps the (post-)quant convolutions inside encoder and decoder.
+_VAE_RENAMES = (
+    ("encoder.quant_conv.", "quant_conv."),
+    ("decoder.post_quant_conv.", "post_quant_conv."),
+)
+
+
+def vae_to_diffusers(state: Mapping[str, torch.Tensor], config: Mapping) -> dict[str, torch.Tensor]:
+    """A FLUX.2 VAE in BFL's layout (LDM names, batch-norm statistics) as
+    AutoencoderKLFlux2's state dict; a file already in diffusers' layout passes as it is."""
+    if any(k.startswith("encoder.down_blocks.") for k in state):
+        return dict(state)
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for theirs, ours in _VAE_RENAMES:
+            if key.startswith(theirs):
+                key = ours + key.removeprefix(theirs)
+        renamed[key] = value
+    statistics = {k: renamed.pop(k) for k in list(renamed) if k.startswith("bn.")}
+    converted = convert_ldm_vae_checkpoint(renamed, dict(config))
+    return converted | statistics
+
+
+def load_vae(path: Path, prefix: str, config_dir: Path, dtype: torch.dtype, label: str) -> object:
+    """The FLUX.2 VAE from its own file (flux2-vae.safetensors)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLFlux2
+
+    config = AutoencoderKLFlux2.load_config(config_dir, subfolder="vae", local_files_only=True)
+    state = vae_to_diffusers(quantized.read_weights(path, prefix), config)
+    with init_empty_weights():
+        vae = AutoencoderKLFlux2.from_config(config)
+    vae.load_state_dict(state, strict=False, assign=True)
+    empty = [n for n, p in vae.named_parameters() if p.is_meta]
+    if empty or "bn.running_mean" not in state:
+        first = empty[0] if empty else "bn.running_mean"
+        raise _error(
+            f"{label} is not a FLUX.2 VAE: it lacks {max(len(empty), 1)} of its weights (first "
+            f"{first}); klein needs flux2-vae.safetensors, not the FLUX.1 ae.safetensors."
+        )
+    return vae.to(dtype).eval()

@@ -1,0 +1,328 @@
+"""SANA and SANA-Sprint from the files people download: the transformer in NVIDIA's layout
+(.safetensors, ComfyUI's prefixed keys, the .pth pickle with consent, GGUF), Gemma 2 and
+DC-AE as separate files, loaded offline through the engine with the same pixels as the
+same tiny model's diffusers folder; real-size headers told apart and matched to the
+shipped configs; a missing encoder or autoencoder named."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import init_empty_weights
+from model_helpers import Recorder, never
+
+from engine import component_files as cf
+from engine import sana_files
+from engine.api import EngineError, ErrorKind, ModelFamily
+from engine.models import ModelManager
+from engine.resources import model_configs_dir
+from tests.tiny_sana_files import dc_ae_to_original, sana_to_original, write_sana_files
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
+
+SETTINGS = {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
+
+
+def _image(pipe: object) -> np.ndarray:
+    generator = torch.Generator().manual_seed(7)
+    return pipe(  # type: ignore[operator]
+        "a red circle", generator=generator, use_resolution_binning=False, **SETTINGS
+    ).images[0]
+
+
+def _same_pixels(a: np.ndarray, b: np.ndarray) -> None:
+    """The same picture: floats within float32 noise, the saved 8-bit pixels identical."""
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(
+        (a * 255).round().astype(np.uint8), (b * 255).round().astype(np.uint8)
+    )
+
+
+def _manager(config_root: Path, dtype: str = "float32", **kwargs: object) -> ModelManager:
+    return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sprint", "prefix"),
+    [(False, ""), (True, sana_files.PREFIX)],
+    ids=["sana", "sprint-comfyui-prefix"],
+)
+def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_folder(
+    tmp_path: Path, sprint: bool, prefix: str
+) -> None:
+    files, _ = write_sana_files(tmp_path, sprint=sprint, prefix=prefix)
+    manager = _manager(files.config_root)
+    progress = Recorder()
+    model = manager.get(str(files.transformer), progress, never)
+
+    assert (model.family, model.variant) == (ModelFamily.SANA, "sprint" if sprint else "")
+    assert model.label == ("SANA-Sprint" if sprint else "SANA")
+    assert type(model.pipe).__name__ == ("SanaSprintPipeline" if sprint else "SanaPipeline")
+    stages = [s for s, _ in progress.events]
+    assert {
+        "loading transformer",
+        "loading text_encoder",
+        "loading tokenizer",
+        "loading vae",
+    } <= set(stages)
+    from_file = _image(model.pipe)
+    from_folder = _image(manager.get(str(files.folder), Recorder(), never).pipe)
+    _same_pixels(from_file, from_folder)
+
+
+def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    files, reference = write_sana_files(tmp_path, sprint=True)
+    for module, path in ((reference.transformer, files.transformer), (reference.vae, files.vae)):  # type: ignore[attr-defined]
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
+    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
+    _same_pixels(_image(model.pipe), _image(reference))
+
+
+def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
+    tmp_path: Path,
+) -> None:
+    files, reference = write_sana_files(tmp_path, suffix=".pth")
+    with pytest.raises(EngineError) as refused:
+        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert refused.value.kind == ErrorKind.MODEL
+    assert "pickle" in refused.value.message and "--allow-pickle" in refused.value.message
+
+    model = _manager(files.config_root, allow_pickle=True).get(
+        str(files.transformer), Recorder(), never
+    )
+    assert model.family == ModelFamily.SANA
+    _same_pixels(_image(model.pipe), _image(reference))
+
+
+def test_a_missing_gemma_encoder_is_named_and_can_be_chosen_by_hand(tmp_path: Path) -> None:
+    files, reference = write_sana_files(tmp_path)
+    elsewhere = tmp_path / "downloads" / files.text_encoders["gemma"].name
+    elsewhere.parent.mkdir()
+    shutil.move(files.text_encoders["gemma"], elsewhere)
+    manager = _manager(files.config_root)
+
+    with pytest.raises(EngineError) as caught:
+        manager.get(str(files.transformer), Recorder(), never)
+    message = caught.value.message
+    assert caught.value.kind == ErrorKind.MODEL
+    assert message.startswith("SANA needs the Gemma 2 2B text encoder (gemma_2_2b_it.safetensors")
+    assert cf.MISSING_FILE_MARK in message  # the window's Choose file… keys on it
+    assert str(files.models / "text_encoders") in message and "--text-encoder" in message
+
+    model = manager.get(str(files.transformer), Recorder(), never, files=[str(elsewhere)])
+    _same_pixels(_image(model.pipe), _image(reference))
+
+
+def test_a_missing_dc_ae_is_named_and_the_cli_vae_option_supplies_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.addons.apply
+    import engine.models
+    from engine import cli
+
+    files, _ = write_sana_files(tmp_path)
+    elsewhere = tmp_path / "downloads" / files.vae.name
+    elsewhere.parent.mkdir()
+    shutil.move(files.vae, elsewhere)
+    for module in (engine.models, engine.addons.apply):  # the tiny configs
+        monkeypatch.setattr(module, "model_configs_dir", lambda: files.config_root)
+    capsys.readouterr()  # what writing the files printed
+    out = tmp_path / "out.png"
+    args = ["generate", "--prompt", "a red circle", "--model", str(files.transformer)]
+    args += ["--device", "cpu", "--dtype", "float32", "--steps", "2"]
+    args += ["--width", "64", "--height", "64", "--output", str(out), "--quiet"]
+
+    assert cli.main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0  # one line
+    assert "SANA needs its DC-AE autoencoder (dc-ae-f32c32-sana-1.1.safetensors" in err
+    assert "--vae" in err and not out.exists()
+
+    assert cli.main([*args, "--vae", str(elsewhere)]) == 0, capsys.readouterr().err
+    assert out.is_file()
+
+
+def test_a_sana_file_runs_through_the_engine_with_a_preview_every_step(tmp_path: Path) -> None:
+    from engine_helpers import WAIT
+    from engine_helpers import Recorder as Events
+
+    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.worker import Engine
+
+    files, _ = write_sana_files(tmp_path, sprint=True)
+    engine = Engine(_manager(files.config_root))
+    events = Events()
+    engine.add_listener(events)
+    try:
+        request = GenerationRequest(
+            prompt="a red circle",
+            steps=2,
+            guidance_scale=4.5,
+            seed=7,
+            width=64,
+            height=64,
+            scheduler="sCM",
+            model=str(files.transformer),
+        )
+        job = engine.submit(request)
+        ended = engine.wait(job, WAIT)
+    finally:
+        engine.shutdown(10)
+    assert isinstance(ended, Finished), ended
+    (started,) = events.of(job, Started)
+    assert (started.family, started.variant) == ("sana", "sprint")
+    assert [s.step for s in events.of(job, Step)] == [1, 2]
+    assert ended.images[0].size == (64, 64)
+
+
+def test_a_gguf_sana_transformer_runs_quantized(tmp_path: Path) -> None:
+    from tests.tiny_flow_files import write_gguf
+
+    files, reference = write_sana_files(tmp_path, bench=True)  # rows of 256: Q8_0 blocks
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"), "sana")
+    files.transformer.unlink()
+    model = _manager(files.config_root).get(str(gguf_file), Recorder(), never)
+
+    assert model.notes[0] == "GGUF Q8_0"
+    to_q = model.pipe.transformer.transformer_blocks[0].attn1.to_q
+    assert type(to_q).__name__ == "GGUFLinear" and to_q.weight.dtype == torch.uint8
+    image = _image(model.pipe)
+    assert np.isfinite(image).all()
+    assert np.abs(image - _image(reference)).mean() < 0.02
+
+
+def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
+    files, reference = write_sana_files(tmp_path, sprint=True, dtype=torch.float8_e4m3fn)
+    model = _manager(files.config_root, dtype="bfloat16").get(
+        str(files.transformer), Recorder(), never
+    )
+    assert model.notes[0] == "fp8 (e4m3fn)"
+    block = model.pipe.transformer.transformer_blocks[0]
+    assert block.attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert block.ff.conv_inverted.weight.dtype == torch.float8_e4m3fn
+    assert block.scale_shift_table.dtype == torch.bfloat16  # read directly: cast up once
+    image = _image(model.pipe)
+    assert np.isfinite(image).all()
+    assert np.abs(image - _image(reference)).mean() < 0.05
+
+
+# ------------------------------------------------------------------ real-size headers
+
+
+def _real_size_header(folder: str) -> dict[str, list[int]]:
+    """The names and shapes of a published model's file in NVIDIA's layout, built from
+    the shipped config on the meta device (no weights)."""
+    from diffusers import SanaTransformer2DModel
+
+    config = SanaTransformer2DModel.load_config(model_configs_dir() / folder / "transformer")
+    with init_empty_weights(include_buffers=True):  # no 4K positional table
+        model = SanaTransformer2DModel.from_config(config)
+    original = sana_to_original(model.state_dict(), sample_size=int(config["sample_size"]))
+    return {k: list(v.shape) for k, v in original.items()}
+
+
+@pytest.mark.parametrize(
+    ("folder", "file_name", "billions"),
+    [
+        ("sana", "Sana_1600M_1024px_BF16.safetensors", 1.60),
+        ("sana-600m", "Sana_600M_1024px_MultiLing.pth", 0.59),
+        ("sana-2k", "Sana_1600M_2Kpx_BF16.pth", 1.60),
+        ("sana-4k", "Sana_1600M_4Kpx_BF16.pth", 1.60),
+        ("sana15", "SANA1.5_1.6B_1024px.pth", 1.60),
+        ("sana15-4.8b", "SANA1.5_4.8B_1024px.pth", 4.72),
+        ("sana-sprint", "Sana_Sprint_1.6B_1024px.pth", 1.61),
+        ("sana-sprint-600m", "Sana_Sprint_0.6B_1024px.pth", 0.59),
+    ],
+)
+def test_each_published_sana_file_is_matched_to_its_shipped_config(
+    folder: str, file_name: str, billions: float
+) -> None:
+    from diffusers import SanaTransformer2DModel
+
+    header = _real_size_header(folder)
+    shape = sana_files.describe(header, file_name)
+    assert sana_files.config_folder(shape) == folder
+    config = SanaTransformer2DModel.load_config(model_configs_dir() / folder / "transformer")
+    assert sana_files.mismatch(shape, config, file_name) is None
+    with init_empty_weights(include_buffers=True):  # no 4K positional table
+        model = SanaTransformer2DModel.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(billions * 1e9, rel=0.01)
+
+
+def test_the_resolution_comes_from_the_name_or_the_stored_positional_embedding() -> None:
+    header = _real_size_header("sana-4k")  # pos_embed of 128 x 128 patches
+    assert sana_files.describe(header, "renamed.safetensors").resolution == 4096
+    assert sana_files.describe(header, "Sana_1600M_2Kpx_BF16.pth").resolution == 2048
+    del header["pos_embed"]
+    assert sana_files.describe(header, "renamed.safetensors").resolution == 1024
+
+
+def test_a_sana_size_without_a_config_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    files, _ = write_sana_files(tmp_path)
+    from safetensors.torch import load_file
+
+    state = load_file(files.transformer)
+    extra = {
+        k.replace("blocks.1.", "blocks.2."): v.clone()
+        for k, v in state.items()
+        if k.startswith("blocks.1.")
+    }
+    save_file(state | extra, files.transformer)  # three blocks; the config says two
+    with pytest.raises(EngineError) as caught:
+        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert caught.value.kind == ErrorKind.MODEL
+    assert "is a SANA transformer with 3 blocks of width 8, a size DiffusionDesk has no" in (
+        caught.value.message
+    )
+
+
+def test_the_shipped_gemma_and_dc_ae_configs_have_the_published_sizes() -> None:
+    from diffusers import AutoencoderDC
+    from transformers import Gemma2Config, Gemma2Model
+
+    config = Gemma2Config.from_pretrained(model_configs_dir() / "sana" / "text_encoder")
+    with init_empty_weights():
+        gemma = Gemma2Model(config)
+    assert sum(p.numel() for p in gemma.parameters()) == pytest.approx(2.614e9, rel=0.01)
+    vae_config = AutoencoderDC.load_config(model_configs_dir() / "sana" / "vae")
+    with init_empty_weights():
+        vae = AutoencoderDC.from_config(vae_config)
+    assert vae.config.latent_channels == 32
+    assert sum(p.numel() for p in vae.parameters()) == pytest.approx(312.25e6, rel=0.01)
+
+
+def test_dc_ae_files_are_told_from_their_keys_in_both_layouts(tmp_path: Path) -> None:
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+    from safetensors.torch import save_file
+
+    from tests.tiny_new_families import sana_components
+
+    state = sana_components()["vae"].state_dict()
+    original = dc_ae_to_original(state)
+    assert infer_diffusers_model_type(original) == "autoencoder-dc-f32c32-sana"
+    for name, weights in (("original", original), ("diffusers", state)):
+        path = tmp_path / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in weights.items()}, path)
+        found = cf.inspect(path)
+        assert (found.kind, found.width, found.prefix) == ("vae", 4, ""), name
+
+
+@pytest.mark.parametrize("prefix", ["", sana_files.PREFIX], ids=["bare", "comfyui-prefix"])
+def test_the_model_library_lists_sana_files_as_a_sana_model_and_a_vae(
+    tmp_path: Path, prefix: str
+) -> None:
+    from engine.library import inspect_file
+
+    files, _ = write_sana_files(tmp_path, prefix=prefix)
+    for path, kind, family in ((files.transformer, "checkpoint", "sana"), (files.vae, "vae", "")):
+        entry = inspect_file(str(path), None, str(files.models), path.stat())
+        assert (entry.kind, entry.family) == (kind, family), path.name
