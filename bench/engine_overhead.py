@@ -1,208 +1,400 @@
-"""What the engine (worker thread, previews every step, stored latents) costs over a
-plain diffusers pipeline call: same model, prompt, seed, steps and sampler, the two
-alternated in one run. Prints one JSON object; the median per-pair ratio must be <= 1.02.
+"""What the engine (worker thread, previews every step, stored latents, prompt handling,
+compositing) costs over a plain diffusers pipeline call with the same model, prompt,
+seed, steps and sampler, per model family and variant.
 
-    python bench/engine_overhead.py [--pairs 15] [--steps 20] [--family sd3 [--variant dev]]
+    python bench/engine_overhead.py [--family sd3 [--variant 3.5-large-turbo]] [--pairs 11]
+    python bench/engine_overhead.py --all      # every family and variant, one line each
 
-Uses the starter model (resources/starter-model) when it is there, else a small
-random-weight SD model built from configs, and says which in the JSON. --family picks
-another family (engine/families/): a random-weight model of that family's architecture,
-mid-sized so a step costs what the engine's per-step work is measured against, run with
-the family's guidance and its default sampler. A family adds itself to BUILDERS.
+Prints one JSON line per family/variant (and with --all a last summary line). The two
+paths alternate (which goes first flips every pair, so drift in machine load hits both
+alike) and the figure is the median of the per-pair ratios engine / plain, with its
+quartiles and range so a loaded machine shows as spread, and the same median for CPU
+time (process time, which other programs on the machine disturb much less than wall
+time). The plain call runs under torch.inference_mode(), as the engine does, so the
+ratio is the engine's own work and not a difference in autograd bookkeeping.
+
+Models: the starter model for sd1 (a small random SD model where it is missing), else a
+random-weight model of the family's architecture (tests/tiny_models.py,
+tiny_flow_models.py, tiny_new_families.py), mid-sized so that a step costs what the
+engine's per-step work is measured against. Steps: the variant's default, at most
+--steps (few-step variants run their own). The preview share is the time inside the step
+callback (previews, stored latents, step events) over sampling; since a real model's
+step costs far more than these, the callback's milliseconds per step at the family's
+default picture size (one short run at that size) are reported too.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_models import FixedModels, starter_or_random  # noqa: E402
 
-from engine import families  # noqa: E402
-from engine.api import Finished, GenerationRequest, GuidanceKind  # noqa: E402
+from engine import compositing, families  # noqa: E402
+from engine.api import STARTER_MODEL, Finished, GenerationRequest, GuidanceKind, Mode  # noqa: E402
 from engine.models import LoadedModel  # noqa: E402
 from engine.schedulers import make_scheduler, max_steps_for  # noqa: E402
 from engine.worker import Engine  # noqa: E402
 
+LIMIT = 1.02  # engine / plain
+PREVIEW_LIMIT = 0.02  # step callback / sampling
 
-def _flow_model(family: str, variant: str) -> LoadedModel:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
+# Every family and variant --all runs, in this order.
+CASES: tuple[tuple[str, str], ...] = (
+    ("sd1", ""),
+    ("sdxl", ""),
+    ("sd3", ""),
+    ("sd3", "3.5-medium"),
+    ("sd3", "3.5-large"),
+    ("sd3", "3.5-large-turbo"),
+    ("flux1", "dev"),
+    ("flux1", "schnell"),
+    ("flux1", "fill"),
+    ("zimage", "turbo"),
+    ("zimage", "base"),
+    ("qwen_image", ""),
+    ("sana", ""),
+    ("sana", "sprint"),
+    ("flux2", "distilled"),
+    ("flux2", "base"),
+)
 
-    tmp = Path(tempfile.mkdtemp())
-    if family == "sd3":
-        pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
-    else:
-        pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
-    return LoadedModel(f"random-{family}", family, pipe, None, None, False,
+
+def _loaded(pipe: Any, family: str, variant: str, factors: Any = None) -> LoadedModel:
+    pipe.set_progress_bar_config(disable=True)
+    inpaint_only = families.profile(family).modes(variant) == (Mode.INPAINT,)
+    return LoadedModel(f"random-{family}", family, pipe, factors, None, inpaint_only,
                        torch.device("cpu"), torch.float32, variant)  # fmt: skip
 
 
-def _new_family_model(family: str, variant: str) -> LoadedModel:
-    """Z-Image, Qwen-Image, SANA / SANA-Sprint, FLUX.2 klein: tests/tiny_new_families.py's
-    models with a mid-sized transformer (4 heads of 64, 4 layers)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_new_families import tiny_family_pipeline
-
-    from engine.latent_fit import fit_latent_rgb
-
-    name = {
-        ("zimage", "turbo"): "zimage",
-        ("zimage", "base"): "zimage",
-        ("qwen_image", ""): "qwen-image",
-        ("sana", ""): "sana",
-        ("sana", "sprint"): "sana-sprint",
-        ("flux2", "distilled"): "flux2-klein",
-        ("flux2", "base"): "flux2-klein-base",
-    }[(family, variant)]
-    pipe = tiny_family_pipeline(name, bench=True)
-    factors = None
-    if not families.profile(family).latent_rgb[0]:  # as the loader does for SANA
-        factors = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
-    return LoadedModel(f"random-{family}", family, pipe, factors, None, False,
-                       torch.device("cpu"), torch.float32, variant)  # fmt: skip
+def _sd1(variant: str) -> tuple[LoadedModel, str, int]:
+    model, _, description = starter_or_random()
+    return model, description, 128
 
 
-# family -> (build(variant) -> a loaded random-weight model, picture side in pixels)
-BUILDERS: dict[str, tuple[Callable[[str], LoadedModel], int]] = {
-    "sd3": (lambda variant: _flow_model("sd3", variant), 256),
-    "flux1": (lambda variant: _flow_model("flux1", variant), 256),
-    # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE.
-    "zimage": (lambda variant: _new_family_model("zimage", variant), 256),
-    "qwen_image": (lambda variant: _new_family_model("qwen_image", variant), 256),
-    "flux2": (lambda variant: _new_family_model("flux2", variant), 256),
-    "sana": (lambda variant: _new_family_model("sana", variant), 512),
+def _sdxl(variant: str) -> tuple[LoadedModel, str, int]:
+    from tiny_models import tiny_sdxl_pipeline
+
+    pipe = tiny_sdxl_pipeline(Path(tempfile.mkdtemp()), unet_width=32)
+    return _loaded(pipe, "sdxl", variant), "cpu (float32)", 128
+
+
+def _flow(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
+    def build(variant: str) -> tuple[LoadedModel, str, int]:
+        from tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
+
+        tmp = Path(tempfile.mkdtemp())
+        if family == "sd3":
+            pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
+        else:
+            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
+        return _loaded(pipe, family, variant), "cpu (float32)", 256
+
+    return build
+
+
+# (family, variant) -> tests/tiny_new_families.py's name for it
+_NEW_FAMILIES = {
+    ("zimage", "turbo"): "zimage",
+    ("zimage", "base"): "zimage",
+    ("qwen_image", ""): "qwen-image",
+    ("sana", ""): "sana",
+    ("sana", "sprint"): "sana-sprint",
+    ("flux2", "distilled"): "flux2-klein",
+    ("flux2", "base"): "flux2-klein-base",
 }
+
+
+def _new_family(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
+    """Z-Image, Qwen-Image, SANA / SANA-Sprint, FLUX.2 klein with a mid-sized transformer
+    (4 heads of 64, 4 layers)."""
+
+    def build(variant: str) -> tuple[LoadedModel, str, int]:
+        from tiny_new_families import tiny_family_pipeline
+
+        from engine.latent_fit import fit_latent_rgb
+
+        pipe = tiny_family_pipeline(_NEW_FAMILIES[(family, variant)], bench=True)
+        factors = None
+        if not families.profile(family).latent_rgb[0]:  # as the loader does for SANA
+            factors = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
+        # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE.
+        return (
+            _loaded(pipe, family, variant, factors),
+            "cpu (float32)",
+            (512 if family == "sana" else 256),
+        )
+
+    return build
+
+
+BUILDERS: dict[str, Callable[[str], tuple[LoadedModel, str, int]]] = {
+    "sd1": _sd1,
+    "sdxl": _sdxl,
+    "sd3": _flow("sd3"),
+    "flux1": _flow("flux1"),
+    "zimage": _new_family("zimage"),
+    "qwen_image": _new_family("qwen_image"),
+    "flux2": _new_family("flux2"),
+    "sana": _new_family("sana"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    variant: str
+    model: LoadedModel
+    name: str
+    description: str
+    size: int
+
+
+def _picture(size: int) -> tuple[Image.Image, Image.Image]:
+    picture = Image.new("RGB", (size, size), (90, 140, 200))
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    return picture, mask
+
+
+def request_for(case: Case, size: int, steps_cap: int, scheduler: str | None) -> GenerationRequest:
+    profile = families.profile(case.family)
+    variant = profile.variant(case.variant)
+    name = scheduler or variant.scheduler.value
+    steps = min(variant.steps, steps_cap, max_steps_for(name))  # sCM (SANA-Sprint): at most 4
+    extra: dict[str, Any] = {}
+    if profile.modes(case.variant) == (Mode.INPAINT,):  # FLUX.1 Fill only inpaints
+        extra["init_image"], extra["mask"] = _picture(size)
+    return GenerationRequest(
+        prompt="a red circle on a blue background",
+        steps=steps,
+        guidance_scale=variant.guidance_scale,
+        seed=1234,
+        width=size,
+        height=size,
+        scheduler=name,
+        model=case.name,
+        strength=1.0,
+        **extra,
+    )
+
+
+def plain_call(case: Case, request: GenerationRequest) -> Callable[[], None]:
+    """The job as one plain diffusers call (what a script would write)."""
+    model, pipe = case.model, case.model.pipe
+    profile = families.profile(case.family)
+    variant = profile.variant(case.variant)
+    base_config = pipe.scheduler.config
+
+    def run() -> None:
+        pipe.scheduler = make_scheduler(
+            request.scheduler,
+            base_config,
+            flow=profile.flow,
+            offered=profile.samplers_for(model.variant),
+        )
+        call: dict[str, Any] = dict(
+            prompt=request.prompt,
+            num_inference_steps=request.steps,
+            guidance_scale=0.0 if variant.guidance is GuidanceKind.NONE else request.guidance_scale,
+            width=request.width,
+            height=request.height,
+            generator=[torch.Generator("cpu").manual_seed(request.seed or 0)],
+        )
+        if variant.guidance is GuidanceKind.CFG:
+            call["negative_prompt"] = request.negative_prompt
+        if request.mask is not None and request.init_image is not None:
+            setup = compositing.inpaint_setup(request.init_image, request.mask, request.mask_blur)
+            call.update(image=setup.original, mask_image=setup.pipe_mask, strength=1.0)
+        with torch.inference_mode():
+            if profile.call_arguments is not None:  # the family's own argument names
+                call = profile.call_arguments(pipe, call, model.variant)
+            pipe(**call)
+
+    return run
+
+
+def _timed(run: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of the whole process, result)."""
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def _quartiles(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [round(values[0], 4)] * 2
+    q = statistics.quantiles(values, n=4)
+    return [round(q[0], 4), round(q[2], 4)]
+
+
+def measure(
+    family: str, variant_name: str, pairs: int, steps_cap: int, scheduler: str | None,
+    full_size: bool,
+) -> dict[str, Any]:  # fmt: skip
+    started = time.perf_counter()
+    profile = families.profile(family)
+    variant = profile.variant(variant_name)
+    model, description, size = BUILDERS[family](variant.name)
+    name = f"random-{family}" + (f"-{variant.name}" if variant.name else "")
+    if family == "sd1" and model.source == STARTER_MODEL:
+        name = "starter"
+    case = Case(family, variant.name, model, name, description, size)
+    request = request_for(case, size, steps_cap, scheduler)
+    # backend "torch": the same compute on both paths ("auto" may pick OpenVINO for a UNet).
+    engine = Engine(FixedModels(model, description), backend="torch")
+    shares: list[float] = []
+    callback_ms: list[float] = []
+
+    def through_engine() -> None:
+        result = engine.generate(request, 600)
+        assert isinstance(result, Finished), result
+        assert len(result.step_previews) == request.steps, len(result.step_previews)
+        shares.append(result.timings["previews"] / result.timings["sampling"])
+        callback_ms.append(1000 * result.timings["previews"] / request.steps)
+
+    plain = plain_call(case, request)
+    try:
+        for _ in range(2):  # warm up both paths
+            plain(), through_engine()
+        shares.clear()
+        callback_ms.clear()
+        walls: dict[str, list[float]] = {"plain": [], "engine": []}
+        cpus: dict[str, list[float]] = {"plain": [], "engine": []}
+        for i in range(pairs):
+            order = (("engine", through_engine), ("plain", plain))
+            for which, run in order if i % 2 else order[::-1]:
+                wall, cpu, _ = _timed(run)
+                walls[which].append(wall)
+                cpus[which].append(cpu)
+        ratios = [e / p for e, p in zip(walls["engine"], walls["plain"], strict=True)]
+        cpu_ratios = [e / p for e, p in zip(cpus["engine"], cpus["plain"], strict=True)]
+        at_default = _default_size_callback_ms(engine, case, variant) if full_size else None
+    finally:
+        engine.shutdown(10)
+    ratio = statistics.median(ratios)
+    share = statistics.median(shares)
+    return {
+        "benchmark": "engine_overhead",
+        "family": family,
+        "variant": variant.name,
+        "label": variant.label,
+        "model": name,
+        "device": description,
+        "mode": str(Mode.INPAINT if request.mask is not None else Mode.TXT2IMG),
+        "size": f"{size}x{size}",
+        "steps": request.steps,
+        "scheduler": request.scheduler,
+        "guidance": str(variant.guidance),
+        "pairs": pairs,
+        "plain_median_s": round(statistics.median(walls["plain"]), 4),
+        "engine_median_s": round(statistics.median(walls["engine"]), 4),
+        "median_ratio": round(ratio, 4),
+        "ratio_quartiles": _quartiles(ratios),
+        "ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+        "ratio_of_medians": round(
+            statistics.median(walls["engine"]) / statistics.median(walls["plain"]), 4
+        ),
+        "cpu_median_ratio": round(statistics.median(cpu_ratios), 4),
+        "preview_share_median": round(share, 4),
+        "preview_ms_per_step": round(statistics.median(callback_ms), 3),
+        "default_size": f"{variant.width}x{variant.height}",
+        "preview_ms_per_step_at_default_size": at_default,
+        "limit": LIMIT,
+        "preview_limit": PREVIEW_LIMIT,
+        "ok": ratio <= LIMIT and share < PREVIEW_LIMIT,
+        "load_average": round(os.getloadavg()[0], 2),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _default_size_callback_ms(engine: Engine, case: Case, variant: families.Variant) -> float:
+    """The step callback's milliseconds per step at the variant's default picture size
+    (two steps; the random model's own step cost does not enter)."""
+    request = request_for(case, variant.width, 2, None).with_changes(
+        width=variant.width, height=variant.height
+    )
+    if request.mask is not None:
+        picture, mask = _picture(variant.width)
+        request = request.with_changes(init_image=picture, mask=mask)
+    result = engine.generate(request, 600)
+    assert isinstance(result, Finished), result
+    return round(1000 * result.timings["previews"] / request.steps, 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=15)
+    parser.add_argument("--all", action="store_true", help="every family and variant")
+    parser.add_argument("--family", default="sd1", choices=sorted(BUILDERS))
+    parser.add_argument("--variant", default="", help="e.g. schnell, sprint, base, 3.5-large-turbo")
+    parser.add_argument("--pairs", type=int, default=11)
     parser.add_argument(
-        "--steps", type=int, default=None, help="default 20; at most the sampler's most"
+        "--steps", type=int, default=12, help="at most this many steps (default 12)"
     )
-    parser.add_argument("--scheduler", default=None, help="default: DPM++ 2M, or the family's")
-    parser.add_argument("--family", default="sd1", choices=["sd1", *BUILDERS])
+    parser.add_argument("--scheduler", default=None, help="default: the variant's own")
     parser.add_argument(
-        "--variant",
-        default="",
-        help="e.g. dev or schnell for flux1, sprint for sana, base for flux2",
+        "--no-default-size",
+        action="store_true",
+        help="skip the short run at the family's default picture size",
     )
     args = parser.parse_args()
-
-    if args.family != "sd1":
-        build, size = BUILDERS[args.family]
-        profile = families.profile(args.family)
-        variant = profile.variant(args.variant)
-        model, description = build(variant.name), "cpu (float32)"
-        name = f"random-{args.family}" + (f"-{variant.name}" if variant.name else "")
-    else:
-        (model, name, description), size = starter_or_random(), 128
-    profile = families.profile(model.family)
-    variant = profile.variant(model.variant)
-    scheduler = args.scheduler or ("DPM++ 2M" if args.family == "sd1" else variant.scheduler.value)
-    guidance = 5.0 if args.family == "sd1" else variant.guidance_scale
-    steps = min(args.steps or 20, max_steps_for(scheduler))  # sCM (SANA-Sprint): at most 4
-    request = GenerationRequest(
-        prompt="a red circle on a blue background",
-        steps=steps,
-        guidance_scale=guidance,
-        seed=1234,
-        width=size,
-        height=size,
-        scheduler=scheduler,
-        model=name,
-    )
-    pipe = model.pipe
-    base_config = pipe.scheduler.config
-    engine = Engine(FixedModels(model, description))
-    # What the engine hands the pipeline for this family's guidance kind.
-    extra: dict[str, object] = {}
-    if variant.guidance is GuidanceKind.CFG:
-        extra["negative_prompt"] = request.negative_prompt
-    scale = 0.0 if variant.guidance is GuidanceKind.NONE else request.guidance_scale
-
-    def plain() -> float:
-        pipe.scheduler = make_scheduler(
-            scheduler, base_config, flow=profile.flow, offered=profile.samplers_for(model.variant)
+    if args.pairs < 1 or args.steps < 1:
+        parser.error("--pairs and --steps must be at least 1")
+    cases = list(CASES) if args.all else [(args.family, args.variant)]
+    if not args.all:
+        known = [v.name for v in families.profile(args.family).variants]
+        if args.variant not in known:
+            parser.error(f"{args.family} has the variants {', '.join(map(repr, known))}")
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    lines = []
+    for family, variant in cases:
+        line = measure(
+            family, variant, args.pairs, args.steps, args.scheduler, not args.no_default_size
         )
-        start = time.perf_counter()
-        call: dict[str, object] = dict(
-            prompt=request.prompt,
-            num_inference_steps=request.steps,
-            guidance_scale=scale,
-            width=size,
-            height=size,
-            generator=[torch.Generator("cpu").manual_seed(request.seed)],
-            **extra,
+        lines.append(line)
+        print(json.dumps(line), flush=True)
+        gc.collect()
+    if args.all:
+        worst = max(lines, key=lambda line: line["median_ratio"])
+        worst_share = max(lines, key=lambda line: line["preview_share_median"])
+        print(
+            json.dumps(
+                {
+                    "benchmark": "engine_overhead",
+                    "summary": True,
+                    "cases": len(lines),
+                    "ok": sum(bool(line["ok"]) for line in lines),
+                    "all_ok": all(line["ok"] for line in lines),
+                    "worst_median_ratio": [worst["label"], worst["median_ratio"]],
+                    "worst_cpu_median_ratio": max(line["cpu_median_ratio"] for line in lines),
+                    "worst_preview_share": [
+                        worst_share["label"],
+                        worst_share["preview_share_median"],
+                    ],
+                    "load_average_start": round(load, 2),
+                    "load_average_end": round(os.getloadavg()[0], 2),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
         )
-        if profile.call_arguments is not None:  # the family's own argument names
-            with torch.inference_mode():
-                call = profile.call_arguments(pipe, call, model.variant)
-        pipe(**call)
-        return time.perf_counter() - start
-
-    shares: list[float] = []
-
-    def through_engine() -> float:
-        start = time.perf_counter()
-        result = engine.generate(request, 600)
-        elapsed = time.perf_counter() - start
-        assert isinstance(result, Finished), result
-        assert len(result.step_previews) == request.steps
-        shares.append(result.timings["previews"] / result.timings["sampling"])
-        return elapsed
-
-    plain(), through_engine()  # warm up both paths
-    shares.clear()
-    plains, engines, ratios = [], [], []
-    for i in range(args.pairs):
-        # Alternate which goes first, so drift in machine load hits both alike.
-        if i % 2:
-            e, p = through_engine(), plain()
-        else:
-            p, e = plain(), through_engine()
-        plains.append(p)
-        engines.append(e)
-        ratios.append(e / p)
-    engine.shutdown(10)
-    ratio = statistics.median(ratios)
-    of_medians = statistics.median(engines) / statistics.median(plains)
-    print(
-        json.dumps(
-            {
-                "benchmark": "engine_overhead",
-                "model": name,
-                "device": description,
-                "size": f"{size}x{size}",
-                "steps": request.steps,
-                "family": model.family,
-                "variant": model.variant,
-                "scheduler": scheduler,
-                "pairs": args.pairs,
-                "plain_median_s": round(statistics.median(plains), 4),
-                "engine_median_s": round(statistics.median(engines), 4),
-                "median_ratio": round(ratio, 4),
-                "ratio_of_medians": round(of_medians, 4),
-                # Time inside the step callback (previews, stored latents, events) as a
-                # share of sampling: the engine's own cost, less exposed to machine load.
-                "preview_share_median": round(statistics.median(shares), 4),
-                "limit": 1.02,
-                "ok": ratio <= 1.02,
-            }
-        )
-    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from engine import forward, outpaint, unit_placement
-from engine.api import Event, Finished, GenerationRequest, JobCancelled, Started, Step
+from engine import families, forward, outpaint, unit_placement
+from engine.api import (
+    EngineError,
+    ErrorKind,
+    Event,
+    Finished,
+    GenerationRequest,
+    JobCancelled,
+    Mode,
+    Started,
+    Step,
+)
 from engine.compositing import fit, hard
 from engine.plan import Inputs, Plan, make_plan, steps_to_run
 from engine.preview import MAX_PREVIEW_SIDE
@@ -84,12 +94,29 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     """Outpaint: the new area of the expanded canvas painted in one run or in pieces;
     every piece is an inpaint plan whose composite keeps all other pixels exactly."""
     assert r.expand is not None and r.init_image is not None
-    e = r.expand
-    # Units and regions on the expanded canvas (engine/unit_placement.py).
-    picture, given = r.init_image, r
-    r = unit_placement.expanded(r)
+    profile = families.profile(ctx.model.family)
+    if Mode.INPAINT not in profile.modes(ctx.model.variant):
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"{ctx.model.label} models cannot expand a picture: outpainting inpaints the "
+            "new area, and diffusers has no inpaint pipeline for them (choose another model).",
+        )
+    # Families whose sides go in multiples of 16 (or 32) paint a canvas grown onto their
+    # grid; the extra strip is new area, painted and then cropped off.
+    picture, asked, given = r.init_image, r.expand, r
+    e = outpaint.on_grid(picture.size, asked, profile.size_multiple)
+    grown = e != asked
+    width, height = outpaint.expanded_size(picture.size, e)
+    # Units and regions on the expanded canvas (engine/unit_placement.py). The job's record
+    # keeps the units as given (preprocessor, source) and the regions as they ran, on the
+    # asked canvas.
+    r = unit_placement.expanded(r.with_changes(expand=e, width=width, height=height))
+    record = given.with_changes(regions=r.regions)
+    if grown:
+        box = outpaint.asked_box(picture.size, asked, e)
+        record = given.with_changes(regions=unit_placement.cropped(r, box)[1])
     canvas = outpaint.canvas(picture, e, inputs.seeds[0])
-    pieces = outpaint.pieces(r)
+    pieces = outpaint.pieces(r, profile.size_multiple)
     whole_mask = outpaint.new_area_mask(picture.size, e)
     per_piece = steps_to_run(r)  # an expansion is an inpaint: the strength decides
     total = per_piece * len(pieces)
@@ -143,9 +170,9 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
             previews.append(x0)
             noisy_previews.append(noisy)
 
-        # Only a one-run expansion can be continued from a step: a piece's trajectory
-        # covers its crop, not the picture.
-        keep = ctx.keep if len(pieces) == 1 else (lambda _: None)
+        # Only a one-run expansion on the asked canvas can be continued from a step: a
+        # piece's trajectory covers its crop, a grown canvas's more than the picture.
+        keep = ctx.keep if len(pieces) == 1 and not grown else (lambda _: None)
         result = ctx.run_plan(plan, on_step, keep)
         if ctx.should_cancel():
             raise JobCancelled()
@@ -159,11 +186,13 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
             canvases[0] = canvases[0].copy()
             canvases[0].paste(result.images[0], piece.crop[:2])
     assert plan is not None
+    if grown:
+        canvases = [image.crop(box) for image in canvases]
     return Finished(
         job_id=ctx.job_id,
         images=tuple(canvases),
         seeds=inputs.seeds,
-        request=_filled(given.with_changes(regions=r.regions), plan, inputs.seeds),
+        request=_filled(record, plan, inputs.seeds),
         timings=_timings(ctx, sampling, decode, spent),
         step_previews=tuple(previews),
         noisy_step_previews=tuple(noisy_previews),
@@ -219,4 +248,6 @@ def _facts(start: forward.Noised) -> dict[str, float]:
     facts = {"alpha_bar": start.alpha_bar, "index": float(start.index)}
     if start.timestep is not None:
         facts["t"] = start.timestep
+    if start.sigma is not None:
+        facts["sigma"] = start.sigma
     return facts

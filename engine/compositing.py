@@ -149,19 +149,80 @@ def fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if (rgb.shape[1], rgb.shape[0]) == size:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+_PIXEL = np.dtype((np.void, 3))
 
 
 @dataclass(frozen=True, eq=False)
 class _Layout:
-    """The whole picture at one preview size: the original, the alpha and the painted box."""
+    """The whole picture at one preview size: the original, the alpha and the painted box.
+
+    Each step scales only the part of the preview the mask reaches (`reach`, inside the
+    box) and writes only those pixels: the ones painted outright (alpha 1) are copied,
+    those in the feathered ring (0 < alpha < 1) blended as blend() does, with the
+    original's share computed once. Scaling the whole preview and blending the whole box
+    in floats took about 25 ms a preview at 512 x 512, two previews a step, in every
+    inpaint job."""
 
     original: np.ndarray  # h x w x 3 uint8
-    alpha: np.ndarray  # h x w float32
-    box: Box
+    box: Box  # where the pipeline's picture goes, in the whole picture
+    reach: Box  # the part of the box the mask reaches (alpha > 0), in box coordinates
+    # Flat pixel indices: in the whole picture, and in the reach-sized painted part.
+    full: tuple[np.ndarray, np.ndarray]
+    feathered: tuple[np.ndarray, np.ndarray]
+    feathered_alpha: np.ndarray  # n x 1 float32
+    feathered_kept: np.ndarray  # n x 3 float32: original * (1 - alpha)
+
+    @classmethod
+    def make(cls, original: np.ndarray, alpha: np.ndarray, box: Box) -> _Layout:
+        x1, y1, x2, y2 = box
+        a = alpha[y1:y2, x1:x2]
+        rows, cols = np.nonzero(a > 0)
+        if not len(rows):
+            rows, cols = np.zeros(1, np.intp), np.zeros(1, np.intp)
+        reach = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+        rx1, ry1, rx2, ry2 = reach
+        part = a[ry1:ry2, rx1:rx2]
+
+        def indices(where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            r, c = np.nonzero(where)
+            whole = (r + y1 + ry1) * original.shape[1] + c + x1 + rx1
+            return whole, r * (rx2 - rx1) + c
+
+        feathered = indices((part > 0) & (part < 1))
+        weight = part.reshape(-1)[feathered[1]][:, None].astype(np.float32)
+        kept = original.reshape(-1, 3)[feathered[0]].astype(np.float32) * (1 - weight)
+        return cls(original, box, reach, indices(part >= 1), feathered, weight, kept)
+
+    def painted(self, rgb: np.ndarray) -> np.ndarray:
+        """The reach's pixels of the preview scaled to the box (bilinear, as a scaling of
+        the whole preview would give them, within a grey level)."""
+        x1, y1, x2, y2 = self.box
+        rx1, ry1, rx2, ry2 = self.reach
+        height, width = rgb.shape[:2]
+        if (width, height) == (x2 - x1, y2 - y1):
+            return rgb[ry1:ry2, rx1:rx2]
+        sx, sy = width / (x2 - x1), height / (y2 - y1)
+        source = (rx1 * sx, ry1 * sy, rx2 * sx, ry2 * sy)
+        image = Image.fromarray(np.ascontiguousarray(rgb))
+        return np.asarray(
+            image.resize((rx2 - rx1, ry2 - ry1), Image.Resampling.BILINEAR, box=source)
+        )
+
+    def paint(self, rgb: np.ndarray) -> np.ndarray:
+        """The whole picture with the preview `rgb` put in through the alpha."""
+        out = self.original.copy()
+        flat = out.reshape(-1, 3)
+        source = np.ascontiguousarray(self.painted(rgb)).reshape(-1, 3)
+        if len(self.full[1]) == len(source):  # the reach is painted outright (a box mask)
+            x1, y1 = self.box[:2]
+            rx1, ry1, rx2, ry2 = self.reach
+            out[y1 + ry1 : y1 + ry2, x1 + rx1 : x1 + rx2] = source.reshape(ry2 - ry1, -1, 3)
+        else:  # one 3-byte item per pixel: numpy copies those faster than rows of 3
+            flat.view(_PIXEL)[self.full[0]] = source.view(_PIXEL)[self.full[1]]
+        to, of = self.feathered
+        mixed = self.feathered_kept + source[of].astype(np.float32) * self.feathered_alpha
+        flat[to] = mixed.round().astype(np.uint8)
+        return out
 
 
 class PreviewCompositor:
@@ -172,7 +233,7 @@ class PreviewCompositor:
     whatever the preview's detail: a coarse (latent-sized) preview drawn small would show
     the kept pixels blurred once the window scales it up, and outside the mask the
     preview must show the original as the final image will. The original and the alpha
-    are scaled once; each step blends only the painted box.
+    are scaled once; each step blends only the pixels the mask reaches.
     """
 
     def __init__(self, setup: InpaintSetup, max_side: int) -> None:
@@ -187,14 +248,7 @@ class PreviewCompositor:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """rgb: H x W x 3 uint8 preview of the pipeline's picture -> whole-picture preview."""
-        layout = self._layout((rgb.shape[1], rgb.shape[0]))
-        x1, y1, x2, y2 = layout.box
-        out = layout.original.copy()
-        painted = _resize(rgb, (x2 - x1, y2 - y1))
-        out[y1:y2, x1:x2] = blend(
-            layout.original[y1:y2, x1:x2], painted, layout.alpha[y1:y2, x1:x2]
-        )
-        return out
+        return self._layout((rgb.shape[1], rgb.shape[0])).paint(rgb)
 
     def _layout(self, preview_size: tuple[int, int]) -> _Layout:
         layout = self._layouts.get(preview_size)
@@ -210,6 +264,6 @@ class PreviewCompositor:
             x1, y1 = round(crop[0] * sx), round(crop[1] * sy)
             x2 = max(x1 + 1, round(crop[2] * sx))
             y2 = max(y1 + 1, round(crop[3] * sy))
-            layout = _Layout(original, small_alpha, (x1, y1, x2, y2))
+            layout = _Layout.make(original, small_alpha, (x1, y1, x2, y2))
             self._layouts[preview_size] = layout
         return layout

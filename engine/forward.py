@@ -7,6 +7,10 @@ alone, so one seed gives the same noise at every depth and in "denoise from here
 the pipeline holds at that point of the schedule is x_t itself for variance-preserving
 schedulers (DDIM, DDPM, PNDM) and x_t / sqrt(a_t) = x0 + sigma_t noise for k-diffusion
 ones (Euler, DPM++): exactly diffusers' scheduler.add_noise, which the tests compare with.
+
+Flow-matching families (SD 3, FLUX.1, Z-Image, Qwen-Image, FLUX.2 klein, SANA) noise as
+x_t = (1 - sigma) x0 + sigma noise on the schedule their pipeline runs (engine/flow_forward.py:
+its sigmas and shift, the VAE's normalisation, packed latents): their scheduler's scale_noise.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from engine import families
+from engine import families, flow_forward
 from engine.api import EngineError, ErrorKind, GenerationRequest, Mode
 from engine.plan import Inputs, Plan, make_plan
 from engine.preview import k_space
@@ -37,7 +41,8 @@ class Noised:
     pipeline: torch.Tensor  # the pipeline's latents at schedule index `index`
     index: int  # schedule index of the first reverse step (steps - level)
     timestep: float | None  # t (None at level 0: the picture itself)
-    alpha_bar: float  # a_t (1.0 at level 0)
+    alpha_bar: float  # a_t (1.0 at level 0; a flow model's: (1 - sigma)^2, the signal's share)
+    sigma: float | None = None  # a flow model's sigma (x_t = (1 - sigma) x0 + sigma noise)
 
 
 def noised(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: float) -> torch.Tensor:
@@ -103,6 +108,8 @@ def encode(model: LoadedModel, image: Image.Image) -> torch.Tensor:
     vae = _vae(model)
     processor: Any = getattr(model.pipe, "image_processor")  # noqa: B009  # not in the Protocol
     pixels = processor.preprocess(image)
+    if families.profile(model.family).flow:  # unpacked, as the transformer's VAE space
+        return flow_forward.encode(vae, pixels)
     with torch.inference_mode():
         dist = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist
         latents = dist.mean.float().cpu()
@@ -111,12 +118,16 @@ def encode(model: LoadedModel, image: Image.Image) -> torch.Tensor:
 
 
 def decode(model: LoadedModel, latents: torch.Tensor) -> Image.Image:
-    """Latents in variance-preserving form, decoded by the model's VAE."""
+    """Latents in variance-preserving form (a flow model's: unpacked), decoded by the
+    model's VAE."""
     vae = _vae(model)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    z = latents / vae.config.scaling_factor + shift
-    with torch.inference_mode():
-        pixels = vae.decode(z.to(model.device, vae.dtype)).sample.float().cpu()
+    if families.profile(model.family).flow:
+        pixels = flow_forward.decode(vae, latents)
+    else:
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        z = latents / vae.config.scaling_factor + shift
+        with torch.inference_mode():
+            pixels = vae.decode(z.to(model.device, vae.dtype)).sample.float().cpu()
     processor: Any = getattr(model.pipe, "image_processor")  # noqa: B009  # not in the Protocol
     image: Image.Image = processor.postprocess(pixels, output_type="pil")[0]
     return image
@@ -128,11 +139,7 @@ def forward_latents(
     """The request's init image noised to its forward level, with the request's scheduler."""
     assert request.forward is not None and request.init_image is not None
     if families.profile(model.family).flow:
-        raise EngineError(
-            ErrorKind.BAD_INPUT,
-            f"The forward process runs on SD 1.x, SD 2.x and SDXL models; {model.label} is "
-            "a flow-matching model, which it does not cover yet.",
-        )
+        return flow_latents(model, request, cache, seed)
     base = model.pipe.scheduler.config
     if getattr(model.pipe.scheduler, "alphas_cumprod", None) is None:
         raise EngineError(
@@ -147,11 +154,63 @@ def forward_latents(
     return noise_to(scheduler, x0, noise, request.forward.level), scheduler
 
 
+def flow_latents(
+    model: LoadedModel, request: GenerationRequest, cache: LatentCache, seed: int
+) -> tuple[Noised, Scheduler]:
+    """A flow model's forward process: x_t = (1 - sigma) x0 + sigma noise at the sigma of
+    the schedule its own text-to-image pipeline runs for this size, packed as it holds it."""
+    assert request.forward is not None and request.init_image is not None
+    profile = families.profile(model.family)
+    name = profile.pipeline_name(Mode.TXT2IMG, model.variant) or profile.pipeline_name(
+        Mode.INPAINT, model.variant
+    )
+    if name not in flow_forward.SCHEDULE_RULES:
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"The forward process does not cover {model.label} models: their sampler "
+            "draws fresh noise at every step, so no single noise level leads back; "
+            "choose another model.",
+        )
+    scheduler = make_scheduler(
+        request.scheduler,
+        model.pipe.scheduler.config,
+        flow=True,
+        offered=profile.samplers_for(model.variant),
+        family_label=model.label,
+    )
+    width, height = request.init_image.size
+    grid = profile.size_multiple
+    if width % grid or height % grid:
+        w, h = max(grid, width - width % grid), max(grid, height - height % grid)
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            f"{model.label} models need the picture's sides in multiples of {grid}; this "
+            f"one is {width}x{height}, so crop or resize it (to {w}x{h}, for example).",
+        )
+    vae_scale = int(getattr(model.pipe, "vae_scale_factor", 8))
+    flow_forward.pipeline_schedule(scheduler, name, request.steps, width, height, vae_scale)
+    x0 = cache.encode(model, request.init_image)
+    noise = seeded_noise(tuple(x0.shape), seed)
+    level = request.forward.level
+    index = len(scheduler.timesteps) - level
+    if level == 0:
+        packed = flow_forward.pack(profile, x0, width, height)
+        return Noised(x0, packed, index, None, 1.0, 0.0), scheduler
+    sigma = scheduler.sigmas[index].to(torch.float32)
+    x_t = flow_forward.noised(x0, noise, sigma)
+    packed = flow_forward.pack(profile, x_t, width, height)
+    timestep = float(scheduler.timesteps[index])
+    s = float(sigma)
+    return Noised(x_t, packed, index, timestep, (1 - s) ** 2, s), scheduler
+
+
 def denoise_plan(
     request: GenerationRequest, model: LoadedModel, inputs: Inputs, start: Noised
 ) -> Plan:
     """A text-to-image plan that starts at schedule index start.index from start's latents."""
-    plain = request.with_changes(init_image=None, forward=None)
+    assert request.init_image is not None
+    width, height = request.init_image.size  # the latents' size, whatever the form says
+    plain = request.with_changes(init_image=None, forward=None, width=width, height=height)
     plan = make_plan(plain, model, replace(inputs, request=plain))
     if plan.mode is not Mode.TXT2IMG:
         raise EngineError(

@@ -29,6 +29,7 @@ from engine import (
     model_code,
     sana_files,
     single_file,
+    tiny_autoencoders,
 )
 from engine.api import (
     STARTER_MODEL,
@@ -40,6 +41,7 @@ from engine.api import (
     Progress,
     ShouldCancel,
 )
+from engine.asset_folders import default_roots
 from engine.latent_fit import cached_fit
 from engine.memory import free_memory
 from engine.model_files import ALLOW_PICKLE_HINT, PICKLE_REASON, is_checkpoint, is_pickle
@@ -391,7 +393,7 @@ class ModelManager:
         else:
             memory_policy.apply(pipe, memory, self.device)
         pipe.set_progress_bar_config(disable=True)
-        tiny_vae = self._find_tiny_vae(family, local_dir)
+        tiny_vae = self._find_tiny_vae(family, local_dir, source)
         unet = getattr(pipe, "unet", None)
         devices.apply_layout(self._policy, unet, pipe.vae, tiny_vae)
         profile = families.profile(family)
@@ -413,19 +415,26 @@ class ModelManager:
             notes=memory.notes if memory is not None else (),
         )
 
-    def _find_tiny_vae(self, family: ModelFamily, local_dir: Path | None) -> AutoencoderTiny | None:
-        candidates: list[Path] = []
-        if local_dir is not None:
-            candidates.append(local_dir / "taesd")
-        if family in self._tiny_vae_dirs:
-            candidates.append(Path(self._tiny_vae_dirs[family]))
-        for folder in candidates:
-            if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
-                tiny = AutoencoderTiny.from_pretrained(
-                    folder, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
-                )
-                return tiny.to(self.device).eval()
-        return None
+    def _find_tiny_vae(
+        self, family: ModelFamily, local_dir: Path | None, source: str = ""
+    ) -> AutoencoderTiny | None:
+        """The family's tiny autoencoder where one is present (engine/tiny_autoencoders.py)."""
+        profile = families.profile(family)
+        bundled = self._tiny_vae_dirs.get(family)
+        folder = tiny_autoencoders.find(
+            profile.tiny_vae_folder,
+            profile.latent_channels,
+            model_dir=local_dir,
+            source=source,
+            roots=[Path(r).expanduser() for r in self._roots] or default_roots(),
+            bundled=Path(bundled) if bundled is not None else None,
+        )
+        if folder is None:
+            return None
+        tiny = AutoencoderTiny.from_pretrained(
+            folder, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
+        )
+        return tiny.to(self.device).eval()
 
     # ------------------------------------------------------------------ single files
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -58,6 +58,26 @@ def parse_expand(text: str) -> dict[str, int]:
 
 def expanded_size(size: tuple[int, int], e: Expand) -> tuple[int, int]:
     return size[0] + e.left + e.right, size[1] + e.top + e.bottom
+
+
+def on_grid(size: tuple[int, int], e: Expand, grid: int) -> Expand:
+    """The expansion grown so that the canvas's sides are multiples of the model's `grid`
+    (16 for the flow families: the VAE's 8 times the transformer's 2 x 2 patches): the
+    extra pixels go to the far side that is expanded (right, bottom), else the near one,
+    else the far side all the same; the job crops them off again (`asked_box`)."""
+    sides = {side: getattr(e, side) for side in SIDES}
+    for near, far, length in (("left", "right", size[0]), ("top", "bottom", size[1])):
+        extra = -(length + sides[near] + sides[far]) % grid
+        side = near if sides[near] and not sides[far] else far
+        sides[side] += extra
+    return replace(e, **sides)
+
+
+def asked_box(size: tuple[int, int], asked: Expand, grown: Expand) -> Box:
+    """Where the asked canvas lies on the canvas grown by on_grid."""
+    x, y = grown.left - asked.left, grown.top - asked.top
+    width, height = expanded_size(size, asked)
+    return x, y, x + width, y + height
 
 
 def original_box(size: tuple[int, int], e: Expand) -> Box:
@@ -182,9 +202,10 @@ def _distance(box: Box, to: Box) -> int:
     return max(dx, dy)
 
 
-def pieces(r: GenerationRequest) -> list[Piece]:
+def pieces(r: GenerationRequest, grid: int = LATENT_CELL) -> list[Piece]:
     """The runs an expanding request takes: one over the whole canvas, or with "only
-    masked area" the cells of the new area nearest-first, each on its overlapping crop."""
+    masked area" the cells of the new area nearest-first, each on its overlapping crop
+    (crops on the model's size grid)."""
     assert r.expand is not None and r.init_image is not None
     e = r.expand
     width, height = expanded_size(r.init_image.size, e)
@@ -208,15 +229,15 @@ def pieces(r: GenerationRequest) -> list[Piece]:
         for y1, y2 in _cuts(sy1, sy2, most)
     ]
     cells.sort(key=lambda c: (_distance(c, inner), c[1], c[0]))
-    return [Piece(c, _crop_around(c, e.tile, width, height)) for c in cells]
+    return [Piece(c, _crop_around(c, e.tile, width, height, grid)) for c in cells]
 
 
-def _crop_around(cell: Box, tile: int, width: int, height: int) -> Box:
+def _crop_around(cell: Box, tile: int, width: int, height: int, grid: int) -> Box:
     """A tile-sized crop (smaller where the canvas is) centred on the cell, inside the
-    canvas and on the latent grid: as much context as the model's size allows."""
+    canvas and on the model's size grid: as much context as the model's size allows."""
     box: list[int] = []
     for lo, hi, limit in ((cell[0], cell[2], width), (cell[1], cell[3], height)):
-        length = min(tile - tile % LATENT_CELL, limit)
+        length = min(tile - tile % grid, limit - limit % grid)
         start = (lo + hi - length) // 2
         start = min(max(0, start - start % LATENT_CELL), limit - length)
         box += [start, start + length]

@@ -26,6 +26,7 @@ from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
 from engine.backends.decode import final_decode
 from engine.compositing import InpaintSetup, PreviewCompositor, final_composite
+from engine.control import same_noise
 from engine.control import units as control_units
 from engine.control.adapters import AdapterInjection
 from engine.deep_cache import deep_cache
@@ -307,6 +308,8 @@ class PipelineRunner:
                 prepared.adapters,
             )
         pipe = self.pipeline(model, plan.pipeline_class, **extra)
+        if extra:  # FLUX's ControlNet pipelines: the plain pipeline's noise (same_noise.py)
+            same_noise.draw_as_plain(pipe, plan.seeds)
         profile = families.profile(model.family)
         scheduler = make_scheduler(
             plan.scheduler,

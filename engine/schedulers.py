@@ -7,10 +7,13 @@ the names and limits; diffusers is imported only when a scheduler is built.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from engine.api import EngineError, ErrorKind, SchedulerName
 
@@ -124,4 +127,28 @@ def make_scheduler(
         # Solvers that know flow sigmas take the flow model's shift as flow_shift.
         config.setdefault("flow_shift", config.get("shift", 1.0))
     scheduler: Scheduler = cls.from_config(config, **spec.overrides)
+    if flow and not hasattr(scheduler, "scale_noise") and hasattr(scheduler, "add_noise"):
+        _noise_as_flow(scheduler)
     return scheduler
+
+
+def _noise_as_flow(scheduler: Any) -> None:
+    """Give a solver in flow sigmas (DPM++, UniPC) the scale_noise that the flow families'
+    image-to-image and inpaint pipelines call and only FlowMatchEuler has: for flow sigmas
+    its add_noise is the same (1 - sigma) x0 + sigma noise."""
+
+    def scale_noise(sample: Any, timestep: Any, noise: Any = None) -> Any:
+        return scheduler.add_noise(sample, noise, timestep)
+
+    scheduler.scale_noise = scale_noise
+    set_timesteps = scheduler.set_timesteps
+
+    # wraps: pipelines read its signature. Z-Image's pipelines hand over their sigmas as
+    # a list, on which these solvers' flow shift cannot compute.
+    @functools.wraps(set_timesteps)
+    def set_timesteps_from_array(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("sigmas"), list):
+            kwargs["sigmas"] = np.asarray(kwargs["sigmas"], dtype=np.float64)
+        return set_timesteps(*args, **kwargs)
+
+    scheduler.set_timesteps = set_timesteps_from_array

@@ -144,14 +144,17 @@ def save_tiny_model(folder: Path, *, inpaint_unet: bool = False) -> Path:
     return folder
 
 
-def tiny_sdxl_pipeline(tmp: Path, *, single_file_layout: bool = False) -> StableDiffusionXLPipeline:
+def tiny_sdxl_pipeline(
+    tmp: Path, *, single_file_layout: bool = False, unet_width: int = 8
+) -> StableDiffusionXLPipeline:
     """A tiny SDXL pipeline, the way diffusers' own SDXL tests build one.
 
     single_file_layout: two transformer layers at the lower level and a two-level VAE,
-    the shape of the configs the single-file tests convert checkpoints against."""
+    the shape of the configs the single-file tests convert checkpoints against;
+    unet_width: the UNet's first level (8: tests, larger for benchmarks)."""
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
+        block_out_channels=(unet_width, 2 * unet_width),
         layers_per_block=1,
         sample_size=8,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),

@@ -19,9 +19,10 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 # diffusers' enable_tiling keep it to a few hundred megabytes at a small seam cost.
 TILING_PIXELS = 1024 * 1024
 NO_TINY_VAE = (
-    "Fast decode needs tiny-autoencoder (TAESD) weights, and none were found for this "
-    "model (a taesd/ folder beside it, or resources/taesd, resources/taesdxl); the full "
-    "VAE decoded the picture."
+    "Fast decode needs tiny-autoencoder weights for this model's family (taesd, taesdxl, "
+    "taesd3 or taef1) and none were found (a folder of that name beside the model or in the models "
+    "folder's vae_approx/; FLUX.2, Qwen-Image and SANA have none diffusers can load); the "
+    "full VAE decoded the picture."
 )
 
 

@@ -239,6 +239,13 @@ class ForwardPanel(QWidget):
         a = facts.get("alpha_bar", 1.0)
         t = facts.get("t")
         where = f"t = {t:.0f}" if t is not None else "the picture itself"
+        sigma = facts.get("sigma")
+        if sigma is not None:  # a flow-matching model
+            self.facts.setText(
+                f"step {level} of {steps} · {where} · σ = {sigma:.4f}: "
+                f"x_t = {1 - sigma:.3f}·x₀ + {sigma:.3f}·noise"
+            )
+            return
         self.facts.setText(
             f"step {level} of {steps} · {where} · ᾱ = {a:.4f}: "
             f"x_t = {a**0.5:.3f}·x₀ + {(1 - a) ** 0.5:.3f}·noise"

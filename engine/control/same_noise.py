@@ -1,0 +1,58 @@
+"""FLUX.1 ControlNet runs start from the noise the plain FLUX.1 pipeline would draw.
+
+Why a zero-weight FLUX ControlNet did not give the picture of no ControlNet: diffusers'
+FluxControlNet pipelines (text to image, image to image, inpaint) encode the control image
+with the VAE *before* preparing the latents, sampling that encoding with the job's own
+generators (`retrieve_latents(vae.encode(control_image), generator=generator)`). That
+advances every generator, so the initial noise (and for image to image and inpaint the
+picture's encoding) came from a later point of the seed's stream than in FluxPipeline,
+FluxImg2ImgPipeline and FluxInpaintPipeline. Everything else on the path is the same:
+a zero-scaled residual adds exact zeros, and the schedule, guidance and timesteps match.
+
+The fix keeps diffusers' pipelines as they are: for one call, the pipeline's latent
+preparation (prepare_latents, and prepare_mask_latents for inpaint) takes generators of
+its own, seeded from the job's seeds, so it draws exactly what the plain pipeline draws;
+the control image's encoding still takes the job's generators, as in diffusers. FLUX's
+sampler takes no generator during the steps, so nothing later reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+
+# The per-job pipeline's methods that draw the starting point from the generators.
+_PREPARERS = ("prepare_latents", "prepare_mask_latents")
+# diffusers' pipelines that sample the control image's encoding from the job's generators.
+ENCODE_CONTROL_FIRST = frozenset(
+    {"FluxControlNetPipeline", "FluxControlNetImg2ImgPipeline", "FluxControlNetInpaintPipeline"}
+)
+
+
+def draw_as_plain(pipe: Any, seeds: tuple[int, ...]) -> None:
+    """Let pipe's latent preparation draw from fresh generators of `seeds` (CPU, as the
+    job's) where pipe encodes the control image first; pipe must be the job's own
+    pipeline (it keeps the change)."""
+    if type(pipe).__name__ not in ENCODE_CONTROL_FIRST:
+        return
+    fresh = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    for name in _PREPARERS:
+        method = getattr(pipe, name, None)
+        if method is None or "generator" not in inspect.signature(method).parameters:
+            continue
+        setattr(pipe, name, _with_generator(method, fresh))
+
+
+def _with_generator(method: Any, generator: list[torch.Generator]) -> Any:
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["generator"] = generator
+        return method(*bound.args, **bound.kwargs)
+
+    return call

@@ -1,0 +1,95 @@
+"""A FLUX.1 ControlNet at zero weight gives the picture of no ControlNet, pixel for pixel,
+in text to image, image to image and inpaint (diffusers' FluxControlNet pipelines sample
+the control image's encoding from the job's generators before drawing the noise:
+engine/control/same_noise.py), and the units still act at a non-zero weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxControlNetModel, FluxTransformer2DModel
+from PIL import Image
+from tiny_flow_models import save_flow_model
+
+from engine.api import ControlUnit, Finished, GenerationRequest
+from engine.worker import Engine
+
+pytestmark = pytest.mark.slow  # a FLUX.1 folder and its ControlNet are built and loaded
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("flux-zero")
+    folder = save_flow_model(root / "flux1", "flux1")
+    tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
+    net = FluxControlNetModel.from_transformer(
+        tr, num_layers=1, num_single_layers=1,
+        attention_head_dim=tr.config.attention_head_dim,
+        num_attention_heads=tr.config.num_attention_heads,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    with torch.no_grad():  # from_transformer zeroes the residual layers: make them act
+        for layer in (
+            *net.controlnet_blocks,
+            *net.controlnet_single_blocks,
+            net.controlnet_x_embedder,
+        ):
+            torch.nn.init.normal_(layer.weight, std=0.3)
+    net.save_pretrained(root / "cn")
+    return folder, root / "cn"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = Engine(device="cpu", dtype="float32")
+    yield eng
+    eng.shutdown(10)
+
+
+def _picture() -> Image.Image:
+    rng = np.random.default_rng(3)
+    return Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+
+
+def _mask() -> Image.Image:
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    return mask
+
+
+MODES = {
+    "text to image": {},
+    "image to image": {"init_image": _picture(), "strength": 0.7},
+    "inpaint": {"init_image": _picture(), "mask": _mask(), "strength": 0.9, "mask_blur": 0},
+}
+
+
+def _request(model: Path, **changes) -> GenerationRequest:
+    base = GenerationRequest(
+        prompt="a red circle", steps=3, width=SIZE, height=SIZE, seed=4, model=str(model),
+        scheduler="Euler", guidance_scale=3.5,
+    )  # fmt: skip
+    return base.with_changes(**changes)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_zero_weight_flux_controlnet_gives_the_same_pixels_as_none(engine, flux, mode):
+    model, net = flux
+    changes = MODES[mode]
+    plain = engine.generate(_request(model, **changes), 600)
+    control = Image.fromarray(np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3), np.uint8))
+    unit = ControlUnit(str(net), control, weight=0.0)
+    zero = engine.generate(_request(model, controls=(unit,), **changes), 600)
+    full = engine.generate(
+        _request(model, controls=(unit.__class__(str(net), control),), **changes), 600
+    )
+    for result in (plain, zero, full):
+        assert isinstance(result, Finished), result
+    same = np.asarray(plain.images[0].convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(zero.images[0].convert("RGB")), same)
+    assert not np.array_equal(np.asarray(full.images[0].convert("RGB")), same)
