@@ -272,6 +272,9 @@ class GenerationRequest:
     negative_prompt: str = ""
     steps: int = 20
     guidance_scale: float = 5.0
+    # True CFG beside distilled guidance (FLUX.1 dev: FluxPipeline's true_cfg_scale, with
+    # the negative prompt); 1: off. Variants whose profile offers it only (engine/families/).
+    true_cfg_scale: float = 1.0
     seed: int | None = None  # None: the engine picks one and reports it
     batch_size: int = 1
     width: int = 128

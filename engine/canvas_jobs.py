@@ -118,7 +118,7 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
     canvas = outpaint.canvas(picture, e, inputs.seeds[0])
     pieces = outpaint.pieces(r, profile.size_multiple)
     whole_mask = outpaint.new_area_mask(picture.size, e)
-    per_piece = steps_to_run(r)  # an expansion is an inpaint: the strength decides
+    per_piece = steps_to_run(r, profile.flow)  # an expansion is an inpaint: the strength decides
     total = per_piece * len(pieces)
     ctx.emit(Started(ctx.job_id, total, r.model, ctx.device, inputs.seeds))
     canvases = [canvas] * len(inputs.seeds)

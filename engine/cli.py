@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="guidance (CFG) scale, or FLUX.1 dev's distilled guidance (default: see --scheduler)",
     )
+    g.add_argument(
+        "--true-cfg",
+        default="1",
+        help="FLUX.1 dev: true CFG scale with the negative prompt, beside --guidance "
+        "(default 1: off; above 1 each step runs the model twice)",
+    )
     g.add_argument("--seed", default=None, help="default: a random seed, printed")
     g.add_argument("--width", default=None, help="default: the init image's, or 128")
     g.add_argument("--height", default=None)
@@ -158,9 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--backend",
         default=None,
-        choices=("auto", "torch", "openvino"),
+        choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
-        "faster for the model), torch or openvino",
+        "faster for the model at that size), torch, openvino, or openvino-int8 (the UNet "
+        "quantized to int8, calibrated on the first picture at each size)",
     )
     g.add_argument(
         "--compile",
@@ -305,6 +312,7 @@ def build_request(args: argparse.Namespace, err: TextIO = sys.stderr) -> Generat
         negative_prompt=args.negative_prompt,
         steps=_whole("--steps", steps),
         guidance_scale=_number("--guidance", guidance),
+        true_cfg_scale=_number("--true-cfg", args.true_cfg),
         seed=_whole("--seed", args.seed) if args.seed is not None else None,
         batch_size=_whole("--batch-size", args.batch_size),
         width=_whole("--width", args.width) if args.width is not None else width,

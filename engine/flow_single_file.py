@@ -35,6 +35,7 @@ from engine import (
     tokenizer_files,
 )
 from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
+from engine.families.flux2 import is_klein_layout, klein_file
 from engine.families.profile import FolderFacts
 from engine.flow_layouts import flux_to_diffusers, is_flux_layout
 
@@ -71,6 +72,7 @@ class FamilyFiles:
         Callable[[str, Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None
     ) = None
     vae_loader: Callable[[Path, cf.WeightFile, torch.dtype], torch.nn.Module] | None = None
+    unread: tuple[str, ...] = ()  # key prefixes its text encoder loader leaves unread
 
 
 FAMILY_FILES: dict[str, FamilyFiles] = {
@@ -106,6 +108,7 @@ FAMILY_FILES: dict[str, FamilyFiles] = {
         convert=qwen_files.to_diffusers,
         text_encoder_loader=qwen_files.load_text_encoder,
         vae_loader=qwen_files.load_vae,
+        unread=qwen_files.UNREAD,
     ),
     SANA: FamilyFiles(SANA, "SANA", "SanaTransformer2DModel", sana_files.SLOTS),
 }
@@ -164,19 +167,18 @@ def files_for(spec: FlowSpec) -> FamilyFiles:
 
 
 def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
-    klein = flux2_files.inspect(path, header.shapes)
-    quant, storage = header.quantization, header.storage_dtype
-    if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
-        quant, storage = f"{quant}, scaled: run unpacked", None
+    klein = klein_file(path, header.shapes)
     overrides: dict[str, object] = {"is_distilled": klein.distilled}
-    return FlowSpec(FLUX2, klein.config_folder, path, quant, storage, overrides)
+    return FlowSpec(
+        FLUX2, klein.config_folder, path, header.quantization, header.storage_dtype, overrides
+    )
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
     """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
     keys = list(header.shapes)
     quant = header.quantization
-    if flux2_files.is_klein_layout(keys):
+    if is_klein_layout(keys):
         return _inspect_klein(path, header)
     if is_flux_layout(keys):
         img_in = header.shapes.get("img_in.weight") or header.shapes.get(
@@ -277,6 +279,12 @@ def choose_files(
     for f in given:
         if not f.path.is_file():
             raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+        if not f.kind:  # named by hand, so never passed over in silence
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"{f.path.name} is not a text encoder or VAE that DiffusionDesk can read; "
+                "give the .safetensors file of one (GGUF text encoders are not supported).",
+            )
     own = [] if quantized.is_gguf(spec.path) else cf.embedded(spec.path)
     pools: dict[str, list[cf.WeightFile]] = {}
     chosen: dict[str, cf.WeightFile | None] = {}
@@ -578,11 +586,13 @@ def prepare(
         else memory_policy.tensors_bytes_at(weights.values(), dtype)
     )
     parts = {"transformer": transformer_bytes}
+    unread = files_for(spec).unread
     for component, part in chosen.files.items():
         if part is not None:
             # Encoders and VAEs run at `dtype`, whatever their file stores.
+            skip = tuple(part.prefix + s for s in unread) if component != "vae" else ()
             parts[component] = memory_policy.file_bytes_at(
-                part.path, dtype, part.prefix, fp8_stays=False
+                part.path, dtype, part.prefix, skip, fp8_stays=False
             )
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")

@@ -3,11 +3,10 @@
 Black Forest Labs and ComfyUI share klein as one transformer file in BFL's layout
 (flux-2-klein-4b.safetensors, flux-2-klein-base-9b.safetensors, `-fp8` variants, GGUF
 conversions), the Qwen3 text encoder as ComfyUI's qwen_3_4b / qwen_3_8b files and the
-FLUX.2 VAE as flux2-vae.safetensors. This module tells a klein file from FLUX.1 (both
-have `double_blocks.`; only FLUX.2 shares its modulation across blocks) and its size from
-the text width its context embedder takes (3 x 2560 for Qwen3-4B, 3 x 4096 for Qwen3-8B).
-Distilled and base klein have the same tensors, so the file name tells them apart, as
-BFL names them ("klein-base"). The transformer loads through diffusers' own converter
+FLUX.2 VAE as flux2-vae.safetensors. What a file is (klein, 4B or 9B, distilled or base)
+is read from its header by engine/families/flux2.py, which the window reads too; this
+module builds the weights. The transformer's config is the shipped one with the
+dimensions the file states put in, and it loads through diffusers' own converter
 (`Flux2Transformer2DModel.from_single_file`); diffusers has no single-file map for
 `AutoencoderKLFlux2`, so the VAE's BFL names are renamed here to what diffusers' LDM VAE
 converter reads, plus the batch-norm statistics FLUX.2 adds. Text encoders are loaded by
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,65 +25,28 @@ import torch
 
 from engine import quantized
 from engine.api import EngineError, ErrorKind
-
-PREFIX = "model.diffusion_model."
-# Only FLUX.2 has one modulation for all single blocks (FLUX.1 has one per block).
-_KLEIN_KEY = "single_stream_modulation.lin.weight"
-# The config folder (engine/model_configs/) and size of each text width klein takes.
-_SIZES = {7680: ("flux2-klein-4b", "4B"), 12288: ("flux2-klein-9b", "9B")}
-_FLUX2_DEV_CONTEXT = 15360  # 3 x Mistral Small's 5120
+from engine.families.flux2 import FILE_PREFIX, file_shape
 
 
 def _error(message: str) -> EngineError:
     return EngineError(ErrorKind.MODEL, message)
 
 
-def is_klein_layout(keys: Sequence[str]) -> bool:
-    return _KLEIN_KEY in keys or PREFIX + _KLEIN_KEY in keys
-
-
-def _shape(shapes: Mapping[str, Sequence[int]], name: str) -> list[int]:
-    return [int(n) for n in (shapes.get(name) or shapes.get(PREFIX + name) or [])]
-
-
-@dataclass(frozen=True)
-class KleinFile:
-    """What a klein transformer file's header says."""
-
-    config_folder: str  # under engine/model_configs: "flux2-klein-4b" or "flux2-klein-9b"
-    size: str  # "4B", "9B"; "" for a width no published klein has
-    distilled: bool
-
-
-def inspect(path: Path, shapes: Mapping[str, Sequence[int]]) -> KleinFile:
-    """Size from the context embedder's width, distilled or base from the file's name."""
-    context = _shape(shapes, "txt_in.weight")
-    width = context[1] if len(context) == 2 else 0
-    if width == _FLUX2_DEV_CONTEXT:
-        raise _error(
-            f"{path.name} is FLUX.2 dev (32B, with a Mistral text encoder), which DiffusionDesk "
-            "does not run; use FLUX.2 klein 4B or 9B."
-        )
-    folder, size = _SIZES.get(width, ("flux2-klein-4b", ""))
-    # BFL: flux-2-klein-base-4b; others write klein_base, klein-4b-base.
-    distilled = "base" not in path.stem.lower().replace("_", "-").split("klein", 1)[-1]
-    return KleinFile(folder, size, distilled)
-
-
 def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]) -> dict:
     """The shipped config with every dimension the file itself states put in, so a file of
-    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds."""
+    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds.
+    ValueError when the file lacks the tensors that tell."""
     config = dict(base)
-    x_in = _shape(shapes, "img_in.weight")
-    context = _shape(shapes, "txt_in.weight")
-    head = _shape(shapes, "double_blocks.0.img_attn.norm.query_norm.scale")
-    mlp = _shape(shapes, "double_blocks.0.img_mlp.0.weight")
-    time_in = _shape(shapes, "time_in.in_layer.weight")
-    out = _shape(shapes, "final_layer.linear.weight")
+    x_in = file_shape(shapes, "img_in.weight")
+    context = file_shape(shapes, "txt_in.weight")
+    head = file_shape(shapes, "double_blocks.0.img_attn.norm.query_norm.scale")
+    mlp = file_shape(shapes, "double_blocks.0.img_mlp.0.weight")
+    time_in = file_shape(shapes, "time_in.in_layer.weight")
+    out = file_shape(shapes, "final_layer.linear.weight")
     if not (x_in and context and head):
-        raise _error("the file lacks klein's input projections; it may be damaged")
+        raise ValueError("it lacks klein's input projections or attention norms")
     width, head_dim = x_in[0], head[0]
-    names = [k.removeprefix(PREFIX) for k in shapes]
+    names = [k.removeprefix(FILE_PREFIX) for k in shapes]
 
     def blocks(kind: str) -> int:
         return len({k.split(".")[1] for k in names if k.startswith(kind)})
@@ -111,27 +72,6 @@ def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[in
     return config
 
 
-def _unscaled(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """ComfyUI's scaled fp8 files (`weight_scale` / `scale_weight` beside each fp8 weight)
-    as plain weights in `dtype`; other files unchanged."""
-    scales = [k for k in state if k.endswith((".weight_scale", ".scale_weight"))]
-    if not scales:
-        return state
-    for key in scales:
-        scale = state.pop(key).float()
-        name = key.rsplit(".", 1)[0] + ".weight"
-        if name in state:
-            state[name] = (state[name].float() * scale).to(dtype)
-    for key in [k for k in state if k.endswith((".input_scale", ".comfy_quant"))]:
-        del state[key]
-    state.pop("scaled_fp8", None)
-    return state
-
-
-def is_scaled_fp8(keys: Sequence[str]) -> bool:
-    return any(k.endswith((".weight_scale", ".scale_weight")) for k in keys)
-
-
 def load_transformer(
     path: Path,
     config_dir: Path,
@@ -144,12 +84,16 @@ def load_transformer(
     weights: its tensors when they are already read (a pickle, read as weights only)."""
     from diffusers import Flux2Transformer2DModel
 
+    # Scaled fp8 comes multiplied out (engine/quantized.py).
     raw = quantized.read_weights(path) if weights is None else weights
-    checkpoint = _unscaled({k.removeprefix(PREFIX): v for k, v in raw.items()}, dtype)
+    checkpoint = {k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}
     del raw
     shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
     shipped = json.loads((config_dir / "transformer" / "config.json").read_text())
-    config = transformer_config(shipped, shapes)
+    try:
+        config = transformer_config(shipped, shapes)
+    except ValueError as exc:
+        raise _error(f"{path.name} is not a complete {label} transformer: {exc}.") from exc
     kwargs: dict[str, object] = {"subfolder": "transformer", "local_files_only": True}
     if quantized.is_gguf(path):
         kwargs["quantization_config"] = quantized.gguf_config(dtype)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from engine.api import EngineError, ErrorKind, ModelFamily, ShouldCancel
+from engine import canvas_fits, families
+from engine.api import EngineError, ErrorKind, ShouldCancel
 from engine.plan import Inputs, Plan, make_plan
 from engine.sampling import PipelineRunner, RunResult, StepReport, Trajectory
 from engine.upscale_options import hires_size, hires_steps, is_latent, total_steps
@@ -31,10 +32,6 @@ from engine.upscalers.enlarge import enlarge, resize, upscale_latents
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
-
-# Families whose latents are plain 4-channel pictures an eighth of the size (not packed
-# into sequences, as FLUX's are), which interpolation can enlarge.
-_LATENT_FAMILIES = frozenset({ModelFamily.SD1, ModelFamily.SD2, ModelFamily.SDXL})
 
 
 def second_pass_plan(plan: Plan, model: LoadedModel, enlarged: Image.Image) -> Plan:
@@ -72,24 +69,18 @@ def run_hires(
     r = plan.request
     hires = r.hires
     assert hires is not None
-    grand_total = total_steps(r, plan.total)
+    grand_total = total_steps(r, plan.total, families.profile(model.family).flow)
 
     def first_step(step: int, _: int, elapsed: float, x0: np.ndarray, noisy: np.ndarray) -> None:
         on_step(step, grand_total, elapsed, x0, noisy)
 
-    # 1. The first pass, as planned.
+    # 1. The first pass, as planned (once the family is known to allow the second).
+    canvas_fits.check_hires(r, model)
     first = runner.run(plan, model, on_step=first_step, should_cancel=should_cancel, keep=keep)
 
     # 2. Enlarge its result: the latents, or the pictures.
     size = hires_size(r)
     if is_latent(hires.upscaler):
-        if model.family not in _LATENT_FAMILIES:
-            raise EngineError(
-                ErrorKind.BAD_INPUT,
-                f"{hires.upscaler} works with Stable Diffusion 1.x, 2.x and XL latents; for "
-                f"this {model.family.value} model choose the Lanczos hires upscaler or an "
-                "upscaler model.",
-            )
         if model.is_inpaint_unet:
             raise EngineError(
                 ErrorKind.BAD_INPUT,

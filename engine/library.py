@@ -29,7 +29,7 @@ from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.api import STARTER_MODEL
+from engine.api import STARTER_MODEL, EngineError
 from engine.asset_folders import SUBFOLDERS, AssetKind, data_dir
 from engine.atomic_file import atomic_write
 from engine.checkpoint_keys import classify
@@ -54,6 +54,7 @@ _PIPELINE_FAMILIES = {
     "StableDiffusionImg2ImgPipeline": "sd1/sd2",
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
+    "Flux2KleinPipeline": "flux2",
     "QwenImagePipeline": "qwen_image",
 }
 # modelspec.architecture (the metadata Stability and kohya write) to family.
@@ -182,6 +183,21 @@ def inspect_file(path: str, kind_hint: str | None, root: str, stat: os.stat_resu
     )
 
 
+def _folder_family(path: str, index: dict[str, Any]) -> str:
+    """A diffusers folder's family as the loader will detect it (engine/families/, from
+    its small JSON files), else from its pipeline's class name alone."""
+    from engine import families
+
+    try:
+        facts = families.folder_facts(Path(path), index)
+        profile, _ = families.detect(facts, path)
+    except EngineError:
+        return _PIPELINE_FAMILIES.get(str(index.get("_class_name", "")), "")
+    if profile.family in ("sd1", "sd2") and "text_encoder" not in facts.configs:
+        return "sd1/sd2"  # only the text encoder's width tells them apart
+    return profile.family.value
+
+
 def inspect_diffusers_folder(path: str, root: str, stat: os.stat_result) -> ModelEntry:
     """An entry for a diffusers model folder, from its model_index.json and file sizes."""
     family, problem = "", ""
@@ -191,7 +207,7 @@ def inspect_diffusers_folder(path: str, root: str, stat: os.stat_result) -> Mode
             index = json.loads(f.read(1_000_000))
         if not isinstance(index, dict):
             raise ValueError("model_index.json is not a JSON object")
-        family = _PIPELINE_FAMILIES.get(str(index.get("_class_name", "")), "")
+        family = _folder_family(path, index)
     except (OSError, ValueError, RecursionError) as exc:
         problem = f"its model_index.json could not be read ({exc})"
     size = 0

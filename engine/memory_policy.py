@@ -169,20 +169,51 @@ def file_bytes_at(
         return size
     from engine.quantized import is_scaled_fp8
 
-    target = torch.empty((), dtype=dtype).element_size()
-    fp8_size = 1 if fp8_stays and not is_scaled_fp8(header) else target
+    fp8_size = 1 if fp8_stays and not is_scaled_fp8(header) else None
     total = 0
+    for key, n in _key_bytes(header, dtype, fp8_size):
+        if key.startswith(prefix) and not (skip and key.startswith(skip)):
+            total += n
+    return total or size
+
+
+def _key_bytes(
+    header: Mapping[str, object], dtype: torch.dtype, fp8_size: int | None
+) -> Iterable[tuple[str, int]]:
+    """(tensor name, bytes at `dtype`) for each tensor a safetensors header lists; fp8
+    tensors take fp8_size bytes an element (None: cast to dtype like the others)."""
+    target = torch.empty((), dtype=dtype).element_size()
     for key, info in header.items():
         if key == "__metadata__" or not isinstance(info, dict):
-            continue
-        if not key.startswith(prefix) or (skip and key.startswith(skip)):
             continue
         count = 1
         for n in info.get("shape", []):
             count *= int(n)
         stored = _ELEMENT.get(str(info.get("dtype")), 0)
-        total += count * (target if stored >= 2 else fp8_size if stored == 1 else 1)
-    return total or size
+        per = target if stored >= 2 else (fp8_size or target) if stored == 1 else 1
+        yield key, count * per
+
+
+def checkpoint_parts(
+    path: Path, dtype: torch.dtype, parts: Mapping[str, tuple[str, ...]], rest: str
+) -> dict[str, int]:
+    """Bytes at `dtype` of a whole checkpoint's parts, told by key prefixes (an SD 1/2/XL
+    file: the UNet, the VAE, and `rest` for the text encoders), from its header alone.
+    A pickled file's parts cannot be told before it is read: the whole file is one."""
+    size = path.stat().st_size
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return {rest: size}
+    from engine.library import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError):
+        return {rest: size}
+    found = dict.fromkeys([*parts, rest], 0)
+    for key, n in _key_bytes(header, dtype, None):
+        part = next((name for name, prefixes in parts.items() if key.startswith(prefixes)), rest)
+        found[part] += n
+    return {name: n for name, n in found.items() if n} or {rest: size}
 
 
 def tensors_bytes_at(tensors: Iterable[object], dtype: torch.dtype) -> int:

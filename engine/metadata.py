@@ -122,9 +122,10 @@ def format_a1111(request: GenerationRequest, seed: int, model_info: ModelInfo | 
     """The "parameters" text: prompt, "Negative prompt: ..." line, then "Key: value, ...".
 
     model_info: the model's family, variant and guidance kind ("Family", "Variant"; a
-    distilled guidance scale is Forge's "Distilled CFG Scale", beside "CFG scale: 1")."""
+    distilled guidance scale is Forge's "Distilled CFG Scale", beside "CFG scale", which
+    is then the true CFG scale as in Forge: 1 when off)."""
     distilled = model_info is not None and model_info.guidance == GuidanceKind.DISTILLED
-    scale = 1.0 if distilled else float(request.guidance_scale)
+    scale = float(request.true_cfg_scale) if distilled else float(request.guidance_scale)
     params: list[tuple[str, str]] = [
         ("Steps", str(request.steps)),
         ("Sampler", str(request.scheduler)),
@@ -479,6 +480,7 @@ _CHECKS: dict[str, Any] = {
     "negative_prompt": _text(validation.MAX_PROMPT_CHARS),
     "steps": _whole(1, validation.MAX_STEPS),
     "guidance_scale": _number(0, validation.MAX_GUIDANCE),
+    "true_cfg_scale": _number(1, validation.MAX_GUIDANCE),
     "seed": _whole(0, validation.MAX_SEED - validation.MAX_BATCH),
     "batch_size": _whole(1, validation.MAX_BATCH),
     "width": _whole(8, validation.MAX_SIDE, 8),
@@ -721,8 +723,11 @@ def parse_a1111_checked(text: str) -> ParametersReading:
     for key, name in _A1111_NUMBERS:
         if key in fields:
             found.take(name, fields[key], key)
-    if DISTILLED_CFG in fields:  # Forge's FLUX guidance; "CFG scale" is then 1
+    if DISTILLED_CFG in fields:  # Forge's FLUX guidance; "CFG scale" is then true CFG
         found.take("guidance_scale", fields[DISTILLED_CFG], DISTILLED_CFG)
+        with contextlib.suppress(_Rejected):  # "CFG scale" 1 (or less, or none): off
+            if "CFG scale" in fields and _float_of(fields["CFG scale"]) > 1:
+                found.take("true_cfg_scale", fields["CFG scale"], "CFG scale")
     if "Size" in fields:
         size = _size(fields["Size"])
         if size is None:

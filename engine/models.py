@@ -455,6 +455,17 @@ class ModelManager:
                 "trust where it came from."
             )
         progress(f"reading {path.name}", 0.0)
+        memory = memory_policy.choose(
+            memory_policy.checkpoint_parts(
+                path,
+                self.dtype,
+                {"unet": (single_file.UNET_PREFIX,), "vae": single_file.VAE_PREFIXES},
+                rest="text encoders",
+            ),
+            self.device,
+            what=path.name,
+        )
+        progress(f"memory: {memory.label}", 0.01)  # from the header, before any weight
         checkpoint = single_file.read_checkpoint(path)
         _check_cancel(should_cancel)
         if sana_files.is_sana(list(checkpoint)):  # NVIDIA's .pth: the transformer alone
@@ -473,7 +484,9 @@ class ModelManager:
         progress(f"moving to {self.device}", (n_stages + 1) / (n_stages + 2))
         pipe = single_file.assemble(spec, components, config_dir)
         sidecar = path.with_name(path.stem + ".latent_rgb.json")
-        model = self._finish(pipe, source, read_latent_rgb(sidecar), None, spec.family)
+        model = self._finish(
+            pipe, source, read_latent_rgb(sidecar), None, spec.family, memory=memory
+        )
         progress("ready", 1.0)
         return model
 

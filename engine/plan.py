@@ -43,16 +43,20 @@ SEED_RANGE = 2**32  # a seed the engine picks is below this
 _BLANK_GREY = (127, 127, 127)
 
 
-def start_index(steps: int, strength: float) -> int:
+def start_index(steps: int, strength: float, flow: bool = False) -> int:
     """Schedule index of the first step run: diffusers' get_timesteps rule, by which
-    image-to-image and inpaint skip the first steps - int(steps * strength)."""
+    image-to-image and inpaint skip the first steps - int(steps * strength); the flow
+    families' pipelines skip int(steps - steps * strength), which runs one step more
+    where steps * strength is not whole (3 steps at 0.7: 3, not 2)."""
+    if flow:
+        return int(max(steps - min(steps * strength, steps), 0))
     return steps - min(int(steps * strength), steps)
 
 
-def steps_to_run(request: GenerationRequest) -> int:
-    """How many denoising steps a fresh (not resumed) job runs."""
+def steps_to_run(request: GenerationRequest, flow: bool = False) -> int:
+    """How many denoising steps a fresh (not resumed) job runs (flow: a flow family's)."""
     strength = 1.0 if request.mode is Mode.TXT2IMG else request.strength
-    return request.steps - start_index(request.steps, strength)
+    return request.steps - start_index(request.steps, strength, flow)
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def make_plan(request: GenerationRequest, model: LoadedModel, inputs: Inputs) ->
     else:
         setup = _inpaint_setup(r, model.is_inpaint_unet)
         strength = r.strength if r.init_image is not None else 1.0
-        start = start_index(r.steps, strength)
+        start = start_index(r.steps, strength, families.profile(model.family).flow)
         scheduler, steps, width, height = r.scheduler, r.steps, r.width, r.height
         mode = Mode.INPAINT if setup is not None else r.mode
     profile = families.profile(model.family)

@@ -7,7 +7,8 @@ What a person has is three files:
   `model.diffusion_model.` prefix (files saved from a ComfyUI workflow) is taken off;
 - the text encoder, `models/text_encoders/qwen_2.5_vl_7b*.safetensors`: Qwen2.5-VL-7B in
   its original checkpoint names (`model.layers.*`, `visual.*`, maybe `lm_head.*`), bf16 or
-  ComfyUI's scaled fp8, with or without the vision tower;
+  ComfyUI's scaled fp8 (multiplied out as it is read, engine/quantized.py), with or without
+  the vision tower;
 - the VAE, `models/vae/qwen_image_vae.safetensors`: Wan 2.1's video VAE in the original
   Wan layout. AutoencoderKLQwenImage has the same tensors as diffusers' AutoencoderKLWan,
   so diffusers' own Wan converter (single_file_utils.convert_wan_vae_to_diffusers) maps
@@ -32,7 +33,18 @@ from engine import quantized
 from engine.api import EngineError, ErrorKind
 from engine.file_family import is_qwen_image
 
-__all__ = ["is_qwen_image", "load_text_encoder", "load_vae", "to_diffusers"]
+__all__ = [
+    "TEXT_ENCODER",
+    "UNREAD",
+    "VAE",
+    "check_transformer",
+    "is_qwen_image",
+    "load_text_encoder",
+    "load_vae",
+    "text_encoder_state",
+    "to_diffusers",
+    "vae_state",
+]
 
 _DIFFUSION = "model.diffusion_model."
 _QWEN21 = "txt_in.text_norm.weight"  # Qwen-Image 2.1, a different transformer
@@ -55,7 +67,7 @@ _TEXT_PREFIXES = (
     ("model.language_model.", "model.language_model."),  # saved by transformers 5
     ("model.", "model.language_model."),  # the original checkpoint names (ComfyUI's)
 )
-_UNUSED = ("visual.", "model.visual.", "lm_head.")
+UNREAD = ("visual.", "model.visual.", "lm_head.")
 
 
 def _error(message: str) -> EngineError:
@@ -92,7 +104,7 @@ def text_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     names; the vision tower and lm_head are left out (see the module docstring)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith(_UNUSED):
+        if key.startswith(UNREAD):
             continue
         for theirs, ours in _TEXT_PREFIXES:
             if key.startswith(theirs):
@@ -110,7 +122,7 @@ def load_text_encoder(
 
     cls = getattr(transformers, cls_name)
     config = cls.config_class.from_pretrained(config_dir, local_files_only=True)
-    skip = tuple(part.prefix + p for p in _UNUSED)
+    skip = tuple(part.prefix + p for p in UNREAD)
     state = text_encoder_state(quantized.read_weights(part.path, part.prefix, skip=skip))
     with init_empty_weights():  # the weights come from the file: no random init of 7B
         model = cls(config)
@@ -149,11 +161,12 @@ def load_vae(
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKLQwenImage
 
-    if isinstance(config, Path):
-        config = AutoencoderKLQwenImage.load_config(config)
+    settings = dict(
+        AutoencoderKLQwenImage.load_config(config) if isinstance(config, Path) else config
+    )
     state = vae_state(quantized.read_weights(part.path, part.prefix))
     with init_empty_weights():
-        vae = AutoencoderKLQwenImage.from_config(dict(config))
+        vae = AutoencoderKLQwenImage.from_config(settings)
     try:
         vae.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:

@@ -331,11 +331,10 @@ class PipelineRunner:
         #    Regional prompts add their embeddings and mask the cross-attention.
         prompt_kwargs, regional = regions.prepare(pipe, model.family, r, plan, encoded.kwargs)
         args = pipeline_arguments(plan) | prompt_kwargs | control_args
-        if plan.guidance is not GuidanceKind.CFG:
-            # Distilled and unguided models take no negative prompt.
-            for key in ("negative_prompt", "negative_prompt_embeds"):
-                args.pop(key, None)
         warnings = applied.warnings + encoded.warnings  # e.g. a prompt past the chunk limit
+        if plan.guidance is not GuidanceKind.CFG:
+            # Distilled and unguided models take no negative prompt, but with true CFG.
+            warnings += _true_cfg(args, plan, profile.variant(model.variant), model.label)
 
         # 3. A resume starts from the stored latents, part way along the full schedule;
         #    "denoise from here" from the forward process's noised latents.
@@ -406,7 +405,8 @@ class PipelineRunner:
         try:
             cached = deep_cache(getattr(pipe, "unet", None), r.deep_cache)
             fed = adapters.attached(getattr(pipe, "unet", None))
-            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed:
+            seeded = same_noise.seeded_global_rng(plan.seeds[0], model.device)
+            with torch.inference_mode(), decode as decode_warnings, regional, cached, fed, seeded:
                 hook.begin()
                 images = pipe(
                     **args,
@@ -434,6 +434,24 @@ class PipelineRunner:
             decode_seconds=end - hook.last,
             callback_seconds=hook.seconds,
         )
+
+
+def _true_cfg(
+    args: dict[str, Any], plan: Plan, variant: families.Variant, label: str
+) -> list[str]:
+    """For a model without true CFG, drop the negative prompt; for FLUX.1 dev with a true
+    CFG scale above 1, hand the pipeline that scale and the negative prompt (as text, ""
+    too: FluxPipeline runs true CFG only when it is given one). Returns the warnings."""
+    scale = plan.request.true_cfg_scale
+    if scale > 1 and variant.true_cfg and accepts(plan.pipeline_class, "true_cfg_scale"):
+        args["true_cfg_scale"] = scale
+        args["negative_prompt"] = args.get("negative_prompt") or ""
+        return []
+    for key in ("negative_prompt", "negative_prompt_embeds"):
+        args.pop(key, None)
+    if scale > 1:
+        return [f"{label} models take no true CFG scale; it was left out."]
+    return []
 
 
 def pipeline_arguments(plan: Plan) -> dict[str, Any]:

@@ -49,7 +49,7 @@ GEMMA = cf.Slot(
 )
 DC_AE = cf.Slot(
     "vae",
-    "vae",
+    cf.VAE,
     "dc",
     "its DC-AE autoencoder (dc-ae-f32c32-sana-1.1.safetensors: the model.safetensors of "
     "mit-han-lab/dc-ae-f32c32-sana-1.1)",
@@ -122,6 +122,15 @@ def describe(shapes: dict[str, list[int]], name: str) -> SanaShape:
     )
 
 
+def profile_variant(shapes: dict[str, list[int]], file_name: str) -> str:
+    """The family profile's variant (engine/families/sana.py) a file's header and name
+    say, for the form before the file loads: "sprint", "2k", "4k" or ""."""
+    shape = describe(shapes, file_name)
+    if shape.sprint:
+        return "sprint"
+    return {2048: "2k", 4096: "4k"}.get(shape.resolution, "")
+
+
 def config_folder(shape: SanaShape) -> str:
     """The engine/model_configs folder of the model: sana, sana-600m, sana-2k, sana-4k,
     sana15, sana15-4.8b, sana-sprint, sana-sprint-600m."""
@@ -142,11 +151,10 @@ def mismatch(shape: SanaShape, config: dict[str, Any], file_name: str) -> str | 
     )
     if fits:
         return None
-    known = ", ".join(sorted(set(KNOWN_SIZES.values())))
     return (
         f"{file_name} is a {shape.label} transformer with {shape.blocks} blocks of width "
         f"{shape.width}, a size DiffusionDesk has no configuration for (it knows SANA 600M and "
-        f"1.6B, SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B: sizes {known})."
+        "1.6B (also 2K and 4K), SANA 1.5 1.6B and 4.8B, SANA-Sprint 600M and 1.6B)."
     )
 
 

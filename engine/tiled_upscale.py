@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from engine import canvas_fits, families
 from engine.api import ShouldCancel, Upscale
 from engine.compositing import fit
 from engine.plan import Inputs, Plan, make_plan
@@ -94,9 +95,10 @@ def run_tiled(
     r = plan.request
     up = r.upscale
     assert up is not None and r.init_image is not None
-    grand_total = total_steps(r, plan.total)
+    grand_total = total_steps(r, plan.total, families.profile(model.family).flow)
 
-    # 1. Enlarge with a pixel upscaler.
+    # 1. Enlarge with a pixel upscaler (once the family is known to allow the tiles).
+    canvas_fits.check_tiled(r, model)
     width, height = upscale_size(r)
     enlarged = enlarge(
         r.init_image, (width, height), up.upscaler, should_cancel=should_cancel, **enlarge_options

@@ -66,8 +66,11 @@ def hires_steps(hires: HiresFix, first_pass_steps: int) -> int:
     return hires.steps or first_pass_steps
 
 
-def strength_steps(steps: int, strength: float) -> int:
-    """Steps image-to-image runs of a schedule: diffusers' get_timesteps rule."""
+def strength_steps(steps: int, strength: float, flow: bool = False) -> int:
+    """Steps image-to-image runs of a schedule: diffusers' get_timesteps rule (the flow
+    families' pipelines skip int(steps - steps * strength) steps; see plan.start_index)."""
+    if flow:
+        return steps - int(max(steps - min(steps * strength, steps), 0))
     return min(int(steps * strength), steps)
 
 
@@ -101,17 +104,17 @@ def sr_tile_count(width: int, height: int) -> int:
     )
 
 
-def total_steps(request: GenerationRequest, first_pass: int) -> int:
+def total_steps(request: GenerationRequest, first_pass: int, flow: bool = False) -> int:
     """Steps a job reports: both hires passes, or every tile's steps of an SD upscale.
-    first_pass: the steps of the plain run (plan.total)."""
+    first_pass: the steps of the plain run (plan.total); flow: a flow family's model."""
     r = request
     if r.hires is not None:
         second = hires_steps(r.hires, r.steps)
-        return first_pass + strength_steps(second, r.hires.denoising_strength)
+        return first_pass + strength_steps(second, r.hires.denoising_strength, flow)
     if r.upscale is not None:
         width, height = upscale_size(r)
         if r.upscale.sd_tiles:
-            return tile_count(width, height, r.upscale) * strength_steps(r.steps, r.strength)
+            return tile_count(width, height, r.upscale) * strength_steps(r.steps, r.strength, flow)
         return sr_tile_count(r.width, r.height) if is_model(r.upscale.upscaler) else 1
     return first_pass
 

@@ -143,6 +143,12 @@ def problems(request: GenerationRequest, *, max_pixels: int = MAX_PIXELS) -> lis
         found.append(
             f"guidance scale must be at most {MAX_GUIDANCE:g}, got {short(r.guidance_scale)}"
         )
+    true_cfg = r.true_cfg_scale
+    if not _is_number(true_cfg) or not _finite(true_cfg) or not 1 <= true_cfg <= MAX_GUIDANCE:
+        found.append(
+            f"true CFG scale must be a number from 1 (off) to {MAX_GUIDANCE:g}, "
+            f"got {short(true_cfg)}"
+        )
     if not _is_int(r.batch_size) or not 1 <= r.batch_size <= MAX_BATCH:
         found.append(f"batch size must be between 1 and {MAX_BATCH}, got {short(r.batch_size)}")
     top_seed = MAX_SEED - MAX_BATCH

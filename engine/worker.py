@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import canvas_jobs, upscale_options, upscale_runs, validation
+from engine import canvas_jobs, families, upscale_options, upscale_runs, validation
 from engine.api import (
     Cancelled,
     EngineError,
@@ -95,7 +95,8 @@ class Engine:
     ) -> None:
         """niceness > 0 lowers the worker thread's CPU priority (and that of the torch
         threads it starts), so that a window's thread wins the CPU when it wakes up.
-        backend: "auto", "torch" or "openvino" (None: $DIFFUSIONDESK_BACKEND or "auto");
+        backend: "auto", "torch", "openvino" or "openvino-int8" (None:
+        $DIFFUSIONDESK_BACKEND or "auto");
         compile_unet: torch.compile the UNet (see engine/backends)."""
         from engine.backends.choice import Accelerator
 
@@ -337,7 +338,8 @@ class Engine:
             raise JobCancelled()
         device = self.device_description + (f", {session.label}" if session.label else "")
         device += "".join(f", {note}" for note in getattr(model, "notes", ()))
-        total = upscale_options.total_steps(r, inputs.total)
+        flow = families.profile(model.family).flow
+        total = upscale_options.total_steps(r, plan.total, flow)
         self._emit(
             Started(
                 job.id,

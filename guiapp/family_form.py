@@ -4,7 +4,8 @@ The family and variant of the model are known from its files before it loads (a 
 diffusers folder, the starter model) or from the engine once it has loaded it (hub ids,
 single files: the Started event names them). The form then shows only what the family
 uses: the negative prompt and CFG scale for true-CFG families, a distilled guidance scale
-for FLUX.1 dev, neither for few-step distilled models; the samplers that fit; and, when
+for FLUX.1 dev (and its optional true CFG, which brings the negative prompt back), neither
+for few-step distilled models; the samplers that fit; and, when
 the person switches from one known family or variant to another, that variant's defaults
 for steps, size, guidance and sampler.
 """
@@ -41,6 +42,19 @@ def guidance_kind(form: ViewModel) -> GuidanceKind:
     return variant.guidance if variant is not None else GuidanceKind.CFG
 
 
+def true_cfg_offered(form: ViewModel) -> bool:
+    """Whether the variant takes true CFG beside its distilled guidance (FLUX.1 dev)."""
+    variant = variant_of(form)
+    return variant is not None and variant.true_cfg
+
+
+def negative_prompt_used(form: ViewModel) -> bool:
+    """True-CFG families, and FLUX.1 dev once its true CFG is above 1."""
+    return guidance_kind(form) is GuidanceKind.CFG or (
+        true_cfg_offered(form) and form.true_cfg_scale > 1
+    )
+
+
 def samplers(form: ViewModel) -> tuple[str, ...]:
     if form.family not in families.PROFILES:
         return NAMES
@@ -67,6 +81,7 @@ def adopt(form: ViewModel, family: str, variant: str) -> None:
     if before == (family, variant):
         return
     if before[0]:  # switched from another known model: start from this one's defaults
+        form.true_cfg_scale = 1.0  # off, the default of the one family that takes it
         form.steps = chosen.steps
         form.width, form.height = chosen.width, chosen.height
         if chosen.guidance is not GuidanceKind.NONE:

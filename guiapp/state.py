@@ -33,6 +33,7 @@ class ViewModel(Observable):
     negative_prompt = Property("")
     steps = Property(20)
     guidance_scale = Property(5.0)
+    true_cfg_scale = Property(1.0)  # FLUX.1 dev's true CFG beside its guidance; 1: off
     seed = Property(0)
     random_seed = Property(True)
     width = Property(128)

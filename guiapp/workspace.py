@@ -244,6 +244,7 @@ class Workspace(Observable):
             prompt=form.prompt,
             negative_prompt=form.negative_prompt,
             guidance_scale=form.guidance_scale,
+            true_cfg_scale=form.true_cfg_scale,
             seed=form.seed,
             resume=ResumeFrom(job_id, step),
         )

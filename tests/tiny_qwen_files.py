@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
 from safetensors.torch import save_file
 
+from engine.models import ModelManager
 from tests.tiny_flow_files import FlowFiles, _state, _write_configs
 from tests.tiny_new_families import qwen_image_components
 
@@ -189,3 +191,95 @@ def write_qwen_files(
     save_file(wan_vae_to_original(_state(pipe.vae)), vae)
     files = QwenFiles(config_root, models, transformer, {"qwen2.5-vl": encoder}, vae, folder)
     return files, pipe
+
+
+# ---------------------------------------------------------------------------- in tests
+
+SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
+
+
+def picture_of(pipe: object) -> np.ndarray:
+    """The pipeline's picture for one fixed prompt, seed and true CFG, as floats."""
+    generator = torch.Generator().manual_seed(7)
+    return pipe(  # type: ignore[operator]
+        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
+    ).images[0]
+
+
+def manager_for(files: QwenFiles, dtype: str = "float32") -> ModelManager:
+    """A CPU model manager reading the tiny model's configs."""
+    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
+
+
+def folder_image(files: QwenFiles) -> np.ndarray:
+    """picture_of the same tiny model loaded from its diffusers folder."""
+    model = manager_for(files).get(str(files.diffusers_folder), lambda *a: None, lambda: False)
+    return picture_of(model.pipe)
+
+
+# ---------------------------------------------------------------------------- full size
+
+
+def _header_only(path: Path, shapes: dict[str, list[int]], dtype_of: dict[str, str]) -> Path:
+    """A .safetensors file with these tensor names, shapes and dtypes and no data: enough
+    for everything that reads headers only (detection, finding files, memory planning)."""
+    import json
+    import struct
+
+    header = {
+        k: {"dtype": dtype_of[k], "shape": s, "data_offsets": [0, 0]} for k, s in shapes.items()
+    }
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
+def write_full_size_headers(
+    models: Path, *, fp8_transformer: bool = False, scaled_encoder: bool = False
+) -> tuple[Path, Path, Path]:
+    """Qwen-Image's three files at full size, headers only, in the real names and shapes
+    (from the configs in engine/model_configs/qwen_image, built on the meta device)."""
+    from accelerate import init_empty_weights
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from engine.resources import model_configs_dir
+
+    folder = model_configs_dir() / "qwen_image"
+    with init_empty_weights():
+        transformer = QwenImageTransformer2DModel.from_config(
+            QwenImageTransformer2DModel.load_config(folder / "transformer")
+        )
+        vae = AutoencoderKLQwenImage.from_config(AutoencoderKLQwenImage.load_config(folder / "vae"))
+        encoder = Qwen2_5_VLForConditionalGeneration(
+            Qwen2_5_VLConfig.from_pretrained(folder / "text_encoder")
+        )
+
+    def shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+        return {k: list(v.shape) for k, v in state.items()}
+
+    def stored(names: dict[str, list[int]], fp8: bool) -> dict[str, str]:
+        return {k: "F8_E4M3" if fp8 and len(s) == 2 else "BF16" for k, s in names.items()}
+
+    t_names = shapes(transformer.state_dict())
+    name = "qwen_image_fp8_e4m3fn" if fp8_transformer else "qwen_image_bf16"
+    t_path = _header_only(
+        models / "diffusion_models" / f"{name}.safetensors",
+        t_names,
+        stored(t_names, fp8_transformer),
+    )
+    e_names = shapes(text_encoder_to_original(encoder.state_dict()))
+    e_types = stored(e_names, scaled_encoder)
+    if scaled_encoder:
+        for key in [k for k, t in e_types.items() if t == "F8_E4M3"]:
+            scale = key.removesuffix(".weight") + ".scale_weight"
+            e_names[scale], e_types[scale] = [], "F32"
+    suffix = "_fp8_scaled" if scaled_encoder else ""
+    e_path = _header_only(
+        models / "text_encoders" / f"qwen_2.5_vl_7b{suffix}.safetensors", e_names, e_types
+    )
+    v_names = shapes(wan_vae_to_original(vae.state_dict()))
+    v_path = _header_only(
+        models / "vae" / "qwen_image_vae.safetensors", v_names, stored(v_names, False)
+    )
+    return t_path, e_path, v_path

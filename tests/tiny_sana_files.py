@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -203,3 +204,21 @@ def write_sana_files(
     save_file(dc_ae_to_original(_state(pipe.vae)), vae)
     files = SanaFiles(config_root, models, transformer, {"gemma": encoder}, vae, folder)
     return files, pipe
+
+
+# A tiny picture with every setting fixed, so two loads of one model compare pixel for pixel.
+SETTINGS = {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
+
+
+def sana_image(pipe: object) -> np.ndarray:
+    generator = torch.Generator().manual_seed(7)
+    return pipe(  # type: ignore[operator]
+        "a red circle", generator=generator, use_resolution_binning=False, **SETTINGS
+    ).images[0]
+
+
+def assert_same_pixels(a: np.ndarray, b: np.ndarray) -> None:
+    """The same picture: floats within float32 noise, the saved 8-bit pixels identical."""
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    as_bytes = [(x * 255).round().astype(np.uint8) for x in (a, b)]
+    np.testing.assert_array_equal(*as_bytes)

@@ -76,6 +76,10 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> AutoencoderKL:
             vae = vae_class.from_config(vae_class.load_config(config_dir / "vae"))
             vae.load_state_dict(load_file(str(path)))
             vae = vae.to(dtype)
+        elif vae_class.__name__ == "AutoencoderKLFlux2":  # diffusers has no single-file map
+            from engine.flux2_files import load_vae as load_flux2_vae
+
+            vae = load_flux2_vae(path, "", config_dir, dtype, path.name)
         else:
             vae = vae_class.from_single_file(
                 str(path),

@@ -1,4 +1,5 @@
-"""FLUX.1 ControlNet runs start from the noise the plain FLUX.1 pipeline would draw.
+"""FLUX.1 ControlNet runs start from the noise the plain FLUX.1 pipeline would draw, and
+what pipelines draw from torch's global generator comes from the job's seed.
 
 Why a zero-weight FLUX ControlNet did not give the picture of no ControlNet: diffusers'
 FluxControlNet pipelines (text to image, image to image, inpaint) encode the control image
@@ -14,12 +15,20 @@ preparation (prepare_latents, and prepare_mask_latents for inpaint) takes genera
 its own, seeded from the job's seeds, so it draws exactly what the plain pipeline draws;
 the control image's encoding still takes the job's generators, as in diffusers. FLUX's
 sampler takes no generator during the steps, so nothing later reads them.
+
+Some draws take no generator at all and use torch's global one: SD 3's ControlNet pipeline
+samples the control image's encoding so (`latent_dist.sample()`), and the flow families'
+"Euler a" (FlowMatchEuler's stochastic sampling) its per-step noise. Left alone, the same
+seed gave a different picture on every run; `seeded_global_rng` seeds the global
+generator from the job's seed for the call and puts its state back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -56,3 +65,13 @@ def _with_generator(method: Any, generator: list[torch.Generator]) -> Any:
         return method(*bound.args, **bound.kwargs)
 
     return call
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """For one pipeline call: torch's global generators seeded with the job's seed, their
+    state before the call restored after it."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield

@@ -42,8 +42,9 @@ from safetensors import safe_open
 
 from engine.addons.files import roots_of
 from engine.api import ControlUnit, EngineError, ErrorKind, Mode, ModelFamily
-from engine.asset_folders import AssetKind, find_asset
+from engine.asset_folders import AssetKind, asset_folders, find_asset
 from engine.control import adapters as adapter_runs
+from engine.control import flow_files
 from engine.control.adapter_keys import is_adapter_path
 from engine.control.preprocess import control_map
 from engine.protocols import PipelineClass
@@ -112,7 +113,11 @@ def resolve(name: str, model_folders: tuple[str, ...]) -> Path:
         return path
     # T2I adapters come as .pth files too (read only with the pickle consent).
     suffixes = (".safetensors", ".pth", ".pt")
-    found = find_asset(AssetKind.CONTROLNET, name, roots_of(model_folders), suffixes)
+    roots = roots_of(model_folders)
+    found = find_asset(AssetKind.CONTROLNET, name, roots, suffixes)
+    if found is None:  # a diffusers folder, named as A1111 text names it
+        folders = (f / name for f in asset_folders(AssetKind.CONTROLNET, roots))
+        found = next((f for f in folders if "/" not in name and f.is_dir()), None)
     if found is None:
         raise EngineError(
             ErrorKind.MODEL,
@@ -159,11 +164,28 @@ def single_file_config(path: Path) -> Path:
     return model_configs_dir() / "controlnet" / ("sdxl" if sdxl else "sd15")
 
 
+def _flow_file(path: Path) -> bool:
+    """Whether a .safetensors file holds an SD 3 or FLUX.1 ControlNet, in diffusers' or
+    XLabs' layout (engine/control/flow_files.py)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+    except Exception:  # not readable: the SD path names the problem
+        return False
+    return flow_files.is_bfl_layout(keys) or flow_files.kind_of(keys) is not None
+
+
 def load(
-    path: Path, device: torch.device, dtype: torch.dtype, *, allow_pickle: bool = False
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    allow_pickle: bool = False,
+    like: Any = None,
 ) -> ControlModel:
     """One unit's model from a diffusers folder or a single .safetensors file (a T2I
-    adapter also from a .pth file, with the pickle consent)."""
+    adapter also from a .pth file, with the pickle consent). like: the main model's
+    transformer config, for what an SD 3 or FLUX.1 ControlNet file does not record."""
     if not path.is_dir() and is_adapter_path(path):
         return adapter_runs.load_file_adapter(path, device, dtype, allow_pickle=allow_pickle)
     if path.is_dir():
@@ -171,6 +193,8 @@ def load(
         loaded = cls.from_pretrained(
             str(path), torch_dtype=dtype, local_files_only=True, use_safetensors=True
         )
+    elif path.suffix.lower() == ".safetensors" and _flow_file(path):
+        loaded = flow_files.load(path, dtype, like)
     elif path.suffix.lower() == ".safetensors":
         loaded = ControlNetModel.from_single_file(
             str(path),
@@ -207,8 +231,9 @@ class ControlModels:
         path = resolve(unit.model, folders)
         key = (str(path.resolve()), str(model.device), str(model.dtype))
         if key not in self._loaded:
+            like = getattr(getattr(model.pipe, "transformer", None), "config", None)
             self._loaded[key] = load(
-                path, model.device, model.dtype, allow_pickle=self.allow_pickle
+                path, model.device, model.dtype, allow_pickle=self.allow_pickle, like=like
             )
         loaded = self._loaded[key]
         _check_fits(loaded, model, unit.model)

@@ -1,8 +1,9 @@
 """FLUX.1: a 12B rectified-flow transformer over 16-channel latents packed into 2 x 2
 tokens, with CLIP-L and T5-XXL.
 
-Variants, told from the transformer's config: dev (guidance distilled into the model,
-no negative prompt), schnell (4 steps, no guidance: no guidance embedding) and Fill
+Variants, told from the transformer's config: dev (guidance distilled into the model;
+a negative prompt only with true CFG, the pipelines' true_cfg_scale, off by default as
+it doubles the work per step), schnell (4 steps, no guidance: no guidance embedding) and Fill
 (inpainting: 384 input channels, the masked picture and the mask beside the latents;
 inpaint through FluxFillPipeline, which ignores strength).
 """
@@ -72,6 +73,7 @@ PROFILE = FamilyProfile(
             height=1024,
             guidance_scale=3.5,
             scheduler=SchedulerName.EULER,
+            true_cfg=True,
         ),
         Variant(
             name="schnell",

@@ -12,11 +12,14 @@ not image to image, so the form offers no image to image.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.api import GuidanceKind, Mode, ModelFamily, SchedulerName
+from engine.api import EngineError, ErrorKind, GuidanceKind, Mode, ModelFamily, SchedulerName
 from engine.families.flux1 import FLUX_SAMPLERS
 from engine.families.profile import Factors, FamilyProfile, FolderFacts, Variant
 
@@ -97,6 +100,57 @@ def call_arguments(pipe: Any, args: dict[str, Any], variant: str) -> dict[str, A
         )
         args["negative_prompt_embeds"] = embeds
     return args
+
+
+# ---------------------------------------------------------------- klein's single files
+
+FILE_PREFIX = "model.diffusion_model."  # ComfyUI's prefix, in some files
+# Only FLUX.2 has one modulation for all single blocks (FLUX.1 has one per block).
+_KLEIN_KEY = "single_stream_modulation.lin.weight"
+# The config folder (engine/model_configs/) and size of each text width klein takes:
+# 3 x the Qwen3 hidden size (2560 for Qwen3-4B, 4096 for Qwen3-8B).
+_SIZES = {7680: ("flux2-klein-4b", "4B"), 12288: ("flux2-klein-9b", "9B")}
+_FLUX2_DEV_CONTEXT = 15360  # 3 x Mistral Small's 5120
+
+
+def is_klein_layout(keys: Sequence[str] | Mapping[str, object]) -> bool:
+    return _KLEIN_KEY in keys or FILE_PREFIX + _KLEIN_KEY in keys
+
+
+def file_shape(shapes: Mapping[str, Sequence[int]], name: str) -> list[int]:
+    """A tensor's shape in BFL's layout, with or without ComfyUI's prefix ([] if absent)."""
+    return [int(n) for n in (shapes.get(name) or shapes.get(FILE_PREFIX + name) or [])]
+
+
+@dataclass(frozen=True)
+class KleinFile:
+    """What a klein transformer file's header says."""
+
+    config_folder: str  # under engine/model_configs: "flux2-klein-4b" or "flux2-klein-9b"
+    size: str  # "4B", "9B"; "" for a width no published klein has
+    distilled: bool
+
+
+def klein_file(path: Path, shapes: Mapping[str, Sequence[int]]) -> KleinFile:
+    """Size from the context embedder's width; distilled or base from the file's name, as
+    BFL names them (flux-2-klein-base-4b): the two hold the same tensors."""
+    context = file_shape(shapes, "txt_in.weight")
+    width = context[1] if len(context) == 2 else 0
+    if width == _FLUX2_DEV_CONTEXT:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{path.name} is FLUX.2 dev (32B, with a Mistral text encoder), which DiffusionDesk "
+            "does not run; use FLUX.2 klein 4B or 9B.",
+        )
+    folder, size = _SIZES.get(width, ("flux2-klein-4b", ""))
+    return KleinFile(folder, size, file_variant(path.name) == "distilled")
+
+
+def file_variant(name: str) -> str:
+    """ "base" for a file named klein base (BFL's flux-2-klein-base-4b, or klein_base,
+    klein-4b-base), else "distilled": the two hold the same tensors, only names differ."""
+    after = Path(name).stem.lower().replace("_", "-").split("klein", 1)[-1]
+    return "base" if "base" in after else "distilled"
 
 
 def _variant(facts: FolderFacts) -> str:

@@ -67,6 +67,9 @@ class Variant:
     pipelines: Mapping[Mode, str | None] = field(default_factory=dict)
     # Samplers that fit this variant, where they differ from the family's (SANA-Sprint).
     samplers: tuple[SchedulerName, ...] = ()
+    # A distilled variant that also takes true CFG with a negative prompt, off at 1
+    # (FLUX.1 dev: the pipelines' true_cfg_scale; twice the work per step when on).
+    true_cfg: bool = False
 
 
 @dataclass(frozen=True)

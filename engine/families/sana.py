@@ -31,6 +31,11 @@ _SPRINT_PIPELINES = {
 }
 FIT_ON_LOAD: Factors = ([], [0.0, 0.0, 0.0])  # no rows: fitted on the loaded VAE
 SPRINT_STEPS_WITH_MIDPOINT = 2  # Sprint's fixed intermediate timestep needs exactly 2 steps
+# The 2K and 4K models, by their transformer's sample_size (in latent pixels). They start
+# at 2048 px, the 2K model's own size and the largest the engine takes (2048² pixels,
+# engine/validation.py); the 1024 px default would waste the 4K model.
+_HIGH_RESOLUTION = {64: "2k", 128: "4k"}
+_HIGH_RESOLUTION_SIDE = 2048
 
 
 def _variant(facts: FolderFacts) -> str:
@@ -39,7 +44,10 @@ def _variant(facts: FolderFacts) -> str:
         or facts.component_class("scheduler") == "SCMScheduler"
         or bool(facts.config("transformer").get("guidance_embeds", False))
     )
-    return "sprint" if sprint else ""
+    if sprint:
+        return "sprint"
+    sample_size = facts.config("transformer").get("sample_size") or 32
+    return _HIGH_RESOLUTION.get(int(sample_size), "")
 
 
 def call_arguments(pipe: Any, args: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -70,6 +78,19 @@ PROFILE = FamilyProfile(
             height=1024,
             guidance_scale=4.5,
             scheduler=SchedulerName.DPMPP_2M,
+        ),
+        *(
+            Variant(
+                name=name,
+                label=f"SANA {name.upper()}",
+                guidance=GuidanceKind.CFG,
+                steps=20,
+                width=_HIGH_RESOLUTION_SIDE,
+                height=_HIGH_RESOLUTION_SIDE,
+                guidance_scale=4.5,
+                scheduler=SchedulerName.DPMPP_2M,
+            )
+            for name in _HIGH_RESOLUTION.values()
         ),
         Variant(
             name="sprint",

@@ -51,6 +51,8 @@ from engine.library import DONE, FAILED, GONE, LibraryError, ModelEntry, ModelLi
 from engine.library_scan import BackgroundScan
 from guiapp.widgets.download_panel import DownloadPanel
 
+# The library's family words (engine/library.py) as people write them; "flux" is what a
+# FLUX.1 file's keys (and a FLUX LoRA's) say, "flux1" what a FLUX.1 folder's JSON says.
 FAMILY_NAMES = {
     "sd1": "SD 1.x",
     "sd2": "SD 2.x",
@@ -58,7 +60,10 @@ FAMILY_NAMES = {
     "sdxl": "SDXL",
     "sdxl-refiner": "SDXL refiner",
     "sd3": "SD 3",
-    "flux": "FLUX",
+    "flux": "FLUX.1",
+    "flux1": "FLUX.1",
+    "flux2": "FLUX.2 klein",
+    "zimage": "Z-Image",
     "sana": "SANA",
     "qwen_image": "Qwen-Image",
     "": "unknown",

@@ -112,6 +112,17 @@ class ParameterPanel(QWidget):
         self.guidance_spin.setToolTip("Guidance (CFG) scale: how strictly to follow the prompt.")
         self._row("Guidance", self.guidance_spin)
         bind(self._model, "guidance_scale", self.guidance_spin)
+        self.true_cfg_spin = QDoubleSpinBox(self)
+        self.true_cfg_spin.setObjectName("trueCfg")
+        self.true_cfg_spin.setRange(1.0, MAX_GUIDANCE)
+        self.true_cfg_spin.setSingleStep(0.5)
+        self.true_cfg_spin.setDecimals(1)
+        self.true_cfg_spin.setToolTip(
+            "True CFG scale with the negative prompt, beside the distilled guidance: 1 is "
+            "off; above 1 each step runs the model twice."
+        )
+        self._row("True CFG", self.true_cfg_spin)
+        bind(self._model, "true_cfg_scale", self.true_cfg_spin)
 
     def _add_seed_row(self) -> None:
         self.seed_spin = SeedEdit(self)
@@ -215,6 +226,7 @@ class ParameterPanel(QWidget):
         """Offer what the model's family uses (guiapp/family_form.py)."""
         kind = family_form.guidance_kind(self._model)
         self.form.setRowVisible(self.guidance_spin, kind is not GuidanceKind.NONE)
+        self.form.setRowVisible(self.true_cfg_spin, family_form.true_cfg_offered(self._model))
         label = self.form.labelForField(self.guidance_spin)
         if isinstance(label, QLabel):
             label.setText(family_form.GUIDANCE_LABELS.get(kind, "Guidance"))

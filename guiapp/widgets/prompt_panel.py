@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from engine.api import GuidanceKind
 from guiapp import family_form
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind
@@ -36,11 +35,13 @@ class PromptPanel(QWidget):
         self._model = model
         model.signal("family").connect(self._fit_family)
         model.signal("variant").connect(self._fit_family)
+        model.signal("true_cfg_scale").connect(self._fit_family)
         self._fit_family()
 
     def _fit_family(self, *_: object) -> None:
-        """Only true-CFG families use a negative prompt (FLUX.1 and the few-step models
-        do not); the text stays in the view-model for the next model that does."""
-        shown = family_form.guidance_kind(self._model) is GuidanceKind.CFG
+        """Only true-CFG families use a negative prompt (FLUX.1 dev with its true CFG above
+        1; not the few-step models); the text stays in the view-model for the next model
+        that does."""
+        shown = family_form.negative_prompt_used(self._model)
         self.negative_label.setVisible(shown)
         self.negative_edit.setVisible(shown)

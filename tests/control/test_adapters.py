@@ -392,3 +392,78 @@ def test_a_size_off_the_adapters_patch_grid_is_refused_in_words(engine, adapters
     result = engine.generate(request(width=40, height=32, controls=(unit(adapters[0]),)), WAIT)
     assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT
     assert "multiples of 16, got 40x32 (try 32x32)" in result.message
+
+
+@pytest.mark.parametrize(
+    "folder, millions",
+    # Published sizes: the T2I-Adapter paper's 77M, TencentARC's SDXL adapters' 79M, and
+    # the colour adapter's 74.8 MB float32 file.
+    [("sd15", 77.37), ("sd15-light", 18.69), ("sdxl", 79.03)],
+)
+def test_the_shipped_configs_are_the_published_architectures(folder, millions):
+    import json
+
+    from engine.control.adapters import config_for
+    from engine.resources import model_configs_dir
+
+    shipped = json.loads((model_configs_dir() / "t2i_adapter" / folder / "config.json").read_text())
+    with torch.device("meta"):
+        published = T2IAdapter.from_config(shipped)
+    assert round(sum(p.numel() for p in published.parameters()) / 1e6, 2) == millions
+    # A file of that architecture in TencentARC's layout is matched to this config.
+    original = original_state(published) if folder != "sdxl" else published.state_dict()
+    names = adapter_keys.to_diffusers(list(original))
+    assert config_for({names[k]: tuple(v.shape) for k, v in original.items()}) == shipped
+
+
+@pytest.mark.parametrize("written_as", ["a1111", "record"])
+def test_adapter_units_are_written_and_read_back_into_the_same_picture(
+    engine, adapters, controlnets, tmp_path, written_as
+):
+    """A1111 text names an adapter as sd-webui-controlnet does (a ControlNet unit, by file
+    name, found again in the ControlNet folder); our record keeps its path."""
+    import json
+    import shutil
+
+    from engine import metadata
+
+    root = tmp_path / "models"
+    (root / "ControlNet").mkdir(parents=True)
+    adapter = T2IAdapter.from_pretrained(str(adapters[0]))
+    save_single_file(adapter, root / "ControlNet" / "t2iadapter_tiny_sketch.safetensors")
+    shutil.copytree(controlnets[0], root / "ControlNet" / "cn-a")
+    units = (
+        unit("t2iadapter_tiny_sketch", weight=0.6, start=0.25, end=0.75),
+        unit(root / "ControlNet" / "cn-a", weight=0.4, preprocessor="canny"),
+    )
+    first = engine.generate(request(steps=4, controls=units, model_folders=(str(root),)), WAIT)
+    assert isinstance(first, Finished), first
+    if written_as == "a1111":
+        back = metadata.parse_a1111_checked(metadata.format_a1111(first.request, first.seeds[0]))
+    else:
+        record = metadata.to_record(first.request, first.seeds[0])
+        back = metadata.from_record_checked(json.dumps(record))
+    assert back.request is not None and back.left_out == ()
+    assert [(u.weight, u.start, u.end) for u in back.units] == [(0.6, 0.25, 0.75), (0.4, 0.0, 1.0)]
+    restored = tuple(
+        ControlUnit(u.model, sketch(), u.weight, u.start, u.end, u.preprocessor) for u in back.units
+    )
+    again = engine.generate(
+        # The model is named by its file in A1111 text; these tests serve it by name.
+        back.request.with_changes(model=TINY, controls=restored, model_folders=(str(root),)),
+        WAIT,
+    )
+    np.testing.assert_array_equal(pixels(again), pixels(first))
+
+
+def test_the_model_library_lists_adapter_files_as_control_models(tmp_path):
+    from engine.checkpoint_keys import CONTROLNET, classify
+    from engine.library import _split_header, read_safetensors_header
+
+    files = {
+        "sd1": save_single_file(full_adapter(), tmp_path / "sd.safetensors", original=True),
+        "sdxl": save_single_file(tiny_adapter(), tmp_path / "xl.safetensors"),
+    }
+    for family, path in files.items():
+        keys, shapes, metadata = _split_header(read_safetensors_header(path))
+        assert classify(keys, shapes, metadata) == (CONTROLNET, family)

@@ -1,5 +1,6 @@
 """A FLUX.1 ControlNet at zero weight gives the picture of no ControlNet, pixel for pixel,
-in text to image, image to image and inpaint (diffusers' FluxControlNet pipelines sample
+in text to image, image to image and inpaint, and so does an SD 3 one (text to image, the
+one mode diffusers has for it) (diffusers' FluxControlNet pipelines sample
 the control image's encoding from the job's generators before drawing the noise:
 engine/control/same_noise.py), and the units still act at a non-zero weight."""
 
@@ -10,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxControlNetModel, FluxTransformer2DModel
+from diffusers import (
+    FluxControlNetModel,
+    FluxTransformer2DModel,
+    SD3ControlNetModel,
+    SD3Transformer2DModel,
+)
 from PIL import Image
-from tiny_flow_models import save_flow_model
+from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
 from engine.api import ControlUnit, Finished, GenerationRequest
 from engine.worker import Engine
@@ -93,3 +99,38 @@ def test_a_zero_weight_flux_controlnet_gives_the_same_pixels_as_none(engine, flu
     same = np.asarray(plain.images[0].convert("RGB"))
     np.testing.assert_array_equal(np.asarray(zero.images[0].convert("RGB")), same)
     assert not np.array_equal(np.asarray(full.images[0].convert("RGB")), same)
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sd3-zero")
+    folder = root / "sd3"  # two layers: SD 3 adds no residual to its last (text-only) block
+    tiny_sd3_pipeline(root / "build", layers=2).save_pretrained(folder)
+    tr = SD3Transformer2DModel.from_pretrained(folder / "transformer")
+    net = SD3ControlNetModel.from_transformer(
+        tr, num_layers=1, num_extra_conditioning_channels=0, load_weights_from_transformer=False
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for layer in (*net.controlnet_blocks, net.pos_embed_input.proj):
+            torch.nn.init.normal_(layer.weight, std=0.3)
+    net.save_pretrained(root / "cn")
+    return folder, root / "cn"
+
+
+def test_a_zero_weight_sd3_controlnet_gives_the_same_pixels_as_none(engine, sd3):
+    model, net = sd3
+    control = Image.fromarray(np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3), np.uint8))
+    plain = engine.generate(_request(model, guidance_scale=4.0), 600)
+    zero = engine.generate(
+        _request(model, guidance_scale=4.0, controls=(ControlUnit(str(net), control, weight=0.0),)),
+        600,
+    )
+    full = engine.generate(
+        _request(model, guidance_scale=4.0, controls=(ControlUnit(str(net), control),)), 600
+    )
+    for result in (plain, zero, full):
+        assert isinstance(result, Finished), result
+    same = np.asarray(plain.images[0])
+    np.testing.assert_array_equal(np.asarray(zero.images[0]), same)
+    assert not np.array_equal(np.asarray(full.images[0]), same)

@@ -5,15 +5,25 @@ them as an array. Every offered sampler runs every mode of every family."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import pytest
 import torch
 from engine_helpers import WAIT, box_mask, picture
-from flow_canvas_helpers import FLOW_MODELS, flow_request, serve_flow
+from flow_canvas_helpers import FLOW_MODELS, flow_request, module_engine, serve_flow
 
 from engine.api import Finished, Mode, SchedulerName
 from engine.schedulers import make_scheduler
+from engine.worker import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models) -> Iterator[Engine]:
+    yield from module_engine(tiny_models)
+
 
 SHIFTED = {"shift": 3.0, "use_dynamic_shifting": False}
 
@@ -60,3 +70,16 @@ def test_every_offered_sampler_runs_image_to_image_and_inpaint(engine, tiny_mode
         changes["mask"] = box_mask((64, 64), (16, 16, 48, 48))
     result = engine.generate(flow_request(model, scheduler=sampler.value, **changes), WAIT)
     assert isinstance(result, Finished), result
+
+
+def test_euler_a_on_a_flow_model_gives_one_picture_per_seed(engine, tiny_models):
+    serve_flow(tiny_models)
+    flux = next(m for m in FLOW_MODELS if m.name == "flux-dev")
+    r = flow_request(flux, scheduler=SchedulerName.EULER_A.value, seed=8)
+    first, again = engine.generate(r, WAIT), engine.generate(r, WAIT)
+    other = engine.generate(r.with_changes(seed=9), WAIT)
+    for result in (first, again, other):
+        assert isinstance(result, Finished), result
+    same = np.asarray(first.images[0])
+    assert np.array_equal(np.asarray(again.images[0]), same)
+    assert not np.array_equal(np.asarray(other.images[0]), same)

@@ -29,6 +29,7 @@ from engine.api import (
     Started,
     Step,
 )
+from engine.families.flux2 import FILE_PREFIX, klein_file
 from engine.models import ModelManager
 from engine.resources import model_configs_dir
 from tests.tiny_flow_files import write_gguf
@@ -80,9 +81,7 @@ def test_klein_base_is_told_from_its_name_and_runs_with_true_cfg(tmp_path: Path)
 
 
 def test_a_file_under_comfyuis_prefix_in_fp8_stays_fp8(tmp_path: Path) -> None:
-    files, reference = write_klein_files(
-        tmp_path, prefix=flux2_files.PREFIX, dtype=torch.float8_e4m3fn
-    )
+    files, reference = write_klein_files(tmp_path, prefix=FILE_PREFIX, dtype=torch.float8_e4m3fn)
     model = _manager(files.config_root, "bfloat16").get(str(files.transformer), Recorder(), never)
 
     assert model.notes[0] == "fp8 (e4m3fn)"
@@ -108,13 +107,17 @@ def _scaled_fp8(path: Path) -> None:
     save_file(scaled, path)
 
 
-def test_a_scaled_fp8_file_is_unscaled_and_says_so(tmp_path: Path) -> None:
+def test_scaled_fp8_transformer_and_encoder_files_are_unscaled_and_say_so(
+    tmp_path: Path,
+) -> None:
     files, reference = write_klein_files(tmp_path)
     _scaled_fp8(files.transformer)
+    _scaled_fp8(files.text_encoders["qwen3"])  # as ComfyUI's qwen_3_8b_fp8mixed
     model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
     assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float32
+    assert model.pipe.text_encoder.model.layers[0].mlp.up_proj.weight.dtype == torch.float32
     # Unscaled, the weights are the originals to fp8's precision: without the scales they
     # would be up to 448 times too large.
     assert np.abs(_image(model.pipe) - _image(reference)).mean() < 0.05
@@ -234,7 +237,7 @@ def test_4b_and_9b_are_told_from_the_file_and_the_shipped_configs_match_them(
     from diffusers import Flux2Transformer2DModel
 
     shapes = _klein_header(folder)
-    klein = flux2_files.inspect(Path(name), shapes)
+    klein = klein_file(Path(name), shapes)
     assert (klein.config_folder, klein.size, klein.distilled) == (folder, size, distilled)
     shipped = dict(
         Flux2Transformer2DModel.load_config(model_configs_dir() / folder / "transformer")
@@ -249,7 +252,7 @@ def test_4b_and_9b_are_told_from_the_file_and_the_shipped_configs_match_them(
 def test_flux2_dev_is_refused_in_words() -> None:
     shapes = {"txt_in.weight": [6144, 15360], "single_stream_modulation.lin.weight": [18432, 6144]}
     with pytest.raises(EngineError, match="is FLUX.2 dev .* use FLUX.2 klein 4B or 9B"):
-        flux2_files.inspect(Path("flux2-dev.safetensors"), shapes)
+        klein_file(Path("flux2-dev.safetensors"), shapes)
 
 
 def test_klein_9b_asks_for_qwen3_8b_and_names_the_4b_encoder_that_does_not_fit(
@@ -348,3 +351,118 @@ def test_the_engine_paints_and_inpaints_from_the_files_as_from_a_diffusers_folde
                 np.testing.assert_array_equal(pictures[0][outside], kept)
     finally:
         engine.shutdown(10)
+
+
+def test_the_model_library_names_a_klein_file_flux2_not_flux1() -> None:
+    from engine.checkpoint_keys import CHECKPOINT, classify
+
+    shapes = _klein_header("flux2-klein-4b")
+    assert classify(list(shapes), shapes, {}) == (CHECKPOINT, "flux2")
+    prefixed = {FILE_PREFIX + k: v for k, v in shapes.items()}
+    assert classify(list(prefixed), prefixed, {}) == (CHECKPOINT, "flux2")
+
+
+@pytest.mark.slow
+def test_the_cli_makes_a_picture_from_the_files_named_with_text_encoder_and_vae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from engine import cli
+    from engine import models as engine_models
+    from engine.addons import apply as addons_apply
+
+    files, _ = write_klein_files(tmp_path)
+    elsewhere = tmp_path / "downloads"
+    elsewhere.mkdir()
+    encoder = shutil.move(files.text_encoders["qwen3"], elsewhere / "my-qwen3-4b.safetensors")
+    vae = shutil.move(files.vae, elsewhere / "my-flux2-vae.safetensors")
+    # The tiny model's configurations stand in for the shipped ones.
+    for module in (engine_models, addons_apply):
+        monkeypatch.setattr(module, "model_configs_dir", lambda: files.config_root)
+    output = tmp_path / "out.png"
+    code = cli.main(
+        ["generate", "--prompt", "a red circle", "--model", str(files.transformer)]
+        + ["--text-encoder", str(encoder), "--vae", str(vae), "--device", "cpu"]
+        + ["--steps", "2", "--width", "32", "--height", "32", "--seed", "7"]
+        + ["--output", str(output), "--quiet"]
+    )
+    assert code == 0
+    with Image.open(output) as picture_file:
+        assert picture_file.size == (32, 32)
+        parameters = picture_file.text.get("parameters", "")
+    # klein's own defaults, read from the file before it loaded: Euler, no guidance.
+    assert "Steps: 2, Sampler: Euler, CFG scale: 1.0" in parameters
+    assert "Family: flux2, Variant: distilled" in parameters
+
+
+def test_a_klein_file_is_described_before_loading_without_torch(tmp_path: Path) -> None:
+    """The form and the CLI read a klein file's family and variant from its header, so
+    they start from klein's defaults (4 steps, Euler, no guidance) before anything loads."""
+    import subprocess
+    import sys
+
+    from engine import families
+
+    files, _ = write_klein_files(tmp_path / "d")
+    found = families.describe_source(str(files.transformer))
+    assert found is not None and (found[0].family, found[1]) == (ModelFamily.FLUX2, "distilled")
+    base, _ = write_klein_files(tmp_path / "b", distilled=False)
+    assert families.describe_source(str(base.transformer))[1] == "base"  # type: ignore[index]
+    gguf_file = write_gguf(files.transformer, tmp_path / "flux-2-klein-4b-Q8_0.gguf")
+    assert families.describe_source(str(gguf_file))[1] == "distilled"  # type: ignore[index]
+    # FLUX.1 has double_blocks too, but no shared modulation: not taken for klein.
+    flux1 = tmp_path / "flux1-schnell.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1)}, flux1)
+    assert families.describe_source(str(flux1))[0].family is ModelFamily.FLUX1  # type: ignore[index]
+
+    check = (
+        "import sys; from engine import families; "
+        f"found = families.describe_source({str(gguf_file)!r}); "
+        "assert found[1] == 'distilled', found; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_klein_of_another_depth_and_width_builds_from_the_shipped_config_and_its_file(
+    tmp_path: Path,
+) -> None:
+    """The shipped 4B config with the file's own dimensions put in: the tiny klein (2 heads
+    of 16, one block of each kind) loads against engine/model_configs/flux2-klein-4b."""
+    files, reference = write_klein_files(tmp_path)
+    model = flux2_files.load_transformer(
+        files.transformer,
+        model_configs_dir() / "flux2-klein-4b",
+        torch.float32,
+        None,
+        "FLUX.2 klein",
+    )
+    assert (model.config.num_attention_heads, model.config.attention_head_dim) == (2, 16)
+    assert (model.config.num_layers, model.config.num_single_layers) == (1, 1)
+    assert list(model.config.axes_dims_rope) == [4, 4, 4, 4]
+    inputs = {
+        "hidden_states": torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(0)),
+        "encoder_hidden_states": torch.randn(1, 3, 48, generator=torch.Generator().manual_seed(1)),
+        "timestep": torch.tensor([0.5]),
+        "img_ids": torch.zeros(4, 4),
+        "txt_ids": torch.zeros(3, 4),
+    }
+    with torch.no_grad():
+        ours = model(**inputs).sample
+        theirs = reference.transformer(**inputs).sample
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_a_damaged_klein_file_is_named_in_a_sentence(tmp_path: Path) -> None:
+    files, _ = write_klein_files(tmp_path)
+    state = load_file(files.transformer)
+    save_file({k: v for k, v in state.items() if not k.startswith("img_in.")}, files.transformer)
+    with pytest.raises(EngineError) as caught:
+        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert caught.value.kind == ErrorKind.MODEL
+    assert caught.value.message == (
+        "flux-2-klein-4b.safetensors is not a complete FLUX.2 klein 4B transformer: it lacks "
+        "klein's input projections or attention norms."
+    )

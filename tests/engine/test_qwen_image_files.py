@@ -28,30 +28,14 @@ from engine.api import (
     Started,
     Step,
 )
-from engine.models import ModelManager
 from engine.worker import Engine
 from tests.tiny_flow_files import write_gguf
-from tests.tiny_qwen_files import DIFFUSION_PREFIX, QwenFiles, write_qwen_files
+from tests.tiny_qwen_files import DIFFUSION_PREFIX, write_qwen_files
+from tests.tiny_qwen_files import folder_image as _from_folder
+from tests.tiny_qwen_files import manager_for as _manager
+from tests.tiny_qwen_files import picture_of as _image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
-
-SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
-
-
-def _image(pipe: object) -> np.ndarray:
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
-    ).images[0]
-
-
-def _manager(files: QwenFiles, dtype: str = "float32") -> ModelManager:
-    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
-
-
-def _from_folder(files: QwenFiles) -> np.ndarray:
-    model = _manager(files).get(str(files.diffusers_folder), Recorder(), never)
-    return _image(model.pipe)
 
 
 def test_the_three_comfyui_files_load_offline_and_draw_what_the_diffusers_folder_draws(
@@ -449,3 +433,92 @@ def test_the_model_library_lists_qwen_image_files_by_what_they_hold(tmp_path: Pa
         "qwen_image_fp8": ("checkpoint", "qwen_image"),
         "qwen_image_vae": ("vae", ""),
     }
+
+
+@pytest.mark.parametrize(
+    ("fp8", "gpu_gib", "placement"),
+    [
+        (False, 80, memory_policy.Placement.ON_DEVICE),
+        (False, 24, memory_policy.Placement.GROUP_OFFLOAD),
+        (True, 24, memory_policy.Placement.MODEL_OFFLOAD),
+    ],
+    ids=["bf16-80GB", "bf16-24GB", "fp8-24GB"],
+)
+def test_full_size_files_are_found_and_placed_on_a_gpu_from_their_headers_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fp8: bool,
+    gpu_gib: int,
+    placement: memory_policy.Placement,
+) -> None:
+    """The shipped configs against files in the real names and shapes (headers only, no
+    weights): the encoder and VAE are found by width, and the placement is chosen from the
+    real sizes before anything loads (a CUDA device's free memory mocked)."""
+    from engine import flow_single_file
+    from engine.resources import model_configs_dir
+    from tests.tiny_qwen_files import write_full_size_headers
+
+    transformer, encoder, vae = write_full_size_headers(
+        tmp_path / "ComfyUI" / "models", fp8_transformer=fp8, scaled_encoder=True
+    )
+    gib = memory_policy.GIB
+    monkeypatch.setattr(memory_policy, "device_free", lambda device: gpu_gib * gib)
+    monkeypatch.setattr(memory_policy, "system_free", lambda: 128 * gib)
+    load = flow_single_file.prepare(
+        transformer, model_configs_dir(), torch.bfloat16, torch.device("cuda"), never, roots=[]
+    )
+
+    assert (load.family, load.variant) == (ModelFamily.QWEN_IMAGE, "")
+    assert load.chosen.files["text_encoder"].path == encoder
+    assert load.chosen.files["vae"].path == vae
+    # The 20.4B transformer at 2 bytes a weight (fp8: 1, its biases and norms 2), the
+    # largest part by far; the scaled fp8 encoder is counted as what it becomes, bfloat16.
+    expected = 20_430_401_088 * (1 if fp8 else 2)
+    assert load.memory.largest_bytes == pytest.approx(expected, rel=0.001)
+    # The encoder's language model at 2 bytes (its vision tower and lm_head are not read),
+    # the VAE at 2.
+    encoder_bytes = (8_292_166_656 - 676_550_144 - 544_997_376) * 2
+    rest = load.memory.model_bytes - load.memory.largest_bytes
+    assert rest == pytest.approx(encoder_bytes + 126_892_531 * 2, rel=0.001)
+    assert load.memory.placement is placement
+    notes = (("fp8 (e4m3fn)",) if fp8 else ()) + (
+        () if placement is memory_policy.Placement.ON_DEVICE else (load.memory.label,)
+    )
+    assert load.notes == notes
+    if placement is not memory_policy.Placement.ON_DEVICE:
+        assert load.memory.label.startswith(f"{placement} (model ")
+        assert load.memory.label.endswith(f"GPU {gpu_gib}.0 GB free)")
+
+
+def test_files_that_are_not_qwen_image_or_not_readable_describe_no_family(
+    tmp_path: Path,
+) -> None:
+    from engine.file_family import file_family
+
+    junk = {
+        "old.ckpt": b"PK\x03\x04" + b"\0" * 40,
+        "cut.safetensors": b"\xff" * 20,
+        "cut.gguf": b"GGUF\x03\x00",
+        "empty.safetensors": b"",
+    }
+    for name, data in junk.items():
+        (tmp_path / name).write_bytes(data)
+        assert file_family(tmp_path / name) is None, name
+    flux_vae = _flux_style_vae(tmp_path / "ae.safetensors")
+    assert file_family(flux_vae) is None
+    assert file_family(tmp_path / "missing.safetensors") is None
+
+
+def test_a_file_named_by_hand_that_is_no_encoder_or_vae_is_refused_in_a_sentence(
+    tmp_path: Path,
+) -> None:
+    files, _ = write_qwen_files(tmp_path)
+    gguf_encoder = tmp_path / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
+    gguf_encoder.write_bytes(b"GGUF\x03\x00\x00\x00")
+    with pytest.raises(EngineError) as caught:
+        _manager(files).get(str(files.transformer), Recorder(), never, files=[str(gguf_encoder)])
+    assert caught.value.kind == ErrorKind.BAD_INPUT
+    assert caught.value.message == (
+        "Qwen2.5-VL-7B-Instruct-Q8_0.gguf is not a text encoder or VAE that DiffusionDesk can "
+        "read; give the .safetensors file of one (GGUF text encoders are not supported)."
+    )

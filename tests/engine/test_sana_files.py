@@ -20,26 +20,15 @@ from engine import sana_files
 from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.models import ModelManager
 from engine.resources import model_configs_dir
-from tests.tiny_sana_files import dc_ae_to_original, sana_to_original, write_sana_files
+from tests.tiny_sana_files import (
+    assert_same_pixels,
+    dc_ae_to_original,
+    sana_image,
+    sana_to_original,
+    write_sana_files,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
-
-SETTINGS = {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
-
-
-def _image(pipe: object) -> np.ndarray:
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", generator=generator, use_resolution_binning=False, **SETTINGS
-    ).images[0]
-
-
-def _same_pixels(a: np.ndarray, b: np.ndarray) -> None:
-    """The same picture: floats within float32 noise, the saved 8-bit pixels identical."""
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    np.testing.assert_array_equal(
-        (a * 255).round().astype(np.uint8), (b * 255).round().astype(np.uint8)
-    )
 
 
 def _manager(config_root: Path, dtype: str = "float32", **kwargs: object) -> ModelManager:
@@ -69,9 +58,9 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
         "loading tokenizer",
         "loading vae",
     } <= set(stages)
-    from_file = _image(model.pipe)
-    from_folder = _image(manager.get(str(files.folder), Recorder(), never).pipe)
-    _same_pixels(from_file, from_folder)
+    from_file = sana_image(model.pipe)
+    from_folder = sana_image(manager.get(str(files.folder), Recorder(), never).pipe)
+    assert_same_pixels(from_file, from_folder)
 
 
 def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) -> None:
@@ -82,7 +71,7 @@ def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) ->
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
     model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
-    _same_pixels(_image(model.pipe), _image(reference))
+    assert_same_pixels(sana_image(model.pipe), sana_image(reference))
 
 
 def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
@@ -98,7 +87,7 @@ def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
         str(files.transformer), Recorder(), never
     )
     assert model.family == ModelFamily.SANA
-    _same_pixels(_image(model.pipe), _image(reference))
+    assert_same_pixels(sana_image(model.pipe), sana_image(reference))
 
 
 def test_a_missing_gemma_encoder_is_named_and_can_be_chosen_by_hand(tmp_path: Path) -> None:
@@ -117,7 +106,7 @@ def test_a_missing_gemma_encoder_is_named_and_can_be_chosen_by_hand(tmp_path: Pa
     assert str(files.models / "text_encoders") in message and "--text-encoder" in message
 
     model = manager.get(str(files.transformer), Recorder(), never, files=[str(elsewhere)])
-    _same_pixels(_image(model.pipe), _image(reference))
+    assert_same_pixels(sana_image(model.pipe), sana_image(reference))
 
 
 def test_a_missing_dc_ae_is_named_and_the_cli_vae_option_supplies_it(
@@ -193,9 +182,9 @@ def test_a_gguf_sana_transformer_runs_quantized(tmp_path: Path) -> None:
     assert model.notes[0] == "GGUF Q8_0"
     to_q = model.pipe.transformer.transformer_blocks[0].attn1.to_q
     assert type(to_q).__name__ == "GGUFLinear" and to_q.weight.dtype == torch.uint8
-    image = _image(model.pipe)
+    image = sana_image(model.pipe)
     assert np.isfinite(image).all()
-    assert np.abs(image - _image(reference)).mean() < 0.02
+    assert np.abs(image - sana_image(reference)).mean() < 0.02
 
 
 def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
@@ -208,9 +197,9 @@ def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: 
     assert block.attn1.to_q.weight.dtype == torch.float8_e4m3fn
     assert block.ff.conv_inverted.weight.dtype == torch.float8_e4m3fn
     assert block.scale_shift_table.dtype == torch.bfloat16  # read directly: cast up once
-    image = _image(model.pipe)
+    image = sana_image(model.pipe)
     assert np.isfinite(image).all()
-    assert np.abs(image - _image(reference)).mean() < 0.05
+    assert np.abs(image - sana_image(reference)).mean() < 0.05
 
 
 # ------------------------------------------------------------------ real-size headers
@@ -326,3 +315,31 @@ def test_the_model_library_lists_sana_files_as_a_sana_model_and_a_vae(
     for path, kind, family in ((files.transformer, "checkpoint", "sana"), (files.vae, "vae", "")):
         entry = inspect_file(str(path), None, str(files.models), path.stat())
         assert (entry.kind, entry.family) == (kind, family), path.name
+
+
+@pytest.mark.parametrize(
+    ("folder", "variant", "size"),
+    [
+        ("sana", "", 1024),
+        ("sana-2k", "2k", 2048),
+        ("sana-4k", "4k", 2048),
+        ("sana-sprint", "sprint", 1024),
+    ],
+)
+def test_the_2k_and_4k_models_start_at_2048_pixels(folder: str, variant: str, size: int) -> None:
+    import json
+
+    from engine import families
+    from engine.families.profile import FolderFacts
+
+    root = model_configs_dir()
+    own_index = root / folder / "model_index.json"
+    index = json.loads(
+        (own_index if own_index.is_file() else root / "sana" / "model_index.json").read_text()
+    )
+    transformer = json.loads((root / folder / "transformer" / "config.json").read_text())
+    profile, found = families.detect(
+        FolderFacts(index, {"transformer": transformer}, name="x"), "x"
+    )
+    assert (profile.family, found) == (ModelFamily.SANA, variant)
+    assert (profile.variant(found).width, profile.variant(found).height) == (size, size)

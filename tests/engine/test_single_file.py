@@ -166,7 +166,7 @@ def test_configured_tiny_vae_for_a_single_file(tiny_configs: Path, tmp_path: Pat
     from engine.models import default_tiny_vae_dirs
 
     assert default_tiny_vae_dirs()["sdxl"].name == "taesdxl"
-    taesd = tmp_path / "taesd"
+    taesd = tmp_path / "bundled" / "taesd"  # not beside the file, where it would be found
     AutoencoderTiny(
         encoder_block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8),

@@ -1,5 +1,6 @@
 """T2I adapters in the ControlNet dock: "Add unit" takes an adapter as it takes a
-ControlNet, names which one it is, and the window makes a picture with it."""
+ControlNet, names which one it is, the window makes a picture with it, and Reuse
+parameters puts the unit back."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def test_the_window_makes_a_picture_with_an_adapter_unit(qtbot, make_window, tin
     window.form.model = str(model)
     window.form.width = window.form.height = 64
     window.form.steps = 3
+    window.form.random_seed = False
+    window.form.seed = 5
     sketch = Image.new("RGB", (64, 64), "black")
     ImageDraw.Draw(sketch).ellipse((12, 12, 52, 52), outline="white", width=4)
     sketch.save(tmp_path / "sketch.png")
@@ -81,13 +84,27 @@ def test_the_window_makes_a_picture_with_an_adapter_unit(qtbot, make_window, tin
     unit.model.setText(str(adapter))
     unit.source.setCurrentText("File")
     unit.image_path.setText(str(tmp_path / "sketch.png"))
+    unit.weight.setValue(0.8)
+    unit.end.setValue(0.6)
     assert unit.kind.text() == "T2I adapter"
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=120000)
     assert window.error_area.message() == ""
     assert window.canvas.previews_shown >= 1
-    with Image.open(window.workspace.history.entries()[0].path) as picture:
-        assert (
-            'ControlNet 0: "Module: none, Model: t2iadapter_tiny, Weight: 1.0'
-            in picture.info["parameters"]
-        )
+    first = window.workspace.history.entries()[0]
+    with Image.open(first.path) as picture:
+        text = picture.info["parameters"]
+        made = np.asarray(picture.convert("RGB"))
+    assert 'ControlNet 0: "Module: none, Model: t2iadapter_tiny, Weight: 0.8' in text
+    # Reuse parameters puts the adapter unit back, and it makes the same picture again.
+    window.control_dock.remove_unit(unit)
+    window.workspace.reuse_parameters(first)
+    (back,) = window.control_dock.units
+    assert back.model.text() == str(adapter) and back.kind.text() == "T2I adapter"
+    assert (back.weight.value(), back.end.value()) == (0.8, 0.6)
+    assert back.image_path.text() == str(tmp_path / "sketch.png")
+    qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 2, timeout=120000)
+    second = next(e for e in window.workspace.history.entries() if e.path != first.path)
+    with Image.open(second.path) as picture:
+        np.testing.assert_array_equal(np.asarray(picture.convert("RGB")), made)
