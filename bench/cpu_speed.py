@@ -2,7 +2,8 @@
 float32 diffusers call in the same run. Prints one JSON object.
 
     python bench/cpu_speed.py [--size 512] [--steps 20] [--repeats 3] [--pictures 1]
-                              [--paths bf16,openvino,tiny] [--cutoff 0.5] [--deep-cache 3]
+                              [--paths bf16,openvino,openvino_int8,tiny]
+                              [--cutoff 0.5] [--deep-cache 3]
                               [--no-starter]
                               [--no-rss]
 
@@ -12,15 +13,19 @@ here, so nothing is downloaded; speed does not depend on the weights' values. Me
 - per path, one UNet call at batch 2 (a guided step) and one full VAE decode, the paths
   taking turns (median of --repeats): "plain" (float32 diffusers, the baseline), "bf16"
   (bfloat16 + channels_last, the default on CPUs with bfloat16 units), "openvino"
-  (the OpenVINO backend), "tiny" (the fast-decode tiny autoencoder), "compile" (the
-  UNet under torch.compile, opt-in, only when listed in --paths);
+  (the OpenVINO backend), "openvino_int8" (its UNet quantized to int8 by nncf,
+  calibrated on a --steps run of the bfloat16 graph at the size), "openvino_pinned"
+  (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION), "tiny" (the
+  fast-decode tiny autoencoder), "compile" (the UNet under torch.compile, opt-in; the
+  last two and "openvino_pinned" only when listed in --paths);
 - correlation of each path's UNet output with float32's on the same inputs;
 - a --steps guided picture through the engine with live previews and default settings
   (dtype and backend "auto"), alternating with the plain float32 pipeline call
   (--pictures rounds): seconds, ratio, and the two pictures' PSNR; the same with deep
-  cache every --deep-cache steps, and with all the optional speed-ups (guidance cut-off
-  at --cutoff, deep cache, fast decode); a 1-step unguided picture with the full VAE
-  decode;
+  cache every --deep-cache steps (on OpenVINO where "auto" picks it), with all the
+  optional speed-ups (guidance cut-off at --cutoff, deep cache, fast decode), and with
+  the backend "openvino-int8" where openvino_int8 is in --paths (its calibrating first
+  job is the warm-up); a 1-step unguided picture with the full VAE decode;
 - OpenVINO's first-use conversion and compilation, cold and from its cache;
 - peak RSS of each path, each in a fresh process making a 2-step picture;
 - the starter model's 20-step picture (128x128) with default settings against float32.
@@ -62,7 +67,7 @@ from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from engine import devices, single_file  # noqa: E402
 from engine.api import Finished, GenerationRequest  # noqa: E402
-from engine.backends import choice, openvino_backend  # noqa: E402
+from engine.backends import choice, int8, openvino_backend  # noqa: E402
 from engine.models import LoadedModel  # noqa: E402
 from engine.resources import model_configs_dir  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
@@ -273,6 +278,10 @@ def unet_and_vae(
     if ov_model is not None:
         unets["openvino"] = lambda s, h: ov_model.unet_forward(s, step, h).sample
         vaes["openvino"] = lambda z: ov_model.vae_decode(z).sample
+    for name, other in (args.ov_variants or {}).items():  # int8, pinned
+        unets[name] = lambda s, h, other=other: other.unet_forward(s, step, h).sample
+        if name == "openvino_pinned":
+            vaes[name] = lambda z, other=other: other.vae_decode(z).sample
     if tiny is not None:
         vaes["tiny"] = lambda z: tiny.decode(z.to(tiny.dtype)).sample
     compile_s = None
@@ -323,6 +332,69 @@ def unet_and_vae(
     }
 
 
+class _Int8Serving:
+    """The int8 UNet graph with OpenVINOModel.unet_forward's call signature."""
+
+    def __init__(self, ov_model: Any, part: Any) -> None:
+        self.ov_model, self.part = ov_model, part
+
+    def unet_forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self.ov_model.active(decode=False, unet_part=self.part):
+            return self.ov_model.unet_forward(*args, **kwargs)
+
+
+def openvino_int8(
+    bf16: StableDiffusionPipeline, ov_model: Any, args: argparse.Namespace
+) -> tuple[dict, Any]:
+    """The engine's int8 path by hand: a --steps guided run of the bfloat16 graph keeps
+    its UNet inputs, nncf quantizes with them, the int8 graph compiles at batch 2."""
+    size = int8.size_name(args.size, args.size)
+    recorder = int8.Recorder(int8.calibration_file(ov_model.folder, size))
+    calibrate_s, _ = timed(
+        lambda: _calibration_run(bf16, ov_model, recorder, args.size, args.steps)
+    )
+    recorder.save()
+    quantize_s, xml = timed(lambda: int8.quantize_unet(ov_model.folder, size))
+    part = ov_model.int8_part(xml)
+    compile_s, _ = timed(lambda: part.compile_for(ov_model.unet_shapes(2, args.size, args.size)))
+    return {
+        "calibration_run_s": round(calibrate_s, 1),
+        "calibration_samples": len(int8.load_calibration(recorder.path)),
+        "quantize_s": round(quantize_s, 1),
+        "compile_s": round(compile_s, 1),
+        "ir_size_mb": round(xml.with_suffix(".bin").stat().st_size / 2**20, 1),
+    }, _Int8Serving(ov_model, part)
+
+
+def _calibration_run(
+    pipe: StableDiffusionPipeline, ov_model: Any, recorder: Any, size: int, steps: int
+) -> None:
+    pipe.scheduler = make_scheduler(SCHEDULER, pipe.scheduler.config)
+    with torch.inference_mode(), ov_model.active(decode=False, recorder=recorder):
+        pipe(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE,
+            width=size,
+            height=size,
+            output_type="latent",
+            generator=torch.Generator("cpu").manual_seed(0),
+        )
+
+
+PINNED = {"ENABLE_CPU_PINNING": True, "CPU_DENORMALS_OPTIMIZATION": True}
+
+
+def openvino_pinned(bf16: StableDiffusionPipeline, ov_model: Any, size: int) -> Any:
+    pinned = openvino_backend.OpenVINOModel(
+        bf16.unet, bf16.vae, ov_model.folder, torch.bfloat16, settings=PINNED
+    )
+    pinned.unet_part.compile_for(pinned.unet_shapes(2, size, size))
+    pinned.decoder_part.compile_for(pinned.decoder_shapes(1, size, size))
+    return pinned
+
+
 def openvino_times(bf16: StableDiffusionPipeline, cache: Path, size: int) -> tuple[dict, Any]:
     """First-use conversion and compilation, cold and from the cache."""
     folder = openvino_backend.cache_folder(cache, bf16.unet, bf16.vae)
@@ -371,10 +443,20 @@ def pictures(
         "deep_cache": (engine, {"deep_cache": args.deep_cache}),
         "with_speedups": (fast_engine, speedups),
     }
+    int8_engine = None
+    if "openvino_int8" in args.paths:
+        int8_engine = Engine(_Fixed(loaded(bf16), description), backend="openvino-int8")
+        variants["int8"] = (int8_engine, {})
+        variants["int8_with_speedups"] = (int8_engine, speedups)
     try:
         # Warm-up at the picture's shapes; "auto" measures its backends here (once).
         engine_picture(engine, engine_request(size, 1, 0))
         engine_picture(fast_engine, engine_request(size, 2, 0, **speedups))
+        if int8_engine is not None:
+            # openvino_int8() above calibrated and quantized into the same cache (what the
+            # engine's first and second jobs at a size do): these compile.
+            engine_picture(int8_engine, engine_request(size, 1, 0))
+            engine_picture(int8_engine, engine_request(size, 2, 0, **speedups))
         choices = Path(args.cache) / choice.CHOICES_FILE
         chosen = json.loads(choices.read_text()) if choices.is_file() else args.backend
         seconds: dict[str, list[float]] = {name: [] for name in ["plain", *variants]}
@@ -430,6 +512,17 @@ def pictures(
                 # against the full VAE's picture would say nothing.
                 **({"psnr_vs_float32_db": None} if fast else {}),
             },
+            **(
+                {
+                    f"picture_{steps}_steps_int8": figures("int8"),
+                    f"picture_{steps}_steps_int8_with_speedups": {
+                        **figures("int8_with_speedups"),
+                        **({"psnr_vs_float32_db": None} if fast else {}),
+                    },
+                }
+                if int8_engine is not None
+                else {}
+            ),
             "picture_1_step_unguided": {
                 "plain_float32_s": round(one_plain, 2),
                 "engine_default_s": round(one_step, 2),
@@ -440,6 +533,8 @@ def pictures(
     finally:
         engine.shutdown(30)
         fast_engine.shutdown(30)
+        if int8_engine is not None:
+            int8_engine.shutdown(30)
 
 
 def starter(args: argparse.Namespace) -> dict[str, Any]:
@@ -519,7 +614,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="UNet/VAE timings per path")
     parser.add_argument("--pictures", type=int, default=1, help="rounds of pictures (0: none)")
-    parser.add_argument("--paths", default="bf16,openvino,tiny", help="also: compile")
+    parser.add_argument(
+        "--paths",
+        default="bf16,openvino,openvino_int8,tiny",
+        help="also: compile, openvino_pinned",
+    )
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
     parser.add_argument("--deep-cache", type=int, default=3, help="deep cache interval")
     parser.add_argument("--backend", default="auto", help="the engine's (default: auto)")
@@ -532,8 +631,10 @@ def main() -> None:
         rss_child(args.rss_child, args.size, args.cache)
         return
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    if "openvino" in args.paths and not openvino_backend.available():
-        args.paths.remove("openvino")
+    if not openvino_backend.available():
+        args.paths = [p for p in args.paths if not p.startswith("openvino")]
+    elif not int8.available() and "openvino_int8" in args.paths:
+        args.paths.remove("openvino_int8")
     own_cache = args.cache is None
     args.cache = args.cache or tempfile.mkdtemp(prefix="cpu-speed-")
     os.environ["DIFFUSIONDESK_CACHE"] = args.cache  # the engine's OpenVINO cache
@@ -574,18 +675,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sections[name] = round(now - mark)
         mark = now
 
+    args.ov_variants = {}
     if "openvino" in args.paths:
         report["openvino"], ov_model = openvino_times(bf16, Path(args.cache), args.size)
     section("openvino_export_and_compile")
+    if "openvino" not in args.paths:  # int8 and pinned build on its conversion
+        args.paths = [p for p in args.paths if not p.startswith("openvino_")]
+    if "openvino_int8" in args.paths:
+        report["openvino_int8"], args.ov_variants["openvino_int8"] = openvino_int8(
+            bf16, ov_model, args
+        )
+        section("openvino_int8_calibrate_quantize_compile")
+    if "openvino_pinned" in args.paths:
+        args.ov_variants["openvino_pinned"] = openvino_pinned(bf16, ov_model, args.size)
+        report["openvino_pinned_settings"] = PINNED
     fp32 = copy_as(bf16, torch.float32)
     report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
     section("unet_and_vae")
     del ov_model
-    goals = {
+    args.ov_variants = {}  # their compiled graphs' memory back before the pictures
+    correlations = report["unet_correlation_vs_float32"]
+    goals = {  # the default paths; int8 is opt-in and has its own line
         "unet_correlation_above_0.999": all(
-            v > 0.999 for v in report["unet_correlation_vs_float32"].values()
+            v > 0.999 for k, v in correlations.items() if k != "openvino_int8"
         )
     }
+    if "openvino_int8" in correlations:
+        goals["int8_unet_correlation_above_0.999"] = correlations["openvino_int8"] > 0.999
     if args.pictures > 0:  # --pictures 0: the per-path figures only
         report.update(pictures(args, fp32, bf16))
         section("pictures")

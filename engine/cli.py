@@ -164,9 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--backend",
         default=None,
-        choices=("auto", "torch", "openvino"),
+        choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
-        "faster for the model), torch or openvino",
+        "faster for the model at that size), torch, openvino, or openvino-int8 (the UNet "
+        "quantized to int8, calibrated on the first picture at each size)",
     )
     g.add_argument(
         "--compile",

@@ -168,11 +168,10 @@ def files_for(spec: FlowSpec) -> FamilyFiles:
 
 def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
     klein = klein_file(path, header.shapes)
-    quant, storage = header.quantization, header.storage_dtype
-    if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
-        quant, storage = f"{quant}, scaled: run unpacked", None
     overrides: dict[str, object] = {"is_distilled": klein.distilled}
-    return FlowSpec(FLUX2, klein.config_folder, path, quant, storage, overrides)
+    return FlowSpec(
+        FLUX2, klein.config_folder, path, header.quantization, header.storage_dtype, overrides
+    )
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
@@ -280,6 +279,12 @@ def choose_files(
     for f in given:
         if not f.path.is_file():
             raise EngineError(ErrorKind.BAD_INPUT, f"The file {f.path} does not exist.")
+        if not f.kind:  # named by hand, so never passed over in silence
+            raise EngineError(
+                ErrorKind.BAD_INPUT,
+                f"{f.path.name} is not a text encoder or VAE that DiffusionDesk can read; "
+                "give the .safetensors file of one (GGUF text encoders are not supported).",
+            )
     own = [] if quantized.is_gguf(spec.path) else cf.embedded(spec.path)
     pools: dict[str, list[cf.WeightFile]] = {}
     chosen: dict[str, cf.WeightFile | None] = {}

@@ -95,7 +95,8 @@ class Engine:
     ) -> None:
         """niceness > 0 lowers the worker thread's CPU priority (and that of the torch
         threads it starts), so that a window's thread wins the CPU when it wakes up.
-        backend: "auto", "torch" or "openvino" (None: $DIFFUSIONDESK_BACKEND or "auto");
+        backend: "auto", "torch", "openvino" or "openvino-int8" (None:
+        $DIFFUSIONDESK_BACKEND or "auto");
         compile_unet: torch.compile the UNet (see engine/backends)."""
         from engine.backends.choice import Accelerator
 

@@ -111,7 +111,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--backend",
         default=None,
-        choices=("auto", "torch", "openvino"),
+        choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU (default: the Speed panel's)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")

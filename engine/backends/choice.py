@@ -7,7 +7,8 @@ size on this machine: the first job of a model at a size and batch converts the 
 <cache>/backend_choices.json, so later jobs at that shape (and later runs of the
 application) do not measure again. The shape is part of the choice because the winner
 changes with it: at 128 px torch won here, at 512 px OpenVINO by 1.6x. "torch" and "openvino"
-force a backend. torch.compile is a separate opt-in for the torch backend.
+force a backend; "openvino-int8" is OpenVINO with the UNet quantized to int8 (see
+engine/backends/int8.py). torch.compile is a separate opt-in for the torch backend.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from engine import deep_cache, guidance_cutoff
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
-from engine.backends import BACKEND_NAMES, openvino_backend
+from engine.backends import BACKEND_NAMES, OPENVINO_BACKENDS, int8, openvino_backend
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
@@ -36,7 +37,11 @@ ShouldCancel = Callable[[], bool]
 CHOICES_FILE = "backend_choices.json"
 DEEP_CACHE_ON_TORCH = (
     "Deep cache works on the torch UNet's blocks, so this job ran on plain torch "
-    "(without OpenVINO or torch.compile)."
+    "(without torch.compile)."
+)
+DEEP_CACHE_NOT_IN_OPENVINO = (
+    "This model's OpenVINO conversion has no shallow-level graph for deep cache, so this "
+    "job ran on plain torch."
 )
 COMPILE_COST = (
     "torch.compile of the UNet: the first picture at each new size first compiles for "
@@ -66,11 +71,17 @@ def check_backend_name(name: str) -> str:
             ErrorKind.BAD_INPUT,
             f"Unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}.",
         )
-    if key == "openvino" and not openvino_backend.available():
+    if key in OPENVINO_BACKENDS and not openvino_backend.available():
         raise EngineError(
             ErrorKind.BAD_INPUT,
             "The OpenVINO backend needs the openvino package: "
             "pip install 'diffusiondesk[openvino]', or choose the torch backend.",
+        )
+    if key == "openvino-int8" and not int8.available():
+        raise EngineError(
+            ErrorKind.BAD_INPUT,
+            "The openvino-int8 backend needs the nncf package: "
+            "pip install 'diffusiondesk[openvino]', or choose the openvino backend.",
         )
     return key
 
@@ -113,6 +124,7 @@ class Accelerator:
         self.cache_dir = cache_dir or cache_root()
         self._ov: dict[int, openvino_backend.OpenVINOModel] = {}  # by id(unet)
         self._compiled: dict[int, Any] = {}  # id(unet) -> compiled forward
+        self._converted = False  # this job's OpenVINO conversion is done (or was cached)
 
     def release(self) -> None:
         self._ov.clear()
@@ -132,30 +144,31 @@ class Accelerator:
         unet = getattr(_pipe(model), "unet", None)
         if unet is None:  # transformer families (engine/families/): torch runs them as loaded
             note = "OpenVINO runs UNet models only; torch ran this one."
-            return Session("", [note] if self.backend == "openvino" else [])
+            return Session("", [note] if self.backend in OPENVINO_BACKENDS else [])
         batches = unet_batch(request, model, images)
-        if deep_cache.is_on(request.deep_cache) and deep_cache.supports(unet):
-            # The cache skips the torch UNet's own blocks: neither a converted graph nor
-            # a compiled one has them, so the job runs plain torch.
-            if self.backend == "openvino" or self.compile_unet:
-                return Session("", [DEEP_CACHE_ON_TORCH])
-            return Session("")
+        deep = request.deep_cache if deep_cache.is_on(request.deep_cache) else None
+        deep = deep if deep_cache.supports(unet) else None
         if self.backend != "torch" and model.device.type == "cpu":
             reason = openvino_backend.unsupported_reason(unet)
+            reason = reason or openvino_backend.size_reason(unet, width, height)
             if reason is None and openvino_backend.available():
                 shape = choice_shape(batches[0], height, width)
                 if self.backend == "auto" and self._remembered(model, shape) == "torch":
-                    return self._torch(model, batches[0], height, width, progress)
+                    return self._torch(model, batches[0], height, width, progress, deep)
+                self._converted = False
                 try:
                     session = self._openvino_session(
-                        model, batches, height, width, progress, should_cancel
+                        model, batches, height, width, progress, should_cancel, deep
                     )
                 except (JobCancelled, EngineError, MemoryError):
                     raise
                 except Exception as exc:  # a converter or compiler failure: torch runs it
                     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-                    self._remember(model, "torch", failed=f"{type(exc).__name__}: {first}")
-                    torch_session = self._torch(model, batches[0], height, width, progress)
+                    # A failed conversion fails at every size; a failed compile at this one.
+                    failed_at = shape if self._converted else None
+                    failure = f"{type(exc).__name__}: {first}"
+                    self._remember(model, "torch", shape=failed_at, failed=failure)
+                    torch_session = self._torch(model, batches[0], height, width, progress, deep)
                     torch_session.warnings.append(
                         f"OpenVINO could not run this model ({type(exc).__name__}: {first}); "
                         "torch ran it."
@@ -163,10 +176,10 @@ class Accelerator:
                     return torch_session
                 if session is not None:
                     return session
-            elif self.backend == "openvino":
+            elif self.backend in OPENVINO_BACKENDS:
                 why = reason or "openvino is not installed"
-                return Session("", [f"OpenVINO cannot run this model ({why}); torch ran it."])
-        return self._torch(model, batches[0], height, width, progress)
+                return Session("", [f"OpenVINO cannot run this job ({why}); torch ran it."])
+        return self._torch(model, batches[0], height, width, progress, deep)
 
     def _openvino_session(
         self,
@@ -176,19 +189,102 @@ class Accelerator:
         width: int,
         progress: Progress,
         should_cancel: ShouldCancel,
+        deep: int | None = None,
     ) -> Session | None:
         """The OpenVINO session, or None where "auto" measured torch faster."""
         ov_model = self._openvino(model, progress, should_cancel)
+        self._converted = True
         if not self._wants_openvino(model, ov_model, batches[0], height, width, progress):
             return None
-        for batch in batches:
-            self._compile_ov(ov_model, batch, height, width, progress, should_cancel)
+        if deep is not None and not ov_model.runs_deep_cache:
+            return Session("", [DEEP_CACHE_NOT_IN_OPENVINO])
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
-        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode))
+        if self.backend == "openvino-int8":
+            return self._int8_session(
+                ov_model, batches, height, width, progress, should_cancel, decode, deep
+            )
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
+        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode, deep_cache=deep))
+
+    def _int8_session(
+        self,
+        ov_model: openvino_backend.OpenVINOModel,
+        batches: tuple[int, ...],
+        height: int,
+        width: int,
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        decode: bool,
+        deep: int | None,
+    ) -> Session:
+        """The int8 UNet at this size; the first job at a size collects its calibration
+        inputs (running bfloat16), the next one quantizes."""
+        size = int8.size_name(width, height)
+        xml, folder = int8.unet_xml(ov_model.folder, size), ov_model.folder
+
+        def bfloat16(warning: str) -> Session:
+            for batch in batches:
+                self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
+            active = lambda: ov_model.active(decode=decode, deep_cache=deep)  # noqa: E731
+            return Session("OpenVINO", [warning], active)
+
+        failed = int8.failure_note(folder, size)
+        if failed.is_file():
+            return bfloat16(int8.FAILED.format(why=failed.read_text(errors="replace")[:200]))
+        if not int8.is_ready(xml) and int8.calibration_file(folder, size).is_file():
+            progress(f"quantizing the UNet to int8 for {size} (once per model and size)", 0.96)
+            try:
+                int8.quantize_unet(folder, size)
+            except (MemoryError, JobCancelled):
+                raise
+            except Exception as exc:  # an nncf failure: note it, run bfloat16
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                with contextlib.suppress(OSError):
+                    failed.write_text(f"{type(exc).__name__}: {first}")
+                return bfloat16(int8.FAILED.format(why=f"{type(exc).__name__}: {first}"))
+            if should_cancel():
+                raise JobCancelled()
+        if int8.is_ready(xml):
+            part = ov_model.int8_part(xml)
+            for batch in batches:  # the decoder and the deep-cache graph; not the bf16 UNet
+                self._compile_ov(
+                    ov_model, batch, height, width, progress, should_cancel, deep, unet=False
+                )
+                shapes = ov_model.unet_shapes(batch, height, width)
+                if not part.is_compiled_for(shapes):
+                    progress(f"compiling the int8 UNet for {size}, batch {batch}", 0.97)
+                    part.compile_for(shapes)
+            return Session(
+                "OpenVINO int8",
+                [],
+                lambda: ov_model.active(decode=decode, deep_cache=deep, unet_part=part),
+            )
+        for batch in batches:
+            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
+        recorder = int8.Recorder(int8.calibration_file(folder, size))
+
+        @contextlib.contextmanager
+        def collecting() -> Iterator[None]:
+            with ov_model.active(decode=decode, deep_cache=deep, recorder=recorder):
+                yield
+            recorder.save()  # only after a run that finished: a cancelled one keeps none
+
+        return Session("OpenVINO", [int8.CALIBRATING.format(size=size)], collecting)
 
     def _torch(
-        self, model: LoadedModel, batch: int, height: int, width: int, progress: Progress
+        self,
+        model: LoadedModel,
+        batch: int,
+        height: int,
+        width: int,
+        progress: Progress,
+        deep: int | None = None,
     ) -> Session:
+        if deep is not None:
+            # The cache skips the torch UNet's own blocks, which a compiled graph does not
+            # have: the job runs plain torch.
+            return Session("", [DEEP_CACHE_ON_TORCH] if self.compile_unet else [])
         if self.compile_unet:
             return self._torch_compile(model, batch, height, width, progress)
         return Session("")
@@ -245,11 +341,18 @@ class Accelerator:
         width: int,
         progress: Progress,
         should_cancel: ShouldCancel,
+        deep: int | None = None,
+        unet: bool = True,
     ) -> None:
         shapes = ov_model.unet_shapes(batch, height, width)
-        if not ov_model.unet_part.is_compiled_for(shapes):
+        if unet and not ov_model.unet_part.is_compiled_for(shapes):
             progress(f"compiling OpenVINO for {width}x{height}, batch {batch}", 0.95)
             ov_model.unet_part.compile_for(shapes)
+        if deep is not None and ov_model.shallow_part is not None:
+            shallow = ov_model.shallow_shapes(batch, height, width)
+            if not ov_model.shallow_part.is_compiled_for(shallow):
+                progress(f"compiling the deep-cache graph for {width}x{height}", 0.96)
+                ov_model.shallow_part.compile_for(shallow)
         if ov_model.decoder_part is not None and batch <= 4:
             ov_model.decoder_part.compile_for(ov_model.decoder_shapes(1, height, width))
         if should_cancel():

@@ -8,6 +8,11 @@ cancel, stored latents, guidance cut-off), scrub and continue all work unchanged
 the converted graph cannot serve (ControlNet residuals, attention kwargs, LCM's
 timestep_cond) go to the torch modules, which stay loaded.
 
+Deep cache (engine/deep_cache.py) runs here too: the UNet graph also returns the deep
+blocks' output (what the last up block takes in), and a second, small graph holds only
+the shallow level (conv_in, the first down block, the last up block, conv_out) with that
+output as an input; a cached step runs the small graph on the kept deep features.
+
 The IR is cached under <cache>/openvino/<fingerprint>/, where the fingerprint covers
 the weights (a strided sample of every tensor, so a fused LoRA changes it), their
 dtype, the export code and the OpenVINO version. openvino is an optional extra
@@ -34,7 +39,7 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from engine.api import JobCancelled
 
-EXPORT_VERSION = 1  # bump when the exported graphs change
+EXPORT_VERSION = 2  # bump when the exported graphs change (2: deep-cache graphs)
 MAX_COMPILED_SHAPES = 4  # compiled sizes kept per model part (each holds its own buffers)
 _SAMPLES_PER_TENSOR = 4096
 
@@ -80,11 +85,67 @@ def unsupported_reason(unet: Any) -> str | None:
     return None
 
 
+def size_reason(unet: Any, width: int, height: int) -> str | None:
+    """Why the converted graph cannot run this size, or None: its upsampling sizes were
+    fixed when it was traced, so the latent must halve evenly at every level."""
+    levels = int(getattr(unet, "num_upsamplers", len(getattr(unet, "up_blocks", ())) - 1))
+    multiple = 8 * 2 ** max(levels, 0)
+    if width % multiple or height % multiple:
+        return f"it runs sizes that are multiples of {multiple} px; {width}x{height} is not"
+    return None
+
+
 # ----------------------------------------------------------------------------- export
 
 
+def deep_cache_exportable(unet: Any) -> bool:
+    """A UNet whose shallow level the shallow graph can run on its own (SD 1.x, 2.x, SDXL):
+    down, mid and up blocks, no class embedding."""
+    return (
+        len(getattr(unet, "down_blocks", ())) > 1
+        and len(getattr(unet, "up_blocks", ())) > 1
+        and getattr(unet, "class_embedding", None) is None
+        and getattr(unet.config, "addition_embed_type", None) in (None, "text_time")
+    )
+
+
+def deep_feature_channels(unet: Any) -> int:
+    """Channels of the deep blocks' output (the second-to-last up block's)."""
+    return int(unet.up_blocks[-2].resnets[-1].out_channels)
+
+
 class _UNetGraph(torch.nn.Module):
-    """The UNet as a function of plain tensors, for the converter."""
+    """The UNet as a function of plain tensors, for the converter; with deep=True it also
+    returns the deep blocks' output (the last up block's input), for deep cache."""
+
+    def __init__(self, unet: torch.nn.Module, sdxl: bool, deep: bool = False) -> None:
+        super().__init__()
+        self.unet: Any = unet
+        self.sdxl = sdxl
+        self.deep = deep
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        sample, timestep, hidden = inputs[:3]
+        added = {"text_embeds": inputs[3], "time_ids": inputs[4]} if self.sdxl else None
+        if not self.deep:
+            return self.unet(sample, timestep, hidden, added_cond_kwargs=added, return_dict=False)[
+                0
+            ]
+        kept: list[torch.Tensor] = []
+        handle = self.unet.up_blocks[-2].register_forward_hook(
+            lambda _module, _args, output: kept.append(output)
+        )
+        try:
+            out = self.unet(sample, timestep, hidden, added_cond_kwargs=added, return_dict=False)
+        finally:
+            handle.remove()
+        return out[0], kept[0]
+
+
+class _ShallowGraph(torch.nn.Module):
+    """A cached step: the UNet's shallow level on this step's sample and timestep, with the
+    deep blocks' output from the last full step. The same computation as diffusers'
+    UNet2DConditionModel.forward with the deep blocks answering from the cache."""
 
     def __init__(self, unet: torch.nn.Module, sdxl: bool) -> None:
         super().__init__()
@@ -92,9 +153,40 @@ class _UNetGraph(torch.nn.Module):
         self.sdxl = sdxl
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        sample, timestep, hidden = inputs[:3]
-        added = {"text_embeds": inputs[3], "time_ids": inputs[4]} if self.sdxl else None
-        return self.unet(sample, timestep, hidden, added_cond_kwargs=added, return_dict=False)[0]
+        sample, timestep, hidden, deep = inputs[:4]
+        added = {"text_embeds": inputs[4], "time_ids": inputs[5]} if self.sdxl else None
+        unet = self.unet
+        if unet.config.center_input_sample:
+            sample = 2 * sample - 1.0
+        emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
+        aug = unet.get_aug_embed(emb=emb, encoder_hidden_states=hidden, added_cond_kwargs=added)
+        emb = emb + aug if aug is not None else emb
+        if unet.time_embed_act is not None:
+            emb = unet.time_embed_act(emb)
+        hidden = unet.process_encoder_hidden_states(
+            encoder_hidden_states=hidden, added_cond_kwargs=added
+        )
+        sample = unet.conv_in(sample)
+        first = unet.down_blocks[0]
+        if getattr(first, "has_cross_attention", False):
+            _, residuals = first(hidden_states=sample, temb=emb, encoder_hidden_states=hidden)
+        else:
+            _, residuals = first(hidden_states=sample, temb=emb)
+        last = unet.up_blocks[-1]
+        # The deeper up blocks took the later residuals; the last one takes the first ones.
+        skips = ((sample, *residuals))[: len(last.resnets)]
+        if getattr(last, "has_cross_attention", False):
+            out = last(
+                hidden_states=deep,
+                temb=emb,
+                res_hidden_states_tuple=skips,
+                encoder_hidden_states=hidden,
+            )
+        else:
+            out = last(hidden_states=deep, temb=emb, res_hidden_states_tuple=skips)
+        if unet.conv_norm_out:
+            out = unet.conv_act(unet.conv_norm_out(out))
+        return unet.conv_out(out)
 
 
 class _DecoderGraph(torch.nn.Module):
@@ -140,7 +232,8 @@ def _convert(graph: torch.nn.Module, names: list[str], example: tuple[torch.Tens
     ppp = PrePostProcessor(model)
     for name in names:
         ppp.input(name).tensor().set_element_type(ov.Type.f32)
-    ppp.output(0).tensor().set_element_type(ov.Type.f32)
+    for index in range(len(model.outputs)):
+        ppp.output(index).tensor().set_element_type(ov.Type.f32)
     return ppp.build()
 
 
@@ -154,6 +247,7 @@ class CompiledPart:
         self._core, self._config = core, config
         self._model = core.read_model(str(xml))
         self.input_names = [port.get_any_name() for port in self._model.inputs]
+        self.outputs = len(self._model.outputs)
         self._compiled: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def is_compiled_for(self, shapes: dict[str, tuple[int, ...]]) -> bool:
@@ -173,8 +267,13 @@ class CompiledPart:
         return compiled
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.run(inputs)[0]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the graph."""
         compiled = self.compile_for({k: tuple(v.shape) for k, v in inputs.items()})
-        return np.asarray(compiled(inputs)[0])
+        results = compiled(inputs)
+        return [np.asarray(results[index]) for index in range(len(compiled.outputs))]
 
     @staticmethod
     def _key(shapes: dict[str, tuple[int, ...]]) -> tuple[Any, ...]:
@@ -188,7 +287,15 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class OpenVINOModel:
     """A loaded model's UNet and VAE decoder in OpenVINO."""
 
-    def __init__(self, unet: Any, vae: Any, folder: Path, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        unet: Any,
+        vae: Any,
+        folder: Path,
+        dtype: torch.dtype,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        """settings: more OpenVINO CPU properties (bench/cpu_speed.py tries some)."""
         import openvino as ov  # type: ignore[import-untyped]
 
         self.unet, self.vae = unet, vae
@@ -201,10 +308,19 @@ class OpenVINOModel:
             "INFERENCE_PRECISION_HINT": "bf16" if dtype == torch.bfloat16 else "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            **(settings or {}),
         }
+        self.folder = folder
+        self._core, self._config = core, config
         self.unet_part = CompiledPart(core, folder / "unet.xml", config)
+        self.int8_parts: dict[Path, CompiledPart] = {}  # by file (engine/backends/int8.py)
+        self.serving: CompiledPart | None = None  # another UNet graph for the job (int8)
+        self.recorder: Any = None  # keeps the job's UNet inputs (int8 calibration)
         decoder = folder / "vae_decoder.xml"
         self.decoder_part = CompiledPart(core, decoder, config) if decoder.is_file() else None
+        shallow = folder / "unet_shallow.xml"
+        self.shallow_part = CompiledPart(core, shallow, config) if shallow.is_file() else None
+        self.deep: _DeepCacheState | None = None  # set for a deep-cache job
 
     def unet_shapes(self, batch: int, height: int, width: int, tokens: int = 77) -> dict:
         config = self.unet.config
@@ -220,6 +336,22 @@ class OpenVINOModel:
             pooled -= 6 * config.addition_time_embed_dim
             shapes.update(text_embeds=(batch, pooled), time_ids=(batch, 6))
         return shapes
+
+    def int8_part(self, xml: Path) -> CompiledPart:
+        """The int8 UNet graph in xml, read once (one size at a time is kept)."""
+        if xml not in self.int8_parts:
+            self.int8_parts = {xml: CompiledPart(self._core, xml, self._config)}
+        return self.int8_parts[xml]
+
+    def shallow_shapes(self, batch: int, height: int, width: int) -> dict:
+        shapes = self.unet_shapes(batch, height, width)
+        channels = deep_feature_channels(self.unet)
+        return {**shapes, "deep_features": (batch, channels, height // 8, width // 8)}
+
+    @property
+    def runs_deep_cache(self) -> bool:
+        """True when the converted model has the graphs deep cache needs."""
+        return self.shallow_part is not None and self.unet_part.outputs > 1
 
     def decoder_shapes(self, batch: int, height: int, width: int) -> dict:
         channels = self.vae.config.latent_channels
@@ -261,7 +393,11 @@ class OpenVINOModel:
             assert added_cond_kwargs is not None
             inputs["text_embeds"] = _numpy(added_cond_kwargs["text_embeds"])
             inputs["time_ids"] = _numpy(added_cond_kwargs["time_ids"])
-        out = torch.from_numpy(self.unet_part(inputs)).to(sample.dtype)
+        if self.recorder is not None:
+            self.recorder.add(inputs)
+        part = self.serving or self.unet_part
+        noise = part(inputs) if self.deep is None else self.deep.step(self, part, inputs)
+        out = torch.from_numpy(noise).to(sample.dtype)
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
     def vae_decode(self, z: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
@@ -270,17 +406,60 @@ class OpenVINOModel:
         return DecoderOutput(sample=image) if return_dict else (image,)
 
     @contextlib.contextmanager
-    def active(self, *, decode: bool) -> Iterator[None]:
-        """Serve the UNet (and the VAE decode) from OpenVINO for the duration."""
+    def active(
+        self,
+        *,
+        decode: bool,
+        deep_cache: int | None = None,
+        unet_part: CompiledPart | None = None,
+        recorder: Any = None,
+    ) -> Iterator[None]:
+        """Serve the UNet (and the VAE decode) from OpenVINO for the duration; with
+        deep_cache > 1 (and the graphs for it), run the deep blocks every that many steps.
+        unet_part: another graph of the UNet (int8) to serve it; recorder: something
+        with add(inputs) that sees every UNet call's inputs."""
+        self.serving, self.recorder = unet_part, recorder
         self.unet.forward = self.unet_forward
         if decode and self.decoder_part is not None:
             self.vae.decode = self.vae_decode
+        if deep_cache is not None and deep_cache > 1 and self.runs_deep_cache:
+            self.deep = _DeepCacheState(deep_cache)
         try:
             yield
         finally:
+            self.deep = self.serving = self.recorder = None
             vars(self.unet).pop("forward", None)
             if vars(self.vae).get("decode") == self.vae_decode:
                 del self.vae.decode
+
+
+class _DeepCacheState:
+    """One job's deep cache, with engine/deep_cache.py's schedule: every interval-th UNet
+    call full, and any call whose input shapes differ from the last full call's (the
+    batch halves after a guidance cut-off) full as well."""
+
+    def __init__(self, interval: int) -> None:
+        self.interval = interval
+        self.calls = 0
+        self.full_steps = 0
+        self.cached_steps = 0
+        self.key: tuple[Any, ...] | None = None
+        self.features: np.ndarray | None = None
+
+    def step(
+        self, model: OpenVINOModel, part: CompiledPart, inputs: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        key = tuple(sorted((name, value.shape) for name, value in inputs.items()))
+        features, shallow = self.features, model.shallow_part
+        cached = self.calls % self.interval != 0 and key == self.key
+        self.calls += 1
+        if cached and features is not None and shallow is not None:
+            self.cached_steps += 1
+            return shallow({**inputs, "deep_features": features})
+        self.full_steps += 1
+        noise, self.features = part.run(inputs)[:2]
+        self.key = key
+        return noise
 
 
 # ----------------------------------------------------------------------------- cache
@@ -316,14 +495,26 @@ def convert_to_cache(
             dtype = torch.float32
         progress("converting the UNet to OpenVINO (once per model)", 0.1)
         names, example = _unet_example(unet, dtype)
-        model = _convert(_UNetGraph(unet, is_sdxl_unet(unet)), names, example)
+        sdxl, deep = is_sdxl_unet(unet), deep_cache_exportable(unet)
+        model = _convert(_UNetGraph(unet, sdxl, deep), names, example)
         if should_cancel():
             raise JobCancelled()
-        progress("saving the converted UNet", 0.5)
+        progress("saving the converted UNet", 0.45)
         ov.save_model(model, str(work / "unet.xml"), compress_to_fp16=as_float32)
         del model
         if should_cancel():
             raise JobCancelled()
+        if deep:
+            progress("converting the UNet's shallow level (for deep cache)", 0.5)
+            batch, _, height, width = example[0].shape
+            features = torch.randn(batch, deep_feature_channels(unet), height, width, dtype=dtype)
+            shallow_names = [*names[:3], "deep_features", *names[3:]]
+            shallow_example = (*example[:3], features, *example[3:])
+            shallow = _convert(_ShallowGraph(unet, sdxl), shallow_names, shallow_example)
+            ov.save_model(shallow, str(work / "unet_shallow.xml"), compress_to_fp16=as_float32)
+            del shallow
+            if should_cancel():
+                raise JobCancelled()
         progress("converting the VAE decoder to OpenVINO", 0.6)
         z = torch.randn(1, vae.config.latent_channels, 8, 8, dtype=dtype)
         decoder = _convert(_DecoderGraph(vae), ["z"], (z,))

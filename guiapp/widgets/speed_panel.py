@@ -18,13 +18,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.backends import BACKEND_NAMES
 from engine.validation import MAX_DEEP_CACHE
 from guiapp.settings import AppSettings
 from guiapp.state import ViewModel
 from guiapp.widgets.binding import bind
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-BACKENDS = ("auto", "torch", "openvino")
+BACKENDS = BACKEND_NAMES
 
 
 class SpeedPanel(QGroupBox):
@@ -62,7 +63,7 @@ class SpeedPanel(QGroupBox):
         self.deep_cache.setToolTip(
             "Run the UNet's deep blocks only every N-th step and reuse them in between "
             "(DeepCache): 2 or 3 make each picture much faster and change it a little. "
-            "Runs on torch, without OpenVINO."
+            "Runs on torch or OpenVINO (not with torch.compile)."
         )
         bind(form, "deep_cache", self.deep_cache)
         layout.addRow("Deep cache every", self.deep_cache)
@@ -75,7 +76,9 @@ class SpeedPanel(QGroupBox):
         layout.addRow("Precision", self.precision)
         self.backend = self._engine_choice("backend", BACKENDS, settings.engine_backend())
         self.backend.setToolTip(
-            "auto: OpenVINO where it is installed and measured faster for the model."
+            "auto: OpenVINO where it is installed and measured faster for the model at "
+            "that size. openvino-int8: OpenVINO with the UNet quantized to int8 (nncf), "
+            "calibrated on the first picture at each size."
         )
         layout.addRow("Backend", self.backend)
         self.note = QLabel("", self)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_helpers import TINY
+from engine_helpers import TINY, request
 
 from engine.backends import choice
 
@@ -68,3 +68,44 @@ def test_an_unreadable_choices_file_means_measure_again(model, tmp_path: Path):
     assert accelerator._remembered(model, choice.choice_shape(2, 64, 64)) is None
     accelerator._remember(model, "torch", shape=choice.choice_shape(2, 64, 64))
     assert accelerator._remembered(model, choice.choice_shape(2, 64, 64)) == "torch"
+
+
+def _never() -> bool:
+    return False
+
+
+def _quiet(*_args: object) -> None:
+    pass
+
+
+def test_a_size_the_converted_graph_cannot_run_goes_to_torch_in_words(model, tmp_path: Path):
+    job = request(width=40, height=40)  # the tiny UNet halves its latent once: 16 px steps
+    forced = choice.Accelerator("openvino", cache_dir=tmp_path)
+    session = forced.prepare(model, job, 1, _quiet, _never)
+    assert session.label == ""
+    assert session.warnings == [
+        "OpenVINO cannot run this job (it runs sizes that are multiples of 16 px; 40x40 is "
+        "not); torch ran it."
+    ]
+    auto = choice.Accelerator("auto", cache_dir=tmp_path)
+    assert auto.prepare(model, job, 1, _quiet, _never).warnings == []
+    assert not (tmp_path / choice.CHOICES_FILE).exists()  # nothing measured, nothing kept
+
+
+def test_a_compile_failure_at_one_size_keeps_torch_at_that_size_only(
+    model, tmp_path: Path, monkeypatch
+):
+    def broken_compile(*_args: object) -> None:
+        raise RuntimeError("shape inference failed")
+
+    accelerator = choice.Accelerator("auto", cache_dir=tmp_path)
+    monkeypatch.setattr(accelerator, "_openvino", lambda *_args: object())
+    monkeypatch.setattr(accelerator, "_wants_openvino", lambda *_args: True)
+    monkeypatch.setattr(accelerator, "_compile_ov", broken_compile)
+    session = accelerator.prepare(model, request(width=64, height=64), 1, _quiet, _never)
+    assert session.label == ""
+    assert session.warnings == [
+        "OpenVINO could not run this model (RuntimeError: shape inference failed); torch ran it."
+    ]
+    assert accelerator._remembered(model, choice.choice_shape(2, 64, 64)) == "torch"
+    assert accelerator._remembered(model, choice.choice_shape(2, 32, 32)) is None

@@ -1,7 +1,7 @@
 """The OpenVINO backend on the tiny models: its pictures match torch's (and float32's),
 it runs inside the same pipeline (previews, cancel, continue), its conversion is
 cached, cancellable and never left half-written, and "auto" measures once and
-remembers; a deep-cache job runs on torch."""
+remembers per size; deep cache runs on OpenVINO through the shallow-level graph."""
 
 from __future__ import annotations
 
@@ -208,21 +208,72 @@ def test_auto_measures_again_at_a_new_size_instead_of_keeping_the_first_choice(
     ]
 
 
-def test_a_deep_cache_job_runs_on_torch_even_where_openvino_was_asked(make_engine, tiny_models):
+def test_a_deep_cache_job_runs_on_openvino_and_matches_torchs_deep_cache(
+    make_engine, tiny_models, monkeypatch
+):
     unet = tiny_models.get(TINY, lambda *_: None, lambda: False).pipe.unet
     deep_calls: list[int] = []
     handle = unet.mid_block.register_forward_pre_hook(
         lambda module, _args: deep_calls.append(1) if "forward" not in vars(module) else None
     )
+    states: list[openvino_backend._DeepCacheState] = []
+    original_init = openvino_backend._DeepCacheState.__init__
+
+    def keep(self, interval):
+        original_init(self, interval)
+        states.append(self)
+
+    monkeypatch.setattr(openvino_backend._DeepCacheState, "__init__", keep)
+    job = request(steps=6, deep_cache=3, scheduler="Euler")
     try:
+        reference = make_engine("torch")[0].generate(job, WAIT)
+        torch_deep_calls = len(deep_calls)
         engine, events = make_engine("openvino")
-        result = engine.generate(request(steps=6, deep_cache=3), WAIT)
+        engine.generate(request(steps=1), WAIT)  # converts (the converter runs the UNet)
+        deep_calls.clear()
+        states.clear()
+        result = engine.generate(job, WAIT)
     finally:
         handle.remove()
     assert isinstance(result, Finished), result
-    assert not events.of(result.job_id, Started)[0].device.endswith("OpenVINO")
-    assert result.warnings == (choice.DEEP_CACHE_ON_TORCH,)
-    assert len(deep_calls) == 2  # steps 0 and 3 ran the torch UNet's deep blocks
+    assert events.of(result.job_id, Started)[0].device.endswith(", OpenVINO")
+    assert not result.warnings
+    assert torch_deep_calls == 2 and not deep_calls  # OpenVINO ran the deep blocks
+    assert [(s.full_steps, s.cached_steps) for s in states] == [(2, 4)]  # steps 0 and 3
+    assert np.abs(pixels(result)[0] - pixels(reference)[0]).max() <= 3
+
+
+def test_the_shallow_graph_on_a_full_steps_features_gives_that_steps_output(tiny_models, ov_cache):
+    """The deep blocks' output fed back at the same step reproduces the full UNet."""
+    for source in (TINY, TINY_SDXL):
+        model = tiny_models.get(source, lambda *_: None, lambda: False)
+        ov_model = choice.Accelerator("openvino", cache_dir=ov_cache)._openvino(
+            model, lambda *_: None, lambda: False
+        )
+        assert ov_model.runs_deep_cache
+        unet = model.pipe.unet
+        args, kwargs = choice.example_unet_inputs(unet, 2, 32, 32, torch.float32)
+        with torch.no_grad():
+            expected = unet(*args, **kwargs).sample
+        inputs = {
+            "sample": args[0].numpy(),
+            "timestep": np.full(2, 500.0, dtype=np.float32),
+            "encoder_hidden_states": args[2].numpy(),
+        }
+        if kwargs:
+            inputs["text_embeds"] = kwargs["added_cond_kwargs"]["text_embeds"].numpy()
+            inputs["time_ids"] = kwargs["added_cond_kwargs"]["time_ids"].numpy()
+        full, features = ov_model.unet_part.run(inputs)
+        shallow = ov_model.shallow_part({**inputs, "deep_features": features})
+        np.testing.assert_allclose(full, expected.numpy(), atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(shallow, full, atol=1e-4, rtol=1e-4)
+
+
+def test_a_deep_cache_job_with_torch_compile_runs_plain_torch(tiny_models, ov_cache):
+    model = tiny_models.get(TINY, lambda *_: None, lambda: False)
+    accelerator = choice.Accelerator("torch", compile_unet=True, cache_dir=ov_cache)
+    session = accelerator.prepare(model, request(deep_cache=3), 1, lambda *_: None, lambda: False)
+    assert session.label == "" and session.warnings == [choice.DEEP_CACHE_ON_TORCH]
 
 
 def test_calls_the_graph_cannot_serve_go_to_the_torch_unet(tiny_models, ov_cache):

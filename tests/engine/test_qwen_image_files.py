@@ -507,3 +507,18 @@ def test_files_that_are_not_qwen_image_or_not_readable_describe_no_family(
     flux_vae = _flux_style_vae(tmp_path / "ae.safetensors")
     assert file_family(flux_vae) is None
     assert file_family(tmp_path / "missing.safetensors") is None
+
+
+def test_a_file_named_by_hand_that_is_no_encoder_or_vae_is_refused_in_a_sentence(
+    tmp_path: Path,
+) -> None:
+    files, _ = write_qwen_files(tmp_path)
+    gguf_encoder = tmp_path / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
+    gguf_encoder.write_bytes(b"GGUF\x03\x00\x00\x00")
+    with pytest.raises(EngineError) as caught:
+        _manager(files).get(str(files.transformer), Recorder(), never, files=[str(gguf_encoder)])
+    assert caught.value.kind == ErrorKind.BAD_INPUT
+    assert caught.value.message == (
+        "Qwen2.5-VL-7B-Instruct-Q8_0.gguf is not a text encoder or VAE that DiffusionDesk can "
+        "read; give the .safetensors file of one (GGUF text encoders are not supported)."
+    )

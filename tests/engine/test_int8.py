@@ -1,0 +1,142 @@
+"""The opt-in "openvino-int8" backend on the tiny models: the first job at a size keeps
+its UNet inputs, the next quantizes with them (once) and runs the int8 UNet, whose
+pictures stay close to the bfloat16/float32 ones; failures and cancels leave nothing
+half-done."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engine_helpers import TINY, WAIT, Recorder, request
+
+from engine.api import Cancelled, EngineError, Finished, ModelLoading, Started, Step
+from engine.backends import choice, int8
+from engine.worker import Engine
+
+
+def test_calibration_inputs_round_trip_as_an_even_spread_of_the_run(tmp_path: Path):
+    recorder = int8.Recorder(tmp_path / "int8" / "calibration-64x64.npz")
+    for step in range(20):
+        recorder.add({"sample": np.full((2, 4, 8, 8), step, np.float32), "timestep": np.ones(2)})
+    recorder.add({"sample": np.zeros((1, 4, 8, 8), np.float32), "timestep": np.ones(1)})
+    assert len(recorder.samples) == 20  # the halved batch after a cut-off is not kept
+    assert recorder.save()
+    samples = int8.load_calibration(recorder.path)
+    steps = [int(s["sample"][0, 0, 0, 0]) for s in samples]
+    assert len(samples) == int8.CALIBRATION_SAMPLES and steps[0] == 0 and steps[-1] == 19
+    assert steps == sorted(steps)
+    assert not [p for p in recorder.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_with_too_few_unet_calls_keeps_no_calibration(tmp_path: Path):
+    recorder = int8.Recorder(tmp_path / "calibration-64x64.npz")
+    recorder.add({"sample": np.zeros((2, 4, 8, 8), np.float32)})
+    assert not recorder.save() and not recorder.path.exists()
+
+
+def test_int8_without_nncf_is_refused_in_one_sentence(monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(int8, "available", lambda: False)
+    with pytest.raises(EngineError, match="needs the nncf package"):
+        choice.check_backend_name("openvino-int8")
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@pytest.fixture
+def make_engine(tiny_models, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    monkeypatch.setenv("DIFFUSIONDESK_CACHE", str(tmp_path))
+    engines: list[Engine] = []
+
+    def make(backend: str) -> tuple[Engine, Recorder]:
+        engine = Engine(tiny_models, backend=backend)
+        events = Recorder()
+        engine.add_listener(events)
+        engines.append(engine)
+        return engine, events
+
+    yield make
+    for engine in engines:
+        engine.shutdown(10)
+
+
+def psnr(a: Finished, b: Finished) -> float:
+    x = np.asarray(a.images[0]).astype(float)
+    y = np.asarray(b.images[0]).astype(float)
+    mse = float(((x - y) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+@pytest.mark.slow
+def test_the_second_job_at_a_size_runs_an_int8_unet_calibrated_on_the_first(make_engine, tmp_path):
+    engine, events = make_engine("openvino-int8")
+    job = request(steps=6, width=64, height=64)
+    first = engine.generate(job, WAIT)
+    assert isinstance(first, Finished), first
+    assert first.warnings == (int8.CALIBRATING.format(size="64x64"),)
+    assert events.of(first.job_id, Started)[0].device.endswith(", OpenVINO")
+    folders = list((tmp_path / "openvino").glob("*/int8"))
+    assert [p.name for p in folders[0].iterdir()] == ["calibration-64x64.npz"]
+
+    second = engine.generate(job, WAIT)
+    assert isinstance(second, Finished), second
+    assert not second.warnings
+    assert events.of(second.job_id, Started)[0].device.endswith(", OpenVINO int8")
+    assert len(events.of(second.job_id, Step)) == 6  # previews as before
+    stages = [e.stage for e in events.of(second.job_id, ModelLoading)]
+    assert any(stage.startswith("quantizing the UNet to int8 for 64x64") for stage in stages)
+    assert int8.is_ready(folders[0] / "unet-64x64.xml")
+    # The same picture, within int8's rounding (bfloat16 OpenVINO is the first job's).
+    assert psnr(second, first) > 25
+    # Quantized once: the third job only compiles (already compiled: nothing).
+    third = engine.generate(job, WAIT)
+    stages = [e.stage for e in events.of(third.job_id, ModelLoading)]
+    assert not any("quantizing" in stage for stage in stages)
+    assert np.array_equal(np.asarray(third.images[0]), np.asarray(second.images[0]))
+    # Another size calibrates on its own first job.
+    other = engine.generate(request(steps=4, width=32, height=32), WAIT)
+    assert other.warnings == (int8.CALIBRATING.format(size="32x32"),)
+
+
+@pytest.mark.slow
+def test_a_cancelled_first_job_keeps_no_calibration(make_engine, tmp_path):
+    engine, _ = make_engine("openvino-int8")
+
+    def cancel_at_two(event):
+        if isinstance(event, Step) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    engine.add_listener(cancel_at_two)
+    result = engine.generate(request(steps=5, width=64, height=64), WAIT)
+    assert isinstance(result, Cancelled)
+    assert not list((tmp_path / "openvino").glob("*/int8/calibration-*"))
+
+
+@pytest.mark.slow
+def test_a_failed_quantization_runs_bfloat16_and_is_not_retried(make_engine, tmp_path, monkeypatch):
+    tries: list[int] = []
+
+    def broken(_model, _samples):
+        tries.append(1)
+        raise RuntimeError("unsupported pattern for quantization")
+
+    monkeypatch.setattr(int8, "quantize_model", broken)
+    engine, events = make_engine("openvino-int8")
+    job = request(model=TINY, steps=3, width=64, height=64)
+    engine.generate(job, WAIT)  # calibrates
+    failed = engine.generate(job, WAIT)
+    assert isinstance(failed, Finished), failed
+    assert failed.warnings == (
+        int8.FAILED.format(why="RuntimeError: unsupported pattern for quantization"),
+    )
+    assert events.of(failed.job_id, Started)[0].device.endswith(", OpenVINO")
+    again = engine.generate(job, WAIT)
+    assert isinstance(again, Finished) and again.warnings == failed.warnings
+    assert tries == [1]
+    assert not list((tmp_path / "openvino").glob("*/int8/unet-64x64.xml"))
