@@ -349,11 +349,13 @@ def _step_hook_ms_at_default_size(
     profile = families.profile(case.family)
     variant = profile.variant(case.variant)
     width, height = variant.width, variant.height
-    scale = (width // request.width, height // request.height)
+    # Exact ratios, not whole multiples: 1328 px is no multiple of the bench's 256.
     if len(shape) == 3:  # packed tokens: their number grows with the area
-        shape = (shape[0], shape[1] * scale[0] * scale[1], shape[2])
+        area = shape[1] * width * height // (request.width * request.height)
+        shape = (shape[0], area, shape[2])
     else:
-        shape = (*shape[:-2], shape[-2] * scale[1], shape[-1] * scale[0])
+        rows, cols = shape[-2] * height // request.height, shape[-1] * width // request.width
+        shape = (*shape[:-2], rows, cols)
     scheduler = make_scheduler(
         request.scheduler,
         model.pipe.scheduler.config,
