@@ -2,7 +2,7 @@
 compositing) costs over a plain diffusers pipeline call with the same model, prompt,
 seed, steps and sampler, per model family and variant.
 
-    python bench/engine_overhead.py [--family sd3 [--variant 3.5-large-turbo]] [--pairs 11]
+    python bench/engine_overhead.py [--family sd3 [--variant 3.5-large-turbo]] [--pairs 9]
     python bench/engine_overhead.py --all      # every family and variant, one line each
 
 Prints one JSON line per family/variant (and with --all a last summary line). The two
@@ -19,8 +19,9 @@ tiny_flow_models.py, tiny_new_families.py), mid-sized so that a step costs what 
 engine's per-step work is measured against. Steps: the variant's default, at most
 --steps (few-step variants run their own). The preview share is the time inside the step
 callback (previews, stored latents, step events) over sampling; since a real model's
-step costs far more than these, the callback's milliseconds per step at the family's
-default picture size (one short run at that size) are reported too.
+step costs far more than these, the callback's milliseconds per step at the variant's
+default picture size are reported too (the engine's step callback on latents of that
+size; no model runs for it).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ from engine.worker import Engine  # noqa: E402
 LIMIT = 1.02  # engine / plain
 PREVIEW_LIMIT = 0.02  # step callback / sampling
 
-# Every family and variant --all runs, in this order.
+# Every family and variant --all runs, in this order (SANA's 2K and 4K variants run
+# SANA's code path and differ only in their default size).
 CASES: tuple[tuple[str, str], ...] = (
     ("sd1", ""),
     ("sdxl", ""),
@@ -263,6 +265,7 @@ def measure(
     engine = Engine(FixedModels(model, description), backend="torch")
     shares: list[float] = []
     callback_ms: list[float] = []
+    shapes: list[tuple[int, ...]] = []
 
     def through_engine() -> None:
         result = engine.generate(request, 600)
@@ -270,6 +273,10 @@ def measure(
         assert len(result.step_previews) == request.steps, len(result.step_previews)
         shares.append(result.timings["previews"] / result.timings["sampling"])
         callback_ms.append(1000 * result.timings["previews"] / request.steps)
+        if not shapes:  # the latents as the pipeline holds them, for the default size
+            trajectory = engine.trajectory(result.job_id)
+            assert trajectory is not None
+            shapes.append(tuple(trajectory.latents[0].shape))
 
     plain = plain_call(case, request)
     try:
@@ -287,9 +294,9 @@ def measure(
                 cpus[which].append(cpu)
         ratios = [e / p for e, p in zip(walls["engine"], walls["plain"], strict=True)]
         cpu_ratios = [e / p for e, p in zip(cpus["engine"], cpus["plain"], strict=True)]
-        at_default = _default_size_callback_ms(engine, case, variant) if full_size else None
     finally:
         engine.shutdown(10)
+    at_default = _step_hook_ms_at_default_size(case, request, shapes[0]) if full_size else None
     ratio = statistics.median(ratios)
     share = statistics.median(shares)
     return {
@@ -326,18 +333,56 @@ def measure(
     }
 
 
-def _default_size_callback_ms(engine: Engine, case: Case, variant: families.Variant) -> float:
-    """The step callback's milliseconds per step at the variant's default picture size
-    (two steps; the random model's own step cost does not enter)."""
-    request = request_for(case, variant.width, 2, None).with_changes(
-        width=variant.width, height=variant.height
+def _step_hook_ms_at_default_size(
+    case: Case, request: GenerationRequest, shape: tuple[int, ...], repeats: int = 15
+) -> float:
+    """The engine's step callback (sampling.StepHook: stored latents, NaN check, x0 and
+    noisy previews, inpaint compositing, step event) in milliseconds per step at the
+    variant's default picture size, on latents of the shape the pipeline holds there
+    (the bench size's, scaled), with the engine's own preview set-up. No model runs, so
+    the random model's size limits (SD 3's position embeddings) do not enter."""
+    from engine.compositing import PreviewCompositor, inpaint_setup
+    from engine.preview import MAX_PREVIEW_SIDE, Previewer, X0Tap, family_factors
+    from engine.sampling import StepHook, Trajectory, _unpacker
+
+    model = case.model
+    profile = families.profile(case.family)
+    variant = profile.variant(case.variant)
+    width, height = variant.width, variant.height
+    scale = (width // request.width, height // request.height)
+    if len(shape) == 3:  # packed tokens: their number grows with the area
+        shape = (shape[0], shape[1] * scale[0] * scale[1], shape[2])
+    else:
+        shape = (*shape[:-2], shape[-2] * scale[1], shape[-1] * scale[0])
+    scheduler = make_scheduler(
+        request.scheduler,
+        model.pipe.scheduler.config,
+        flow=profile.flow,
+        offered=profile.samplers_for(model.variant),
     )
+    tap = X0Tap(scheduler, flow=profile.flow)
+    previewer = Previewer(
+        model.latent_rgb or family_factors(model.family),
+        model.tiny_vae,
+        _unpacker(profile, width, height),
+    )
+    compositor = None
     if request.mask is not None:
-        picture, mask = _picture(variant.width)
-        request = request.with_changes(init_image=picture, mask=mask)
-    result = engine.generate(request, 600)
-    assert isinstance(result, Finished), result
-    return round(1000 * result.timings["previews"] / request.steps, 3)
+        picture, mask = _picture(width)
+        setup = inpaint_setup(picture, mask, request.mask_blur)
+        compositor = PreviewCompositor(setup, MAX_PREVIEW_SIDE)
+    trajectory = Trajectory(request.scheduler, request.steps, 0, width, height, None)
+    hook = StepHook(trajectory, tap, previewer, compositor, lambda *_: None, lambda: False)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(shape, generator=generator).to(model.dtype)
+    tap.x0 = torch.randn(shape, generator=generator)[:1].to(model.dtype)
+    hook.begin()
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        hook(model.pipe, i, None, {"latents": latents})
+        times.append(time.perf_counter() - start)
+    return round(1000 * statistics.median(times[1:]), 3)  # the first builds the layouts
 
 
 def main() -> None:
@@ -345,15 +390,13 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="every family and variant")
     parser.add_argument("--family", default="sd1", choices=sorted(BUILDERS))
     parser.add_argument("--variant", default="", help="e.g. schnell, sprint, base, 3.5-large-turbo")
-    parser.add_argument("--pairs", type=int, default=11)
-    parser.add_argument(
-        "--steps", type=int, default=12, help="at most this many steps (default 12)"
-    )
+    parser.add_argument("--pairs", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=8, help="at most this many steps (default 8)")
     parser.add_argument("--scheduler", default=None, help="default: the variant's own")
     parser.add_argument(
         "--no-default-size",
         action="store_true",
-        help="skip the short run at the family's default picture size",
+        help="skip timing the step callback at the variant's default picture size",
     )
     args = parser.parse_args()
     if args.pairs < 1 or args.steps < 1:

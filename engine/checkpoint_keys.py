@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from engine.api import ModelFamily
+from engine.control import adapter_keys
 from engine.file_family import is_qwen_image
 
 UNET_PREFIX = "model.diffusion_model."
@@ -141,6 +142,8 @@ def classify(
         return EMBEDDING, embedding_family(shapes)
     if any(k.startswith(m) or f".{m}" in k for k in keys[:400] for m in _CONTROLNET_MARKERS):
         return CONTROLNET, checkpoint_family(keys)
+    if adapter_keys.is_adapter(keys):  # T2I adapters run as control units too
+        return CONTROLNET, adapter_keys.family(keys, shapes)
     if is_qwen_image(keys):  # its marker tensors may sit anywhere in a header
         return CHECKPOINT, QWEN_IMAGE
     if has_prefix(keys, UNET_PREFIX):

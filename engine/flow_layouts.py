@@ -94,8 +94,9 @@ def flux_to_diffusers(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Te
         move(b + "proj_out", d + "linear2")
 
     move("proj_out", "final_layer.linear")
-    for part in ("weight", "bias"):
-        out[f"norm_out.linear.{part}"] = _swap_halves(
-            src.pop(f"final_layer.adaLN_modulation.1.{part}")
-        )
+    if "final_layer.adaLN_modulation.1.weight" in src:  # XLabs' ControlNets have no last layer
+        for part in ("weight", "bias"):
+            out[f"norm_out.linear.{part}"] = _swap_halves(
+                src.pop(f"final_layer.adaLN_modulation.1.{part}")
+            )
     return out

@@ -168,11 +168,10 @@ def files_for(spec: FlowSpec) -> FamilyFiles:
 
 def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
     klein = klein_file(path, header.shapes)
-    quant, storage = header.quantization, header.storage_dtype
-    if storage is not None and flux2_files.is_scaled_fp8(list(header.shapes)):
-        quant, storage = f"{quant}, scaled: run unpacked", None
     overrides: dict[str, object] = {"is_distilled": klein.distilled}
-    return FlowSpec(FLUX2, klein.config_folder, path, quant, storage, overrides)
+    return FlowSpec(
+        FLUX2, klein.config_folder, path, header.quantization, header.storage_dtype, overrides
+    )
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:

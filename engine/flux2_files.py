@@ -34,7 +34,8 @@ def _error(message: str) -> EngineError:
 
 def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]) -> dict:
     """The shipped config with every dimension the file itself states put in, so a file of
-    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds."""
+    another depth or width (a pruned klein, the tests' tiny one) builds the model it holds.
+    ValueError when the file lacks the tensors that tell."""
     config = dict(base)
     x_in = file_shape(shapes, "img_in.weight")
     context = file_shape(shapes, "txt_in.weight")
@@ -43,7 +44,7 @@ def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[in
     time_in = file_shape(shapes, "time_in.in_layer.weight")
     out = file_shape(shapes, "final_layer.linear.weight")
     if not (x_in and context and head):
-        raise _error("the file lacks klein's input projections; it may be damaged")
+        raise ValueError("it lacks klein's input projections or attention norms")
     width, head_dim = x_in[0], head[0]
     names = [k.removeprefix(FILE_PREFIX) for k in shapes]
 
@@ -71,27 +72,6 @@ def transformer_config(base: Mapping[str, Any], shapes: Mapping[str, Sequence[in
     return config
 
 
-def _unscaled(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """ComfyUI's scaled fp8 files (`weight_scale` / `scale_weight` beside each fp8 weight)
-    as plain weights in `dtype`; other files unchanged."""
-    scales = [k for k in state if k.endswith((".weight_scale", ".scale_weight"))]
-    if not scales:
-        return state
-    for key in scales:
-        scale = state.pop(key).float()
-        name = key.rsplit(".", 1)[0] + ".weight"
-        if name in state:
-            state[name] = (state[name].float() * scale).to(dtype)
-    for key in [k for k in state if k.endswith((".input_scale", ".comfy_quant"))]:
-        del state[key]
-    state.pop("scaled_fp8", None)
-    return state
-
-
-def is_scaled_fp8(keys: Sequence[str]) -> bool:
-    return any(k.endswith((".weight_scale", ".scale_weight")) for k in keys)
-
-
 def load_transformer(
     path: Path,
     config_dir: Path,
@@ -104,12 +84,16 @@ def load_transformer(
     weights: its tensors when they are already read (a pickle, read as weights only)."""
     from diffusers import Flux2Transformer2DModel
 
+    # Scaled fp8 comes multiplied out (engine/quantized.py).
     raw = quantized.read_weights(path) if weights is None else weights
-    checkpoint = _unscaled({k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}, dtype)
+    checkpoint = {k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}
     del raw
     shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
     shipped = json.loads((config_dir / "transformer" / "config.json").read_text())
-    config = transformer_config(shipped, shapes)
+    try:
+        config = transformer_config(shipped, shapes)
+    except ValueError as exc:
+        raise _error(f"{path.name} is not a complete {label} transformer: {exc}.") from exc
     kwargs: dict[str, object] = {"subfolder": "transformer", "local_files_only": True}
     if quantized.is_gguf(path):
         kwargs["quantization_config"] = quantized.gguf_config(dtype)

@@ -196,7 +196,8 @@ def flow_latents(
     if level == 0:
         packed = flow_forward.pack(profile, x0, width, height)
         return Noised(x0, packed, index, None, 1.0, 0.0), scheduler
-    sigma = scheduler.sigmas[index].to(torch.float32)
+    sigmas: Any = scheduler.sigmas  # type: ignore[attr-defined]  # every flow scheduler has them
+    sigma = sigmas[index].to(torch.float32)
     x_t = flow_forward.noised(x0, noise, sigma)
     packed = flow_forward.pack(profile, x_t, width, height)
     timestep = float(scheduler.timesteps[index])

@@ -4,6 +4,7 @@ from tests/tiny_flow_models.py and the families of tests/tiny_new_families.py.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
 from engine import families
 from engine.api import GenerationRequest, GuidanceKind, Mode, ModelFamily
 from engine.models import LoadedModel
+from engine.worker import Engine
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,13 @@ def flow_request(model: FlowModel, **changes: object) -> GenerationRequest:
         negative_prompt="blurry" if defaults.guidance is GuidanceKind.CFG else "",
     )
     return base.with_changes(**changes)
+
+
+def module_engine(tiny_models: TinyModels) -> Iterator[Engine]:
+    """One engine for a test module's many small jobs (its `engine` fixture yields from
+    this): an engine started and stopped per test is slow on a loaded machine."""
+    serve_flow(tiny_models)
+    eng = Engine(tiny_models)
+    yield eng
+    eng.shutdown(60)
+    assert not eng._thread.is_alive()

@@ -22,7 +22,6 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.library import read_safetensors_header
 from engine.model_files import is_pickle
 
 DIFFUSERS, ORIGINAL, ORIGINAL_LIGHT = "diffusers", "original", "original-light"
@@ -55,6 +54,14 @@ def is_adapter(keys: Collection[str]) -> bool:
     return layout(keys) is not None
 
 
+def family(keys: Collection[str], shapes: Mapping[str, Sequence[int]]) -> str:
+    """ "sdxl" or "sd1" (ModelFamily values) for an adapter's keys: only SDXL's adapters
+    read 16x16 pixel patches (a 256- or 768-wide input convolution)."""
+    conv_in = shapes.get("adapter.conv_in.weight") or shapes.get("conv_in.weight")
+    wide = conv_in is not None and len(conv_in) > 1 and int(conv_in[1]) in (256, 768)
+    return "sdxl" if wide else "sd1"
+
+
 def is_adapter_path(path: Path) -> bool:
     """Whether a unit's model (a folder or a file) is a T2I adapter rather than a
     ControlNet: a folder by its config's class, a .safetensors file by its tensor names.
@@ -69,6 +76,8 @@ def is_adapter_path(path: Path) -> bool:
         return isinstance(config, dict) and config.get("_class_name") == "T2IAdapter"
     if is_pickle(path):
         return True
+    from engine.library import read_safetensors_header  # the library's scan imports us
+
     try:
         header = read_safetensors_header(path)
     except (OSError, ValueError):

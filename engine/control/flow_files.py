@@ -6,8 +6,12 @@ from_single_file would: it tells the kind from the tensor names, builds the conf
 the shipped defaults (engine/model_configs/controlnet/sd3, flux1) with every size read
 from the tensors' shapes, and loads the weights strictly. The files people download for
 these models (InstantX, Shakker-Labs, Alimama; and SD 3.5's) carry diffusers' own tensor
-names, so no key conversion is needed; files in another layout (XLabs' FLUX ControlNets
-use Black Forest Labs' names) are refused in one sentence. What no tensor shows (the
+names, so no key conversion is needed. XLabs' FLUX ControlNets use Black Forest Labs'
+names (double_blocks, img_in) and XLabs' own (pos_embed_input, an input_hint_block of
+eight convolutions): `xlabs_to_diffusers` renames them onto FluxControlNetModel with a
+conditioning embedding, the form diffusers runs XLabs' models in (its pipeline then feeds
+the control picture itself, not its latents, and repeats the residuals over the
+transformer's blocks, as XLabs does). What no tensor shows (the
 rotary axes of a FLUX ControlNet, the sample size of an SD 3 one) is taken from the main
 model's transformer, which the ControlNet must match anyway. Headers are read first, so
 a file of the wrong kind is refused before its weights are read.
@@ -26,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from engine.api import EngineError, ErrorKind
+from engine.flow_layouts import flux_to_diffusers
 from engine.resources import model_configs_dir
 
 FLUX = "FluxControlNetModel"
@@ -52,6 +57,30 @@ def is_bfl_layout(keys: list[str]) -> bool:
     return (
         any(k.startswith("double_blocks.") for k in keys) and "controlnet_blocks.0.weight" in keys
     )
+
+
+# XLabs' input_hint_block: convolutions at the even places of an nn.Sequential (SiLUs
+# between), as diffusers' ControlNetConditioningEmbedding names them.
+_HINT = {0: "conv_in", 14: "conv_out", **{2 + 2 * i: f"blocks.{i}" for i in range(6)}}
+
+
+def xlabs_to_diffusers(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An XLabs FLUX ControlNet's state dict in FluxControlNetModel's names."""
+    own: dict[str, torch.Tensor] = {}
+    rest: dict[str, torch.Tensor] = {}
+    for key, value in checkpoint.items():
+        if key.startswith("controlnet_blocks."):
+            own[key] = value
+        elif key.startswith("pos_embed_input."):
+            own["controlnet_x_embedder." + key.split(".", 1)[1]] = value
+        elif key.startswith("input_hint_block."):
+            _, index, part = key.split(".")
+            if int(index) not in _HINT:
+                raise KeyError(key)
+            own[f"input_hint_block.{_HINT[int(index)]}.{part}"] = value
+        else:
+            rest[key] = value
+    return flux_to_diffusers(rest) | own
 
 
 def _count(keys: list[str], prefix: str) -> int:
@@ -84,6 +113,9 @@ def flux_config(shapes: dict[str, tuple[int, ...]], like: Any = None) -> dict[st
         num_mode=shapes.get("controlnet_mode_embedder.weight", (None,))[0],
         conditioning_embedding_channels=shapes.get("input_hint_block.conv_out.weight", (None,))[0],
     )
+    hint = config["conditioning_embedding_channels"]
+    if hint:  # XLabs': the hint block's channels are packed in patches into in_channels
+        config["patch_size"] = round((config["in_channels"] / hint) ** 0.5)
     axes = like.get("axes_dims_rope") if like is not None else None
     if axes is not None and sum(axes) == head:
         config["axes_dims_rope"] = list(axes)
@@ -131,23 +163,28 @@ def sd3_config(shapes: dict[str, tuple[int, ...]], like: Any = None) -> dict[str
 
 
 def load(path: Path, dtype: torch.dtype, like: Any = None) -> Any:
-    """The ControlNet in `path` (diffusers' tensor names), or EngineError(MODEL)."""
+    """The ControlNet in `path` (diffusers' or XLabs' tensor names), or EngineError(MODEL)."""
+    state: dict[str, torch.Tensor] | None = None
     try:
         with safe_open(str(path), "pt") as f:
             names = list(f.keys())
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in names}
-    except Exception as exc:  # any reader failure means "not a safetensors file"
+        if is_bfl_layout(names):
+            state = xlabs_to_diffusers(load_file(str(path)))
+            shapes = {k: tuple(v.shape) for k, v in state.items()}
+    except Exception as exc:  # any reader or renaming failure: not a file we can read
         raise EngineError(
-            ErrorKind.MODEL, f"{path.name} is not a readable .safetensors file: {exc}"
+            ErrorKind.MODEL, f"{path.name} is not a readable ControlNet file: {exc}"
         ) from exc
     kind = kind_of(list(shapes))
     if kind is None:
         raise EngineError(ErrorKind.MODEL, f"{path.name} is not an SD 3 or FLUX.1 ControlNet.")
-    config = (flux_config if kind == FLUX else sd3_config)(shapes, like)
     try:
+        config = (flux_config if kind == FLUX else sd3_config)(shapes, like)
         model = _CLASSES[kind].from_config(config)
-        state = load_file(str(path))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(
+            state if state is not None else load_file(str(path)), strict=False
+        )
     except (RuntimeError, KeyError, ValueError) as exc:
         raise EngineError(
             ErrorKind.MODEL, f"{path.name} does not fit a {kind} ({exc.__class__.__name__}: {exc})."
@@ -155,8 +192,8 @@ def load(path: Path, dtype: torch.dtype, like: Any = None) -> Any:
     buffers = {name for name, _ in model.named_buffers()}
     missing = [k for k in missing if k not in buffers]
     if missing or unexpected:
-        names = ", ".join((missing + unexpected)[:3])
+        mismatched = ", ".join((missing + unexpected)[:3])
         raise EngineError(
-            ErrorKind.MODEL, f"{path.name} does not fit a {kind}: {names} do not match."
+            ErrorKind.MODEL, f"{path.name} does not fit a {kind}: {mismatched} do not match."
         )
     return model.to(dtype)

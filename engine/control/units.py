@@ -165,20 +165,14 @@ def single_file_config(path: Path) -> Path:
 
 
 def _flow_file(path: Path) -> bool:
-    """Whether a .safetensors file holds an SD 3 or FLUX.1 ControlNet (engine/control/
-    flow_files.py); one in XLabs' layout is refused in a sentence."""
+    """Whether a .safetensors file holds an SD 3 or FLUX.1 ControlNet, in diffusers' or
+    XLabs' layout (engine/control/flow_files.py)."""
     try:
         with safe_open(str(path), "pt") as f:
             keys = list(f.keys())
     except Exception:  # not readable: the SD path names the problem
         return False
-    if flow_files.is_bfl_layout(keys):
-        raise EngineError(
-            ErrorKind.MODEL,
-            f"{path.name} is a FLUX ControlNet in XLabs' layout, which is not read yet; "
-            "use one in diffusers' layout (InstantX, Shakker-Labs, Alimama) or its folder.",
-        )
-    return flow_files.kind_of(keys) is not None
+    return flow_files.is_bfl_layout(keys) or flow_files.kind_of(keys) is not None
 
 
 def load(

@@ -82,15 +82,32 @@ def folder_facts(folder: Path, index: Mapping[str, Any], name: str = "") -> Fold
     return FolderFacts(index=index, configs=configs, name=name or folder.name)
 
 
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The hub cache's folder of a repository downloaded before (HF_HOME), or None; only
+    the cache on disk is looked at, never the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "model_index.json")
+    except (OSError, ValueError):
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
     """The family and variant of a model source from its small JSON files alone, for the
     window's form before anything loads: the starter model, a local diffusers folder, a
-    transformer file engine/file_family.py recognises. None where the files do not tell
-    (a hub id not yet downloaded, other single files: the engine names the family when it
-    loads them)."""
+    model file engine/file_family.py recognises, a hub id already in the hub cache. None
+    where the files do not tell (a hub id not yet downloaded, other single files: the
+    engine names the family when it loads them)."""
     from engine.resources import starter_model_dir
 
     folder = starter_model_dir() if source == STARTER_MODEL else Path(source).expanduser()
+    name = ""  # a hub snapshot's folder is a commit hash: the repository's name tells
+    from engine.downloads import is_hub_id
+
+    if not folder.exists() and is_hub_id(source):
+        folder, name = _cached_snapshot(source) or folder, source
     if folder.is_file():  # a transformer file: its tensor names may tell
         from engine.file_family import file_family
 
@@ -103,6 +120,6 @@ def describe_source(source: str) -> tuple[FamilyProfile, str] | None:
         index = json.loads(index_path.read_text())
         if not isinstance(index, dict):
             return None
-        return detect(folder_facts(folder, index), source)
+        return detect(folder_facts(folder, index, name), source)
     except (OSError, ValueError, EngineError):
         return None

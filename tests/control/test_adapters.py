@@ -454,3 +454,16 @@ def test_adapter_units_are_written_and_read_back_into_the_same_picture(
         WAIT,
     )
     np.testing.assert_array_equal(pixels(again), pixels(first))
+
+
+def test_the_model_library_lists_adapter_files_as_control_models(tmp_path):
+    from engine.checkpoint_keys import CONTROLNET, classify
+    from engine.library import _split_header, read_safetensors_header
+
+    files = {
+        "sd1": save_single_file(full_adapter(), tmp_path / "sd.safetensors", original=True),
+        "sdxl": save_single_file(tiny_adapter(), tmp_path / "xl.safetensors"),
+    }
+    for family, path in files.items():
+        keys, shapes, metadata = _split_header(read_safetensors_header(path))
+        assert classify(keys, shapes, metadata) == (CONTROLNET, family)

@@ -1,6 +1,7 @@
 """The family and variant of a single model file from its header, before anything loads
-(engine/file_family.py), for FLUX.1, SD 3 / 3.5, Z-Image and whole SD checkpoints: the
-form and the command line then start from that variant's defaults."""
+(engine/file_family.py), for FLUX.1, SD 3 / 3.5, Z-Image and whole SD checkpoints, and of
+a hub id from its copy in the hub cache: the form and the command line then start from
+that variant's defaults."""
 
 from __future__ import annotations
 
@@ -80,3 +81,31 @@ def test_the_cli_starts_a_flux_schnell_file_from_its_own_defaults(tmp_path: Path
     request = cli.build_request(args)
     schnell = families.profile("flux1").variant("schnell")
     assert (request.steps, request.scheduler) == (schnell.steps, schnell.scheduler.value)
+
+
+def test_a_hub_id_already_in_the_hub_cache_is_described_from_its_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    def cache(repo: str, index: dict, transformer: dict) -> None:
+        repo_dir = tmp_path / ("models--" + repo.replace("/", "--"))
+        snapshot = repo_dir / "snapshots" / "0123abcd"
+        (snapshot / "transformer").mkdir(parents=True)
+        (snapshot / "model_index.json").write_text(json.dumps(index))
+        (snapshot / "transformer" / "config.json").write_text(json.dumps(transformer))
+        (repo_dir / "refs").mkdir()
+        (repo_dir / "refs" / "main").write_text("0123abcd")
+
+    cache("black-forest-labs/FLUX.1-schnell", {"_class_name": "FluxPipeline"},
+          {"guidance_embeds": False})  # fmt: skip
+    cache("someone/Z-Image-base", {"_class_name": "ZImagePipeline"}, {})
+    found = families.describe_source("black-forest-labs/FLUX.1-schnell")
+    assert found is not None and (found[0].family, found[1]) == ("flux1", "schnell")
+    found = families.describe_source("someone/Z-Image-base")  # the repository's name tells
+    assert found is not None and (found[0].family, found[1]) == ("zimage", "base")
+    assert families.describe_source("someone/not-downloaded") is None

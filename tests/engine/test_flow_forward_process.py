@@ -7,6 +7,7 @@ that latent and runs only the remaining steps."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,12 +15,26 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 from engine_helpers import WAIT, picture
-from flow_canvas_helpers import FLOW_MODELS, FlowModel, flow_model, flow_request, serve_flow
+from flow_canvas_helpers import (
+    FLOW_MODELS,
+    FlowModel,
+    flow_model,
+    flow_request,
+    module_engine,
+    serve_flow,
+)
 
 from engine import flow_forward, forward
 from engine.api import Failed, Finished, ForwardProcess, Started, Step
+from engine.worker import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models) -> Iterator[Engine]:
+    yield from module_engine(tiny_models)
+
 
 SIZE = (64, 64)
 # SANA-Sprint's sCM sampler draws fresh noise every step: refused (a test below).

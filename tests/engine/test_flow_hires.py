@@ -6,13 +6,22 @@ which have no image-to-image pipeline, sizes off the 16 px grid)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from engine_helpers import WAIT, picture
-from flow_canvas_helpers import FLOW_MODELS, flow_request, serve_flow
+from flow_canvas_helpers import FLOW_MODELS, flow_request, module_engine, serve_flow
 
 from engine.api import Failed, Finished, HiresFix, Mode, Step, Upscale
+from engine.worker import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models) -> Iterator[Engine]:
+    yield from module_engine(tiny_models)
+
 
 REPAINTING = [m for m in FLOW_MODELS if Mode.IMG2IMG in m.modes or m.modes == (Mode.INPAINT,)]
 NOT_REPAINTING = [m for m in FLOW_MODELS if m not in REPAINTING]

@@ -5,16 +5,25 @@ SANA, which diffusers gives no inpaint pipeline, is refused in one sentence."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from engine_helpers import WAIT, picture
-from flow_canvas_helpers import FLOW_MODELS, FlowModel, flow_request, serve_flow
+from flow_canvas_helpers import FLOW_MODELS, FlowModel, flow_request, module_engine, serve_flow
 from PIL import Image
 
 from engine import cli, metadata, outpaint
 from engine.api import Expand, Failed, Finished, GenerationRequest, Mode
+from engine.worker import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models) -> Iterator[Engine]:
+    yield from module_engine(tiny_models)
+
 
 INPAINTING = [m for m in FLOW_MODELS if Mode.INPAINT in m.modes]
 NO_INPAINT = [m for m in FLOW_MODELS if Mode.INPAINT not in m.modes]

@@ -5,16 +5,25 @@ them as an array. Every offered sampler runs every mode of every family."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
 from engine_helpers import WAIT, box_mask, picture
-from flow_canvas_helpers import FLOW_MODELS, flow_request, serve_flow
+from flow_canvas_helpers import FLOW_MODELS, flow_request, module_engine, serve_flow
 
 from engine.api import Finished, Mode, SchedulerName
 from engine.schedulers import make_scheduler
+from engine.worker import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_models) -> Iterator[Engine]:
+    yield from module_engine(tiny_models)
+
 
 SHIFTED = {"shift": 3.0, "use_dynamic_shifting": False}
 

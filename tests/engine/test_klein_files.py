@@ -107,13 +107,17 @@ def _scaled_fp8(path: Path) -> None:
     save_file(scaled, path)
 
 
-def test_a_scaled_fp8_file_is_unscaled_and_says_so(tmp_path: Path) -> None:
+def test_scaled_fp8_transformer_and_encoder_files_are_unscaled_and_say_so(
+    tmp_path: Path,
+) -> None:
     files, reference = write_klein_files(tmp_path)
     _scaled_fp8(files.transformer)
+    _scaled_fp8(files.text_encoders["qwen3"])  # as ComfyUI's qwen_3_8b_fp8mixed
     model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
     assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float32
+    assert model.pipe.text_encoder.model.layers[0].mlp.up_proj.weight.dtype == torch.float32
     # Unscaled, the weights are the originals to fp8's precision: without the scales they
     # would be up to 448 times too large.
     assert np.abs(_image(model.pipe) - _image(reference)).mean() < 0.05
@@ -407,10 +411,10 @@ def test_a_klein_file_is_described_before_loading_without_torch(tmp_path: Path) 
     assert families.describe_source(str(base.transformer))[1] == "base"  # type: ignore[index]
     gguf_file = write_gguf(files.transformer, tmp_path / "flux-2-klein-4b-Q8_0.gguf")
     assert families.describe_source(str(gguf_file))[1] == "distilled"  # type: ignore[index]
-    # Not klein: nothing said, the engine names it when it loads.
-    other = tmp_path / "other.safetensors"
-    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1)}, other)
-    assert families.describe_source(str(other)) is None
+    # FLUX.1 has double_blocks too, but no shared modulation: not taken for klein.
+    flux1 = tmp_path / "flux1-schnell.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1)}, flux1)
+    assert families.describe_source(str(flux1))[0].family is ModelFamily.FLUX1  # type: ignore[index]
 
     check = (
         "import sys; from engine import families; "
@@ -420,3 +424,45 @@ def test_a_klein_file_is_described_before_loading_without_torch(tmp_path: Path) 
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_klein_of_another_depth_and_width_builds_from_the_shipped_config_and_its_file(
+    tmp_path: Path,
+) -> None:
+    """The shipped 4B config with the file's own dimensions put in: the tiny klein (2 heads
+    of 16, one block of each kind) loads against engine/model_configs/flux2-klein-4b."""
+    files, reference = write_klein_files(tmp_path)
+    model = flux2_files.load_transformer(
+        files.transformer,
+        model_configs_dir() / "flux2-klein-4b",
+        torch.float32,
+        None,
+        "FLUX.2 klein",
+    )
+    assert (model.config.num_attention_heads, model.config.attention_head_dim) == (2, 16)
+    assert (model.config.num_layers, model.config.num_single_layers) == (1, 1)
+    assert list(model.config.axes_dims_rope) == [4, 4, 4, 4]
+    inputs = {
+        "hidden_states": torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(0)),
+        "encoder_hidden_states": torch.randn(1, 3, 48, generator=torch.Generator().manual_seed(1)),
+        "timestep": torch.tensor([0.5]),
+        "img_ids": torch.zeros(4, 4),
+        "txt_ids": torch.zeros(3, 4),
+    }
+    with torch.no_grad():
+        ours = model(**inputs).sample
+        theirs = reference.transformer(**inputs).sample
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_a_damaged_klein_file_is_named_in_a_sentence(tmp_path: Path) -> None:
+    files, _ = write_klein_files(tmp_path)
+    state = load_file(files.transformer)
+    save_file({k: v for k, v in state.items() if not k.startswith("img_in.")}, files.transformer)
+    with pytest.raises(EngineError) as caught:
+        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    assert caught.value.kind == ErrorKind.MODEL
+    assert caught.value.message == (
+        "flux-2-klein-4b.safetensors is not a complete FLUX.2 klein 4B transformer: it lacks "
+        "klein's input projections or attention norms."
+    )

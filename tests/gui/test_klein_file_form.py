@@ -25,3 +25,52 @@ def test_a_klein_file_sets_the_form_to_klein_before_it_loads(
     combo = window.parameter_panel.scheduler_combo
     assert [combo.itemText(i) for i in range(combo.count())] == ["Euler", "Euler a", "UniPC"]
     assert window.form.scheduler == "Euler"
+
+
+@pytest.fixture(scope="module")
+def _tqdm_monitor() -> None:
+    """Started before the leak check: loading a single file starts tqdm's monitor thread,
+    which lives as long as the process."""
+    import io
+
+    from tqdm import tqdm
+
+    tqdm(total=1, file=io.StringIO()).close()
+
+
+@pytest.mark.slow
+def test_the_window_asks_for_klein_s_missing_vae_and_then_paints(
+    _tqdm_monitor, qtbot, make_window, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the real engine: the missing FLUX.2 VAE is named in the error strip, Choose
+    file… takes it, and the next Generate makes the picture."""
+    import shutil
+
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    from engine.models import ModelManager
+    from engine.worker import Engine
+
+    files, _ = write_klein_files(tmp_path)
+    vae = Path(shutil.move(files.vae, tmp_path / "flux2-vae.safetensors"))
+    engine = Engine(ModelManager(device="cpu", dtype="float32", config_root=files.config_root))
+    window = make_window(engine)
+    window.form.model = str(files.transformer)
+    window.form.width = window.form.height = 64
+    window.form.steps = 2
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileNames", staticmethod(lambda *args: ([str(vae)], ""))
+    )
+
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: window.error_area.message() != "", timeout=60000)
+    assert "FLUX.2 klein 4B needs the FLUX.2 VAE (flux2-vae.safetensors)" in (
+        window.error_area.message()
+    )
+    qtbot.mouseClick(window.error_area.choose_file_button, Qt.MouseButton.LeftButton)
+    assert window.form.model_files == (str(vae),)
+
+    window.workspace.generate()
+    qtbot.waitUntil(lambda: len(window.workspace.history.entries()) == 1, timeout=60000)
+    assert window.error_area.message() == ""
