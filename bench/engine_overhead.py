@@ -406,6 +406,7 @@ def _step_hook_ms_at_default_size(
     profile = families.profile(case.family)
     variant = profile.variant(case.variant)
     width, height = variant.width, variant.height
+    # Exact ratios, not whole multiples: 1328 px is no multiple of the bench's 256.
     if len(shape) == 3:  # packed tokens: their number grows with the area
         tokens = shape[1] * width * height // (request.width * request.height)
         shape = (shape[0], tokens, shape[2])

@@ -54,6 +54,8 @@ def main() -> None:
     steps_seen.clear()
     window.history_strip.upscale_button.click()
     wait_until(app, lambda: len(steps_seen) >= 3)
+    window.canvas.fit()  # the whole enlarged picture, not its corner at 1:1
+    settle(app, 0.5)
     grab(window, "screenshot-upscale.png")
     wait_until(app, lambda: len(history.entries()) == 2)
     settle(app)

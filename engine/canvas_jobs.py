@@ -103,21 +103,18 @@ def run_expand(ctx: JobContext, r: GenerationRequest, inputs: Inputs) -> Finishe
         )
     # Families whose sides go in multiples of 16 (or 32) paint a canvas grown onto their
     # grid; the extra strip is new area, painted and then cropped off.
-    picture, asked = r.init_image, r.expand
+    picture, asked, given = r.init_image, r.expand, r
     e = outpaint.on_grid(picture.size, asked, profile.size_multiple)
     grown = e != asked
     width, height = outpaint.expanded_size(picture.size, e)
-    # Units and regions on the expanded canvas; the job's record keeps them so, for a
-    # continued run reads them at the canvas size.
+    # Units and regions on the expanded canvas (engine/unit_placement.py). The job's record
+    # keeps the units as given (preprocessor, source) and the regions as they ran, on the
+    # asked canvas.
     r = unit_placement.expanded(r.with_changes(expand=e, width=width, height=height))
-    record = r
+    record = given.with_changes(regions=r.regions)
     if grown:
         box = outpaint.asked_box(picture.size, asked, e)
-        controls, regions = unit_placement.cropped(r, box)
-        record = r.with_changes(
-            expand=asked, width=box[2] - box[0], height=box[3] - box[1], controls=controls,
-            regions=regions,
-        )  # fmt: skip
+        record = given.with_changes(regions=unit_placement.cropped(r, box)[1])
     canvas = outpaint.canvas(picture, e, inputs.seeds[0])
     pieces = outpaint.pieces(r, profile.size_multiple)
     whole_mask = outpaint.new_area_mask(picture.size, e)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import families, guidance_cutoff, regions, unit_placement
+from engine import families, guidance_cutoff, pipe_reuse, regions, unit_placement
 from engine.addons.apply import Addons
 from engine.addons.prompt_encoding import encode_prompts
 from engine.api import EngineError, ErrorKind, GuidanceKind, JobCancelled, Mode, ShouldCancel
@@ -259,11 +259,12 @@ class PipelineRunner:
         components (a job's ControlNets) give a pipeline of their own, not kept."""
         self._follow(model)
         if extra:
-            pipe = cls.from_pipe(model.pipe, **extra)
+            pipe = pipe_reuse.from_pipe(cls, model.pipe, model.dtype, **extra)
             pipe.set_progress_bar_config(disable=True)
             return pipe
         if cls not in self._pipes:
-            pipe = model.pipe if type(model.pipe) is cls else cls.from_pipe(model.pipe)
+            same = type(model.pipe) is cls
+            pipe = model.pipe if same else pipe_reuse.from_pipe(cls, model.pipe, model.dtype)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[cls] = pipe
         return self._pipes[cls]
@@ -292,7 +293,7 @@ class PipelineRunner:
             first = plan.resume.offset if plan.resume is not None else plan.start_index
             units = r.controls
             if plan.resume is not None:  # start and end on the remaining steps
-                units = unit_placement.continued(units, plan.resume.step, plan.total)
+                units = unit_placement.continued(r, plan.resume.step, plan.total)
             prepared = control_units.prepare(
                 self.controls,
                 units,

@@ -9,6 +9,9 @@ goes on into the new area). An image of any other size covers the whole expanded
 Each unit becomes its control map at the canvas size (preprocessor "none"), so a piece
 is a crop of it and a continued run reads the same map.
 
+An expansion's record keeps its units as given (preprocessor and source, for Reuse
+parameters) and its regions as placed (a mask at the canvas size).
+
 Continuing: a unit's start and end are fractions of the steps the original run took;
 the continued run's pipeline sees only the remaining steps, so they are moved onto those.
 No torch here.
@@ -78,7 +81,19 @@ def _kept_steps(unit: ControlUnit, total: int) -> tuple[int, int]:
     return (kept[0], kept[-1] + 1) if kept else (0, 0)
 
 
-def continued(units: tuple[ControlUnit, ...], done: int, total: int) -> tuple[ControlUnit, ...]:
+def continued(r: GenerationRequest, done: int, total: int) -> tuple[ControlUnit, ...]:
+    """The units of a request that continues a `total`-step run after its `done`-th step:
+    placed on the canvas if the run was an expansion (its record keeps the units as they
+    were given, with their preprocessors), then moved onto the remaining steps."""
+    units = (
+        expanded(r).controls if r.expand is not None and r.init_image is not None else r.controls
+    )
+    return continued_units(units, done, total)
+
+
+def continued_units(
+    units: tuple[ControlUnit, ...], done: int, total: int
+) -> tuple[ControlUnit, ...]:
     """Units for a run that continues a `total`-step run after its `done`-th step, acting
     on exactly the steps they acted on in the original. The fractions sit half a step
     inside each border, so rounding cannot move a border; a unit whose steps are all

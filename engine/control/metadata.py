@@ -3,7 +3,8 @@
 A1111's ControlNet extension (sd-webui-controlnet) writes one "ControlNet N" field per
 unit, a quoted list of "Key: value" pairs ("Module", "Model", "Weight", "Guidance Start",
 "Guidance End", ...); other tools read those, and so do we. Where the control image came
-from is ours: "ControlNet N image" (a file's path, "canvas" or "sketch"). Regions have no
+from is ours, "Control image N" (a file's path, "canvas" or "sketch"), named so that it does
+not start with "ControlNet", which sd-webui-controlnet reads as a unit. Regions have no
 A1111 field: "Region N" holds a region's prompt and "Region N mask" its mask on the
 latent grid (one bit per 8x8 cell, packed, zlib, base64: a few hundred characters), which
 is all the engine uses of a mask. Our JSON record holds the same, whole.
@@ -116,7 +117,7 @@ def a1111_params(request: GenerationRequest) -> list[tuple[str, str]]:
         ]
         params.append((f"ControlNet {n}", ", ".join(f"{k}: {v}" for k, v in fields)))
         if unit.source:
-            params.append((f"ControlNet {n} image", unit.source))
+            params.append((f"Control image {n}", unit.source))
     if request.regions:
         params.append(("Regions", str(len(request.regions))))
     for n, region in enumerate(request.regions, 1):
@@ -223,7 +224,8 @@ def from_fields(fields: dict[str, str], size: tuple[int, int]) -> Carried:
             "end": pairs.get("guidance end", "1"),
         }
         try:
-            units.append(_setting(int(match[1]), values, fields.get(f"{key} image", "")))
+            source = fields.get(f"Control image {match[1]}", "")
+            units.append(_setting(int(match[1]), values, source))
         except ValueError as exc:
             left_out.append(str(exc))
     for key, prompt in fields.items():

@@ -106,7 +106,7 @@ def test_a_continued_unit_acts_on_exactly_the_steps_it_acted_on_before(total, da
     start = data.draw(st.floats(0, 0.99))
     end = data.draw(st.floats(min_value=start + 0.01, max_value=1.0))
     unit = ControlUnit("cn", edges(), weight=0.7, start=start, end=end)
-    (moved,) = unit_placement.continued((unit,), done, total)
+    (moved,) = unit_placement.continued_units((unit,), done, total)
     left = total - done
 
     def kept(u: ControlUnit, n: int) -> list[bool]:  # diffusers' controlnet_keep rule
@@ -130,8 +130,8 @@ def test_an_outpaint_with_a_unit_keeps_the_original_and_is_steered(engine, contr
     assert np.abs(out - plain).max() > 0
     zero = ControlUnit(str(controlnets[0]), edges(), weight=0.0)
     np.testing.assert_array_equal(pixels(engine.generate(expanding(controls=(zero,)), WAIT)), plain)
-    # The record holds the units as they ran: on the expanded canvas.
-    assert steered.request.controls[0].image.size == (56, 32)
+    # The record holds the units as they were given, the regions as placed.
+    assert steered.request.controls[0] == unit
 
 
 def test_an_outpaint_with_regions_runs_piece_by_piece(engine, controlnets):
@@ -204,3 +204,29 @@ def test_a_continued_regional_or_expanded_run_reproduces_its_picture(engine, con
     again = source.request.with_changes(resume=ResumeFrom(source.job_id, 2))
     resumed = engine.generate(again, WAIT)
     assert np.abs(pixels(resumed) - pixels(source)).max() <= 2
+
+
+def test_the_cli_expands_with_a_unit_and_a_region_and_records_them(
+    tmp_path, capsys, control_models, controlnets
+):
+    from engine import cli, metadata
+
+    init, mask, edge, out = (tmp_path / n for n in ("i.png", "m.png", "e.png", "o.png"))
+    picture().save(init)
+    left_half().save(mask)
+    edges().save(edge)
+    code = cli.main(
+        ["generate", "--model", "tiny", "--steps", "2", "--prompt", "a beach", "--init",
+         str(init), "--expand", "left=16", "--region", f"a cat={mask}", "--control",
+         f"{controlnets[0]}:{edge}:0.5", "--preprocess", "canny", "--output", str(out)],
+        models=control_models,
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    back = metadata.read_parameters_checked(out)
+    assert back.request is not None and back.request.expand == Expand(left=16)
+    # The record holds the regions as they ran, on the 48 px canvas, and the units as
+    # given (with their preprocessor and image file, for Reuse parameters).
+    assert back.request.regions[0].mask.size == (48, 32)
+    assert np.asarray(back.request.regions[0].mask)[:, :32].min() == 255
+    (unit,) = back.units
+    assert (unit.weight, unit.preprocessor, unit.source) == (0.5, "canny", str(edge.resolve()))

@@ -96,3 +96,21 @@ def test_a_flux_controlnet_on_an_sd3_model_is_refused(engine, flow):
     result = engine.generate(_request(flow["sd3"][0], controls=(unit,)), 600)
     assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT
     assert "FluxControlNetModel" in result.message
+
+
+@pytest.mark.parametrize("carried", ["unit", "region"])
+def test_an_sd3_expansion_refuses_units_and_regions_in_one_sentence(engine, flow, carried):
+    from engine.api import Expand, RegionPrompt
+
+    model, net = flow["sd3"]
+    extra = (
+        {"controls": (ControlUnit(str(net), Image.new("RGB", (32, 32))),)}
+        if carried == "unit"
+        else {"regions": (RegionPrompt("a cat", Image.new("L", (32, 32), 255)),)}
+    )
+    r = _request(model, init_image=Image.new("RGB", (32, 32)), expand=Expand(left=16),
+                 width=48, strength=1.0, **extra)  # fmt: skip
+    result = engine.generate(r, 600)
+    assert isinstance(result, Failed) and result.error is ErrorKind.BAD_INPUT, result
+    words = "text to image only" if carried == "unit" else "Regional prompts work with"
+    assert words in result.message and result.message.count(". ") == 0

@@ -157,3 +157,15 @@ def test_a_mask_is_kept_cell_for_cell_and_a_hostile_one_is_refused():
         decode_mask(f"8x8:{bomb}", (64, 64))
     with pytest.raises(ValueError, match="at most"):
         decode_mask("99999x99999:", (64, 64))
+
+
+def test_every_controlnet_key_is_a_unit_as_sd_webui_controlnet_reads_them():
+    # sd-webui-controlnet parses each field whose key starts with "ControlNet" as a unit.
+    text = metadata.format_a1111(base(controls=units()), 3)
+    _, _, fields = metadata.parse_a1111_fields(text)
+    keys = [k for k in fields if k.startswith("ControlNet")]
+    assert keys == ["ControlNet 0", "ControlNet 1", "ControlNet 2"]
+    for key in keys:  # "Key: value" pairs split at ", " and ": " as it splits them
+        pairs = [item.strip().split(": ") for item in fields[key].split(",")]
+        assert all(len(pair) == 2 for pair in pairs)
+    assert fields["Control image 0"] == "/pictures/edges, final.png"

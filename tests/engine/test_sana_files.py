@@ -343,3 +343,23 @@ def test_the_2k_and_4k_models_start_at_2048_pixels(folder: str, variant: str, si
     )
     assert (profile.family, found) == (ModelFamily.SANA, variant)
     assert (profile.variant(found).width, profile.variant(found).height) == (size, size)
+
+
+def test_the_cli_runs_a_sprint_file_with_sprints_own_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.addons.apply
+    import engine.models
+    from engine import cli
+    from engine.metadata import read_texts
+
+    files, _ = write_sana_files(tmp_path, sprint=True)
+    for module in (engine.models, engine.addons.apply):  # the tiny configs
+        monkeypatch.setattr(module, "model_configs_dir", lambda: files.config_root)
+    out = tmp_path / "out.png"
+    args = ["generate", "--prompt", "a red circle", "--model", str(files.transformer)]
+    args += ["--device", "cpu", "--dtype", "float32", "--width", "64", "--height", "64"]
+    assert cli.main([*args, "--seed", "7", "--output", str(out), "--quiet"]) == 0
+    parameters = read_texts(out)["parameters"]
+    assert "Steps: 2," in parameters and "Sampler: sCM," in parameters
+    assert "Negative prompt" not in parameters
