@@ -206,8 +206,7 @@ class Accelerator:
             return Session("", [DEEP_CACHE_NOT_IN_OPENVINO])
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
         # The int8 decoder (engine/backends/decoder_int8.py), or the bfloat16 one.
-        ov_model.decoder_serving = ov_model.decoder_recorder = None
-        decoder_warnings = []
+        decoder_warnings: list[str] = []
         if decode and decoder_int8.wanted(self.backend):
             decoder_warnings = decoder_int8.prepare(
                 ov_model, height, width, progress, should_cancel

@@ -328,7 +328,7 @@ class OpenVINOModel:
         decoder = folder / "vae_decoder.xml"
         self.decoder_part = CompiledPart(core, decoder, config) if decoder.is_file() else None
         # The job's decoder graph when not decoder_part (int8: engine/backends/decoder_int8.py)
-        # and what keeps its latents for calibration; both set per job by the accelerator.
+        # and what keeps its latents for calibration: set before a job, reset after it.
         self.decoder_serving: CompiledPart | None = None
         self.decoder_recorder: Any = None
         self._int8_decoder: tuple[Path, CompiledPart] | None = None
@@ -453,7 +453,8 @@ class OpenVINOModel:
             if decode and self.decoder_recorder is not None:
                 self.decoder_recorder.save()  # only after a run that finished
         finally:
-            self.deep = self.serving = self.recorder = self.decoder_recorder = None
+            self.deep = self.serving = self.recorder = None
+            self.decoder_serving = self.decoder_recorder = None
             vars(self.unet).pop("forward", None)
             if vars(self.vae).get("decode") == self.vae_decode:
                 del self.vae.decode
