@@ -80,6 +80,18 @@ def psnr(a: Finished, b: Finished) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
+def _convolution_inputs(xml: Path) -> dict[str, str]:
+    """Each convolution of the graph in xml: the type of the node feeding its input."""
+    import openvino as ov
+
+    graph = ov.Core().read_model(str(xml))
+    return {
+        op.get_friendly_name(): op.input_value(0).get_node().get_type_name()
+        for op in graph.get_ordered_ops()
+        if op.get_type_name() == "Convolution"
+    }
+
+
 def stages(events: Recorder, job_id: int) -> list[str]:
     return [e.stage for e in events.of(job_id, ModelLoading)]
 
@@ -101,6 +113,11 @@ def test_the_next_job_decodes_with_an_int8_decoder_calibrated_on_the_last(make_e
     assert any("quantizing the VAE decoder to int8" in s for s in stages(events, second.job_id))
     assert decoder_int8.is_ready(decoder_int8.decoder_xml(ov_folder))
     assert events.of(second.job_id, Started)[0].device.endswith(", OpenVINO int8")
+    # Quantized convolutions, but not the ones that take the latents or make the pixels.
+    fed_by = _convolution_inputs(decoder_int8.decoder_xml(ov_folder))
+    ends = [k for k in fed_by if any(e in k for e in ("post_quant_conv", "conv_in", "conv_out"))]
+    assert len(ends) == 3 and not any(fed_by[k] == "FakeQuantize" for k in ends)
+    assert sum(v == "FakeQuantize" for v in fed_by.values()) >= len(fed_by) - 3 > 0
     # The same picture within int8's rounding (the UNet is int8 now as well).
     assert psnr(second, first) > 25
 
@@ -111,7 +128,8 @@ def test_the_next_job_decodes_with_an_int8_decoder_calibrated_on_the_last(make_e
     other = engine.generate(request(steps=2, width=32, height=32), WAIT)
     assert isinstance(other, Finished), other
     assert decoder_int8.CALIBRATING not in other.warnings
-    assert any("compiling the int8 VAE decoder for 32x32" in s for s in stages(events, other.job_id))
+    compiled = stages(events, other.job_id)
+    assert any("compiling the int8 VAE decoder for 32x32" in s for s in compiled)
     assert not list(decoder_int8.folder(ov_folder).glob("*.part-*"))
 
 
