@@ -30,8 +30,13 @@ disturb much less than wall time).
 
 Models: the starter model for sd1 (a small random SD model where it is missing), else a
 random-weight model of the family's architecture (tests/tiny_models.py,
-tiny_flow_models.py, tiny_new_families.py), mid-sized so that a step costs what the
-engine's per-step work is measured against. Steps: the variant's default, at most
+tiny_flow_models.py, tiny_new_families.py), sized so that a step takes about 60-200 ms
+on one core (FLUX.1: 2 double- and 3 single-stream blocks; SD 3: 4 layers; the starter
+and SDXL at 256 px, Z-Image at 384 px). A real model's step takes seconds on a CPU, so a
+fixed cost of a few milliseconds a job or a fraction of one a step is what the ratio is
+meant to see; against steps of 14-50 ms (the sizes before) it read as several per cent,
+and the pair-to-pair jitter of such short jobs hid the rest. The whole --all run stays
+within about 10 minutes on a quiet 2-core machine. Steps: the variant's default, at most
 --steps (few-step variants run their own). The preview share is the time inside the step
 callback (previews, stored latents, step events) over sampling, in wall time and in the
 worker thread's CPU time (the one "ok" goes by: a loaded machine stretches wall time
@@ -108,15 +113,15 @@ def _loaded(pipe: Any, family: str, variant: str, factors: Any = None) -> Loaded
 
 def _sd1(variant: str) -> tuple[LoadedModel, str, int]:
     model, _, description = starter_or_random()
-    return model, description, 128
+    return model, description, 256  # at 128 px a starter step took 14 ms
 
 
 def _sdxl(variant: str) -> tuple[LoadedModel, str, int]:
     from tiny_models import tiny_sdxl_pipeline
 
-    # 256 px and a 64-wide UNet: at 128 px and 32 a step took 10 ms, so small that the
+    # 256 px and a 96-wide UNet: at 128 px and 32 a step took 10 ms, so small that the
     # callback's fixed fraction of a millisecond read as a share of a real SDXL step.
-    pipe = tiny_sdxl_pipeline(Path(tempfile.mkdtemp()), unet_width=64)
+    pipe = tiny_sdxl_pipeline(Path(tempfile.mkdtemp()), unet_width=96)
     return _loaded(pipe, "sdxl", variant), "cpu (float32)", 256
 
 
@@ -126,9 +131,9 @@ def _flow(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
 
         tmp = Path(tempfile.mkdtemp())
         if family == "sd3":
-            pipe = tiny_sd3_pipeline(tmp, layers=2, heads=4, head_dim=64)
-        else:
-            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=1, heads=4, head_dim=64)
+            pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
+        else:  # 2 double-stream and 3 single-stream blocks
+            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
         return _loaded(pipe, family, variant), "cpu (float32)", 256
 
     return build
@@ -159,12 +164,10 @@ def _new_family(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
         factors = None
         if not families.profile(family).latent_rgb[0]:  # as the loader does for SANA
             factors = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
-        # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE.
-        return (
-            _loaded(pipe, family, variant, factors),
-            "cpu (float32)",
-            (512 if family == "sana" else 256),
-        )
+        # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE;
+        # Z-Image's transformer is the fastest of them, so it draws 384 px (576 tokens).
+        size = {"sana": 512, "zimage": 384}.get(family, 256)
+        return _loaded(pipe, family, variant, factors), "cpu (float32)", size
 
     return build
 
