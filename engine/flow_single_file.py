@@ -13,6 +13,7 @@ manager can report progress and cancel between them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -26,6 +27,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
 from engine import (
+    diffusers_layout,
     families,
     flux2_files,
     memory_policy,
@@ -138,6 +140,7 @@ def _is_zimage(keys: Sequence[str]) -> bool:
 def is_flow_transformer(keys: Sequence[str]) -> bool:
     return (
         _is_zimage(keys)
+        or diffusers_layout.is_diffusers_layout(keys)
         or sana_files.is_sana(keys)
         or qwen_files.is_qwen_image(keys)
         or any(
@@ -175,7 +178,9 @@ def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
-    """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
+    """Family and variant from the names (and a few shapes) of a transformer file's tensors,
+    in its original layout or diffusers'."""
+    header = dataclasses.replace(header, shapes=diffusers_layout.telling_shapes(header.shapes))
     keys = list(header.shapes)
     quant = header.quantization
     if is_klein_layout(keys):
