@@ -371,11 +371,13 @@ def _requests_of(
     iterations = int(_number(body, "n_iter", 1))
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise _bad(f"n_iter must be 1 to {MAX_ITERATIONS}, got {iterations}")
+    guidance_scale, true_cfg_scale = _guidance_of(body, _variant_of(catalog, model))
     base = GenerationRequest(
         prompt=_text(body, "prompt"),
         negative_prompt=_text(body, "negative_prompt"),
         steps=int(_number(body, "steps", 20)),
-        **_guidance_of(body, _variant_of(catalog, model)),
+        guidance_scale=guidance_scale,
+        true_cfg_scale=true_cfg_scale,
         seed=None if seed < 0 else seed,
         batch_size=batch,
         width=width,
@@ -409,17 +411,16 @@ def _variant_of(catalog: ModelCatalog | None, model: str) -> families.Variant | 
     return described[0].variant(described[1]) if described else None
 
 
-def _guidance_of(body: dict[str, Any], variant: families.Variant | None) -> dict[str, float]:
-    """cfg_scale as A1111 means it; for a model that takes its guidance as an input (FLUX.1
-    dev), as Forge's API reads it: distilled_cfg_scale is that guidance (the variant's
-    default when left out) and cfg_scale the true CFG scale beside it (1, off, when left
-    out). Other models ignore distilled_cfg_scale, as Forge does."""
+def _guidance_of(body: dict[str, Any], variant: families.Variant | None) -> tuple[float, float]:
+    """(guidance scale, true CFG scale): cfg_scale as A1111 means it; for a model that
+    takes its guidance as an input (FLUX.1 dev), as Forge's API reads them:
+    distilled_cfg_scale is that guidance (the variant's default when left out) and
+    cfg_scale the true CFG scale beside it (1, off, when left out). Other models ignore
+    distilled_cfg_scale, as Forge does."""
     if variant is None or variant.guidance != GuidanceKind.DISTILLED:
-        return {"guidance_scale": float(_number(body, "cfg_scale", 7.0))}
-    return {
-        "guidance_scale": float(_number(body, DISTILLED_CFG, variant.guidance_scale)),
-        "true_cfg_scale": float(_number(body, "cfg_scale", 1.0)),
-    }
+        return float(_number(body, "cfg_scale", 7.0)), 1.0
+    distilled = float(_number(body, DISTILLED_CFG, variant.guidance_scale))
+    return distilled, float(_number(body, "cfg_scale", 1.0))
 
 
 def _hires_of(body: dict[str, Any], width: int, height: int) -> HiresFix:
