@@ -520,5 +520,5 @@ def test_a_file_named_by_hand_that_is_no_encoder_or_vae_is_refused_in_a_sentence
     assert caught.value.kind == ErrorKind.BAD_INPUT
     assert caught.value.message == (
         "Qwen2.5-VL-7B-Instruct-Q8_0.gguf is not a text encoder or VAE that DiffusionDesk can "
-        "read; give the .safetensors file of one (GGUF text encoders are not supported)."
+        "read; give the .safetensors file of one (or a T5, Qwen3 or Gemma 2 GGUF encoder)."
     )
