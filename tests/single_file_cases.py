@@ -40,12 +40,15 @@ def cpu_manager(config_root: Path, dtype: str = "float32", **kwargs: Any) -> Mod
     return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)
 
 
-def _write(family: str, **options: object) -> Callable[[Path], tuple[FlowFiles, Any]]:
-    def write(tmp: Path) -> tuple[FlowFiles, Any]:
+def _write(family: str, **options: object) -> Callable[..., tuple[FlowFiles, Any]]:
+    """The family's writer with these options (and any given when it is called)."""
+
+    def write(tmp: Path, **more: object) -> tuple[FlowFiles, Any]:
+        given: dict[str, Any] = {**options, **more}
         if family in ("flux1", "sd3"):
             from tests.tiny_flow_files import write_flow_files
 
-            return write_flow_files(tmp, family, **options)  # type: ignore[arg-type]
+            return write_flow_files(tmp, family, **given)
         if family == "zimage":
             from tests.tiny_flow_files import write_zimage_files
 
@@ -53,14 +56,14 @@ def _write(family: str, **options: object) -> Callable[[Path], tuple[FlowFiles, 
         if family == "qwen_image":
             from tests.tiny_qwen_files import write_qwen_files
 
-            return write_qwen_files(tmp, **options)  # type: ignore[arg-type]
+            return write_qwen_files(tmp, **given)
         if family == "sana":
             from tests.tiny_sana_files import write_sana_files
 
-            return write_sana_files(tmp, **options)  # type: ignore[arg-type]
+            return write_sana_files(tmp, **given)
         from tests.tiny_klein_files import write_klein_files
 
-        return write_klein_files(tmp, **options)  # type: ignore[arg-type]
+        return write_klein_files(tmp, **given)
 
     return write
 
@@ -71,7 +74,7 @@ class SingleFileCase:
 
     family: ModelFamily
     variant: str  # the family profile's variant name the files should load as
-    write: Callable[[Path], tuple[FlowFiles, Any]]
+    write: Callable[..., tuple[FlowFiles, Any]]  # (tmp folder, **writer options)
     size: int = 32
     call: dict[str, object] = field(default_factory=dict)  # the family's own pipeline arguments
 

@@ -73,22 +73,9 @@ def test_flux1_fill_in_diffusers_layout_loads_as_fill(tmp_path: Path) -> None:
 def test_sd3_sizes_in_diffusers_layout_are_told_from_their_blocks(
     tmp_path: Path, layers: int, dual: tuple[int, ...], name: str, variant: str
 ) -> None:
-    from diffusers import SD3Transformer2DModel
+    from tests.tiny_flow_models import tiny_sd3_transformer
 
-    transformer = SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        num_layers=layers,
-        attention_head_dim=4,
-        num_attention_heads=2,
-        joint_attention_dim=8,
-        caption_projection_dim=8,
-        pooled_projection_dim=8,
-        out_channels=4,
-        pos_embed_max_size=8,
-        dual_attention_layers=dual,
-    )
+    transformer = tiny_sd3_transformer(layers, dual_attention_layers=dual)
     _in_diffusers_layout(transformer, tmp_path / name)
     assert file_family(tmp_path / name) == (ModelFamily.SD3, variant)
 

@@ -86,32 +86,19 @@ def test_a_flux_dev_picture_over_the_api_is_the_engines_with_both_scales_in_its_
     served: tuple[str, Engine], catalog: ModelCatalog
 ) -> None:
     url, engine = served
-    body = {
-        "prompt": "a red circle",
-        "negative_prompt": "a blue square",
-        "steps": 3,
-        "cfg_scale": 2.0,
-        "distilled_cfg_scale": 4.5,
-        "seed": 11,
-        "width": 64,
-        "height": 64,
-        "sampler_name": "Euler",
-        "override_settings": {"sd_model_checkpoint": "flux-dev"},
-    }
+    same = {"prompt": "a red circle", "negative_prompt": "a blue square", "seed": 11}
+    same |= {"steps": 3, "width": 64, "height": 64}
+    body = same | {"cfg_scale": 2.0, "distilled_cfg_scale": 4.5, "sampler_name": "Euler"}
+    body["override_settings"] = {"sd_model_checkpoint": "flux-dev"}
     reply = requests.post(f"{url}/txt2img", json=body, timeout=WAIT)
     assert reply.status_code == 200, reply.text
     result = reply.json()
     image = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
     local = engine.generate(
         GenerationRequest(
-            prompt="a red circle",
-            negative_prompt="a blue square",
-            steps=3,
+            **same,  # type: ignore[arg-type]
             guidance_scale=4.5,
             true_cfg_scale=2.0,
-            seed=11,
-            width=64,
-            height=64,
             scheduler="Euler",
             model=catalog.resolve("flux-dev"),
         ),
