@@ -1,5 +1,6 @@
 """How fast DiffusionDesk makes a Stable Diffusion picture on this CPU, against a plain
-float32 diffusers call in the same run. Prints one JSON object.
+float32 diffusers call in the same run. Prints one JSON object (on stdout; nncf's and
+OpenVINO's own messages go to stderr).
 
     python bench/cpu_speed.py [--size 512] [--steps 20] [--repeats 3] [--pictures 1]
                               [--paths bf16,openvino,openvino_int8,tiny]
@@ -14,18 +15,22 @@ here, so nothing is downloaded; speed does not depend on the weights' values. Me
   taking turns (median of --repeats): "plain" (float32 diffusers, the baseline), "bf16"
   (bfloat16 + channels_last, the default on CPUs with bfloat16 units), "openvino"
   (the OpenVINO backend), "openvino_int8" (its UNet quantized to int8 by nncf,
-  calibrated on a --steps run of the bfloat16 graph at the size), "openvino_pinned"
+  calibrated on a --steps run of the bfloat16 graph at the size, and its VAE decoder,
+  calibrated on that run's final latents), "openvino_pinned"
   (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION), "tiny" (the
   fast-decode tiny autoencoder), "compile" (the UNet under torch.compile, opt-in; the
   last two and "openvino_pinned" only when listed in --paths);
-- correlation of each path's UNet output with float32's on the same inputs;
+- correlation of each path's UNet output with float32's on the same inputs; the
+  decodes take the final latents of a 4-step run (another seed than int8's
+  calibration), and their PSNR is against float32's picture;
 - a --steps guided picture through the engine with live previews and default settings
   (dtype and backend "auto"), alternating with the plain float32 pipeline call
   (--pictures rounds): seconds, ratio, and the two pictures' PSNR; the same with deep
   cache every --deep-cache steps (on OpenVINO where "auto" picks it), with all the
   optional speed-ups (guidance cut-off at --cutoff, deep cache, fast decode), and with
   the backend "openvino-int8" where openvino_int8 is in --paths (its calibrating first
-  job is the warm-up); a 1-step unguided picture with the full VAE decode;
+  job is the warm-up); a 1-step unguided picture with the full VAE decode (also with
+  "openvino-int8" and with fast decode where those paths are listed);
 - OpenVINO's first-use conversion and compilation, cold and from its cache;
 - peak RSS of each path, each in a fresh process making a 2-step picture;
 - the starter model's 20-step picture (128x128) with default settings against float32.
