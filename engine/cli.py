@@ -167,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
         "faster for the model at that size), torch, openvino, or openvino-int8 (the UNet "
-        "quantized to int8, calibrated on the first picture at each size)",
+        "quantized to int8, calibrated on the first picture at each size, and the VAE "
+        "decoder, calibrated on the first picture's latents)",
     )
     g.add_argument(
         "--compile",

@@ -78,7 +78,8 @@ class SpeedPanel(QGroupBox):
         self.backend.setToolTip(
             "auto: OpenVINO where it is installed and measured faster for the model at "
             "that size. openvino-int8: OpenVINO with the UNet quantized to int8 (nncf), "
-            "calibrated on the first picture at each size."
+            "calibrated on the first picture at each size, and the VAE decoder, calibrated "
+            "on the first picture's latents (faster, pictures change a little)."
         )
         layout.addRow("Backend", self.backend)
         self.note = QLabel("", self)
