@@ -247,8 +247,9 @@ class CompiledPart:
     two halves) runs as that many requests at once, one per CPU stream with its share of
     the threads, instead of one request whose every layer splits across all threads: on
     a 2-core CPU the two halves of a 512 px guided step ran 1.2x faster this way
-    (bench/cpu_speed.py, path "openvino_streams"), and the result is the same to bfloat16
-    rounding (each sample's arithmetic does not depend on the rest of its batch)."""
+    (bench/cpu_speed.py: "openvino" against "openvino_one_request"), and the result is
+    the same to bfloat16 rounding (no sample's arithmetic depends on the rest of its
+    batch)."""
 
     def __init__(self, core: Any, xml: Path, config: dict[str, Any], streams: int = 1) -> None:
         self._core, self._config = core, config
@@ -289,6 +290,11 @@ class CompiledPart:
             _, dropped = self._compiled.popitem(last=False)
             self._requests.pop(id(dropped), None)
         return compiled
+
+    def release(self) -> None:
+        """Drop the compiled graphs (their buffers); the next call compiles again."""
+        self._compiled.clear()
+        self._requests.clear()
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.run(inputs)[0]

@@ -269,15 +269,15 @@ def test_the_shallow_graph_on_a_full_steps_features_gives_that_steps_output(tiny
         np.testing.assert_allclose(shallow, full, atol=1e-4, rtol=1e-4)
 
 
-def test_a_guided_batch_runs_as_one_request_per_stream_with_the_same_outputs(
-    tiny_models, ov_cache
-):
+def test_a_guided_batch_runs_as_one_request_per_stream_with_the_same_outputs(tiny_models, ov_cache):
     """Two streams take half the batch each; every output (the deep features too) is the
     one-request graph's, and a batch that does not split evenly runs as one request."""
     model = tiny_models.get(TINY, lambda *_: None, lambda: False)
-    folder = choice.Accelerator("openvino", cache_dir=ov_cache)._openvino(
-        model, lambda *_: None, lambda: False
-    ).folder
+    folder = (
+        choice.Accelerator("openvino", cache_dir=ov_cache)
+        ._openvino(model, lambda *_: None, lambda: False)
+        .folder
+    )
     unet, vae = model.pipe.unet, model.pipe.vae
     threads = {"INFERENCE_NUM_THREADS": 2}
     one = openvino_backend.OpenVINOModel(unet, vae, folder, torch.float32, threads, streams=1)
