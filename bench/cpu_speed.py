@@ -659,7 +659,10 @@ def main() -> None:
     args.cache = args.cache or tempfile.mkdtemp(prefix="cpu-speed-")
     os.environ["DIFFUSIONDESK_CACHE"] = args.cache  # the engine's OpenVINO cache
     try:
-        print(json.dumps(run(args)))
+        # nncf logs its progress to stdout: the JSON object stays alone there.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run(args)
+        print(json.dumps(report))
     finally:
         if own_cache:  # the converted model takes gigabytes
             shutil.rmtree(args.cache, ignore_errors=True)
