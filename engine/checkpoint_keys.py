@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from engine import diffusers_layout
 from engine.api import ModelFamily
 from engine.control import adapter_keys
 from engine.file_family import is_qwen_image
@@ -38,6 +39,7 @@ _TRANSFORMER_MARKERS = (
     ("joint_blocks.", SD3),
     ("double_blocks.", FLUX),
     ("blocks.0.cross_attn.kv_linear.", SANA),  # NVIDIA's layout (engine/sana_files.py)
+    ("transformer_blocks.0.ff.conv_inverted.", SANA),  # diffusers' layout
     ("context_refiner.", ZIMAGE),  # Z-Image's caption refiner blocks
 )
 
@@ -146,6 +148,9 @@ def classify(
         return CONTROLNET, adapter_keys.family(keys, shapes)
     if is_qwen_image(keys):  # its marker tensors may sit anywhere in a header
         return CHECKPOINT, QWEN_IMAGE
+    in_diffusers_layout = diffusers_layout.family(keys)  # save_pretrained's transformer file
+    if in_diffusers_layout is not None:
+        return CHECKPOINT, FLUX if in_diffusers_layout == ModelFamily.FLUX1 else in_diffusers_layout
     if has_prefix(keys, UNET_PREFIX):
         return CHECKPOINT, checkpoint_family(keys)
     if any(marker in k for k in keys[:400] for marker, _ in _TRANSFORMER_MARKERS):

@@ -3,10 +3,11 @@
 Model sites and ComfyUI share FLUX, SD3 and newer models as one file per part: the
 transformer (`models/diffusion_models/`), each text encoder (`models/text_encoders/` or
 `models/clip/`: clip_l, clip_g, t5xxl, Qwen2.5-VL, Qwen3, Gemma) and the VAE
-(`models/vae/`). This module reads only safetensors headers (names, shapes), never a
-tensor, and no torch: what kind of text encoder a file is and how wide; which files of a
-kind sit in the folders next to a model, in ComfyUI's tree above it, or in DiffusionDesk's
-own models folder; and the sentence naming a file that is missing.
+(`models/vae/`). This module reads only safetensors headers (names, shapes) and GGUF
+indexes (engine/gguf_text_encoders.py), never a tensor, and no torch: what kind of text
+encoder a file is and how wide; which files of a kind sit in the folders next to a model,
+in ComfyUI's tree above it, or in DiffusionDesk's own models folder; and the sentence
+naming a file that is missing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _VAE_PREFIXES = ("", "first_stage_model.", "vae.")
 _DC_AE_MARKS = ("decoder.stages.", "decoder.up_blocks.0.0.")
 _DC_AE_DECODER_IN = ("decoder.project_in.main.conv.weight", "decoder.conv_in.weight")
 SUFFIXES = (".safetensors", ".sft")
+GGUF_SUFFIX = ".gguf"  # text encoders only (engine/gguf_text_encoders.py)
 # In every missing-file message: the window offers a file dialog when it sees it.
 MISSING_FILE_MARK = "and none was found (looked in"
 
@@ -109,6 +111,11 @@ def _header(path: Path) -> tuple[list[str], dict[str, list[int]]]:
 
 def inspect(path: Path) -> WeightFile:
     """What `path` holds, from its header; kind "" when it is unreadable or something else."""
+    if path.suffix.lower() == GGUF_SUFFIX:
+        from engine import gguf_text_encoders  # here: it imports this module's kinds
+
+        kind, width = gguf_text_encoders.describe(path)
+        return WeightFile(path, kind, width, "")
     keys, shapes = _header(path)
     kind, width, prefix = _kind_of(keys, shapes)
     return WeightFile(path, kind, width, prefix)
@@ -167,10 +174,11 @@ def candidates(
     roots = list(roots) if roots is not None else default_roots()
     seen: set[Path] = {model.resolve()}
     out: list[WeightFile] = []
+    suffixes = SUFFIXES + ((GGUF_SUFFIX,) if kind == AssetKind.TEXT_ENCODER else ())
     for folder in _kind_folders(kind, model, roots):
-        files = sorted(p for s in SUFFIXES for p in folder.glob(f"*{s}") if p.is_file())
+        files = sorted(p for s in suffixes for p in folder.glob(f"*{s}") if p.is_file())
         if folder != model.parent:  # ComfyUI users sort encoders into sub-folders
-            files += sorted(p for s in SUFFIXES for p in folder.glob(f"*/*{s}") if p.is_file())
+            files += sorted(p for s in suffixes for p in folder.glob(f"*/*{s}") if p.is_file())
         for path in files:
             if path.resolve() in seen:
                 continue
@@ -197,12 +205,13 @@ class Slot:
 
 def choose(slot: Slot, width: int, files: Sequence[WeightFile]) -> WeightFile | None:
     """The file that fills `slot` (a model whose config says this `width`): the right kind
-    and width, preferring one whose name carries the slot's hint."""
+    and width, preferring one whose name carries the slot's hint, then a .safetensors file
+    to a GGUF one (read as it is rather than dequantized)."""
     fitting = [f for f in files if f.kind == slot.kind and (width == 0 or f.width == width)]
     if not fitting:
         return None
     named = [f for f in fitting if slot.hint.lower() in (f.prefix + f.path.name).lower()]
-    return (named or fitting)[0]
+    return sorted(named or fitting, key=lambda f: f.path.suffix.lower() == GGUF_SUFFIX)[0]
 
 
 def missing_message(

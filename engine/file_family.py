@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.api import ModelFamily
+from engine.diffusers_layout import telling_shapes
 from engine.families import flux2, zimage
 from engine.families.flux1 import FILL_IN_CHANNELS
 from engine.families.profile import FolderFacts
@@ -88,8 +89,8 @@ def _flow_family(path: Path, shapes: dict[str, list[int]]) -> tuple[ModelFamily,
 
 def file_family(path: Path) -> tuple[ModelFamily, str] | None:
     """(family, variant name) of a model file the names tell, else None: a transformer
-    file, or a whole SD 1.x / 2.x / XL checkpoint."""
-    shapes = tensor_shapes(path)
+    file (its original layout or diffusers'), or a whole SD 1.x / 2.x / XL checkpoint."""
+    shapes = telling_shapes(tensor_shapes(path))
     names = list(shapes)
     if is_qwen_image(names):
         return ModelFamily.QWEN_IMAGE, ""

@@ -30,7 +30,10 @@ def is_flux_layout(keys: list[str]) -> bool:
 
 
 def flux_to_diffusers(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The diffusers FluxTransformer2DModel state dict for a BFL-layout checkpoint."""
+    """The diffusers FluxTransformer2DModel state dict for a BFL-layout checkpoint; one
+    already in diffusers' layout (no double_blocks) passes as it is."""
+    if not is_flux_layout(list(checkpoint)):
+        return checkpoint
     src = {k.removeprefix(_PREFIX): v for k, v in checkpoint.items()}
     out: dict[str, torch.Tensor] = {}
 

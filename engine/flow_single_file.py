@@ -13,6 +13,7 @@ manager can report progress and cancel between them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -26,8 +27,10 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 
 from engine import component_files as cf
 from engine import (
+    diffusers_layout,
     families,
     flux2_files,
+    gguf_text_encoders,
     memory_policy,
     quantized,
     qwen_files,
@@ -138,6 +141,7 @@ def _is_zimage(keys: Sequence[str]) -> bool:
 def is_flow_transformer(keys: Sequence[str]) -> bool:
     return (
         _is_zimage(keys)
+        or diffusers_layout.is_diffusers_layout(keys)
         or sana_files.is_sana(keys)
         or qwen_files.is_qwen_image(keys)
         or any(
@@ -175,7 +179,9 @@ def _inspect_klein(path: Path, header: quantized.Header) -> FlowSpec:
 
 
 def inspect_transformer(path: Path, header: quantized.Header) -> FlowSpec:
-    """Family and variant from the names (and a few shapes) of a transformer file's tensors."""
+    """Family and variant from the names (and a few shapes) of a transformer file's tensors,
+    in its original layout or diffusers'."""
+    header = dataclasses.replace(header, shapes=diffusers_layout.telling_shapes(header.shapes))
     keys = list(header.shapes)
     quant = header.quantization
     if is_klein_layout(keys):
@@ -283,7 +289,7 @@ def choose_files(
             raise EngineError(
                 ErrorKind.BAD_INPUT,
                 f"{f.path.name} is not a text encoder or VAE that DiffusionDesk can read; "
-                "give the .safetensors file of one (GGUF text encoders are not supported).",
+                "give the .safetensors file of one (or a T5, Qwen3 or Gemma 2 GGUF encoder).",
             )
     own = [] if quantized.is_gguf(spec.path) else cf.embedded(spec.path)
     pools: dict[str, list[cf.WeightFile]] = {}
@@ -307,6 +313,10 @@ def choose_files(
                     wrong,
                 )
             )
+        if pick is not None and gguf_text_encoders.is_gguf(pick.path):
+            refused = gguf_text_encoders.refusal(pick.path, pick.kind, slot.label)
+            if refused:
+                raise _error(refused)
         chosen[slot.component] = pick
         if pick:
             used.add((pick.path, pick.prefix))
@@ -343,7 +353,13 @@ def _load_text_encoder(
     cls = getattr(transformers, cls_name)
     config_dir = configs.dir_for(component)
     config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
-    state = quantized.read_weights(part.path, part.prefix)
+    if gguf_text_encoders.is_gguf(part.path):
+        try:
+            state = gguf_text_encoders.read(part.path, part.kind, config, dtype)
+        except ValueError as exc:
+            raise _error(f"{part.path.name} could not be read as a text encoder ({exc}).") from exc
+    else:
+        state = quantized.read_weights(part.path, part.prefix)
     with init_empty_weights():  # the weights come from the file: no random init of 5B params
         model = cls(config)
     model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
@@ -529,11 +545,14 @@ class FlowLoad:
     stages: list[tuple[str, Callable[[], object]]]
     family: ModelFamily
     variant: str  # the family profile's variant name ("schnell", "3.5-medium" …)
+    encoder_notes: tuple[str, ...] = ()  # GGUF text encoders, dequantized as they load
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """For the status bar: the quantization and an offloading placement, if any."""
-        return tuple(n for n in (self.spec.quantization,) if n) + self.memory.notes
+        """For the status bar: the quantization, GGUF text encoders and an offloading
+        placement, if any."""
+        quantization = tuple(n for n in (self.spec.quantization,) if n)
+        return quantization + self.encoder_notes + self.memory.notes
 
 
 def is_transformer_file(path: Path) -> bool:
@@ -587,8 +606,15 @@ def prepare(
     )
     parts = {"transformer": transformer_bytes}
     unread = files_for(spec).unread
+    dequantized: list[str] = []
     for component, part in chosen.files.items():
-        if part is not None:
+        if part is not None and gguf_text_encoders.is_gguf(part.path):
+            size = torch.empty((), dtype=dtype).element_size()
+            parts[component] = gguf_text_encoders.weights_bytes(part.path, size)
+            quantization = quantized.read_header(part.path).quantization
+            precision = str(dtype).removeprefix("torch.")
+            dequantized.append(f"{part.path.name}: {quantization}, dequantized to {precision}")
+        elif part is not None:
             # Encoders and VAEs run at `dtype`, whatever their file stores.
             skip = tuple(part.prefix + s for s in unread) if component != "vae" else ()
             parts[component] = memory_policy.file_bytes_at(
@@ -597,4 +623,6 @@ def prepare(
     label = profile.variant(variant).label
     plan = memory_policy.choose(parts, device, what=f"{label} ({path.name})")
     stages = component_loaders(spec, chosen, configs, dtype, should_cancel, weights=weights)
-    return FlowLoad(spec, configs, chosen, plan, stages, profile.family, variant)
+    return FlowLoad(
+        spec, configs, chosen, plan, stages, profile.family, variant, tuple(dequantized)
+    )

@@ -25,6 +25,7 @@ import torch
 
 from engine import quantized
 from engine.api import EngineError, ErrorKind
+from engine.diffusers_layout import telling_shapes
 from engine.families.flux2 import FILE_PREFIX, file_shape
 
 
@@ -88,7 +89,9 @@ def load_transformer(
     raw = quantized.read_weights(path) if weights is None else weights
     checkpoint = {k.removeprefix(FILE_PREFIX): v for k, v in raw.items()}
     del raw
-    shapes = {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
+    shapes = telling_shapes(
+        {k: list(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
+    )
     shipped = json.loads((config_dir / "transformer" / "config.json").read_text())
     try:
         config = transformer_config(shipped, shapes)

@@ -436,9 +436,7 @@ class PipelineRunner:
         )
 
 
-def _true_cfg(
-    args: dict[str, Any], plan: Plan, variant: families.Variant, label: str
-) -> list[str]:
+def _true_cfg(args: dict[str, Any], plan: Plan, variant: families.Variant, label: str) -> list[str]:
     """For a model without true CFG, drop the negative prompt; for FLUX.1 dev with a true
     CFG scale above 1, hand the pipeline that scale and the negative prompt (as text, ""
     too: FluxPipeline runs true CFG only when it is given one). Returns the warnings."""

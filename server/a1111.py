@@ -1,7 +1,8 @@
 """The subset of AUTOMATIC1111's `/sdapi/v1/` web API that existing clients use.
 
 txt2img, img2img (with a mask; override_settings sd_model_checkpoint, sd_vae and
-CLIP_stop_at_last_layers), progress (with the current preview), interrupt,
+CLIP_stop_at_last_layers; for FLUX.1 dev Forge's distilled_cfg_scale beside cfg_scale as
+true CFG), progress (with the current preview), interrupt,
 sd-models, samplers, schedulers, options (the model switch) and png-info, translated
 into GenerationRequests for the same JobHub the streaming channel uses. A1111 is a
 one-user API; here each client address has its own current run, so progress and
@@ -28,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
 
-from engine import metadata, wire
+from engine import families, metadata, wire
 from engine.api import (
     TERMINAL_KINDS,
     EngineError,
@@ -37,17 +38,20 @@ from engine.api import (
     Failed,
     Finished,
     GenerationRequest,
+    GuidanceKind,
     HiresFix,
     SchedulerName,
     Started,
     Step,
 )
 from engine.wire import WireError
+from server.catalog import ModelCatalog
 from server.hub import JobHub
 from server.security import RateLimiter, client_key
 
 PREFIX = "/sdapi/v1"
 MAX_ITERATIONS = 16  # n_iter: batches run one after another
+DISTILLED_CFG = "distilled_cfg_scale"  # Forge's field for FLUX's guidance input
 _STATUS = {
     ErrorKind.BAD_INPUT: 422,
     ErrorKind.MODEL: 404,
@@ -253,7 +257,9 @@ async def _generate(state: A1111State, request: Request, *, img2img: bool) -> JS
     if isinstance(body, JSONResponse):
         return body
     try:
-        requests = await asyncio.to_thread(_requests_of, body, state.model, img2img)
+        requests = await asyncio.to_thread(
+            _requests_of, body, state.model, img2img, state.hub.catalog
+        )
     except A1111Error as exc:
         return _error(exc.kind, exc.message)
     except WireError as exc:
@@ -290,7 +296,7 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
     infotexts: list[str] = []
     for result in finished:
         for image, seed in zip(result.images, result.seeds, strict=True):
-            images.append(_png_with_parameters(image, result.request, seed))
+            images.append(_png_with_parameters(image, result, seed))
             seeds.append(seed)
             infotexts.append(metadata.format_a1111(result.request, seed, result.model_info))
     first = finished[0].request if finished else None
@@ -300,7 +306,7 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
         "seed": seeds[0] if seeds else -1,
         "all_seeds": seeds,
         "steps": first.steps if first else body.get("steps"),
-        "cfg_scale": first.guidance_scale if first else body.get("cfg_scale"),
+        **_scales_info(finished[0] if finished else None, body),
         "width": first.width if first else body.get("width"),
         "height": first.height if first else body.get("height"),
         "sampler_name": first.scheduler if first else body.get("sampler_name"),
@@ -315,14 +321,30 @@ def _response(run: A1111Run, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"images": images, "parameters": parameters, "info": json.dumps(info)})
 
 
-def _png_with_parameters(image: Image.Image, request: GenerationRequest, seed: int) -> str:
+def _scales_info(result: Finished | None, body: dict[str, Any]) -> dict[str, Any]:
+    """cfg_scale, and Forge's distilled_cfg_scale for a model that takes its guidance as an
+    input (cfg_scale is then the true CFG scale), as the job ran them."""
+    if result is None:
+        return {"cfg_scale": body.get("cfg_scale")}
+    info = result.model_info
+    if info is not None and info.guidance == GuidanceKind.DISTILLED:
+        r = result.request
+        return {"cfg_scale": r.true_cfg_scale, DISTILLED_CFG: r.guidance_scale}
+    return {"cfg_scale": result.request.guidance_scale}
+
+
+def _png_with_parameters(image: Image.Image, result: Finished, seed: int) -> str:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=metadata.png_info(request, seed), compress_level=1)
+    info = metadata.png_info(result.request, seed, result.model_info)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[GenerationRequest]:
-    """One GenerationRequest per iteration (n_iter), each with its own seeds."""
+def _requests_of(
+    body: dict[str, Any], model: str, img2img: bool, catalog: ModelCatalog | None = None
+) -> list[GenerationRequest]:
+    """One GenerationRequest per iteration (n_iter), each with its own seeds; catalog: the
+    server's models, whose files tell how a model takes its guidance."""
     for key, what in _UNSUPPORTED.items():
         if body.get(key):
             raise _bad(f"{what} ({key}) is not supported by this server; turn it off")
@@ -349,11 +371,13 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
     iterations = int(_number(body, "n_iter", 1))
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise _bad(f"n_iter must be 1 to {MAX_ITERATIONS}, got {iterations}")
+    guidance_scale, true_cfg_scale = _guidance_of(body, _variant_of(catalog, model))
     base = GenerationRequest(
         prompt=_text(body, "prompt"),
         negative_prompt=_text(body, "negative_prompt"),
         steps=int(_number(body, "steps", 20)),
-        guidance_scale=float(_number(body, "cfg_scale", 7.0)),
+        guidance_scale=guidance_scale,
+        true_cfg_scale=true_cfg_scale,
         seed=None if seed < 0 else seed,
         batch_size=batch,
         width=width,
@@ -372,6 +396,31 @@ def _requests_of(body: dict[str, Any], model: str, img2img: bool) -> list[Genera
     # A1111 draws one seed and counts up from it, a batch's worth per iteration.
     first = secrets.randbelow(2**32) if base.seed is None else base.seed
     return [base.with_changes(seed=first + i * batch) for i in range(iterations)]
+
+
+def _variant_of(catalog: ModelCatalog | None, model: str) -> families.Variant | None:
+    """The variant a model's files say it is before it loads (None where they do not tell:
+    the engine then names the family as it loads)."""
+    if catalog is None:
+        return None
+    try:
+        source = catalog.resolve(model)
+    except EngineError:
+        return None  # the hub refuses the unknown name when the job is submitted
+    described = families.describe_source(source)
+    return described[0].variant(described[1]) if described else None
+
+
+def _guidance_of(body: dict[str, Any], variant: families.Variant | None) -> tuple[float, float]:
+    """(guidance scale, true CFG scale): cfg_scale as A1111 means it; for a model that
+    takes its guidance as an input (FLUX.1 dev), as Forge's API reads them:
+    distilled_cfg_scale is that guidance (the variant's default when left out) and
+    cfg_scale the true CFG scale beside it (1, off, when left out). Other models ignore
+    distilled_cfg_scale, as Forge does."""
+    if variant is None or variant.guidance != GuidanceKind.DISTILLED:
+        return float(_number(body, "cfg_scale", 7.0)), 1.0
+    distilled = float(_number(body, DISTILLED_CFG, variant.guidance_scale))
+    return distilled, float(_number(body, "cfg_scale", 1.0))
 
 
 def _hires_of(body: dict[str, Any], width: int, height: int) -> HiresFix:

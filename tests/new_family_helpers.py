@@ -1,17 +1,23 @@
-"""Helpers for the engine tests of Z-Image, Qwen-Image, SANA / SANA-Sprint and FLUX.2
-klein: the tiny models as the engine's LoadedModel, requests with each variant's
-defaults, and the plain diffusers call an engine run must equal."""
+"""Helpers for the engine tests of the flow-matching families (SD 3 and FLUX.1 as
+tests/tiny_flow_models.py builds them; Z-Image, Qwen-Image, SANA / SANA-Sprint and FLUX.2
+klein as tests/tiny_new_families.py does): the tiny models as the engine's LoadedModel,
+requests with each variant's defaults, and the plain diffusers call an engine run must
+equal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from tempfile import mkdtemp
 from typing import Any
 
 import diffusers
 import torch
 from engine_helpers import TinyModels, request
 from PIL import Image
+from tiny_flow_models import tiny_flux_pipeline, tiny_sd3_pipeline
 from tiny_new_families import tiny_family_pipeline
 
 from engine import compositing, families
@@ -22,13 +28,17 @@ from engine.models import LoadedModel
 
 @dataclass(frozen=True)
 class TinyFamily:
-    name: str  # as tests/tiny_new_families.py names it
+    """A family variant's tiny model, and the source name the engine's stand-in model
+    manager serves it by (prefix + name)."""
+
+    name: str  # as tests/tiny_new_families.py names it ("sd3", "flux-<variant>" else)
     family: ModelFamily
     variant: str
+    prefix: str = "tiny-"
 
     @property
     def source(self) -> str:
-        return f"tiny-{self.name}"
+        return f"{self.prefix}{self.name}"
 
     @property
     def profile(self) -> families.FamilyProfile:
@@ -37,6 +47,9 @@ class TinyFamily:
     @property
     def modes(self) -> tuple[Mode, ...]:
         return self.profile.modes(self.variant)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 TINY_FAMILIES = (
@@ -51,11 +64,21 @@ TINY_FAMILIES = (
 FAMILY_MODES = [(f, m) for f in TINY_FAMILIES for m in f.modes]
 
 
-@cache
 def loaded(family: TinyFamily) -> LoadedModel:
     """The tiny model as ModelManager would hand it over (factors fitted where the family
-    has none published, as the loader does)."""
-    pipe = tiny_family_pipeline(family.name)
+    has none published, as the loader does); one per model, whatever name serves it."""
+    return _loaded(family.name, family.family, family.variant)
+
+
+@cache
+def _loaded(name: str, family_name: ModelFamily, variant: str) -> LoadedModel:
+    family = TinyFamily(name, family_name, variant)
+    if family.family is ModelFamily.SD3:
+        pipe: Any = tiny_sd3_pipeline(Path(mkdtemp(prefix="tiny-sd3-")))
+    elif family.family is ModelFamily.FLUX1:
+        pipe = tiny_flux_pipeline(Path(mkdtemp(prefix="tiny-flux-")), variant=variant)
+    else:
+        pipe = tiny_family_pipeline(name)
     latent_rgb = None
     if not family.profile.latent_rgb[0]:
         latent_rgb = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
@@ -65,16 +88,16 @@ def loaded(family: TinyFamily) -> LoadedModel:
         pipe=pipe,
         latent_rgb=latent_rgb,
         tiny_vae=None,
-        is_inpaint_unet=False,
+        is_inpaint_unet=family.modes == (Mode.INPAINT,),  # FLUX.1 Fill
         device=torch.device("cpu"),
         dtype=torch.float32,
         variant=family.variant,
     )
 
 
-def serve(models: TinyModels) -> None:
+def serve(models: TinyModels, served: Iterable[TinyFamily] = TINY_FAMILIES) -> None:
     """Let the engine's stand-in model manager serve every tiny family by its source."""
-    for family in TINY_FAMILIES:
+    for family in served:
         models.variants[family.source] = loaded(family)
 
 

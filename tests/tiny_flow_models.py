@@ -104,12 +104,12 @@ def tiny_flow_vae(shift: float = 0.0609, scale: float = 1.5035) -> AutoencoderKL
     )
 
 
-def tiny_sd3_pipeline(
-    tmp: Path, *, seed: int = 0, layers: int = 1, heads: int = 2, head_dim: int = 8
-) -> StableDiffusion3Pipeline:
-    """layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
-    torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(
+def tiny_sd3_transformer(
+    layers: int = 1, heads: int = 2, head_dim: int = 8, dual_attention_layers: tuple = ()
+) -> SD3Transformer2DModel:
+    """A tiny SD 3 MMDiT; dual_attention_layers: the blocks with SD 3.5 Medium's second
+    attention."""
+    return SD3Transformer2DModel(
         sample_size=32,
         patch_size=2,
         in_channels=LATENT_CHANNELS,
@@ -121,7 +121,16 @@ def tiny_sd3_pipeline(
         joint_attention_dim=32,
         pooled_projection_dim=32,
         pos_embed_max_size=32,
+        dual_attention_layers=dual_attention_layers,
     )
+
+
+def tiny_sd3_pipeline(
+    tmp: Path, *, seed: int = 0, layers: int = 1, heads: int = 2, head_dim: int = 8
+) -> StableDiffusion3Pipeline:
+    """layers, heads, head_dim: the transformer's size (larger for benchmarks)."""
+    torch.manual_seed(seed)
+    transformer = tiny_sd3_transformer(layers, heads, head_dim)
     tokenizer = tiny_tokenizer(tmp / "clip_tokenizer")
     t5_tokenizer = tiny_t5_tokenizer()
     pipe = StableDiffusion3Pipeline(

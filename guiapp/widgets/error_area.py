@@ -62,7 +62,7 @@ class ErrorArea(QFrame):
             self,
             "Choose the model's text encoder or VAE files",
             "",
-            "Weights (*.safetensors *.sft);;All files (*)",
+            "Weights (*.safetensors *.sft *.gguf);;All files (*)",
         )
         if paths:
             form = self._workspace.form

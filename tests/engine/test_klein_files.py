@@ -2,7 +2,7 @@
 fp8, GGUF), ComfyUI's Qwen3 text encoder and the FLUX.2 VAE as separate files, loaded
 offline; the same pixels as the diffusers pipeline they came from and as the same tiny
 model saved as a diffusers folder; 4B, 9B, distilled and base told apart; a missing or
-wrong file named."""
+wrong file named. (GGUF transformers of every family: test_transformer_files.py.)"""
 
 from __future__ import annotations
 
@@ -121,20 +121,6 @@ def test_scaled_fp8_transformer_and_encoder_files_are_unscaled_and_say_so(
     # Unscaled, the weights are the originals to fp8's precision: without the scales they
     # would be up to 448 times too large.
     assert np.abs(_image(model.pipe) - _image(reference)).mean() < 0.05
-
-
-def test_a_gguf_klein_runs_quantized_and_says_so(tmp_path: Path) -> None:
-    files, reference = write_klein_files(tmp_path)
-    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
-    files.transformer.unlink()
-    model = _manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
-
-    assert model.notes[0] == "GGUF Q8_0"
-    linear = model.pipe.transformer.transformer_blocks[0].attn.to_q
-    assert type(linear).__name__ == "GGUFLinear" and linear.weight.dtype == torch.uint8
-    image = _image(model.pipe)
-    assert np.isfinite(image).all()
-    assert np.abs(image - _image(reference)).mean() < 0.02
 
 
 def test_a_missing_vae_is_named_and_the_flux1_vae_is_not_taken_for_it(tmp_path: Path) -> None:

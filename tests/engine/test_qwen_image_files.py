@@ -2,7 +2,8 @@
 city96 GGUF), the Qwen2.5-VL text encoder (with or without the vision tower, bf16 or
 scaled fp8) and the Wan-layout VAE, each a separate file, loaded offline through the
 engine and making the same pictures as the same tiny model from a diffusers folder; a
-missing file is named in a sentence the window and the CLI act on."""
+missing file is named in a sentence the window and the CLI act on. (GGUF with every
+family's in test_transformer_files.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from engine_helpers import WAIT, box_mask, picture
-from engine_helpers import Recorder as Events
 from model_helpers import Recorder, never
 from safetensors.torch import load_file, save_file
 
@@ -25,11 +25,8 @@ from engine.api import (
     Finished,
     GenerationRequest,
     ModelFamily,
-    Started,
-    Step,
 )
 from engine.worker import Engine
-from tests.tiny_flow_files import write_gguf
 from tests.tiny_qwen_files import DIFFUSION_PREFIX, write_qwen_files
 from tests.tiny_qwen_files import folder_image as _from_folder
 from tests.tiny_qwen_files import manager_for as _manager
@@ -96,49 +93,6 @@ def test_a_scaled_fp8_text_encoder_is_multiplied_out_and_draws_nearly_the_same(
     # e4m3 keeps 3 mantissa bits: within 1/16 of the largest weight, not 448 times off.
     assert (loaded - original).abs().max() <= original.abs().max() / 16
     assert np.abs(_image(model.pipe) - _from_folder(files)).mean() < 0.05
-
-
-def test_a_gguf_transformer_runs_quantized_through_the_engine_with_a_preview_every_step(
-    tmp_path: Path,
-) -> None:
-    files, _ = write_qwen_files(tmp_path)
-    gguf_file = write_gguf(
-        files.transformer, files.transformer.with_name("qwen-image-Q8_0.gguf"), "qwen_image"
-    )
-    files.transformer.unlink()
-    model = _manager(files, "bfloat16").get(str(gguf_file), Recorder(), never)
-    from engine import families
-
-    assert families.describe_source(str(gguf_file))[0].family is ModelFamily.QWEN_IMAGE
-    linear = model.pipe.transformer.transformer_blocks[0].attn.to_q
-    assert type(linear).__name__ == "GGUFLinear" and linear.weight.dtype == torch.uint8
-    assert np.abs(_image(model.pipe) - _from_folder(files)).mean() < 0.03
-
-    engine = Engine(_manager(files))
-    events = Events()
-    engine.add_listener(events)
-    try:
-        request = GenerationRequest(
-            prompt="a red circle",
-            negative_prompt="blurry",
-            steps=3,
-            guidance_scale=4.0,
-            seed=7,
-            width=32,
-            height=32,
-            scheduler="Euler",
-            model=str(gguf_file),
-        )
-        job = engine.submit(request)
-        ended = engine.wait(job, WAIT)
-    finally:
-        engine.shutdown(10)
-    assert isinstance(ended, Finished), ended
-    (started,) = events.of(job, Started)
-    assert "GGUF Q8_0" in started.device  # what the status bar shows
-    assert (started.family, started.variant) == ("qwen_image", "")
-    assert [s.step for s in events.of(job, Step)] == [1, 2, 3]
-    assert np.asarray(ended.images[0]).std() > 0
 
 
 def test_every_mode_from_the_single_files_equals_the_diffusers_folder_through_the_engine(
@@ -520,5 +474,5 @@ def test_a_file_named_by_hand_that_is_no_encoder_or_vae_is_refused_in_a_sentence
     assert caught.value.kind == ErrorKind.BAD_INPUT
     assert caught.value.message == (
         "Qwen2.5-VL-7B-Instruct-Q8_0.gguf is not a text encoder or VAE that DiffusionDesk can "
-        "read; give the .safetensors file of one (GGUF text encoders are not supported)."
+        "read; give the .safetensors file of one (or a T5, Qwen3 or Gemma 2 GGUF encoder)."
     )

@@ -2,7 +2,8 @@
 (.safetensors, ComfyUI's prefixed keys, the .pth pickle with consent, GGUF), Gemma 2 and
 DC-AE as separate files, loaded offline through the engine with the same pixels as the
 same tiny model's diffusers folder; real-size headers told apart and matched to the
-shipped configs; a missing encoder or autoencoder named."""
+shipped configs; a missing encoder or autoencoder named. (GGUF, and a file through the engine,
+with every family's in test_transformer_files.py.)"""
 
 from __future__ import annotations
 
@@ -136,55 +137,6 @@ def test_a_missing_dc_ae_is_named_and_the_cli_vae_option_supplies_it(
 
     assert cli.main([*args, "--vae", str(elsewhere)]) == 0, capsys.readouterr().err
     assert out.is_file()
-
-
-def test_a_sana_file_runs_through_the_engine_with_a_preview_every_step(tmp_path: Path) -> None:
-    from engine_helpers import WAIT
-    from engine_helpers import Recorder as Events
-
-    from engine.api import Finished, GenerationRequest, Started, Step
-    from engine.worker import Engine
-
-    files, _ = write_sana_files(tmp_path, sprint=True)
-    engine = Engine(_manager(files.config_root))
-    events = Events()
-    engine.add_listener(events)
-    try:
-        request = GenerationRequest(
-            prompt="a red circle",
-            steps=2,
-            guidance_scale=4.5,
-            seed=7,
-            width=64,
-            height=64,
-            scheduler="sCM",
-            model=str(files.transformer),
-        )
-        job = engine.submit(request)
-        ended = engine.wait(job, WAIT)
-    finally:
-        engine.shutdown(10)
-    assert isinstance(ended, Finished), ended
-    (started,) = events.of(job, Started)
-    assert (started.family, started.variant) == ("sana", "sprint")
-    assert [s.step for s in events.of(job, Step)] == [1, 2]
-    assert ended.images[0].size == (64, 64)
-
-
-def test_a_gguf_sana_transformer_runs_quantized(tmp_path: Path) -> None:
-    from tests.tiny_flow_files import write_gguf
-
-    files, reference = write_sana_files(tmp_path, bench=True)  # rows of 256: Q8_0 blocks
-    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"), "sana")
-    files.transformer.unlink()
-    model = _manager(files.config_root).get(str(gguf_file), Recorder(), never)
-
-    assert model.notes[0] == "GGUF Q8_0"
-    to_q = model.pipe.transformer.transformer_blocks[0].attn1.to_q
-    assert type(to_q).__name__ == "GGUFLinear" and to_q.weight.dtype == torch.uint8
-    image = sana_image(model.pipe)
-    assert np.isfinite(image).all()
-    assert np.abs(image - sana_image(reference)).mean() < 0.02
 
 
 def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:

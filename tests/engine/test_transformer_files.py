@@ -1,7 +1,7 @@
-"""Transformer-only files (SD3, FLUX.1) with separate text encoders and VAE, as ComfyUI
-and model sites share them: loaded offline from files written in the real key layouts,
-the same pixels as the diffusers pipeline they came from; GGUF and fp8 transformers run;
-a missing file is named."""
+"""Transformer-only files with separate text encoders and VAE, as ComfyUI and model sites
+share them: SD3 and FLUX.1 loaded offline from files written in the real key layouts, the
+same pixels as the diffusers pipeline they came from; GGUF transformers of every family
+run quantized, through the engine too; fp8 transformers run; a missing file is named."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from model_helpers import Recorder, never
 
 from engine import memory_policy
 from engine.api import EngineError, ErrorKind, ModelFamily
+from engine.file_family import file_family
 from engine.models import ModelManager
 from tests.flow_checkpoint import DIFFUSION_PREFIX
+from tests.single_file_cases import CASES
 from tests.tiny_flow_files import write_flow_files, write_gguf
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
@@ -112,21 +114,6 @@ def test_an_encoder_of_the_wrong_width_is_not_taken_for_the_right_one(tmp_path: 
         EngineError, match=r"CLIP-L text encoder.*do not fit this model: clip_l_tiny"
     ):
         _manager(files.config_root).get(str(files.transformer), Recorder(), never)
-
-
-def test_a_gguf_transformer_runs_quantized_and_says_so(tmp_path: Path) -> None:
-    files, reference = write_flow_files(tmp_path, "flux1")
-    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
-    files.transformer.unlink()
-    model = _manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
-
-    assert model.notes[0] == "GGUF Q8_0"
-    linear = model.pipe.transformer.transformer_blocks[0].attn.to_q
-    assert type(linear).__name__ == "GGUFLinear" and linear.weight.dtype == torch.uint8
-    image = _image(model.pipe)
-    assert np.isfinite(image).all()
-    # Q8_0 in bf16 stays close to the float32 weights' picture.
-    assert np.abs(image - _image(reference)).mean() < 0.02
 
 
 def test_an_fp8_transformer_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
@@ -246,44 +233,6 @@ def test_cancel_stops_between_the_files(tmp_path: Path) -> None:
     assert manager.current is None
 
 
-def test_a_gguf_flux_file_runs_through_the_engine_and_the_status_names_it(
-    tmp_path: Path,
-) -> None:
-    from engine_helpers import WAIT
-    from engine_helpers import Recorder as Events
-
-    from engine.api import Finished, GenerationRequest, Started, Step
-    from engine.worker import Engine
-
-    files, _ = write_flow_files(tmp_path, "flux1")
-    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
-    files.transformer.unlink()
-    engine = Engine(_manager(files.config_root))
-    events = Events()
-    engine.add_listener(events)
-    try:
-        request = GenerationRequest(
-            prompt="a red circle",
-            steps=3,
-            guidance_scale=3.5,
-            seed=7,
-            width=64,
-            height=64,
-            scheduler="Euler",
-            model=str(gguf_file),
-        )
-        job = engine.submit(request)
-        ended = engine.wait(job, WAIT)
-    finally:
-        engine.shutdown(10)
-    assert isinstance(ended, Finished), ended
-    (started,) = events.of(job, Started)
-    assert "GGUF Q8_0" in started.device
-    assert (started.family, started.variant) == ("flux1", "dev")
-    assert [s.step for s in events.of(job, Step)] == [1, 2, 3]  # a preview every step
-    assert np.asarray(ended.images[0]).std() > 0
-
-
 def test_a_zimage_file_loads_with_its_qwen3_encoder_and_the_flux_vae(tmp_path: Path) -> None:
     from tests.tiny_flow_files import write_zimage_files
 
@@ -292,3 +241,84 @@ def test_a_zimage_file_loads_with_its_qwen3_encoder_and_the_flux_vae(tmp_path: P
     assert (model.family, model.variant) == (ModelFamily.ZIMAGE, "turbo")
     kwargs = {"guidance_scale": 0.0}
     np.testing.assert_allclose(_image(model.pipe, **kwargs), _image(reference, **kwargs), atol=1e-5)
+
+
+# case -> the GGUF architecture city96's converter writes, the writer's options (rows of
+# 256 for SANA, which Q8_0 blocks need), how far Q8_0 may move the picture
+GGUF_CASES = {
+    "flux1-dev": ("flux", {}, 0.02),
+    "qwen_image": ("qwen_image", {}, 0.03),
+    "sana": ("sana", {"bench": True}, 0.02),
+    "flux2-klein": ("flux", {}, 0.02),
+}
+
+
+def _gguf_files(tmp_path: Path, name: str) -> tuple[object, object, Path]:
+    arch, options, _ = GGUF_CASES[name]
+    files, reference = CASES[name].write(tmp_path, **options)
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"), arch)
+    files.transformer.unlink()
+    return files, reference, gguf_file
+
+
+@pytest.mark.parametrize("name", list(GGUF_CASES))
+def test_a_gguf_transformer_runs_quantized_and_says_so(tmp_path: Path, name: str) -> None:
+    case = CASES[name]
+    files, reference, gguf_file = _gguf_files(tmp_path, name)
+    assert file_family(gguf_file) == (case.family, case.variant)  # before loading
+    model = _manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
+
+    assert model.notes[0] == "GGUF Q8_0"
+    linears = [m for m in model.pipe.transformer.modules() if type(m).__name__ == "GGUFLinear"]
+    assert linears and all(m.weight.dtype == torch.uint8 for m in linears)
+    image = case.picture(model.pipe)
+    assert np.isfinite(image).all()
+    assert np.abs(image - case.picture(reference)).mean() < GGUF_CASES[name][2]
+
+
+@pytest.mark.parametrize(
+    ("name", "gguf"), [("flux1-dev", True), ("qwen_image", True), ("sana-sprint", False)]
+)
+def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
+    tmp_path: Path, name: str, gguf: bool
+) -> None:
+    from engine_helpers import WAIT
+    from engine_helpers import Recorder as Events
+
+    from engine import families
+    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.worker import Engine
+
+    case = CASES[name]
+    if gguf:
+        files, _, model_file = _gguf_files(tmp_path, name)
+    else:
+        files, _ = case.write(tmp_path)
+        model_file = files.transformer
+    defaults = families.profile(case.family).variant(case.variant)
+    steps = min(defaults.steps, 3)
+    engine = Engine(_manager(files.config_root))
+    events = Events()
+    engine.add_listener(events)
+    try:
+        request = GenerationRequest(
+            prompt="a red circle",
+            negative_prompt="blurry",
+            steps=steps,
+            guidance_scale=defaults.guidance_scale,
+            seed=7,
+            width=64,
+            height=64,
+            scheduler=defaults.scheduler.value,
+            model=str(model_file),
+        )
+        job = engine.submit(request)
+        ended = engine.wait(job, WAIT)
+    finally:
+        engine.shutdown(10)
+    assert isinstance(ended, Finished), ended
+    (started,) = events.of(job, Started)
+    assert ("GGUF Q8_0" in started.device) is gguf  # what the status bar shows
+    assert (started.family, started.variant) == (case.family.value, case.variant)
+    assert [s.step for s in events.of(job, Step)] == list(range(1, steps + 1))
+    assert ended.images[0].size == (64, 64) and np.asarray(ended.images[0]).std() > 0
