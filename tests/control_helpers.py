@@ -1,4 +1,5 @@
-"""Tiny random-weight ControlNets built from the tiny UNet (no download).
+"""Tiny random-weight ControlNets built from the tiny UNet or a tiny flow model's
+transformer (no download).
 
 A fresh ControlNet's output convolutions (and its hint encoder's last) are zero: it
 starts as "no effect". Here they get random weights, so that a unit visibly steers the
@@ -9,9 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
-from diffusers import ControlNetModel
+from diffusers import (
+    ControlNetModel,
+    FluxControlNetModel,
+    FluxTransformer2DModel,
+    SD3ControlNetModel,
+    SD3Transformer2DModel,
+)
+from PIL import Image, ImageDraw
 from tiny_models import tiny_components
+
+from engine.api import Finished
 
 
 def tiny_controlnet(tmp: Path, *, seed: int = 0, unet=None) -> ControlNetModel:
@@ -27,6 +38,25 @@ def tiny_controlnet(tmp: Path, *, seed: int = 0, unet=None) -> ControlNetModel:
             conv.weight.normal_(0.0, 0.5)
             conv.bias.normal_(0.0, 0.1)
     return net.eval()
+
+
+def flow_controlnet(folder: Path, family: str, single_layers: int = 1) -> torch.nn.Module:
+    """A ControlNet made from the transformer of the tiny "flux1" or "sd3" model saved in
+    `folder`: one double block (and `single_layers` single blocks) for FLUX.1, one joint
+    block for SD 3; its residual outputs start at zero, as diffusers makes them."""
+    if family == "flux1":
+        tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
+        return FluxControlNetModel.from_transformer(
+            tr,
+            num_layers=1,
+            num_single_layers=single_layers,
+            attention_head_dim=tr.config.attention_head_dim,
+            num_attention_heads=tr.config.num_attention_heads,
+        )
+    sd3 = SD3Transformer2DModel.from_pretrained(folder / "transformer")
+    return SD3ControlNetModel.from_transformer(
+        sd3, num_layers=1, num_extra_conditioning_channels=0, load_weights_from_transformer=False
+    )
 
 
 def save_tiny_controlnet(folder: Path, *, seed: int = 0, unet=None) -> Path:
@@ -50,3 +80,21 @@ def spy_on_controlnets(engine, count: int) -> list[list[float]]:
 
         net.register_forward_pre_hook(hook, with_kwargs=True)
     return calls
+
+
+def outline(shape: str) -> Image.Image:
+    """A 32 x 32 control picture: the white outline of an "ellipse" or a "rectangle" on
+    black, as an edge detector would draw it."""
+    image = Image.new("RGB", (32, 32), "black")
+    draw = ImageDraw.Draw(image)
+    if shape == "ellipse":
+        draw.ellipse((6, 6, 25, 25), outline="white", width=3)
+    else:
+        draw.rectangle((8, 8, 23, 23), outline="white", width=2)
+    return image
+
+
+def pixels(result: object) -> np.ndarray:
+    """A finished job's first picture as signed integers (differences do not wrap)."""
+    assert isinstance(result, Finished), result
+    return np.asarray(result.images[0], dtype=np.int16)

@@ -24,8 +24,9 @@ from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransf
 from safetensors.torch import save_file
 
 from engine.models import ModelManager
+from tests.single_file_cases import cpu_manager
 from tests.tiny_flow_files import FlowFiles, _state, _write_configs
-from tests.tiny_new_families import qwen_image_components
+from tests.tiny_new_families import qwen_image_components, qwen_image_transformer, qwen_image_vae
 
 DIFFUSION_PREFIX = "model.diffusion_model."
 # The published Qwen-Image VAE statistics (engine/model_configs/qwen_image/vae).
@@ -38,28 +39,8 @@ _STD += [3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916]
 def tiny_qwen_image_pipeline() -> QwenImagePipeline:
     """tests/tiny_new_families.py's Qwen-Image with the real latent and VAE layout."""
     parts = qwen_image_components()
-    torch.manual_seed(0)
-    parts["transformer"] = QwenImageTransformer2DModel(
-        patch_size=2,
-        in_channels=64,
-        out_channels=16,
-        num_layers=2,
-        attention_head_dim=32,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        guidance_embeds=False,
-        axes_dims_rope=(16, 8, 8),
-    )
-    torch.manual_seed(0)
-    parts["vae"] = AutoencoderKLQwenImage(
-        base_dim=8,
-        z_dim=16,
-        dim_mult=[1, 2, 4, 4],
-        num_res_blocks=2,
-        temperal_downsample=[False, True, True],
-        latents_mean=_MEAN,
-        latents_std=_STD,
-    )
+    parts["transformer"] = qwen_image_transformer(16, heads=2, head_dim=32, layers=2)
+    parts["vae"] = qwen_image_vae(16, [1, 2, 4, 4], 2, _MEAN, _STD)
     pipe = QwenImagePipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
     for component in pipe.components.values():
@@ -195,20 +176,17 @@ def write_qwen_files(
 
 # ---------------------------------------------------------------------------- in tests
 
-SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
-
 
 def picture_of(pipe: object) -> np.ndarray:
     """The pipeline's picture for one fixed prompt, seed and true CFG, as floats."""
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
-    ).images[0]
+    from tests.single_file_cases import CASES
+
+    return CASES["qwen_image"].picture(pipe)
 
 
 def manager_for(files: QwenFiles, dtype: str = "float32") -> ModelManager:
     """A CPU model manager reading the tiny model's configs."""
-    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
+    return cpu_manager(files.config_root, dtype)
 
 
 def folder_image(files: QwenFiles) -> np.ndarray:

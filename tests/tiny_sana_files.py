@@ -206,19 +206,8 @@ def write_sana_files(
     return files, pipe
 
 
-# A tiny picture with every setting fixed, so two loads of one model compare pixel for pixel.
-SETTINGS = {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
-
-
 def sana_image(pipe: object) -> np.ndarray:
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", generator=generator, use_resolution_binning=False, **SETTINGS
-    ).images[0]
+    """The pipeline's picture for one fixed prompt and seed, as floats."""
+    from tests.single_file_cases import CASES
 
-
-def assert_same_pixels(a: np.ndarray, b: np.ndarray) -> None:
-    """The same picture: floats within float32 noise, the saved 8-bit pixels identical."""
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    as_bytes = [(x * 255).round().astype(np.uint8) for x in (a, b)]
-    np.testing.assert_array_equal(*as_bytes)
+    return CASES["sana"].picture(pipe)

@@ -20,6 +20,7 @@ from adapter_helpers import (
     save_tiny_adapter,
     tiny_adapter,
 )
+from control_helpers import outline, pixels
 from diffusers import (
     MultiAdapter,
     StableDiffusionAdapterPipeline,
@@ -27,7 +28,7 @@ from diffusers import (
     T2IAdapter,
 )
 from engine_helpers import TINY, TINY_SDXL, WAIT, TinyModels, box_mask, picture, request
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from engine.api import (
     Cancelled,
@@ -48,18 +49,11 @@ from engine.worker import Engine
 
 
 def sketch() -> Image.Image:
-    image = Image.new("RGB", (32, 32), "black")
-    ImageDraw.Draw(image).ellipse((6, 6, 25, 25), outline="white", width=3)
-    return image
+    return outline("ellipse")
 
 
 def unit(model, **changes) -> ControlUnit:
     return ControlUnit(model=str(model), image=sketch(), **changes)
-
-
-def pixels(result) -> np.ndarray:
-    assert isinstance(result, Finished), result
-    return np.asarray(result.images[0], dtype=np.int16)
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from control_helpers import save_tiny_controlnet, spy_on_controlnets
+from control_helpers import outline, pixels, save_tiny_controlnet, spy_on_controlnets
 from engine_helpers import TINY_SDXL, WAIT, box_mask, picture, request
 from model_helpers import never
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from engine.api import ControlUnit, ErrorKind, Failed, Finished
 
 
 def edges() -> Image.Image:
-    image = Image.new("RGB", (32, 32), "black")
-    ImageDraw.Draw(image).rectangle((8, 8, 23, 23), outline="white", width=2)
-    return image
+    return outline("rectangle")
 
 
 def unit(model, **changes) -> ControlUnit:
     return ControlUnit(model=str(model), image=edges(), **changes)
-
-
-def pixels(result) -> np.ndarray:
-    assert isinstance(result, Finished), result
-    return np.asarray(result.images[0], dtype=np.int16)
 
 
 def test_zero_weight_gives_the_same_pixels_as_no_controlnet(engine, controlnets):

@@ -11,12 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import (
-    FluxControlNetModel,
-    FluxTransformer2DModel,
-    SD3ControlNetModel,
-    SD3Transformer2DModel,
-)
+from control_helpers import flow_controlnet
 from PIL import Image
 from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
@@ -32,12 +27,7 @@ SIZE = 32
 def flux(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("flux-zero")
     folder = save_flow_model(root / "flux1", "flux1")
-    tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
-    net = FluxControlNetModel.from_transformer(
-        tr, num_layers=1, num_single_layers=1,
-        attention_head_dim=tr.config.attention_head_dim,
-        num_attention_heads=tr.config.num_attention_heads,
-    )  # fmt: skip
+    net = flow_controlnet(folder, "flux1")
     torch.manual_seed(0)
     with torch.no_grad():  # from_transformer zeroes the residual layers: make them act
         for layer in (
@@ -106,10 +96,7 @@ def sd3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("sd3-zero")
     folder = root / "sd3"  # two layers: SD 3 adds no residual to its last (text-only) block
     tiny_sd3_pipeline(root / "build", layers=2).save_pretrained(folder)
-    tr = SD3Transformer2DModel.from_pretrained(folder / "transformer")
-    net = SD3ControlNetModel.from_transformer(
-        tr, num_layers=1, num_extra_conditioning_channels=0, load_weights_from_transformer=False
-    )
+    net = flow_controlnet(folder, "sd3")
     torch.manual_seed(0)
     with torch.no_grad():
         for layer in (*net.controlnet_blocks, net.pos_embed_input.proj):

@@ -34,6 +34,17 @@ from tests.tiny_qwen_files import picture_of as _image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
 
+# A small job at Qwen-Image's own guidance (true CFG 4), its model set per test.
+SMALL = GenerationRequest(
+    prompt="a red circle",
+    steps=2,
+    guidance_scale=4.0,
+    seed=3,
+    width=32,
+    height=32,
+    scheduler="Euler",
+)
+
 
 def test_the_three_comfyui_files_load_offline_and_draw_what_the_diffusers_folder_draws(
     tmp_path: Path,
@@ -104,15 +115,7 @@ def test_every_mode_from_the_single_files_equals_the_diffusers_folder_through_th
         "img2img": {"init_image": picture(), "strength": 0.7},
         "inpaint": {"init_image": picture(), "mask": box_mask(), "strength": 0.9, "mask_blur": 0},
     }
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=2,
-        guidance_scale=4.0,
-        seed=3,
-        width=32,
-        height=32,
-        scheduler="Euler",
-    )
+    base = SMALL
     engine = Engine(_manager(files))
     results: dict[tuple[str, str], np.ndarray] = {}
     try:
@@ -253,16 +256,7 @@ def test_a_qwen_image_too_big_for_memory_is_refused_before_loading(
 def test_a_vae_override_takes_a_qwen_vae_and_refuses_an_sd_style_one(tmp_path: Path) -> None:
     files, _ = write_qwen_files(tmp_path)
     flux_vae = _flux_style_vae(tmp_path / "ae.safetensors")
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=2,
-        guidance_scale=4.0,
-        seed=3,
-        width=32,
-        height=32,
-        scheduler="Euler",
-        model=str(files.transformer),
-    )
+    base = SMALL.with_changes(model=str(files.transformer))
     engine = Engine(_manager(files))
     try:
         own = engine.wait(engine.submit(base), WAIT)
