@@ -2,21 +2,41 @@
 compositing) costs over a plain diffusers pipeline call with the same model, prompt,
 seed, steps and sampler, per model family and variant.
 
-    python bench/engine_overhead.py [--family sd3 [--variant 3.5-large-turbo]] [--pairs 9]
-    python bench/engine_overhead.py --all      # every family and variant, one line each
+    python bench/engine_overhead.py [--family sd3 [--variant 3.5-large-turbo]] [--pairs 12]
+    OMP_NUM_THREADS=1 python bench/engine_overhead.py --all   # every family and variant
 
-Prints one JSON line per family/variant (and with --all a last summary line). The two
-paths alternate (which goes first flips every pair, so drift in machine load hits both
-alike) and the figure is the median of the per-pair ratios engine / plain, with its
-quartiles and range so a loaded machine shows as spread, and the same median for CPU
-time (process time, which other programs on the machine disturb much less than wall
-time). The plain call runs under torch.inference_mode(), as the engine does, so the
-ratio is the engine's own work and not a difference in autograd bookkeeping.
+Prints one JSON line per family/variant (and with --all a last summary line). The plain
+call runs under torch.inference_mode(), as the engine does, so the ratio is the engine's
+own work and not a difference in autograd bookkeeping.
+
+How the two paths are made comparable (a fixed cost of a few milliseconds is what the
+ratio must see, not the machine's jitter):
+- Each case runs in a process of its own, forked from a parent that has imported
+  everything but built nothing, so every case starts from the same state: no model,
+  engine, cache or allocator history of an earlier case. (Run one after another in one
+  process, the FLUX.1 cases read 1.09-1.15 in a full run and 0.95-1.00 alone.)
+- glibc's allocator is told to keep freed memory (no trimming, a fixed mmap threshold of
+  32 MB). By default every job gave back and faulted in again about 80 MB of
+  intermediate tensors: some 20,000 page faults, 40 ms of system time in a 0.4 s FLUX
+  job, varying by half from job to job on either path. Both paths run with the setting.
+- Warm-up: two jobs each way. Then pairs in ABBA order (engine, plain, plain, engine,
+  then the mirror), and the figure is the median over quads of engine / plain time,
+  with quartiles and range: drift in machine load that is linear over a quad cancels.
+- Before every timed job the garbage collector runs, so neither path pays for the
+  other's garbage; torch's thread count is the same in the worker thread as in the
+  main thread (both reported).
+The same median is given for CPU time (process time, which other programs on the machine
+disturb much less than wall time).
 
 Models: the starter model for sd1 (a small random SD model where it is missing), else a
 random-weight model of the family's architecture (tests/tiny_models.py,
-tiny_flow_models.py, tiny_new_families.py), mid-sized so that a step costs what the
-engine's per-step work is measured against. Steps: the variant's default, at most
+tiny_flow_models.py, tiny_new_families.py), sized so that a step takes about 60-200 ms
+on one core (FLUX.1: 2 double- and 3 single-stream blocks; SD 3: 4 layers; the starter
+and SDXL at 256 px, Z-Image at 384 px). A real model's step takes seconds on a CPU, so a
+fixed cost of a few milliseconds a job or a fraction of one a step is what the ratio is
+meant to see; against steps of 14-50 ms (the sizes before) it read as several per cent,
+and the pair-to-pair jitter of such short jobs hid the rest. The whole --all run stays
+within about 10 minutes on a quiet 2-core machine. Steps: the variant's default, at most
 --steps (few-step variants run their own). The preview share is the time inside the step
 callback (previews, stored latents, step events) over sampling, in wall time and in the
 worker thread's CPU time (the one "ok" goes by: a loaded machine stretches wall time
@@ -29,6 +49,8 @@ size; no model runs for it).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -36,6 +58,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +113,15 @@ def _loaded(pipe: Any, family: str, variant: str, factors: Any = None) -> Loaded
 
 def _sd1(variant: str) -> tuple[LoadedModel, str, int]:
     model, _, description = starter_or_random()
-    return model, description, 128
+    return model, description, 256  # at 128 px a starter step took 14 ms
 
 
 def _sdxl(variant: str) -> tuple[LoadedModel, str, int]:
     from tiny_models import tiny_sdxl_pipeline
 
-    # 256 px and a 64-wide UNet: at 128 px and 32 a step took 10 ms, so small that the
+    # 256 px and a 96-wide UNet: at 128 px and 32 a step took 10 ms, so small that the
     # callback's fixed fraction of a millisecond read as a share of a real SDXL step.
-    pipe = tiny_sdxl_pipeline(Path(tempfile.mkdtemp()), unet_width=64)
+    pipe = tiny_sdxl_pipeline(Path(tempfile.mkdtemp()), unet_width=96)
     return _loaded(pipe, "sdxl", variant), "cpu (float32)", 256
 
 
@@ -108,9 +131,9 @@ def _flow(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
 
         tmp = Path(tempfile.mkdtemp())
         if family == "sd3":
-            pipe = tiny_sd3_pipeline(tmp, layers=2, heads=4, head_dim=64)
-        else:
-            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=1, heads=4, head_dim=64)
+            pipe = tiny_sd3_pipeline(tmp, layers=4, heads=4, head_dim=64)
+        else:  # 2 double-stream and 3 single-stream blocks
+            pipe = tiny_flux_pipeline(tmp, variant=variant, layers=2, heads=4, head_dim=64)
         return _loaded(pipe, family, variant), "cpu (float32)", 256
 
     return build
@@ -141,12 +164,10 @@ def _new_family(family: str) -> Callable[[str], tuple[LoadedModel, str, int]]:
         factors = None
         if not families.profile(family).latent_rgb[0]:  # as the loader does for SANA
             factors = fit_latent_rgb(pipe.vae, int(pipe.vae_scale_factor))
-        # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE.
-        return (
-            _loaded(pipe, family, variant, factors),
-            "cpu (float32)",
-            (512 if family == "sana" else 256),
-        )
+        # 256 tokens each: 256 px at 1/16 for these, 512 px at 1/32 for SANA's DC-AE;
+        # Z-Image's transformer is the fastest of them, so it draws 384 px (576 tokens).
+        size = {"sana": 512, "zimage": 384}.get(family, 256)
+        return _loaded(pipe, family, variant, factors), "cpu (float32)", size
 
     return build
 
@@ -238,11 +259,34 @@ def plain_call(case: Case, request: GenerationRequest) -> Callable[[], None]:
 
 
 def _timed(run: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(wall seconds, CPU seconds of the whole process, result)."""
+    """(wall seconds, CPU seconds of the whole process, result), after a collection so
+    that neither path pays for the other's garbage."""
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     result = run()
     return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+# mallopt's parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def steady_allocator() -> str:
+    """Make glibc keep freed memory for the next job (see the module's docstring);
+    says what was set."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        mallopt = None
+    if mallopt is None:
+        return "default (no glibc mallopt)"
+    trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    mmap = mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's largest
+    if trim != 1 or mmap != 1:
+        return "default (mallopt refused)"
+    return "glibc: no trimming, mmap threshold 32 MB"
 
 
 def _quartiles(values: list[float]) -> list[float]:
@@ -261,6 +305,7 @@ class HookClock:
 
     def __init__(self) -> None:
         self.jobs: list[list[float]] = []  # [CPU in the callback, CPU since begin()]
+        self.worker_threads = 0  # torch's thread count in the thread that samples
 
     def __enter__(self) -> HookClock:
         from engine.sampling import StepHook
@@ -269,7 +314,10 @@ class HookClock:
         begin, call = self._saved
         jobs = self.jobs
 
+        clock = self
+
         def timed_begin(hook: Any) -> None:
+            clock.worker_threads = torch.get_num_threads()
             hook.cpu_job = [0.0, 0.0]
             hook.cpu_start = time.thread_time()
             jobs.append(hook.cpu_job)
@@ -332,6 +380,7 @@ def measure(
             shapes.append(tuple(trajectory.latents[0].shape))
 
     plain = plain_call(case, request)
+    quads = max(1, (pairs + 1) // 2)
     try:
         clock.__enter__()
         for _ in range(2):  # warm up both paths
@@ -341,14 +390,19 @@ def measure(
         callback_ms.clear()
         walls: dict[str, list[float]] = {"plain": [], "engine": []}
         cpus: dict[str, list[float]] = {"plain": [], "engine": []}
-        for i in range(pairs):
-            order = (("engine", through_engine), ("plain", plain))
-            for which, run in order if i % 2 else order[::-1]:
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        for q in range(quads):  # ABBA, then BAAB
+            engine_first = (("engine", through_engine), ("plain", plain))
+            pair = engine_first if q % 2 == 0 else engine_first[::-1]
+            quad: dict[str, list[tuple[float, float]]] = {"plain": [], "engine": []}
+            for which, run in (*pair, *pair[::-1]):
                 wall, cpu, _ = _timed(run)
                 walls[which].append(wall)
                 cpus[which].append(cpu)
-        ratios = [e / p for e, p in zip(walls["engine"], walls["plain"], strict=True)]
-        cpu_ratios = [e / p for e, p in zip(cpus["engine"], cpus["plain"], strict=True)]
+                quad[which].append((wall, cpu))
+            ratios.append(sum(w for w, _ in quad["engine"]) / sum(w for w, _ in quad["plain"]))
+            cpu_ratios.append(sum(c for _, c in quad["engine"]) / sum(c for _, c in quad["plain"]))
     finally:
         clock.__exit__()
         engine.shutdown(10)
@@ -368,7 +422,8 @@ def measure(
         "steps": request.steps,
         "scheduler": request.scheduler,
         "guidance": str(variant.guidance),
-        "pairs": pairs,
+        "pairs": 2 * quads,
+        "torch_threads": {"main": torch.get_num_threads(), "worker": clock.worker_threads},
         "plain_median_s": round(statistics.median(walls["plain"]), 4),
         "engine_median_s": round(statistics.median(walls["engine"]), 4),
         "median_ratio": round(ratio, 4),
@@ -446,18 +501,52 @@ def _step_hook_ms_at_default_size(
     return round(1000 * statistics.median(times[1:]), 3)  # the first builds the layouts
 
 
+def isolated(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """run() in a child forked from this process, which has built nothing yet, so each
+    case starts from the same state; its JSON line comes back through a pipe. Where
+    there is no fork, run() here."""
+    if not hasattr(os, "fork"):
+        return run()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, answer, and leave without the parent's clean-up
+        os.close(read)
+        try:
+            answer = json.dumps(run())
+        except BaseException as exc:  # the parent reports it
+            answer = json.dumps({"error": f"{type(exc).__name__}: {exc}",
+                                 "detail": traceback.format_exc()})  # fmt: skip
+        with os.fdopen(write, "w") as pipe:
+            pipe.write(answer)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not text:
+        return {"error": f"the case's process ended with status {status} and no result"}
+    return json.loads(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--all", action="store_true", help="every family and variant")
     parser.add_argument("--family", default="sd1", choices=sorted(BUILDERS))
     parser.add_argument("--variant", default="", help="e.g. schnell, sprint, base, 3.5-large-turbo")
-    parser.add_argument("--pairs", type=int, default=9)
+    parser.add_argument(
+        "--pairs", type=int, default=12, help="engine/plain pairs, run as ABBA quads (default 12)"
+    )
     parser.add_argument("--steps", type=int, default=8, help="at most this many steps (default 8)")
     parser.add_argument("--scheduler", default=None, help="default: the variant's own")
     parser.add_argument(
         "--no-default-size",
         action="store_true",
         help="skip timing the step callback at the variant's default picture size",
+    )
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="with --all: run the cases one after another in this process (not isolated)",
     )
     args = parser.parse_args()
     if args.pairs < 1 or args.steps < 1:
@@ -467,18 +556,29 @@ def main() -> None:
         known = [v.name for v in families.profile(args.family).variants]
         if args.variant not in known:
             parser.error(f"{args.family} has the variants {', '.join(map(repr, known))}")
+    allocator = steady_allocator()
     started, load = time.perf_counter(), os.getloadavg()[0]
     lines = []
     for family, variant in cases:
-        line = measure(
-            family, variant, args.pairs, args.steps, args.scheduler, not args.no_default_size
-        )
+
+        def run(family: str = family, variant: str = variant) -> dict[str, Any]:
+            return measure(
+                family, variant, args.pairs, args.steps, args.scheduler, not args.no_default_size
+            ) | {"allocator": allocator}
+
+        if args.all and not args.same_process:
+            line = isolated(run)
+        else:
+            line = run()
+            gc.collect()
+        if "error" in line:
+            line = {"family": family, "variant": variant, "ok": False} | line
         lines.append(line)
         print(json.dumps(line), flush=True)
-        gc.collect()
     if args.all:
-        worst = max(lines, key=lambda line: line["median_ratio"])
-        worst_share = max(lines, key=lambda line: line["preview_share_cpu_median"])
+        measured = [line for line in lines if "error" not in line]
+        worst = max(measured, key=lambda line: line["median_ratio"], default=None)
+        worst_share = max(measured, key=lambda line: line["preview_share_cpu_median"], default=None)
         print(
             json.dumps(
                 {
@@ -487,12 +587,19 @@ def main() -> None:
                     "cases": len(lines),
                     "ok": sum(bool(line["ok"]) for line in lines),
                     "all_ok": all(line["ok"] for line in lines),
-                    "worst_median_ratio": [worst["label"], worst["median_ratio"]],
-                    "worst_cpu_median_ratio": max(line["cpu_median_ratio"] for line in lines),
-                    "worst_preview_share": [
-                        worst_share["label"],
-                        worst_share["preview_share_cpu_median"],
-                    ],
+                    "failed": [
+                        f"{line['family']} {line['variant']}".strip()
+                        for line in lines
+                        if "error" in line
+                    ],  # fmt: skip
+                    "worst_median_ratio": worst and [worst["label"], worst["median_ratio"]],
+                    "worst_cpu_median_ratio": max(
+                        (line["cpu_median_ratio"] for line in measured), default=None
+                    ),
+                    "worst_preview_share": worst_share
+                    and [worst_share["label"], worst_share["preview_share_cpu_median"]],
+                    "isolated": not args.same_process and hasattr(os, "fork"),
+                    "allocator": allocator,
                     "load_average_start": round(load, 2),
                     "load_average_end": round(os.getloadavg()[0], 2),
                     "seconds": round(time.perf_counter() - started, 1),

@@ -161,7 +161,10 @@ class _Layout:
     those in the feathered ring (0 < alpha < 1) blended as blend() does, with the
     original's share computed once. Scaling the whole preview and blending the whole box
     in floats took about 25 ms a preview at 512 x 512, two previews a step, in every
-    inpaint job."""
+    inpaint job. Where the reach is mostly painted, the reach is copied as a block and
+    the few pixels of it outside the mask (alpha 0: the corners of a rounded or feathered
+    mask) are put back from the original: a block copy and a short scatter cost about a
+    tenth of scattering every painted pixel (0.4 ms at 1024 px, two previews a step)."""
 
     original: np.ndarray  # h x w x 3 uint8
     box: Box  # where the pipeline's picture goes, in the whole picture
@@ -171,6 +174,9 @@ class _Layout:
     feathered: tuple[np.ndarray, np.ndarray]
     feathered_alpha: np.ndarray  # n x 1 float32
     feathered_kept: np.ndarray  # n x 3 float32: original * (1 - alpha)
+    # The reach's pixels outside the mask (whole-picture indices, their original pixels),
+    # when there are fewer of them than painted ones; None: scatter the painted ones.
+    outside: tuple[np.ndarray, np.ndarray] | None
 
     @classmethod
     def make(cls, original: np.ndarray, alpha: np.ndarray, box: Box) -> _Layout:
@@ -191,7 +197,12 @@ class _Layout:
         feathered = indices((part > 0) & (part < 1))
         weight = part.reshape(-1)[feathered[1]][:, None].astype(np.float32)
         kept = original.reshape(-1, 3)[feathered[0]].astype(np.float32) * (1 - weight)
-        return cls(original, box, reach, indices(part >= 1), feathered, weight, kept)
+        full, (zero, _) = indices(part >= 1), indices(part <= 0)
+        outside = None
+        if len(zero) < len(full[0]):
+            pixels = np.ascontiguousarray(original).reshape(-1, 3).view(_PIXEL)
+            outside = (zero, pixels[zero].copy())
+        return cls(original, box, reach, full, feathered, weight, kept, outside)
 
     def painted(self, rgb: np.ndarray) -> np.ndarray:
         """The reach's pixels of the preview scaled to the box (bilinear, as a scaling of
@@ -213,10 +224,13 @@ class _Layout:
         out = self.original.copy()
         flat = out.reshape(-1, 3)
         source = np.ascontiguousarray(self.painted(rgb)).reshape(-1, 3)
-        if len(self.full[1]) == len(source):  # the reach is painted outright (a box mask)
+        if self.outside is not None:  # the whole reach, then its unpainted pixels back
             x1, y1 = self.box[:2]
             rx1, ry1, rx2, ry2 = self.reach
             out[y1 + ry1 : y1 + ry2, x1 + rx1 : x1 + rx2] = source.reshape(ry2 - ry1, -1, 3)
+            where, pixels = self.outside
+            if len(where):
+                flat.view(_PIXEL)[where] = pixels
         else:  # one 3-byte item per pixel: numpy copies those faster than rows of 3
             flat.view(_PIXEL)[self.full[0]] = source.view(_PIXEL)[self.full[1]]
         to, of = self.feathered

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.addons.folder_scan import files_with
 from engine.asset_folders import AssetKind, asset_folders, default_roots, find_asset
 
 SAFETENSORS = (".safetensors",)
@@ -37,7 +38,7 @@ def listing(
     """Name (file stem) -> file for every file of a kind (the first root wins)."""
     found: dict[str, Path] = {}
     for folder in asset_folders(kind, roots):
-        paths = [p for suffix in suffixes for p in folder.rglob(f"*{suffix}")]
+        paths = files_with(folder, suffixes)  # walked again only when the tree changed
         for path in sorted(paths, key=lambda p: (len(p.parts), str(p))):
             found.setdefault(path.stem, path)
     return found

@@ -26,7 +26,9 @@ Factors = tuple[list[list[float]], list[float]]
 
 Unpack = Callable[[np.ndarray, int, int], np.ndarray]
 """unpack(one image's latents as the pipeline holds them, width, height in pixels)
--> C x h x w array, for families whose pipelines pack latents into tokens (FLUX)."""
+-> C x h x w array, for families whose pipelines pack latents into tokens (FLUX). Each
+token holds C channels x a 2 x 2 patch, in that order; the rule reads C from the tokens'
+width, so previews unpack tokens of 3 colour channels with it (preview.PackedLatentRGB)."""
 
 
 @dataclass(frozen=True)
