@@ -8,6 +8,7 @@ picture.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,12 @@ from diffusers import (
     SD3ControlNetModel,
     SD3Transformer2DModel,
 )
+from engine_helpers import WAIT, request
 from PIL import Image, ImageDraw
 from tiny_models import tiny_components
 
-from engine.api import Finished
+from engine.api import Finished, GenerationRequest, Step
+from engine.worker import Engine
 
 
 def tiny_controlnet(tmp: Path, *, seed: int = 0, unet=None) -> ControlNetModel:
@@ -98,3 +101,31 @@ def pixels(result: object) -> np.ndarray:
     """A finished job's first picture as signed integers (differences do not wrap)."""
     assert isinstance(result, Finished), result
     return np.asarray(result.images[0], dtype=np.int16)
+
+
+def cpu_engine() -> Iterator[Engine]:
+    """A real engine on the CPU in float32 for a module's jobs (its `engine` fixture yields
+    from this), shut down at the end."""
+    engine = Engine(device="cpu", dtype="float32")
+    yield engine
+    engine.shutdown(10)
+
+
+def euler_request(
+    model: Path, seed: int, steps: int = 2, size: int = 32, guidance: float = 5.0, **changes: object
+) -> GenerationRequest:
+    """A small Euler job on a model folder, for the flow ControlNet tests."""
+    settings = {"width": size, "height": size, "guidance_scale": guidance, "scheduler": "Euler"}
+    return request(model=str(model), seed=seed, steps=steps, **settings).with_changes(**changes)
+
+
+def cancel_at_first_step(engine: Engine, job_request: GenerationRequest) -> object:
+    """Submit the job, cancel it as its first step's preview arrives; how it ended."""
+    job = engine.submit(job_request)
+
+    def cancel_on_first_step(event: object) -> None:
+        if isinstance(event, Step) and event.job_id == job and event.step == 1:
+            engine.cancel(job)
+
+    engine.add_listener(cancel_on_first_step)
+    return engine.wait(job, WAIT)

@@ -20,7 +20,7 @@ from adapter_helpers import (
     save_tiny_adapter,
     tiny_adapter,
 )
-from control_helpers import outline, pixels
+from control_helpers import cancel_at_first_step, outline, pixels
 from diffusers import (
     MultiAdapter,
     StableDiffusionAdapterPipeline,
@@ -189,14 +189,7 @@ def test_every_step_streams_a_preview(engine, recorder, adapters):
 
 
 def test_cancel_stops_an_adapter_job_within_a_step(engine, adapters):
-    job = engine.submit(request(steps=30, controls=(unit(adapters[0]),)))
-
-    def cancel_on_first_step(event):
-        if isinstance(event, Step) and event.job_id == job and event.step == 1:
-            engine.cancel(job)
-
-    engine.add_listener(cancel_on_first_step)
-    result = engine.wait(job, WAIT)
+    result = cancel_at_first_step(engine, request(steps=30, controls=(unit(adapters[0]),)))
     assert isinstance(result, Cancelled), result
     assert result.step <= 2
     assert isinstance(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from control_helpers import flow_controlnet
+from control_helpers import cpu_engine, euler_request, flow_controlnet
 from diffusers import (
     FluxControlNetModel,
     SD3ControlNetModel,
@@ -24,7 +24,6 @@ from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
 from engine.api import ControlUnit, Failed, Finished, GenerationRequest
 from engine.control import flow_files
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # two families' models and ControlNets are built and loaded
 
@@ -66,9 +65,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
+    yield from cpu_engine()
 
 
 def _control() -> Image.Image:
@@ -76,11 +73,7 @@ def _control() -> Image.Image:
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=2, width=SIZE, height=SIZE, seed=2, model=str(model),
-        scheduler="Euler",
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=2, size=SIZE, **changes)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux1"])

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from control_helpers import flow_controlnet
+from control_helpers import cpu_engine, euler_request, flow_controlnet
 from PIL import Image
 from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
 from engine.api import ControlUnit, Finished, GenerationRequest
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # a FLUX.1 folder and its ControlNet are built and loaded
 
@@ -42,9 +41,7 @@ def flux(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
+    yield from cpu_engine()
 
 
 def _picture() -> Image.Image:
@@ -66,11 +63,7 @@ MODES = {
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=3, width=SIZE, height=SIZE, seed=4, model=str(model),
-        scheduler="Euler", guidance_scale=3.5,
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=4, steps=3, size=SIZE, guidance=3.5, **changes)
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from control_helpers import flow_controlnet
+from control_helpers import cpu_engine, euler_request, flow_controlnet
 from PIL import Image
 from tiny_flow_models import save_flow_model
 
 from engine.api import ControlUnit, ErrorKind, Failed, Finished, GenerationRequest
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # a few seconds each: two families' models are built
 
@@ -32,17 +31,11 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
+    yield from cpu_engine()
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=2, width=32, height=32, seed=1, model=str(model),
-        scheduler="Euler",
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=1, **changes)
 
 
 def test_sd3_zero_weight_controlnet_gives_the_same_pixels(engine, flow):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_helpers import WAIT, box_mask, picture
+from engine_helpers import WAIT, box_mask, picture, request
 from engine_helpers import Recorder as Events
 from model_helpers import Recorder, never
 from safetensors.torch import load_file, save_file
@@ -22,16 +22,14 @@ from safetensors.torch import load_file, save_file
 from engine import flux2_files
 from engine.api import (
     EngineError,
-    ErrorKind,
     Finished,
-    GenerationRequest,
     ModelFamily,
     Started,
     Step,
 )
 from engine.families.flux2 import FILE_PREFIX, klein_file
 from engine.resources import model_configs_dir
-from tests.single_file_cases import cpu_manager
+from tests.single_file_cases import cpu_manager, load_error
 from tests.tiny_flow_files import write_gguf
 from tests.tiny_klein_files import flux2_to_original, write_klein_files
 
@@ -137,10 +135,7 @@ def test_a_missing_vae_is_named_and_the_flux1_vae_is_not_taken_for_it(tmp_path: 
     save_file(ae, files.models / "vae" / "ae.safetensors")
     manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert message.startswith(
         "FLUX.2 klein 4B needs the FLUX.2 VAE (flux2-vae.safetensors) beside "
         "flux-2-klein-4b.safetensors, and none was found (looked in"
@@ -302,15 +297,7 @@ def test_the_engine_paints_and_inpaints_from_the_files_as_from_a_diffusers_folde
     engine = Engine(cpu_manager(files.config_root))
     events = Events()
     engine.add_listener(events)
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=3,
-        guidance_scale=1.0,
-        seed=7,
-        width=64,
-        height=64,
-        scheduler="Euler",
-    )
+    base = request(guidance_scale=1.0, seed=7, width=64, height=64, scheduler="Euler")
     inpaint = {
         "init_image": picture((64, 64)),
         "mask": box_mask((64, 64), (16, 16, 48, 40)),
@@ -443,10 +430,8 @@ def test_a_damaged_klein_file_is_named_in_a_sentence(tmp_path: Path) -> None:
     files, _ = write_klein_files(tmp_path)
     state = load_file(files.transformer)
     save_file({k: v for k, v in state.items() if not k.startswith("img_in.")}, files.transformer)
-    with pytest.raises(EngineError) as caught:
-        cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    assert caught.value.message == (
+    message = load_error(cpu_manager(files.config_root), files.transformer)
+    assert message == (
         "flux-2-klein-4b.safetensors is not a complete FLUX.2 klein 4B transformer: it lacks "
         "klein's input projections or attention norms."
     )

@@ -20,7 +20,7 @@ from engine import component_files as cf
 from engine import sana_files
 from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.resources import model_configs_dir
-from tests.single_file_cases import assert_same_pixels, cpu_manager
+from tests.single_file_cases import assert_same_pixels, cpu_manager, load_error
 from tests.tiny_sana_files import (
     dc_ae_to_original,
     sana_image,
@@ -55,7 +55,7 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
         "loading vae",
     } <= set(stages)
     from_file = sana_image(model.pipe)
-    from_folder = sana_image(manager.get(str(files.folder), Recorder(), never).pipe)
+    from_folder = sana_image(manager.get(str(files.diffusers_folder), Recorder(), never).pipe)
     assert_same_pixels(from_file, from_folder)
 
 
@@ -93,10 +93,7 @@ def test_a_missing_gemma_encoder_is_named_and_can_be_chosen_by_hand(tmp_path: Pa
     shutil.move(files.text_encoders["gemma"], elsewhere)
     manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    message = caught.value.message
-    assert caught.value.kind == ErrorKind.MODEL
+    message = load_error(manager, files.transformer)
     assert message.startswith("SANA needs the Gemma 2 2B text encoder (gemma_2_2b_it.safetensors")
     assert cf.MISSING_FILE_MARK in message  # the window's Choose file… keys on it
     assert str(files.models / "text_encoders") in message and "--text-encoder" in message
@@ -213,11 +210,9 @@ def test_a_sana_size_without_a_config_is_refused_in_one_sentence(tmp_path: Path)
         if k.startswith("blocks.1.")
     }
     save_file(state | extra, files.transformer)  # three blocks; the config says two
-    with pytest.raises(EngineError) as caught:
-        cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
+    message = load_error(cpu_manager(files.config_root), files.transformer)
     assert "is a SANA transformer with 3 blocks of width 8, a size DiffusionDesk has no" in (
-        caught.value.message
+        message
     )
 
 

@@ -17,7 +17,7 @@ from engine import memory_policy
 from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.file_family import file_family
 from tests.flow_checkpoint import DIFFUSION_PREFIX
-from tests.single_file_cases import CASES, cpu_manager
+from tests.single_file_cases import CASES, cpu_manager, load_error
 from tests.tiny_flow_files import write_flow_files, write_gguf
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
@@ -70,10 +70,7 @@ def test_a_missing_text_encoder_is_named_with_where_it_was_looked_for(tmp_path: 
     shutil.move(files.text_encoders["t5xxl"], elsewhere)
     manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert "FLUX.1 needs the T5-XXL text encoder (t5xxl_fp16.safetensors)" in message
     assert files.transformer.name in message and str(files.models / "text_encoders") in message
 
@@ -279,11 +276,11 @@ def test_a_gguf_transformer_runs_quantized_and_says_so(tmp_path: Path, name: str
 def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
     tmp_path: Path, name: str, gguf: bool
 ) -> None:
-    from engine_helpers import WAIT
+    from engine_helpers import WAIT, request
     from engine_helpers import Recorder as Events
 
     from engine import families
-    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.api import Finished, Started, Step
     from engine.worker import Engine
 
     case = CASES[name]
@@ -298,18 +295,18 @@ def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
     events = Events()
     engine.add_listener(events)
     try:
-        request = GenerationRequest(
-            prompt="a red circle",
-            negative_prompt="blurry",
-            steps=steps,
-            guidance_scale=defaults.guidance_scale,
-            seed=7,
-            width=64,
-            height=64,
-            scheduler=defaults.scheduler.value,
-            model=str(model_file),
+        job = engine.submit(
+            request(
+                model=str(model_file),
+                negative_prompt="blurry",
+                steps=steps,
+                guidance_scale=defaults.guidance_scale,
+                seed=7,
+                width=64,
+                height=64,
+                scheduler=defaults.scheduler.value,
+            )
         )
-        job = engine.submit(request)
         ended = engine.wait(job, WAIT)
     finally:
         engine.shutdown(10)
