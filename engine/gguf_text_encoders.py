@@ -99,10 +99,4 @@ def weights_bytes(path: Path, element_size: int) -> int:
     """What the encoder takes once dequantized at `element_size` bytes an element."""
     from gguf import GGUFReader
 
-    total = 0
-    for tensor in GGUFReader(str(path)).tensors:
-        count = 1
-        for n in tensor.shape.tolist():
-            count *= int(n)
-        total += count * element_size
-    return total
+    return sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors) * element_size
