@@ -313,7 +313,7 @@ def choose_files(
                     wrong,
                 )
             )
-        if pick is not None and gguf_text_encoders.is_gguf(pick.path):
+        if pick is not None and quantized.is_gguf(pick.path):
             refused = gguf_text_encoders.refusal(pick.path, pick.kind, slot.label)
             if refused:
                 raise _error(refused)
@@ -353,7 +353,7 @@ def _load_text_encoder(
     cls = getattr(transformers, cls_name)
     config_dir = configs.dir_for(component)
     config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
-    if gguf_text_encoders.is_gguf(part.path):
+    if quantized.is_gguf(part.path):
         try:
             state = gguf_text_encoders.read(part.path, part.kind, config, dtype)
         except ValueError as exc:
@@ -584,7 +584,7 @@ def prepare(
     unread = files_for(spec).unread
     dequantized: list[str] = []
     for component, part in chosen.files.items():
-        if part is not None and gguf_text_encoders.is_gguf(part.path):
+        if part is not None and quantized.is_gguf(part.path):
             size = torch.empty((), dtype=dtype).element_size()
             parts[component] = gguf_text_encoders.weights_bytes(part.path, size)
             quantization = quantized.read_header(part.path).quantization

@@ -40,10 +40,6 @@ _INSTEAD = {
 _EMBEDDING = "token_embd.weight"
 
 
-def is_gguf(path: Path) -> bool:
-    return path.suffix.lower() == ".gguf"
-
-
 def describe(path: Path) -> tuple[str, int]:
     """(kind, width) of a GGUF text encoder from its metadata and index alone; ("", 0) for
     any other GGUF file (a transformer) or an unreadable one."""
