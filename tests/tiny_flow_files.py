@@ -47,7 +47,7 @@ class FlowFiles:
     transformer: Path
     text_encoders: dict[str, Path]  # clip_l / clip_g / t5xxl -> file
     vae: Path
-    diffusers_folder: Path = Path()  # the same tiny model as a diffusers folder, if written
+    diffusers_folder: Path | None = None  # the same tiny model as a diffusers folder, if written
 
 
 def _state(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
