@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from control_helpers import cpu_engine, euler_request, flow_controlnet
+from engine_helpers import box_mask, picture
 from PIL import Image
 from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
@@ -44,21 +45,15 @@ def engine():
     yield from cpu_engine()
 
 
-def _picture() -> Image.Image:
-    rng = np.random.default_rng(3)
-    return Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
-
-
-def _mask() -> Image.Image:
-    mask = Image.new("L", (SIZE, SIZE), 0)
-    mask.paste(255, (8, 8, 24, 24))
-    return mask
-
-
 MODES = {
     "text to image": {},
-    "image to image": {"init_image": _picture(), "strength": 0.7},
-    "inpaint": {"init_image": _picture(), "mask": _mask(), "strength": 0.9, "mask_blur": 0},
+    "image to image": {"init_image": picture((SIZE, SIZE)), "strength": 0.7},
+    "inpaint": {
+        "init_image": picture((SIZE, SIZE)),
+        "mask": box_mask((SIZE, SIZE), (8, 8, 24, 24)),
+        "strength": 0.9,
+        "mask_blur": 0,
+    },
 }
 
 
