@@ -27,7 +27,13 @@ import torch
 
 from engine import deep_cache, guidance_cutoff
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
-from engine.backends import BACKEND_NAMES, OPENVINO_BACKENDS, int8, openvino_backend
+from engine.backends import (
+    BACKEND_NAMES,
+    OPENVINO_BACKENDS,
+    decoder_int8,
+    int8,
+    openvino_backend,
+)
 
 if TYPE_CHECKING:
     from engine.models import LoadedModel
@@ -199,13 +205,23 @@ class Accelerator:
         if deep is not None and not ov_model.runs_deep_cache:
             return Session("", [DEEP_CACHE_NOT_IN_OPENVINO])
         decode = width * height <= 1024 * 1024  # larger ones decode in tiles
+        # The int8 decoder (engine/backends/decoder_int8.py), or the bfloat16 one.
+        decoder_warnings: list[str] = []
+        if decode and decoder_int8.wanted(self.backend):
+            decoder_warnings = decoder_int8.prepare(
+                ov_model, height, width, progress, should_cancel
+            )
         if self.backend == "openvino-int8":
-            return self._int8_session(
+            session = self._int8_session(
                 ov_model, batches, height, width, progress, should_cancel, decode, deep
             )
-        for batch in batches:
-            self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
-        return Session("OpenVINO", [], lambda: ov_model.active(decode=decode, deep_cache=deep))
+        else:
+            for batch in batches:
+                self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
+            active = lambda: ov_model.active(decode=decode, deep_cache=deep)  # noqa: E731
+            session = Session("OpenVINO", [], active)
+        session.warnings.extend(decoder_warnings)
+        return session
 
     def _int8_session(
         self,

@@ -13,7 +13,7 @@ import pytest
 from engine_helpers import TINY, WAIT, Recorder, request
 
 from engine.api import Cancelled, EngineError, Finished, ModelLoading, Started, Step
-from engine.backends import choice, int8
+from engine.backends import choice, decoder_int8, int8
 from engine.worker import Engine
 
 
@@ -79,10 +79,11 @@ def test_the_second_job_at_a_size_runs_an_int8_unet_calibrated_on_the_first(make
     job = request(steps=6, width=64, height=64)
     first = engine.generate(job, WAIT)
     assert isinstance(first, Finished), first
-    assert first.warnings == (int8.CALIBRATING.format(size="64x64"),)
+    assert first.warnings == (int8.CALIBRATING.format(size="64x64"), decoder_int8.CALIBRATING)
     assert events.of(first.job_id, Started)[0].device.endswith(", OpenVINO")
     folders = list((tmp_path / "openvino").glob("*/int8"))
-    assert [p.name for p in folders[0].iterdir()] == ["calibration-64x64.npz"]
+    kept = sorted(p.name for p in folders[0].iterdir())
+    assert kept == ["calibration-64x64.npz", "decoder-calibration.npz"]
 
     second = engine.generate(job, WAIT)
     assert isinstance(second, Finished), second
