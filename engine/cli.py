@@ -143,8 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=str,
-        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
-        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+        help="a text-encoder file (clip_l, clip_g, t5xxl ... as .safetensors, or a T5, Qwen3 or "
+        "Gemma 2 .gguf) a transformer-only model file needs, when it is not in a text_encoders "
+        "folder beside the model; repeat for several",
     )
     g.add_argument(
         "--models-dir",
