@@ -255,7 +255,7 @@ class CompiledPart:
     With streams > 1, a batch that divides into that many equal parts (a guided step's
     two halves) runs as that many requests at once, one per CPU stream with its share of
     the threads, instead of one request whose every layer splits across all threads: on
-    a 2-core CPU the two halves of a 512 px guided step ran 1.2x faster this way
+    a busy 2-core CPU the two halves of a 512 px guided step ran 1.17x faster this way
     (bench/cpu_speed.py: "openvino" against "openvino_one_request"), and the result is
     the same to bfloat16 rounding (no sample's arithmetic depends on the rest of its
     batch)."""
