@@ -53,7 +53,7 @@ KEEP_BFLOAT16 = (
 CALIBRATING = (
     "int8: this first job at {size} ran in bfloat16 and kept its UNet inputs; the next "
     "job at this size quantizes the UNet to int8 with them (once; it takes minutes), "
-    "checks it against bfloat16 and runs it where it keeps the picture."
+    "checks it against bfloat16 and runs it (auto: only where it keeps the picture)."
 )
 FAILED = "int8 quantization failed here ({why}); the bfloat16 OpenVINO graph ran."
 KEPT_OUT = (
