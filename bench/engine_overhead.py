@@ -15,10 +15,19 @@ ratio must see, not the machine's jitter):
   everything but built nothing, so every case starts from the same state: no model,
   engine, cache or allocator history of an earlier case. (Run one after another in one
   process, the FLUX.1 cases read 1.09-1.15 in a full run and 0.95-1.00 alone.)
-- glibc's allocator is told to keep freed memory (no trimming, a fixed mmap threshold of
-  32 MB). By default every job gave back and faulted in again about 80 MB of
-  intermediate tensors: some 20,000 page faults, 40 ms of system time in a 0.4 s FLUX
-  job, varying by half from job to job on either path. Both paths run with the setting.
+- glibc's allocator is told to keep freed memory: one arena for every thread, no
+  trimming, no blocks mapped on their own (those are unmapped when freed). By default
+  every job gave back and faulted in again 80-240 MB of intermediate tensors: 20,000-
+  60,000 page faults, 40-100 ms of system time in a 0.4-1 s FLUX job, different in the
+  main thread's arena and the worker thread's, and different again after each earlier
+  case (FLUX.1 dev first: plain 59,000 faults a job, engine 2,400; after SD 3.5 Large:
+  engine 36,000). That, not leaked engines, threads, objects or garbage collections
+  (all checked: none), is what moved ratios from case to case. One arena, because a
+  thread's own heaps are 64 MB each: larger blocks were mapped afresh on every job in
+  the engine's worker thread and not in the main thread (Qwen-Image's VAE decode:
+  69,000 page faults a job in any thread but the main one, a plain call run in a thread
+  too). With these settings neither path faults after warm-up ("page_faults_median");
+  --default-allocator shows the faults.
 - Warm-up: two jobs each way. Then pairs in ABBA order (engine, plain, plain, engine,
   then the mirror), and the figure is the median over quads of engine / plain time,
   with quartiles and range: drift in machine load that is linear over a quad cancels.
@@ -30,8 +39,8 @@ ratio must see, not the machine's jitter):
   waits is what it takes on an idle machine, thread hand-overs and all; "ok" goes by the
   median ratio of that ("median_ratio_without_cpu_waits", where schedstat is there, else
   of wall time). On a quiet machine the waits are near nothing and both ratios agree; on a
-  loaded one (4 programs on 2 cores: waits are half the wall time) the plain wall ratio
-  scatters by 5-15% from quad to quad, and is reported beside it.
+  loaded one (load 10 on 2 cores: waits were 50-75% of the wall time) the plain wall
+  ratio scatters by 5-15% from quad to quad, and is reported beside it.
 The same median is given for CPU time (process time).
 
 Models: the starter model for sd1 (a small random SD model where it is missing), else a
@@ -308,7 +317,7 @@ def _timed(run: Callable[[], Any]) -> Sample:
 
 
 # mallopt's parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -3, -4, -8
 
 
 def steady_allocator() -> str:
@@ -322,11 +331,13 @@ def steady_allocator() -> str:
         mallopt = None
     if mallopt is None:
         return "default (no glibc mallopt)"
+    # One arena (set before any thread allocates): a thread's own heaps are 64 MB each.
+    one_arena = mallopt(_M_ARENA_MAX, 1)
     trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    mmap = mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's largest
-    if trim != 1 or mmap != 1:
+    no_mmap = mallopt(_M_MMAP_MAX, 0)  # large blocks from the heap too, kept when freed
+    if trim != 1 or no_mmap != 1 or one_arena != 1:
         return "default (mallopt refused)"
-    return "glibc: no trimming, mmap threshold 32 MB"
+    return "glibc: one arena, no trimming, no mmap"
 
 
 def _quartiles(values: list[float]) -> list[float]:
@@ -440,9 +451,9 @@ def measure(
                 samples[which] += taken
             quad_ratios.append(
                 {
-                    measure: sum(getattr(x, measure) for x in quad["engine"])
-                    / sum(getattr(x, measure) for x in quad["plain"])
-                    for measure in ("wall", "cpu", "unwaited")
+                    kind: sum(getattr(x, kind) for x in quad["engine"])
+                    / sum(getattr(x, kind) for x in quad["plain"])
+                    for kind in ("wall", "cpu", "unwaited")
                 }
             )
     finally:
@@ -624,7 +635,12 @@ def main() -> None:
 
         def run(family: str = family, variant: str = variant) -> dict[str, Any]:
             return measure(
-                family, variant, args.pairs, args.steps, args.scheduler, not args.no_default_size
+                family,
+                variant,
+                args.pairs,
+                args.steps,
+                args.scheduler,
+                not args.no_default_size,
             ) | {"allocator": allocator}
 
         if args.all and not args.same_process:
