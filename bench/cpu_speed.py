@@ -15,9 +15,11 @@ here, so nothing is downloaded; speed does not depend on the weights' values. Me
   (bfloat16 + channels_last, the default on CPUs with bfloat16 units), "openvino"
   (the OpenVINO backend), "openvino_int8" (its UNet quantized to int8 by nncf,
   calibrated on a --steps run of the bfloat16 graph at the size), "openvino_pinned"
-  (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION), "tiny" (the
+  (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION),
+  "openvino_one_request" (OpenVINO with a guided step's two halves in one request on
+  all threads, as before CPU streams; "openvino" runs them on two streams), "tiny" (the
   fast-decode tiny autoencoder), "compile" (the UNet under torch.compile, opt-in; the
-  last two and "openvino_pinned" only when listed in --paths);
+  last two, "openvino_pinned" and "openvino_one_request" only when listed in --paths);
 - correlation of each path's UNet output with float32's on the same inputs;
 - a --steps guided picture through the engine with live previews and default settings
   (dtype and backend "auto"), alternating with the plain float32 pipeline call
@@ -53,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_models import FixedModels
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,7 +70,7 @@ from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from engine import devices, single_file  # noqa: E402
 from engine.api import Finished, GenerationRequest  # noqa: E402
-from engine.backends import choice, int8, openvino_backend  # noqa: E402
+from engine.backends import choice, decoder_int8, int8, openvino_backend  # noqa: E402
 from engine.models import LoadedModel  # noqa: E402
 from engine.resources import model_configs_dir  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
@@ -78,19 +81,6 @@ NEGATIVE = "blurry, low quality"
 GUIDANCE = 7.5
 SCHEDULER = "DPM++ 2M"
 CONFIGS = model_configs_dir() / "sd1"
-
-
-class _Fixed:
-    """A model manager that always hands out one already loaded model."""
-
-    def __init__(self, model: LoadedModel, description: str) -> None:
-        self.model, self.device_description = model, description
-
-    def get(self, source, progress, should_cancel, *_, **__) -> LoadedModel:
-        return self.model
-
-    def release(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------- models
@@ -268,7 +258,10 @@ def unet_and_vae(
     sample = torch.randn(2, 4, latent, latent)
     hidden = torch.randn(2, 77, 768)
     step = torch.tensor(500.0)
-    z = torch.randn(1, 4, latent, latent)
+    # The decodes take the final latents of a short run (as the pipeline hands them to
+    # the VAE): int8's activation ranges are measured on such latents, not on noise.
+    z = args.decode_latents
+    z = torch.randn(1, 4, latent, latent) if z is None else z
     unets: dict[str, Any] = {"plain": lambda s, h: fp32.unet(s, step, h).sample}
     vaes: dict[str, Any] = {"plain": lambda z: fp32.vae.decode(z).sample}
     as_bf16 = torch.bfloat16
@@ -280,7 +273,7 @@ def unet_and_vae(
         vaes["openvino"] = lambda z: ov_model.vae_decode(z).sample
     for name, other in (args.ov_variants or {}).items():  # int8, pinned
         unets[name] = lambda s, h, other=other: other.unet_forward(s, step, h).sample
-        if name == "openvino_pinned":
+        if name in ("openvino_pinned", "openvino_int8"):
             vaes[name] = lambda z, other=other: other.vae_decode(z).sample
     if tiny is not None:
         vaes["tiny"] = lambda z: tiny.decode(z.to(tiny.dtype)).sample
@@ -333,14 +326,22 @@ def unet_and_vae(
 
 
 class _Int8Serving:
-    """The int8 UNet graph with OpenVINOModel.unet_forward's call signature."""
+    """The int8 UNet and decoder graphs with OpenVINOModel.unet_forward's and
+    vae_decode's call signatures."""
 
-    def __init__(self, ov_model: Any, part: Any) -> None:
-        self.ov_model, self.part = ov_model, part
+    def __init__(self, ov_model: Any, part: Any, decoder: Any) -> None:
+        self.ov_model, self.part, self.decoder = ov_model, part, decoder
 
     def unet_forward(self, *args: Any, **kwargs: Any) -> Any:
         with self.ov_model.active(decode=False, unet_part=self.part):
             return self.ov_model.unet_forward(*args, **kwargs)
+
+    def vae_decode(self, z: torch.Tensor) -> Any:
+        self.ov_model.decoder_serving = self.decoder
+        try:
+            return self.ov_model.vae_decode(z)
+        finally:
+            self.ov_model.decoder_serving = None
 
 
 def openvino_int8(
@@ -350,28 +351,52 @@ def openvino_int8(
     its UNet inputs, nncf quantizes with them, the int8 graph compiles at batch 2."""
     size = int8.size_name(args.size, args.size)
     recorder = int8.Recorder(int8.calibration_file(ov_model.folder, size))
-    calibrate_s, _ = timed(
+    calibrate_s, latents = timed(
         lambda: _calibration_run(bf16, ov_model, recorder, args.size, args.steps)
     )
     recorder.save()
     quantize_s, xml = timed(lambda: int8.quantize_unet(ov_model.folder, size))
     part = ov_model.int8_part(xml)
     compile_s, _ = timed(lambda: part.compile_for(ov_model.unet_shapes(2, args.size, args.size)))
+    # The decoder: calibrated on the run's final latents, as the engine's next job would.
+    kept = decoder_int8.LatentRecorder(decoder_int8.calibration_file(ov_model.folder))
+    kept.add(latents.float().numpy() / bf16.vae.config.scaling_factor)
+    kept.save()
+    decoder_s, decoder_xml = timed(lambda: decoder_int8.quantize_decoder(ov_model.folder))
+    decoder = ov_model.int8_decoder_part(decoder_xml)
+    shapes = ov_model.decoder_shapes(1, args.size, args.size)
+    decoder_compile_s, _ = timed(lambda: decoder.compile_for(shapes))
+    # The engine's own check (what "auto" decides by), written where the engine reads it.
+    check_s, checked = timed(lambda: int8.check(part, ov_model.unet_part, ov_model.folder, size))
     return {
         "calibration_run_s": round(calibrate_s, 1),
         "calibration_samples": len(int8.load_calibration(recorder.path)),
+        "held_out_samples": len(int8.load_calibration(recorder.path, held_out=True)),
         "quantize_s": round(quantize_s, 1),
         "compile_s": round(compile_s, 1),
+        "check_s": round(check_s, 1),
+        "check_correlation_vs_bfloat16": rounded(checked, 6) if checked is not None else None,
+        "auto_runs_int8": checked is not None and checked > int8.QUALITY_BAR,
         "ir_size_mb": round(xml.with_suffix(".bin").stat().st_size / 2**20, 1),
-    }, _Int8Serving(ov_model, part)
+        "decoder_calibration_tiles": len(decoder_int8.calibration_samples(kept.latents)),
+        "decoder_quantize_s": round(decoder_s, 1),
+        "decoder_compile_s": round(decoder_compile_s, 1),
+        "decoder_ir_size_mb": round(decoder_xml.with_suffix(".bin").stat().st_size / 2**20, 1),
+    }, _Int8Serving(ov_model, part, decoder)
 
 
 def _calibration_run(
-    pipe: StableDiffusionPipeline, ov_model: Any, recorder: Any, size: int, steps: int
-) -> None:
+    pipe: StableDiffusionPipeline,
+    ov_model: Any,
+    recorder: Any,
+    size: int,
+    steps: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A guided run of the bfloat16 OpenVINO UNet; its final latents."""
     pipe.scheduler = make_scheduler(SCHEDULER, pipe.scheduler.config)
     with torch.inference_mode(), ov_model.active(decode=False, recorder=recorder):
-        pipe(
+        return pipe(
             prompt=PROMPT,
             negative_prompt=NEGATIVE,
             num_inference_steps=steps,
@@ -379,8 +404,8 @@ def _calibration_run(
             width=size,
             height=size,
             output_type="latent",
-            generator=torch.Generator("cpu").manual_seed(0),
-        )
+            generator=torch.Generator("cpu").manual_seed(seed),
+        ).images
 
 
 PINNED = {"ENABLE_CPU_PINNING": True, "CPU_DENORMALS_OPTIMIZATION": True}
@@ -393,6 +418,15 @@ def openvino_pinned(bf16: StableDiffusionPipeline, ov_model: Any, size: int) -> 
     pinned.unet_part.compile_for(pinned.unet_shapes(2, size, size))
     pinned.decoder_part.compile_for(pinned.decoder_shapes(1, size, size))
     return pinned
+
+
+def openvino_one_request(bf16: StableDiffusionPipeline, ov_model: Any, size: int) -> Any:
+    """The OpenVINO UNet with the guided batch in one request (no CPU streams)."""
+    single = openvino_backend.OpenVINOModel(
+        bf16.unet, bf16.vae, ov_model.folder, torch.bfloat16, streams=1
+    )
+    single.unet_part.compile_for(single.unet_shapes(2, size, size))
+    return single
 
 
 def openvino_times(bf16: StableDiffusionPipeline, cache: Path, size: int) -> tuple[dict, Any]:
@@ -429,8 +463,8 @@ def pictures(
     settings; deep cache alone; all the optional speed-ups (guidance cut-off, deep cache,
     and fast decode where the tiny autoencoder is in --paths)."""
     description = devices.resolve().description
-    engine = Engine(_Fixed(loaded(bf16), description), backend=args.backend)
-    fast_engine = Engine(_Fixed(loaded(bf16, args.tiny), description), backend=args.backend)
+    engine = Engine(FixedModels(loaded(bf16), description), backend=args.backend)
+    fast_engine = Engine(FixedModels(loaded(bf16, args.tiny), description), backend=args.backend)
     size, steps = args.size, args.steps
     fast = args.tiny is not None
     speedups = {
@@ -445,7 +479,7 @@ def pictures(
     }
     int8_engine = None
     if "openvino_int8" in args.paths:
-        int8_engine = Engine(_Fixed(loaded(bf16), description), backend="openvino-int8")
+        int8_engine = Engine(FixedModels(loaded(bf16), description), backend="openvino-int8")
         variants["int8"] = (int8_engine, {})
         variants["int8_with_speedups"] = (int8_engine, speedups)
     try:
@@ -489,6 +523,12 @@ def pictures(
         # Unguided is a batch-1 UNet: a new shape, compiled (OpenVINO) before it is timed.
         engine_picture(engine, engine_request(size, 1, 6, guidance_scale=0.0))
         one_step, one = engine_picture(engine, engine_request(size, 1, 7, guidance_scale=0.0))
+        int8_step, int8_timings = None, None
+        if int8_engine is not None:  # the int8 UNet at batch 1 and the int8 decoder
+            one_int8 = engine_request(size, 1, 7, guidance_scale=0.0)
+            engine_picture(int8_engine, one_int8)
+            int8_step, done = engine_picture(int8_engine, one_int8)
+            int8_timings = {k: round(v, 2) for k, v in done.timings.items()}
         fast_step = None
         if fast:
             one_fast = engine_request(size, 1, 7, guidance_scale=0.0, fast_decode=True)
@@ -528,6 +568,8 @@ def pictures(
                 "engine_default_s": round(one_step, 2),
                 "engine_fast_decode_s": rounded(fast_step, 2),
                 "engine_timings": {k: round(v, 2) for k, v in one.timings.items()},
+                "engine_int8_s": rounded(int8_step, 2),
+                "engine_int8_timings": int8_timings,
             },
         }
     finally:
@@ -584,7 +626,7 @@ def rss_child(path: str, size: int, cache: str) -> None:
         backend = {"openvino": "openvino", "openvino_int8": "openvino-int8"}.get(path, "torch")
         os.environ["DIFFUSIONDESK_CACHE"] = cache
         engine = Engine(
-            _Fixed(loaded(pipe, tiny), "cpu"), backend=backend, compile_unet=path == "compile"
+            FixedModels(loaded(pipe, tiny), "cpu"), backend=backend, compile_unet=path == "compile"
         )
         try:
             engine_picture(engine, engine_request(size, 2, 1, fast_decode=path == "tiny"))
@@ -592,12 +634,13 @@ def rss_child(path: str, size: int, cache: str) -> None:
                 engine_picture(engine, engine_request(size, 2, 1))
         finally:
             engine.shutdown(30)
-    print(json.dumps({"path": path, "peak_rss_mb": round(peak_rss_mb())}))
+    print(json.dumps({"path": path, "peak_rss_mb": round(peak_rss_mb())}), file=JSON_OUT)
 
 
 def peak_rss_per_path(args: argparse.Namespace) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for path in ["plain", *[p for p in args.paths if p != "openvino_pinned"]]:
+    variants = ("openvino_pinned", "openvino_one_request")
+    for path in ["plain", *[p for p in args.paths if p not in variants]]:
         command = [sys.executable, __file__, "--rss-child", path, "--size", str(args.size)]
         done = subprocess.run(
             [*command, "--cache", args.cache], capture_output=True, text=True, check=False
@@ -610,7 +653,21 @@ def peak_rss_per_path(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- main
 
 
+def _stdout_for_json_only() -> Any:
+    """The real stdout for the JSON; everything else written to stdout (nncf's log and
+    progress bars, OpenVINO's own messages) goes to stderr from here on."""
+    sys.stdout.flush()
+    real = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return real
+
+
+JSON_OUT: Any = sys.stdout
+
+
 def main() -> None:
+    global JSON_OUT
+    JSON_OUT = _stdout_for_json_only()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
@@ -619,7 +676,7 @@ def main() -> None:
     parser.add_argument(
         "--paths",
         default="bf16,openvino,openvino_int8,tiny",
-        help="also: compile, openvino_pinned",
+        help="also: compile, openvino_pinned, openvino_one_request",
     )
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
     parser.add_argument("--deep-cache", type=int, default=3, help="deep cache interval")
@@ -631,6 +688,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child, args.size, args.cache)
+        JSON_OUT.flush()
         return
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if not openvino_backend.available():
@@ -641,7 +699,7 @@ def main() -> None:
     args.cache = args.cache or tempfile.mkdtemp(prefix="cpu-speed-")
     os.environ["DIFFUSIONDESK_CACHE"] = args.cache  # the engine's OpenVINO cache
     try:
-        print(json.dumps(run(args)))
+        print(json.dumps(run(args)), file=JSON_OUT, flush=True)
     finally:
         if own_cache:  # the converted model takes gigabytes
             shutil.rmtree(args.cache, ignore_errors=True)
@@ -683,6 +741,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     section("openvino_export_and_compile")
     if "openvino" not in args.paths:  # int8 and pinned build on its conversion
         args.paths = [p for p in args.paths if not p.startswith("openvino_")]
+    args.decode_latents = None
+    if ov_model is not None:  # another seed than int8's calibration run
+        latents = _calibration_run(bf16, ov_model, None, args.size, 4, seed=1)
+        args.decode_latents = latents.float() / bf16.vae.config.scaling_factor
     if "openvino_int8" in args.paths:
         report["openvino_int8"], args.ov_variants["openvino_int8"] = openvino_int8(
             bf16, ov_model, args
@@ -691,13 +753,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "openvino_pinned" in args.paths:
         args.ov_variants["openvino_pinned"] = openvino_pinned(bf16, ov_model, args.size)
         report["openvino_pinned_settings"] = PINNED
+    if "openvino_one_request" in args.paths:
+        one = openvino_one_request(bf16, ov_model, args.size)
+        args.ov_variants["openvino_one_request"] = one
     fp32 = copy_as(bf16, torch.float32)
     report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
     section("unet_and_vae")
     del ov_model
     args.ov_variants = {}  # their compiled graphs' memory back before the pictures
     correlations = report["unet_correlation_vs_float32"]
-    goals = {  # the default paths; int8 is opt-in and has its own line
+    goals = {  # the bfloat16 paths; int8 (auto where its check holds) has its own line
         "unet_correlation_above_0.999": all(
             v > 0.999 for k, v in correlations.items() if k != "openvino_int8"
         )

@@ -40,10 +40,6 @@ _INSTEAD = {
 _EMBEDDING = "token_embd.weight"
 
 
-def is_gguf(path: Path) -> bool:
-    return path.suffix.lower() == ".gguf"
-
-
 def describe(path: Path) -> tuple[str, int]:
     """(kind, width) of a GGUF text encoder from its metadata and index alone; ("", 0) for
     any other GGUF file (a transformer) or an unreadable one."""
@@ -99,10 +95,4 @@ def weights_bytes(path: Path, element_size: int) -> int:
     """What the encoder takes once dequantized at `element_size` bytes an element."""
     from gguf import GGUFReader
 
-    total = 0
-    for tensor in GGUFReader(str(path)).tensors:
-        count = 1
-        for n in tensor.shape.tolist():
-            count *= int(n)
-        total += count * element_size
-    return total
+    return sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors) * element_size

@@ -152,8 +152,13 @@ def _tokenize(pipe: Any, tokenizer: Any, fragments: Sequence[Fragment]) -> list[
 
 
 def _comma(tokenizer: Any) -> int | None:
-    vocab = tokenizer.get_vocab()
-    return vocab.get(",</w>", vocab.get(","))
+    """The comma's token id (CLIP's ",</w>", else ","), or None. Looked up one token at a
+    time: get_vocab() copies all 49408 entries of CLIP's vocabulary, twice a job."""
+    for token in (",</w>", ","):
+        index = tokenizer.convert_tokens_to_ids(token)
+        if index is not None and (index != tokenizer.unk_token_id or token == tokenizer.unk_token):
+            return int(index)
+    return None
 
 
 # ----------------------------------------------------------------------------- encoding

@@ -7,7 +7,7 @@ import pytest
 import torch
 from addon_helpers import clip_tokenizer, sd_pipeline, sdxl_pipeline
 
-from engine.addons.prompt_encoding import Chunk, chunk_tokens, encode_prompts
+from engine.addons.prompt_encoding import Chunk, _comma, chunk_tokens, encode_prompts
 from engine.api import EngineError
 from engine.prompts import parse_attention
 
@@ -165,3 +165,16 @@ def test_lora_tags_are_not_encoded(sd):
     with_tag = encode_prompts(sd, "sd1", "a red circle<lora:x:0.5>", "").kwargs
     without = encode_prompts(sd, "sd1", "a red circle", "").kwargs
     assert torch.equal(with_tag["prompt_embeds"], without["prompt_embeds"])
+
+
+def test_the_comma_token_is_found_without_copying_the_vocabulary():
+    tokenizer = clip_tokenizer()
+    assert _comma(tokenizer) == tokenizer.get_vocab()[",</w>"]
+
+    class NoComma:
+        unk_token, unk_token_id = "<unk>", 0
+
+        def convert_tokens_to_ids(self, token: str) -> int:
+            return {"<unk>": 0, "a": 1}.get(token, 0)
+
+    assert _comma(NoComma()) is None
