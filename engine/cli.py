@@ -167,8 +167,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
-        "faster for the model at that size), torch, openvino, or openvino-int8 (the UNet "
-        "quantized to int8, calibrated on the first picture at each size)",
+        "faster for the model at that size, its UNet int8 where nncf is installed and the "
+        "int8 check holds), torch, openvino (bfloat16 only), or openvino-int8 (int8 "
+        "whatever the check says; calibrated on the first picture at each size)",
     )
     g.add_argument(
         "--compile",
