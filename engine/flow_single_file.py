@@ -362,7 +362,12 @@ def _load_text_encoder(
         state = quantized.read_weights(part.path, part.prefix)
     with init_empty_weights():  # the weights come from the file: no random init of 5B params
         model = cls(config)
-    model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    try:
+        model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    except RuntimeError as exc:  # same names, other sizes: another model's encoder
+        what = f"this model's {component.replace('_', ' ')}"
+        reason = str(exc).splitlines()[-1].strip()
+        raise _error(f"{cf.label_of(part)} does not fit {what}: {reason}") from exc
     model.tie_weights()
     head = getattr(model, "lm_head", None)
     if head is not None and head.weight.is_meta:

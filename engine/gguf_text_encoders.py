@@ -49,10 +49,14 @@ def describe(path: Path) -> tuple[str, int]:
         reader = GGUFReader(str(path))  # memory-mapped: reads the index only
         field = reader.fields.get("general.architecture")
         architecture = str(field.contents()) if field is not None else ""
+        named = reader.fields.get("general.name")
+        name = str(named.contents()).lower() if named is not None else ""
         embedding = next((t for t in reader.tensors if t.name == _EMBEDDING), None)
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return "", 0
     kind = _ARCHITECTURES.get(architecture, "")
+    if "umt5" in name:  # Wan's UMT5 shares T5-XXL's layout and width, not its vocabulary
+        kind = ""
     if not kind or embedding is None:
         return "", 0
     # GGUF lists a tensor's sizes innermost first: (hidden size, vocabulary).

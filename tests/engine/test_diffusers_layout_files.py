@@ -116,3 +116,19 @@ def test_original_layout_files_are_left_as_they_are(tmp_path: Path) -> None:
     shapes = read_header(files.transformer).shapes
     assert diffusers_layout.family(shapes) is None
     assert diffusers_layout.telling_shapes(shapes) == shapes
+
+
+@pytest.mark.parametrize("name", ["flux1-dev", "sd3", "flux2-klein"])
+def test_a_gguf_of_a_diffusers_layout_transformer_runs_quantized(tmp_path: Path, name: str) -> None:
+    from tests.tiny_flow_files import write_gguf
+
+    case = CASES[name]
+    files, reference = case.write(tmp_path)
+    _in_diffusers_layout(reference.transformer, files.transformer)
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
+    files.transformer.unlink()
+    assert file_family(gguf_file) == (case.family, case.variant)
+    model = cpu_manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
+    assert model.notes[0] == "GGUF Q8_0"
+    assert any(type(m).__name__ == "GGUFLinear" for m in model.pipe.transformer.modules())
+    assert np.abs(case.picture(model.pipe) - case.picture(reference)).mean() < 0.02

@@ -316,3 +316,16 @@ def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
     assert (started.family, started.variant) == (case.family.value, case.variant)
     assert [s.step for s in events.of(job, Step)] == list(range(1, steps + 1))
     assert ended.images[0].size == (64, 64) and np.asarray(ended.images[0]).std() > 0
+
+
+def test_an_encoder_of_another_vocabulary_is_refused_in_a_sentence(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    files, _ = CASES["flux1-dev"].write(tmp_path)
+    t5 = files.text_encoders["t5xxl"]
+    state = load_file(t5)
+    rows, width = state["shared.weight"].shape
+    state["shared.weight"] = torch.zeros(rows * 2, width)  # twice the vocabulary
+    save_file(state, t5)
+    message = load_error(cpu_manager(files.config_root), files.transformer)
+    assert message.startswith(f"{t5.name} does not fit this model's text encoder 2: size mismatch")
