@@ -17,9 +17,11 @@ here, so nothing is downloaded; speed does not depend on the weights' values. Me
   (the OpenVINO backend), "openvino_int8" (its UNet quantized to int8 by nncf,
   calibrated on a --steps run of the bfloat16 graph at the size, and its VAE decoder,
   calibrated on that run's final latents), "openvino_pinned"
-  (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION), "tiny" (the
+  (OpenVINO with ENABLE_CPU_PINNING and CPU_DENORMALS_OPTIMIZATION),
+  "openvino_one_request" (OpenVINO with a guided step's two halves in one request on
+  all threads, as before CPU streams; "openvino" runs them on two streams), "tiny" (the
   fast-decode tiny autoencoder), "compile" (the UNet under torch.compile, opt-in; the
-  last two and "openvino_pinned" only when listed in --paths);
+  last two, "openvino_pinned" and "openvino_one_request" only when listed in --paths);
 - correlation of each path's UNet output with float32's on the same inputs; the
   decodes take the final latents of a 4-step run (another seed than int8's
   calibration), and their PSNR is against float32's picture;
@@ -369,11 +371,17 @@ def openvino_int8(
     decoder = ov_model.int8_decoder_part(decoder_xml)
     shapes = ov_model.decoder_shapes(1, args.size, args.size)
     decoder_compile_s, _ = timed(lambda: decoder.compile_for(shapes))
+    # The engine's own check (what "auto" decides by), written where the engine reads it.
+    check_s, checked = timed(lambda: int8.check(part, ov_model.unet_part, ov_model.folder, size))
     return {
         "calibration_run_s": round(calibrate_s, 1),
         "calibration_samples": len(int8.load_calibration(recorder.path)),
+        "held_out_samples": len(int8.load_calibration(recorder.path, held_out=True)),
         "quantize_s": round(quantize_s, 1),
         "compile_s": round(compile_s, 1),
+        "check_s": round(check_s, 1),
+        "check_correlation_vs_bfloat16": rounded(checked, 6) if checked is not None else None,
+        "auto_runs_int8": checked is not None and checked > int8.QUALITY_BAR,
         "ir_size_mb": round(xml.with_suffix(".bin").stat().st_size / 2**20, 1),
         "decoder_calibration_tiles": len(decoder_int8.calibration_samples(kept.latents)),
         "decoder_quantize_s": round(decoder_s, 1),
@@ -415,6 +423,15 @@ def openvino_pinned(bf16: StableDiffusionPipeline, ov_model: Any, size: int) -> 
     pinned.unet_part.compile_for(pinned.unet_shapes(2, size, size))
     pinned.decoder_part.compile_for(pinned.decoder_shapes(1, size, size))
     return pinned
+
+
+def openvino_one_request(bf16: StableDiffusionPipeline, ov_model: Any, size: int) -> Any:
+    """The OpenVINO UNet with the guided batch in one request (no CPU streams)."""
+    single = openvino_backend.OpenVINOModel(
+        bf16.unet, bf16.vae, ov_model.folder, torch.bfloat16, streams=1
+    )
+    single.unet_part.compile_for(single.unet_shapes(2, size, size))
+    return single
 
 
 def openvino_times(bf16: StableDiffusionPipeline, cache: Path, size: int) -> tuple[dict, Any]:
@@ -627,7 +644,8 @@ def rss_child(path: str, size: int, cache: str) -> None:
 
 def peak_rss_per_path(args: argparse.Namespace) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for path in ["plain", *[p for p in args.paths if p != "openvino_pinned"]]:
+    variants = ("openvino_pinned", "openvino_one_request")
+    for path in ["plain", *[p for p in args.paths if p not in variants]]:
         command = [sys.executable, __file__, "--rss-child", path, "--size", str(args.size)]
         done = subprocess.run(
             [*command, "--cache", args.cache], capture_output=True, text=True, check=False
@@ -663,7 +681,7 @@ def main() -> None:
     parser.add_argument(
         "--paths",
         default="bf16,openvino,openvino_int8,tiny",
-        help="also: compile, openvino_pinned",
+        help="also: compile, openvino_pinned, openvino_one_request",
     )
     parser.add_argument("--cutoff", type=float, default=0.5, help="guidance cut-off fraction")
     parser.add_argument("--deep-cache", type=int, default=3, help="deep cache interval")
@@ -740,13 +758,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "openvino_pinned" in args.paths:
         args.ov_variants["openvino_pinned"] = openvino_pinned(bf16, ov_model, args.size)
         report["openvino_pinned_settings"] = PINNED
+    if "openvino_one_request" in args.paths:
+        one = openvino_one_request(bf16, ov_model, args.size)
+        args.ov_variants["openvino_one_request"] = one
     fp32 = copy_as(bf16, torch.float32)
     report.update(unet_and_vae(args, fp32, bf16, ov_model, args.tiny))
     section("unet_and_vae")
     del ov_model
     args.ov_variants = {}  # their compiled graphs' memory back before the pictures
     correlations = report["unet_correlation_vs_float32"]
-    goals = {  # the default paths; int8 is opt-in and has its own line
+    goals = {  # the bfloat16 paths; int8 (auto where its check holds) has its own line
         "unet_correlation_above_0.999": all(
             v > 0.999 for k, v in correlations.items() if k != "openvino_int8"
         )

@@ -143,8 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=str,
-        help="a text-encoder file (clip_l, clip_g, t5xxl ...) a transformer-only model file "
-        "needs, when it is not in a text_encoders folder beside the model; repeat for several",
+        help="a text-encoder file (clip_l, clip_g, t5xxl ... as .safetensors, or a T5, Qwen3 or "
+        "Gemma 2 .gguf) a transformer-only model file needs, when it is not in a text_encoders "
+        "folder beside the model; repeat for several",
     )
     g.add_argument(
         "--models-dir",
@@ -166,9 +167,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=("auto", "torch", "openvino", "openvino-int8"),
         help="what runs the UNet on the CPU: auto (OpenVINO where installed and measured "
-        "faster for the model at that size), torch, openvino, or openvino-int8 (the UNet "
-        "quantized to int8, calibrated on the first picture at each size, and the VAE "
-        "decoder, calibrated on the first picture's latents)",
+        "faster for the model at that size, its UNet int8 where nncf is installed and the "
+        "int8 check holds), torch, openvino (bfloat16 only), or openvino-int8 (int8 "
+        "whatever the check says; calibrated on the first picture at each size; its VAE "
+        "decoder int8 too, calibrated on the first picture's latents)",
     )
     g.add_argument(
         "--compile",

@@ -152,6 +152,14 @@ def label_of(f: WeightFile) -> str:
     return f.path.name + (f" ({f.prefix.rstrip('.')})" if f.prefix else "")
 
 
+def misfit_message(part: WeightFile, what: str, empty: Sequence[str]) -> str:
+    """The sentence for an encoder file that leaves `empty` weights of `what` unloaded."""
+    return (
+        f"{label_of(part)} does not fit {what}: it lacks {len(empty)} weights (first "
+        f"{empty[0]}); it may be another model's encoder or a damaged file."
+    )
+
+
 def _kind_folders(kind: AssetKind, model: Path, roots: Iterable[Path]) -> list[Path]:
     """Folders that may hold `kind` files for the model file `model`: its own folder, the
     kind's folders in any `models/` tree above it (ComfyUI, A1111), then the roots'."""

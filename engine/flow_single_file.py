@@ -313,7 +313,7 @@ def choose_files(
                     wrong,
                 )
             )
-        if pick is not None and gguf_text_encoders.is_gguf(pick.path):
+        if pick is not None and quantized.is_gguf(pick.path):
             refused = gguf_text_encoders.refusal(pick.path, pick.kind, slot.label)
             if refused:
                 raise _error(refused)
@@ -353,7 +353,7 @@ def _load_text_encoder(
     cls = getattr(transformers, cls_name)
     config_dir = configs.dir_for(component)
     config = cls.config_class.from_pretrained(config_dir / component, local_files_only=True)
-    if gguf_text_encoders.is_gguf(part.path):
+    if quantized.is_gguf(part.path):
         try:
             state = gguf_text_encoders.read(part.path, part.kind, config, dtype)
         except ValueError as exc:
@@ -362,7 +362,12 @@ def _load_text_encoder(
         state = quantized.read_weights(part.path, part.prefix)
     with init_empty_weights():  # the weights come from the file: no random init of 5B params
         model = cls(config)
-    model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    try:
+        model.load_state_dict(_align(state, set(model.state_dict())), strict=False, assign=True)
+    except RuntimeError as exc:  # same names, other sizes: another model's encoder
+        what = f"this model's {component.replace('_', ' ')}"
+        reason = str(exc).splitlines()[-1].strip()
+        raise _error(f"{cf.label_of(part)} does not fit {what}: {reason}") from exc
     model.tie_weights()
     head = getattr(model, "lm_head", None)
     if head is not None and head.weight.is_meta:
@@ -371,11 +376,7 @@ def _load_text_encoder(
         head.weight = model.get_input_embeddings().weight
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
-        raise _error(
-            f"{cf.label_of(part)} does not fit this model's {component.replace('_', ' ')}: "
-            f"it lacks {len(empty)} weights (first {empty[0]}); it may be another model's encoder "
-            "or a damaged file."
-        )
+        raise _error(cf.misfit_message(part, f"this model's {component.replace('_', ' ')}", empty))
     return model.to(dtype).eval()
 
 
@@ -430,30 +431,10 @@ def _load_transformer(
             checkpoint = sana_files.to_diffusers(checkpoint)
         except (KeyError, ValueError, IndexError, RuntimeError) as exc:
             raise _error(f"{spec.path.name} is not a complete SANA transformer ({exc}).") from exc
-    kwargs: dict[str, object] = {
-        "config": str(configs.dir_for("transformer")),
-        "subfolder": "transformer",
-        "local_files_only": True,
-    }
-    if quantized.is_gguf(spec.path):
-        kwargs["quantization_config"] = quantized.gguf_config(dtype)
-        kwargs["torch_dtype"] = dtype
-    elif spec.storage_dtype is None:
-        kwargs["torch_dtype"] = dtype
-    try:
-        model = cls.from_single_file(checkpoint, **kwargs)
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise _error(
-            f"{spec.path.name} could not be read as a {spec.variant} transformer ({exc}); "
-            "the file may be damaged or a variant DiffusionDesk does not know."
-        ) from exc
-    if any(p.is_meta for p in model.parameters()):
-        raise _error(f"{spec.path.name} lacks some of the transformer's weights.")
-    if quantized.is_gguf(spec.path):
-        quantized.dequantize_strays(model, dtype)
-    if spec.storage_dtype is not None:
-        quantized.keep_fp8(model, spec.storage_dtype, dtype)
-    return model
+    config = str(configs.dir_for("transformer"))
+    return quantized.load_transformer(
+        cls, checkpoint, spec.path, dtype, spec.storage_dtype, files.label, config
+    )
 
 
 def component_loaders(
@@ -608,7 +589,7 @@ def prepare(
     unread = files_for(spec).unread
     dequantized: list[str] = []
     for component, part in chosen.files.items():
-        if part is not None and gguf_text_encoders.is_gguf(part.path):
+        if part is not None and quantized.is_gguf(part.path):
             size = torch.empty((), dtype=dtype).element_size()
             parts[component] = gguf_text_encoders.weights_bytes(part.path, size)
             quantization = quantized.read_header(part.path).quantization

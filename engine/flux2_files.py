@@ -97,33 +97,14 @@ def load_transformer(
         config = transformer_config(shipped, shapes)
     except ValueError as exc:
         raise _error(f"{path.name} is not a complete {label} transformer: {exc}.") from exc
-    kwargs: dict[str, object] = {"subfolder": "transformer", "local_files_only": True}
-    if quantized.is_gguf(path):
-        kwargs["quantization_config"] = quantized.gguf_config(dtype)
-        kwargs["torch_dtype"] = dtype
-    elif storage_dtype is None:
-        kwargs["torch_dtype"] = dtype
     with tempfile.TemporaryDirectory() as folder:
         if config != shipped:
             (Path(folder) / "transformer").mkdir()
             (Path(folder) / "transformer" / "config.json").write_text(json.dumps(config))
             config_dir = Path(folder)
-        try:
-            model = Flux2Transformer2DModel.from_single_file(
-                checkpoint, config=str(config_dir), **kwargs
-            )
-        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-            raise _error(
-                f"{path.name} could not be read as a {label} transformer ({exc}); the file may "
-                "be damaged or a variant DiffusionDesk does not know."
-            ) from exc
-    if any(p.is_meta for p in model.parameters()):
-        raise _error(f"{path.name} lacks some of the {label} transformer's weights.")
-    if quantized.is_gguf(path):
-        quantized.dequantize_strays(model, dtype)
-    if storage_dtype is not None:
-        quantized.keep_fp8(model, storage_dtype, dtype)
-    return model
+        return quantized.load_transformer(
+            Flux2Transformer2DModel, checkpoint, path, dtype, storage_dtype, label, str(config_dir)
+        )
 
 
 # BFL's FLUX.2 autoencoder keeps the (post-)quant convolutions inside encoder and decoder.

@@ -40,10 +40,6 @@ _INSTEAD = {
 _EMBEDDING = "token_embd.weight"
 
 
-def is_gguf(path: Path) -> bool:
-    return path.suffix.lower() == ".gguf"
-
-
 def describe(path: Path) -> tuple[str, int]:
     """(kind, width) of a GGUF text encoder from its metadata and index alone; ("", 0) for
     any other GGUF file (a transformer) or an unreadable one."""
@@ -53,10 +49,14 @@ def describe(path: Path) -> tuple[str, int]:
         reader = GGUFReader(str(path))  # memory-mapped: reads the index only
         field = reader.fields.get("general.architecture")
         architecture = str(field.contents()) if field is not None else ""
+        named = reader.fields.get("general.name")
+        name = str(named.contents()).lower() if named is not None else ""
         embedding = next((t for t in reader.tensors if t.name == _EMBEDDING), None)
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return "", 0
     kind = _ARCHITECTURES.get(architecture, "")
+    if "umt5" in name:  # Wan's UMT5 shares T5-XXL's layout and width, not its vocabulary
+        kind = ""
     if not kind or embedding is None:
         return "", 0
     # GGUF lists a tensor's sizes innermost first: (hidden size, vocabulary).
@@ -99,10 +99,4 @@ def weights_bytes(path: Path, element_size: int) -> int:
     """What the encoder takes once dequantized at `element_size` bytes an element."""
     from gguf import GGUFReader
 
-    total = 0
-    for tensor in GGUFReader(str(path)).tensors:
-        count = 1
-        for n in tensor.shape.tolist():
-            count *= int(n)
-        total += count * element_size
-    return total
+    return sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors) * element_size

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from engine.api import EngineError, ErrorKind
+
 GGUF_SUFFIX = ".gguf"
 _FP8 = {torch.float8_e4m3fn: "fp8 (e4m3fn)", torch.float8_e5m2: "fp8 (e5m2)"}
 
@@ -153,6 +155,45 @@ def dequantize_strays(model: torch.nn.Module, compute: torch.dtype) -> int:
                 setattr(module, name, torch.nn.Parameter(plain, requires_grad=False))
                 count += 1
     return count
+
+
+def load_transformer(
+    cls: type,
+    checkpoint: dict[str, torch.Tensor],
+    path: Path,
+    dtype: torch.dtype,
+    storage_dtype: torch.dtype | None,
+    label: str,
+    config: str,
+) -> torch.nn.Module:
+    """A transformer of diffusers class `cls` from a file's tensors in diffusers' names (or
+    names its from_single_file converts) and a config folder (holding `transformer/`), kept
+    as the file stores it: GGUF quantized (diffusers' quantizer), fp8 run one layer at a
+    time in `dtype`, anything else in `dtype`. A MODEL error naming the file when it cannot
+    be read or lacks weights."""
+    kwargs: dict[str, object] = {"config": config, "subfolder": "transformer"}
+    if is_gguf(path):
+        kwargs["quantization_config"] = gguf_config(dtype)
+        kwargs["torch_dtype"] = dtype
+    elif storage_dtype is None:
+        kwargs["torch_dtype"] = dtype
+    try:
+        model = cls.from_single_file(checkpoint, local_files_only=True, **kwargs)  # type: ignore[attr-defined]
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise EngineError(
+            ErrorKind.MODEL,
+            f"{path.name} could not be read as a {label} transformer ({exc}); the file may be "
+            "damaged or a variant DiffusionDesk does not know.",
+        ) from exc
+    if any(p.is_meta for p in model.parameters()):
+        raise EngineError(
+            ErrorKind.MODEL, f"{path.name} lacks some of the {label} transformer's weights."
+        )
+    if is_gguf(path):
+        dequantize_strays(model, dtype)
+    if storage_dtype is not None:
+        keep_fp8(model, storage_dtype, dtype)
+    return model
 
 
 def keep_fp8(model: torch.nn.Module, storage: torch.dtype, compute: torch.dtype) -> None:

@@ -132,11 +132,7 @@ def load_text_encoder(
     model.load_state_dict(state, strict=False, assign=True)
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
-        raise _error(
-            f"{cf.label_of(part)} does not fit Qwen-Image's text encoder: it lacks "
-            f"{len(empty)} weights (first {empty[0]}); it may be another model's encoder or a "
-            "damaged file."
-        )
+        raise _error(cf.misfit_message(part, "Qwen-Image's text encoder", empty))
     return model.to(dtype).eval()
 
 

@@ -6,8 +6,8 @@ true CFG), progress (with the current preview), interrupt,
 sd-models, samplers, schedulers, options (the model switch) and png-info, translated
 into GenerationRequests for the same JobHub the streaming channel uses. A1111 is a
 one-user API; here each client address has its own current run, so progress and
-interrupt see only that client's jobs. Features we lack (hires fix, face restoration,
-tiling, scripts) are refused with a sentence rather than silently ignored.
+interrupt see only that client's jobs. Features we lack (face restoration, tiling,
+scripts) are refused with a sentence rather than silently ignored.
 """
 
 from __future__ import annotations

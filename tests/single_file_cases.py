@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
+from model_helpers import Recorder, never
 
-from engine.api import ModelFamily
+from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.models import ModelManager
 from tests.tiny_flow_files import FlowFiles
 
@@ -38,6 +40,16 @@ def assert_same_pixels(a: np.ndarray, b: np.ndarray) -> None:
 def cpu_manager(config_root: Path, dtype: str = "float32", **kwargs: Any) -> ModelManager:
     """A CPU model manager reading the tiny models' configs from config_root."""
     return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)
+
+
+def load_error(
+    manager: ModelManager, path: Path, kind: ErrorKind = ErrorKind.MODEL, **options: Any
+) -> str:
+    """The message of the error (of `kind`) that loading `path` ends in."""
+    with pytest.raises(EngineError) as caught:
+        manager.get(str(path), Recorder(), never, **options)
+    assert caught.value.kind == kind, caught.value
+    return caught.value.message
 
 
 def _write(family: str, **options: object) -> Callable[..., tuple[FlowFiles, Any]]:

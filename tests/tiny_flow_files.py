@@ -47,6 +47,7 @@ class FlowFiles:
     transformer: Path
     text_encoders: dict[str, Path]  # clip_l / clip_g / t5xxl -> file
     vae: Path
+    diffusers_folder: Path | None = None  # the same tiny model as a diffusers folder, if written
 
 
 def _state(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -59,6 +60,13 @@ def _state(module: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[st
         return v.to(dtype if v.ndim >= 2 else torch.bfloat16)
 
     return {k: stored(v).detach().clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def saved(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    """`state` written as the .safetensors file `path` (its folder made); the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, path)
+    return path
 
 
 def _comfy_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -135,18 +143,17 @@ def write_flow_files(
     if variant not in (family, "flux1-dev"):  # a variant folder, as engine/model_configs has
         _write_configs(pipe, config_root / variant)
     models = tmp / "ComfyUI" / "models"
-    transformer = models / "diffusion_models" / f"tiny-{variant}.safetensors"
-    transformer.parent.mkdir(parents=True)
-    save_file(original, transformer)
+    transformer = saved(models / "diffusion_models" / f"tiny-{variant}.safetensors", original)
     written: dict[str, Path] = {}
     (models / "text_encoders").mkdir(parents=True)
     for name, encoder in encoders.items():
         written[name] = models / "text_encoders" / f"{name}_tiny.safetensors"
         save_file(_comfy_encoder(_state(encoder)), written[name])
     vae_state = vae_to_ldm(_state(pipe.vae), dict(pipe.vae.config))  # type: ignore[attr-defined]
-    vae = models / "vae" / f"{family}_ae.safetensors"
-    vae.parent.mkdir(parents=True)
-    save_file({k.removeprefix(VAE): v for k, v in vae_state.items()}, vae)
+    vae = saved(
+        models / "vae" / f"{family}_ae.safetensors",
+        {k.removeprefix(VAE): v for k, v in vae_state.items()},
+    )
     return FlowFiles(config_root, models, transformer, written, vae), pipe
 
 
@@ -192,14 +199,16 @@ def write_zimage_files(tmp: Path) -> tuple[FlowFiles, object]:
     config_root = tmp / "configs"
     _write_configs(pipe, config_root / "zimage")
     models = tmp / "ComfyUI" / "models"
-    transformer = models / "diffusion_models" / "z_image_turbo_tiny.safetensors"
-    transformer.parent.mkdir(parents=True)
-    save_file(zimage_to_original(_state(pipe.transformer)), transformer)
-    encoder = models / "text_encoders" / "qwen_3_4b_tiny.safetensors"
-    encoder.parent.mkdir(parents=True)
-    save_file({f"model.{k}": v for k, v in _state(pipe.text_encoder).items()}, encoder)
+    transformer = saved(
+        models / "diffusion_models" / "z_image_turbo_tiny.safetensors",
+        zimage_to_original(_state(pipe.transformer)),
+    )
+    encoder = saved(
+        models / "text_encoders" / "qwen_3_4b_tiny.safetensors",
+        {f"model.{k}": v for k, v in _state(pipe.text_encoder).items()},
+    )
     vae_state = vae_to_ldm(_state(pipe.vae), dict(pipe.vae.config))
-    vae = models / "vae" / "ae.safetensors"
-    vae.parent.mkdir(parents=True)
-    save_file({k.removeprefix(VAE): v for k, v in vae_state.items()}, vae)
+    vae = saved(
+        models / "vae" / "ae.safetensors", {k.removeprefix(VAE): v for k, v in vae_state.items()}
+    )
     return FlowFiles(config_root, models, transformer, {"qwen3": encoder}, vae), pipe

@@ -33,30 +33,32 @@ def _blocks(encoder: torch.nn.Module) -> int:
 
 
 def write_gguf_encoder(
-    encoder: torch.nn.Module, kind: str, target: Path, quantize: bool = True
+    encoder: torch.nn.Module, kind: str, target: Path, quantize: bool = True, name: str = ""
 ) -> Path:
     """`encoder` (a tiny T5EncoderModel, Qwen3Model, Gemma2Model ...) as llama.cpp writes
-    the GGUF of its published checkpoint; quantize: matrices in Q8_0 (else F32)."""
+    the GGUF of its published checkpoint; quantize: matrices in Q8_0 (else F32); name: the
+    model name in its metadata (general.name)."""
     arch, causal = ARCHITECTURES[kind]
     names = gguf.get_tensor_name_map(arch, _blocks(encoder))
     writer = gguf.GGUFWriter(str(target), gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_name(f"tiny {kind} encoder")
+    writer.add_name(name or f"tiny {kind} encoder")
     written: set[str] = set()
     for key, tensor in encoder.state_dict().items():
         published = ("model." + key) if causal and not key.startswith("model.") else key
         stem, _, suffix = published.rpartition(".")
-        name = names.get_name(stem)
-        if name is None or f"{name}.{suffix}" in written:
+        tensor_name = names.get_name(stem)
+        if tensor_name is None or f"{tensor_name}.{suffix}" in written:
             continue  # no llama.cpp tensor (T5's tied copy of the embedding, rotary buffers)
-        written.add(f"{name}.{suffix}")
+        written.add(f"{tensor_name}.{suffix}")
         values = tensor.detach().float().numpy()
         if kind == "gemma2" and published.endswith("norm.weight"):
             values = values + 1  # llama.cpp stores Gemma's (1 + weight) norms
         if quantize and values.ndim == 2 and values.shape[1] % 32 == 0:
             packed = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(f"{name}.{suffix}", packed, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(f"{tensor_name}.{suffix}", packed, raw_dtype=q8)
         else:
-            writer.add_tensor(f"{name}.{suffix}", values.astype(np.float32))
+            writer.add_tensor(f"{tensor_name}.{suffix}", values.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

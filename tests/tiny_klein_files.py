@@ -21,7 +21,7 @@ from diffusers import Flux2KleinPipeline
 from safetensors.torch import save_file
 
 from tests.ldm_checkpoint import VAE, vae_to_ldm
-from tests.tiny_flow_files import FlowFiles, _state, _write_configs
+from tests.tiny_flow_files import FlowFiles, _state, _write_configs, saved
 from tests.tiny_new_families import flux2_klein_components
 
 _RENAMES = {
@@ -135,14 +135,13 @@ def write_klein_files(
     name = name or (
         "flux-2-klein-4b.safetensors" if distilled else "flux-2-klein-base-4b.safetensors"
     )
-    transformer = models / "diffusion_models" / name
-    transformer.parent.mkdir(parents=True)
-    save_file(flux2_to_original(_state(pipe.transformer, dtype), prefix), transformer)
+    transformer = saved(
+        models / "diffusion_models" / name,
+        flux2_to_original(_state(pipe.transformer, dtype), prefix),
+    )
     encoder = models / "text_encoders" / "qwen_3_4b.safetensors"
     encoder.parent.mkdir(parents=True)
     text = _state(pipe.text_encoder)
     save_file({k: v for k, v in text.items() if not k.startswith("lm_head.")}, encoder)
-    vae = models / "vae" / "flux2-vae.safetensors"
-    vae.parent.mkdir(parents=True)
-    save_file(flux2_vae_to_original(pipe.vae), vae)
+    vae = saved(models / "vae" / "flux2-vae.safetensors", flux2_vae_to_original(pipe.vae))
     return FlowFiles(config_root, models, transformer, {"qwen3": encoder}, vae), pipe

@@ -225,14 +225,15 @@ def zimage_components(*, bench: bool = False) -> dict[str, Any]:
     }
 
 
-def qwen_image_components(*, bench: bool = False) -> dict[str, Any]:
-    """Qwen-Image: an MMDiT on the 16-channel (here 4) video VAE latents, Qwen2.5-VL text."""
-    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS) if bench else (3, 16, 2)
+def qwen_image_transformer(
+    channels: int, heads: int, head_dim: int, layers: int
+) -> QwenImageTransformer2DModel:
+    """A tiny Qwen-Image MMDiT on `channels` VAE channels (packed 2 x 2), seeded."""
     torch.manual_seed(0)
-    transformer = QwenImageTransformer2DModel(
+    return QwenImageTransformer2DModel(
         patch_size=2,
-        in_channels=16,
-        out_channels=4,
+        in_channels=channels * 4,
+        out_channels=channels,
         num_layers=layers,
         attention_head_dim=head_dim,
         num_attention_heads=heads,
@@ -240,17 +241,34 @@ def qwen_image_components(*, bench: bool = False) -> dict[str, Any]:
         guidance_embeds=False,
         axes_dims_rope=(head_dim // 2, head_dim // 4, head_dim // 4),
     )
+
+
+def qwen_image_vae(
+    z_dim: int,
+    dim_mult: list[int],
+    blocks: int,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+) -> AutoencoderKLQwenImage:
+    """A tiny Wan 2.1 style video VAE, 8x down as the real one, seeded; mean and std: the
+    latent statistics (0 and 1 when not given)."""
     torch.manual_seed(0)
-    z_dim = 4
-    vae = AutoencoderKLQwenImage(
-        base_dim=z_dim * 2,
+    return AutoencoderKLQwenImage(
+        base_dim=8,
         z_dim=z_dim,
-        dim_mult=[1, 2, 2, 2],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],  # 8x down, as the real VAE
-        latents_mean=[0.0] * z_dim,
-        latents_std=[1.0] * z_dim,
+        dim_mult=dim_mult,
+        num_res_blocks=blocks,
+        temperal_downsample=[False, True, True],
+        latents_mean=mean or [0.0] * z_dim,
+        latents_std=std or [1.0] * z_dim,
     )
+
+
+def qwen_image_components(*, bench: bool = False) -> dict[str, Any]:
+    """Qwen-Image: an MMDiT on the 16-channel (here 4) video VAE latents, Qwen2.5-VL text."""
+    heads, head_dim, layers = (BENCH_HEADS, BENCH_HEAD_DIM, BENCH_LAYERS) if bench else (3, 16, 2)
+    transformer = qwen_image_transformer(4, heads, head_dim, layers)
+    vae = qwen_image_vae(4, [1, 2, 2, 2], 1)
     tokenizer = tiny_qwen_tokenizer()
     torch.manual_seed(0)
     text_encoder = Qwen2_5_VLForConditionalGeneration(

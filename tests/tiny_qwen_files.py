@@ -15,17 +15,16 @@ converter counts on that), attention 64 wide so GGUF's Q8_0 blocks of 32 fit.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
-from safetensors.torch import save_file
 
 from engine.models import ModelManager
-from tests.tiny_flow_files import FlowFiles, _state, _write_configs
-from tests.tiny_new_families import qwen_image_components
+from tests.single_file_cases import cpu_manager
+from tests.tiny_flow_files import FlowFiles, _state, _write_configs, saved
+from tests.tiny_new_families import qwen_image_components, qwen_image_transformer, qwen_image_vae
 
 DIFFUSION_PREFIX = "model.diffusion_model."
 # The published Qwen-Image VAE statistics (engine/model_configs/qwen_image/vae).
@@ -38,28 +37,8 @@ _STD += [3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916]
 def tiny_qwen_image_pipeline() -> QwenImagePipeline:
     """tests/tiny_new_families.py's Qwen-Image with the real latent and VAE layout."""
     parts = qwen_image_components()
-    torch.manual_seed(0)
-    parts["transformer"] = QwenImageTransformer2DModel(
-        patch_size=2,
-        in_channels=64,
-        out_channels=16,
-        num_layers=2,
-        attention_head_dim=32,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        guidance_embeds=False,
-        axes_dims_rope=(16, 8, 8),
-    )
-    torch.manual_seed(0)
-    parts["vae"] = AutoencoderKLQwenImage(
-        base_dim=8,
-        z_dim=16,
-        dim_mult=[1, 2, 4, 4],
-        num_res_blocks=2,
-        temperal_downsample=[False, True, True],
-        latents_mean=_MEAN,
-        latents_std=_STD,
-    )
+    parts["transformer"] = qwen_image_transformer(16, heads=2, head_dim=32, layers=2)
+    parts["vae"] = qwen_image_vae(16, [1, 2, 4, 4], 2, _MEAN, _STD)
     pipe = QwenImagePipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
     for component in pipe.components.values():
@@ -150,13 +129,6 @@ def scaled_fp8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------- files
 
 
-@dataclass
-class QwenFiles(FlowFiles):
-    """FlowFiles plus the diffusers folder of the same tiny model."""
-
-    diffusers_folder: Path = Path()
-
-
 def write_qwen_files(
     tmp: Path,
     *,
@@ -166,7 +138,7 @@ def write_qwen_files(
     lm_head: bool = True,
     scaled_encoder: bool = False,
     name: str = "qwen_image_tiny.safetensors",
-) -> tuple[QwenFiles, QwenImagePipeline]:
+) -> tuple[FlowFiles, QwenImagePipeline]:
     """Write the tiny Qwen-Image as ComfyUI's three files and as a diffusers folder; return
     where and the pipeline they came from. dtype: the transformer's storage
     (torch.float8_e4m3fn for an fp8 file)."""
@@ -176,42 +148,41 @@ def write_qwen_files(
     folder = tmp / "diffusers" / "qwen-image-tiny"
     pipe.save_pretrained(folder)
     models = tmp / "ComfyUI" / "models"
-    transformer = models / "diffusion_models" / name
-    transformer.parent.mkdir(parents=True)
-    save_file({prefix + k: v for k, v in _state(pipe.transformer, dtype).items()}, transformer)
+    transformer = saved(
+        models / "diffusion_models" / name,
+        {prefix + k: v for k, v in _state(pipe.transformer, dtype).items()},
+    )
     encoder_state = text_encoder_to_original(
         _state(pipe.text_encoder), vision=vision, lm_head=lm_head
     )
     suffix = "_fp8_scaled" if scaled_encoder else ""
-    encoder = models / "text_encoders" / f"qwen_2.5_vl_7b_tiny{suffix}.safetensors"
-    encoder.parent.mkdir(parents=True)
-    save_file(scaled_fp8(encoder_state) if scaled_encoder else encoder_state, encoder)
-    vae = models / "vae" / "qwen_image_vae.safetensors"
-    vae.parent.mkdir(parents=True)
-    save_file(wan_vae_to_original(_state(pipe.vae)), vae)
-    files = QwenFiles(config_root, models, transformer, {"qwen2.5-vl": encoder}, vae, folder)
+    encoder = saved(
+        models / "text_encoders" / f"qwen_2.5_vl_7b_tiny{suffix}.safetensors",
+        scaled_fp8(encoder_state) if scaled_encoder else encoder_state,
+    )
+    vae = saved(
+        models / "vae" / "qwen_image_vae.safetensors", wan_vae_to_original(_state(pipe.vae))
+    )
+    files = FlowFiles(config_root, models, transformer, {"qwen2.5-vl": encoder}, vae, folder)
     return files, pipe
 
 
 # ---------------------------------------------------------------------------- in tests
 
-SETTINGS = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
-
 
 def picture_of(pipe: object) -> np.ndarray:
     """The pipeline's picture for one fixed prompt, seed and true CFG, as floats."""
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", negative_prompt=" ", true_cfg_scale=4.0, generator=generator, **SETTINGS
-    ).images[0]
+    from tests.single_file_cases import CASES
+
+    return CASES["qwen_image"].picture(pipe)
 
 
-def manager_for(files: QwenFiles, dtype: str = "float32") -> ModelManager:
+def manager_for(files: FlowFiles, dtype: str = "float32") -> ModelManager:
     """A CPU model manager reading the tiny model's configs."""
-    return ModelManager(device="cpu", dtype=dtype, config_root=files.config_root)
+    return cpu_manager(files.config_root, dtype)
 
 
-def folder_image(files: QwenFiles) -> np.ndarray:
+def folder_image(files: FlowFiles) -> np.ndarray:
     """picture_of the same tiny model loaded from its diffusers folder."""
     model = manager_for(files).get(str(files.diffusers_folder), lambda *a: None, lambda: False)
     return picture_of(model.pipe)
@@ -235,11 +206,9 @@ def _header_only(path: Path, shapes: dict[str, list[int]], dtype_of: dict[str, s
     return path
 
 
-def write_full_size_headers(
-    models: Path, *, fp8_transformer: bool = False, scaled_encoder: bool = False
-) -> tuple[Path, Path, Path]:
-    """Qwen-Image's three files at full size, headers only, in the real names and shapes
-    (from the configs in engine/model_configs/qwen_image, built on the meta device)."""
+def shipped_qwen_image() -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """Qwen-Image's transformer, VAE and text encoder at full size on the meta device, from
+    the configs in engine/model_configs/qwen_image."""
     from accelerate import init_empty_weights
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -254,6 +223,15 @@ def write_full_size_headers(
         encoder = Qwen2_5_VLForConditionalGeneration(
             Qwen2_5_VLConfig.from_pretrained(folder / "text_encoder")
         )
+    return transformer, vae, encoder
+
+
+def write_full_size_headers(
+    models: Path, *, fp8_transformer: bool = False, scaled_encoder: bool = False
+) -> tuple[Path, Path, Path]:
+    """Qwen-Image's three files at full size, headers only, in the real names and shapes
+    (from the configs in engine/model_configs/qwen_image, built on the meta device)."""
+    transformer, vae, encoder = shipped_qwen_image()
 
     def shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
         return {k: list(v.shape) for k, v in state.items()}

@@ -13,14 +13,13 @@ engine/model_configs/, and its diffusers folder to compare with.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from tests.tiny_flow_files import FlowFiles, _state, _write_configs
+from tests.tiny_flow_files import FlowFiles, _state, _write_configs, saved
 
 _BLOCK = re.compile(r"transformer_blocks\.(\d+)\.(.+)")
 _BLOCK_RENAMES = (
@@ -153,13 +152,6 @@ def dc_ae_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-@dataclass
-class SanaFiles(FlowFiles):
-    """Where write_sana_files put things, and the same model as a diffusers folder."""
-
-    folder: Path = Path()
-
-
 def write_sana_files(
     tmp: Path,
     *,
@@ -169,7 +161,7 @@ def write_sana_files(
     name: str | None = None,
     bench: bool = False,
     dtype: torch.dtype | None = None,
-) -> tuple[SanaFiles, object]:
+) -> tuple[FlowFiles, object]:
     """A tiny SANA (or SANA-Sprint) as separate files in NVIDIA's and MIT Han Lab's layouts;
     suffix ".pth" writes the transformer as NVIDIA's pickle ({"state_dict": ...}).
     bench: the mid-sized transformer (rows of 256, which GGUF can quantize); dtype: the
@@ -196,29 +188,20 @@ def write_sana_files(
         torch.save({"state_dict": original}, transformer)
     else:
         save_file(original, transformer)
-    encoder = models / "text_encoders" / "gemma_2_2b_it_tiny.safetensors"
-    encoder.parent.mkdir(parents=True)
-    save_file({f"model.{k}": v for k, v in _state(pipe.text_encoder).items()}, encoder)
-    vae = models / "vae" / "dc-ae-f32c32-sana-1.1_tiny.safetensors"
-    vae.parent.mkdir(parents=True)
-    save_file(dc_ae_to_original(_state(pipe.vae)), vae)
-    files = SanaFiles(config_root, models, transformer, {"gemma": encoder}, vae, folder)
+    encoder = saved(
+        models / "text_encoders" / "gemma_2_2b_it_tiny.safetensors",
+        {f"model.{k}": v for k, v in _state(pipe.text_encoder).items()},
+    )
+    vae = saved(
+        models / "vae" / "dc-ae-f32c32-sana-1.1_tiny.safetensors",
+        dc_ae_to_original(_state(pipe.vae)),
+    )
+    files = FlowFiles(config_root, models, transformer, {"gemma": encoder}, vae, folder)
     return files, pipe
 
 
-# A tiny picture with every setting fixed, so two loads of one model compare pixel for pixel.
-SETTINGS = {"num_inference_steps": 2, "height": 64, "width": 64, "output_type": "np"}
-
-
 def sana_image(pipe: object) -> np.ndarray:
-    generator = torch.Generator().manual_seed(7)
-    return pipe(  # type: ignore[operator]
-        "a red circle", generator=generator, use_resolution_binning=False, **SETTINGS
-    ).images[0]
+    """The pipeline's picture for one fixed prompt and seed, as floats."""
+    from tests.single_file_cases import CASES
 
-
-def assert_same_pixels(a: np.ndarray, b: np.ndarray) -> None:
-    """The same picture: floats within float32 noise, the saved 8-bit pixels identical."""
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    as_bytes = [(x * 255).round().astype(np.uint8) for x in (a, b)]
-    np.testing.assert_array_equal(*as_bytes)
+    return CASES["sana"].picture(pipe)

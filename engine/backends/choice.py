@@ -6,9 +6,11 @@ size on this machine: the first job of a model at a size and batch converts the 
 (once), times one UNet call of each backend at that shape, and remembers the answer in
 <cache>/backend_choices.json, so later jobs at that shape (and later runs of the
 application) do not measure again. The shape is part of the choice because the winner
-changes with it: at 128 px torch won here, at 512 px OpenVINO by 1.6x. "torch" and "openvino"
-force a backend; "openvino-int8" is OpenVINO with the UNet quantized to int8 (see
-engine/backends/int8.py). torch.compile is a separate opt-in for the torch backend.
+changes with it: at 128 px torch won here, at 512 px OpenVINO by 1.6x. Where nncf is
+installed too, "auto" then quantizes the UNet to int8 on the second job at a size and
+keeps it where its outputs stay close to the bfloat16 graph's (engine/backends/int8.py).
+"torch" and "openvino" force a backend; "openvino-int8" is OpenVINO with the int8 UNet
+whatever its check said. torch.compile is a separate opt-in for the torch backend.
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ class Accelerator:
             decoder_warnings = decoder_int8.prepare(
                 ov_model, height, width, progress, should_cancel
             )
-        if self.backend == "openvino-int8":
+        if self.backend == "openvino-int8" or (self.backend == "auto" and int8.available()):
             session = self._int8_session(
                 ov_model, batches, height, width, progress, should_cancel, decode, deep
             )
@@ -235,21 +237,29 @@ class Accelerator:
         deep: int | None,
     ) -> Session:
         """The int8 UNet at this size; the first job at a size collects its calibration
-        inputs (running bfloat16), the next one quantizes."""
+        inputs (running bfloat16), the next one quantizes and checks it. "auto" runs it
+        only where the check held (int8.QUALITY_BAR); "openvino-int8" regardless."""
         size = int8.size_name(width, height)
         xml, folder = int8.unet_xml(ov_model.folder, size), ov_model.folder
+        strict = self.backend == "auto"
 
-        def bfloat16(warning: str) -> Session:
+        def bfloat16(warning: str | None) -> Session:
             for batch in batches:
                 self._compile_ov(ov_model, batch, height, width, progress, should_cancel, deep)
             active = lambda: ov_model.active(decode=decode, deep_cache=deep)  # noqa: E731
-            return Session("OpenVINO", [warning], active)
+            return Session("OpenVINO", [warning] if warning else [], active)
 
         failed = int8.failure_note(folder, size)
         if failed.is_file():
             return bfloat16(int8.FAILED.format(why=failed.read_text(errors="replace")[:200]))
+        checked = int8.read_quality(folder, size)
+        if strict and checked is not None and checked <= int8.QUALITY_BAR:
+            return bfloat16(None)  # checked and left out (said once, when it was checked)
         if not int8.is_ready(xml) and int8.calibration_file(folder, size).is_file():
-            progress(f"quantizing the UNet to int8 for {size} (once per model and size)", 0.96)
+            progress(
+                f"quantizing the UNet to int8 for {size} (once per model and size; minutes)",
+                0.96,
+            )
             try:
                 int8.quantize_unet(folder, size)
             except (MemoryError, JobCancelled):
@@ -263,6 +273,21 @@ class Accelerator:
                 raise JobCancelled()
         if int8.is_ready(xml):
             part = ov_model.int8_part(xml)
+            quality, note = int8.read_quality(folder, size), None
+            if quality is None:
+                progress(f"checking the int8 UNet against bfloat16 at {size}", 0.965)
+                quality = int8.check(part, ov_model.unet_part, folder, size)
+                ov_model.unet_part.release()  # the bfloat16 graph's buffers, compiled for it
+                if quality is not None and quality <= int8.QUALITY_BAR:
+                    text = int8.KEPT_OUT if strict else int8.BELOW_BAR
+                    note = text.format(size=size, correlation=quality, bar=int8.QUALITY_BAR)
+            # Unchecked (calibrated before checks existed): only a chosen int8 runs it.
+            if strict and (quality is None or quality <= int8.QUALITY_BAR):
+                part.release()
+                if quality is not None:  # auto will not run it: its gigabyte goes
+                    ov_model.int8_parts.pop(xml, None)
+                    int8.remove_unet(xml)
+                return bfloat16(note)
             for batch in batches:  # the decoder and the deep-cache graph; not the bf16 UNet
                 self._compile_ov(
                     ov_model, batch, height, width, progress, should_cancel, deep, unet=False
@@ -273,7 +298,7 @@ class Accelerator:
                     part.compile_for(shapes)
             return Session(
                 "OpenVINO int8",
-                [],
+                [note] if note else [],
                 lambda: ov_model.active(decode=decode, deep_cache=deep, unet_part=part),
             )
         for batch in batches:

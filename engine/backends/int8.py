@@ -1,25 +1,35 @@
-"""Int8 compute for the OpenVINO UNet (the opt-in backend "openvino-int8"): nncf's
-post-training quantization, calibrated on UNet inputs from the engine's own first run at
-a size.
+"""Int8 compute for the OpenVINO UNet: nncf's post-training quantization, calibrated on
+UNet inputs from the engine's own first run at a size, kept only where its outputs stay
+close to the bfloat16 graph's.
 
-The mode is nncf's "hybrid" one for diffusion models (what optimum-intel does): every
-weight of the matrix products int8 (weight-only: decompressed on the fly), and the
-convolutions quantized in full, activations included, with ranges measured on the
+What is quantized: the convolutions, activations included, with ranges measured on the
 calibration inputs; the convolutions are where the CPU's int8 dot products (VNNI) beat
-bfloat16.
+bfloat16. What stays bfloat16, because int8 lost the picture there (measured per group
+of layers on SD 1.5's architecture at 512 px, UNet outputs against float32's: every
+convolution int8 0.988; these kept bfloat16 0.9994, the bfloat16 graph 0.9997; their
+activation ranges were what int8 could not hold): conv_in (the latent itself) and
+conv_out, the first down block and the last up block (the full-resolution level), the
+residual shortcuts (their inputs carry the skip connections' wide range), attention,
+and the matrix products' activations (their weights are int8, decompressed on the fly).
 
 How a size gets its int8 UNet: the first job at that size runs the bfloat16 graph and
-keeps its UNet inputs (<ov folder>/int8/calibration-WxH.npz); the next job at that size
-quantizes once (a loading stage) into <ov folder>/int8/unet-WxH.xml and runs it from
-then on. A quantization that fails leaves a note beside it and the bfloat16 graph runs.
-nncf is part of the openvino extra; this module imports it only when it quantizes.
+keeps its UNet inputs (<ov folder>/int8-2/calibration-WxH.npz), an even spread for
+calibration and a few held-out calls for the check; the next job at that size quantizes
+once (a loading stage) into <ov folder>/int8-2/unet-WxH.xml, compares the int8 graph's
+outputs with the bfloat16 graph's on the held-out calls and writes the result beside it
+(unet-WxH.json). "auto" runs int8 only where that correlation is above QUALITY_BAR;
+"openvino-int8" runs it regardless. A quantization that fails leaves a note beside it and
+the bfloat16 graph runs. nncf is part of the openvino extra; this module imports it only
+when it quantizes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,12 +38,33 @@ from typing import Any
 import numpy as np
 
 CALIBRATION_SAMPLES = 12  # UNet calls kept for calibration, spread over the run
+VALIDATION_SAMPLES = 3  # held-out calls the int8 graph is checked on
 MIN_SAMPLES = 2
+QUALITY_BAR = 0.999  # correlation of int8 UNet outputs with bfloat16's that "auto" needs
+# Convolutions int8 loses the picture at (see the module's docstring), by node name in
+# the graph openvino's converter writes (the torch module's path); {last} is the index of
+# the last up block (3 in SD 1.x/2.x, 2 in SDXL).
+KEEP_BFLOAT16 = (
+    r"__module\.unet\.conv_(in|out)/",
+    r"__module\.unet\.down_blocks\.0\.",
+    r"__module\.unet\.up_blocks\.{last}\.",
+    r"conv_shortcut/",
+)
 CALIBRATING = (
     "int8: this first job at {size} ran in bfloat16 and kept its UNet inputs; the next "
-    "job at this size quantizes the UNet to int8 with them (once) and runs it."
+    "job at this size quantizes the UNet to int8 with them (once; it takes minutes), "
+    "checks it against bfloat16 and runs it (auto: only where it keeps the picture)."
 )
 FAILED = "int8 quantization failed here ({why}); the bfloat16 OpenVINO graph ran."
+KEPT_OUT = (
+    "int8 was checked and left out at {size}: its UNet outputs correlated {correlation:.5f} "
+    "with the bfloat16 graph's (the bar is {bar}), so the bfloat16 OpenVINO graph runs at "
+    "this size (--backend openvino-int8 runs int8 anyway)."
+)
+BELOW_BAR = (
+    "int8 at {size}: its UNet outputs correlated {correlation:.5f} with the bfloat16 "
+    "graph's, below the {bar} bar that auto uses; it runs because openvino-int8 was chosen."
+)
 
 
 def available() -> bool:
@@ -42,7 +73,7 @@ def available() -> bool:
 
 
 def _folder(ov_folder: Path) -> Path:
-    return ov_folder / "int8"
+    return ov_folder / "int8-2"  # 2: held-out calls and the check; earlier files are not read
 
 
 def size_name(width: int, height: int) -> str:
@@ -59,6 +90,19 @@ def calibration_file(ov_folder: Path, size: str) -> Path:
 
 def failure_note(ov_folder: Path, size: str) -> Path:
     return _folder(ov_folder) / f"unet-{size}.failed"
+
+
+def quality_file(ov_folder: Path, size: str) -> Path:
+    return _folder(ov_folder) / f"unet-{size}.json"
+
+
+def read_quality(ov_folder: Path, size: str) -> float | None:
+    """The int8 graph's checked correlation with bfloat16 at this size, None unchecked."""
+    try:
+        data = json.loads(quality_file(ov_folder, size).read_text())
+        return float(data["correlation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def is_ready(xml: Path) -> bool:
@@ -78,13 +122,24 @@ class Recorder:
             self.samples.append({k: v.copy() for k, v in inputs.items()})
 
     def save(self) -> bool:
-        """Write an even spread of the kept calls (atomically); False with too few."""
+        """Write an even spread of the kept calls for calibration and a few others held
+        out for the check (atomically); False with too few."""
         if len(self.samples) < MIN_SAMPLES:
             return False
-        picks = np.linspace(0, len(self.samples) - 1, min(CALIBRATION_SAMPLES, len(self.samples)))
+        count = len(self.samples)
+        held = min(VALIDATION_SAMPLES, max(0, count - MIN_SAMPLES), count // 4)
+        wanted = min(CALIBRATION_SAMPLES, count - held)
+        picks = sorted({int(round(p)) for p in np.linspace(0, count - 1, wanted)})
+        rest = [i for i in range(count) if i not in picks]
+        if held and rest:
+            spread = np.linspace(0, len(rest) - 1, min(held, len(rest)))
+            held_out = sorted({rest[int(round(p))] for p in spread})
+        else:
+            held_out = []
         arrays = {
-            f"{i}__{name}": value
-            for i, index in enumerate(sorted({int(round(p)) for p in picks}))
+            f"{prefix}{i}__{name}": value
+            for prefix, indices in (("", picks), ("v", held_out))
+            for i, index in enumerate(indices)
             for name, value in self.samples[index].items()
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,24 +153,39 @@ class Recorder:
         return False
 
 
-def load_calibration(path: Path) -> list[dict[str, np.ndarray]]:
-    """The samples a Recorder saved (allow_pickle off: numbers only)."""
+def load_calibration(path: Path, held_out: bool = False) -> list[dict[str, np.ndarray]]:
+    """The samples a Recorder saved for calibration (held_out: those kept for the check);
+    allow_pickle off: numbers only."""
     samples: dict[int, dict[str, np.ndarray]] = {}
     with np.load(path, allow_pickle=False) as data:
         for key in data.files:
             index, _, name = key.partition("__")
-            samples.setdefault(int(index), {})[name] = data[key]
+            if index.startswith("v") != held_out:
+                continue
+            samples.setdefault(int(index.removeprefix("v")), {})[name] = data[key]
     return [samples[i] for i in sorted(samples)]
 
 
-def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
-    """nncf's hybrid quantization of an OpenVINO model (see the module's docstring)."""
-    import nncf  # type: ignore[import-untyped]
-    from nncf.quantization.advanced_parameters import (  # type: ignore[import-untyped]
-        AdvancedQuantizationParameters,
-        AdvancedSmoothQuantParameters,
-    )
+def kept_bfloat16(model: Any) -> list[str]:
+    """The names of the convolutions that stay bfloat16 (KEEP_BFLOAT16) in this graph."""
+    names = [op.get_friendly_name() for op in model.get_ops()]
+    ups = [int(m.group(1)) for n in names if (m := re.search(r"\.up_blocks\.(\d+)\.", n))]
+    last = str(max(ups)) if ups else "none"
+    patterns = [re.compile(p.replace("{last}", last)) for p in KEEP_BFLOAT16]
+    return [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "Convolution"
+        and any(p.search(op.get_friendly_name()) for p in patterns)
+    ]
 
+
+def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
+    """nncf's quantization of an OpenVINO UNet (see the module's docstring)."""
+    import nncf  # type: ignore[import-untyped]
+
+    # The matrix products' weights int8 first (weight-only: their activations stay
+    # bfloat16); without it quantizing SD 1.5 at 512 px took over 12 GB and was killed.
     compressed = nncf.compress_weights(
         model,
         mode=nncf.CompressWeightsMode.INT8_ASYM,
@@ -126,12 +196,42 @@ def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
         nncf.Dataset(samples),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
-        # The matrix products keep their int8 weights and bfloat16 activations.
-        ignored_scope=nncf.IgnoredScope(types=["MatMul"], validate=False),
-        advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1)
+        ignored_scope=nncf.IgnoredScope(
+            names=kept_bfloat16(model),
+            types=["MatMul", "ScaledDotProductAttention"],
+            validate=False,
         ),
     )
+
+
+def correlation(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    x = np.concatenate([v.reshape(-1) for v in a]).astype(np.float64)
+    y = np.concatenate([v.reshape(-1) for v in b]).astype(np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def check(int8_part: Any, bfloat16_part: Any, ov_folder: Path, size: str) -> float | None:
+    """Compare the int8 graph with the bfloat16 one on the held-out calls and write the
+    correlation beside the int8 file; None where none were held out."""
+    samples = load_calibration(calibration_file(ov_folder, size), held_out=True)
+    if not samples:
+        return None
+    value = correlation([int8_part(s) for s in samples], [bfloat16_part(s) for s in samples])
+    target = quality_file(ov_folder, size)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps({"correlation": round(value, 6), "samples": len(samples)}))
+        os.replace(tmp, target)
+    return value
+
+
+def remove_unet(xml: Path) -> None:
+    """Delete an int8 graph (its .bin first: the .xml marks the pair ready)."""
+    for path in (xml.with_suffix(".bin"), xml):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def quantize_unet(ov_folder: Path, size: str) -> Path:

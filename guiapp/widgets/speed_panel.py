@@ -77,9 +77,11 @@ class SpeedPanel(QGroupBox):
         self.backend = self._engine_choice("backend", BACKENDS, settings.engine_backend())
         self.backend.setToolTip(
             "auto: OpenVINO where it is installed and measured faster for the model at "
-            "that size. openvino-int8: OpenVINO with the UNet quantized to int8 (nncf), "
-            "calibrated on the first picture at each size, and the VAE decoder, calibrated "
-            "on the first picture's latents (faster, pictures change a little)."
+            "that size, with its UNet in int8 where nncf is installed and int8 keeps the "
+            "picture (checked once per size, after the first picture at that size). "
+            "openvino: OpenVINO in bfloat16 only. openvino-int8: int8 whatever the check "
+            "says, and the VAE decoder in int8 too (calibrated on the first picture's "
+            "latents; faster, pictures change a little)."
         )
         layout.addRow("Backend", self.backend)
         self.note = QLabel("", self)

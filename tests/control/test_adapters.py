@@ -20,6 +20,7 @@ from adapter_helpers import (
     save_tiny_adapter,
     tiny_adapter,
 )
+from control_helpers import cancel_at_first_step, outline, pixels
 from diffusers import (
     MultiAdapter,
     StableDiffusionAdapterPipeline,
@@ -27,7 +28,7 @@ from diffusers import (
     T2IAdapter,
 )
 from engine_helpers import TINY, TINY_SDXL, WAIT, TinyModels, box_mask, picture, request
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from engine.api import (
     Cancelled,
@@ -48,18 +49,11 @@ from engine.worker import Engine
 
 
 def sketch() -> Image.Image:
-    image = Image.new("RGB", (32, 32), "black")
-    ImageDraw.Draw(image).ellipse((6, 6, 25, 25), outline="white", width=3)
-    return image
+    return outline("ellipse")
 
 
 def unit(model, **changes) -> ControlUnit:
     return ControlUnit(model=str(model), image=sketch(), **changes)
-
-
-def pixels(result) -> np.ndarray:
-    assert isinstance(result, Finished), result
-    return np.asarray(result.images[0], dtype=np.int16)
 
 
 @pytest.fixture(scope="module")
@@ -195,14 +189,7 @@ def test_every_step_streams_a_preview(engine, recorder, adapters):
 
 
 def test_cancel_stops_an_adapter_job_within_a_step(engine, adapters):
-    job = engine.submit(request(steps=30, controls=(unit(adapters[0]),)))
-
-    def cancel_on_first_step(event):
-        if isinstance(event, Step) and event.job_id == job and event.step == 1:
-            engine.cancel(job)
-
-    engine.add_listener(cancel_on_first_step)
-    result = engine.wait(job, WAIT)
+    result = cancel_at_first_step(engine, request(steps=30, controls=(unit(adapters[0]),)))
     assert isinstance(result, Cancelled), result
     assert result.step <= 2
     assert isinstance(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from control_helpers import spy_on_controlnets
+from control_helpers import pixels, spy_on_controlnets
 from engine_helpers import WAIT, picture, request
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,11 +34,6 @@ def left_half(size: tuple[int, int] = (32, 32)) -> Image.Image:
     mask = Image.new("L", size, 0)
     mask.paste(255, (0, 0, size[0] // 2, size[1]))
     return mask
-
-
-def pixels(result) -> np.ndarray:
-    assert isinstance(result, Finished), result
-    return np.asarray(result.images[0], dtype=np.int16)
 
 
 def expanding(**changes: object) -> GenerationRequest:

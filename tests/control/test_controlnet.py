@@ -5,27 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from control_helpers import save_tiny_controlnet, spy_on_controlnets
+from control_helpers import (
+    cancel_at_first_step,
+    outline,
+    pixels,
+    save_tiny_controlnet,
+    spy_on_controlnets,
+)
 from engine_helpers import TINY_SDXL, WAIT, box_mask, picture, request
 from model_helpers import never
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from engine.api import ControlUnit, ErrorKind, Failed, Finished
 
 
 def edges() -> Image.Image:
-    image = Image.new("RGB", (32, 32), "black")
-    ImageDraw.Draw(image).rectangle((8, 8, 23, 23), outline="white", width=2)
-    return image
+    return outline("rectangle")
 
 
 def unit(model, **changes) -> ControlUnit:
     return ControlUnit(model=str(model), image=edges(), **changes)
-
-
-def pixels(result) -> np.ndarray:
-    assert isinstance(result, Finished), result
-    return np.asarray(result.images[0], dtype=np.int16)
 
 
 def test_zero_weight_gives_the_same_pixels_as_no_controlnet(engine, controlnets):
@@ -168,15 +167,8 @@ def test_a_file_that_is_no_controlnet_is_named(engine, tmp_path):
 
 
 def test_cancel_stops_a_controlnet_job_within_a_step(engine, recorder, controlnets):
-    from engine.api import Cancelled, Step
+    from engine.api import Cancelled
 
-    job = engine.submit(request(steps=30, controls=(unit(controlnets[0]),)))
-
-    def cancel_on_first_step(event):
-        if isinstance(event, Step) and event.job_id == job and event.step == 1:
-            engine.cancel(job)
-
-    engine.add_listener(cancel_on_first_step)
-    result = engine.wait(job, WAIT)
+    result = cancel_at_first_step(engine, request(steps=30, controls=(unit(controlnets[0]),)))
     assert isinstance(result, Cancelled), result
     assert result.step <= 2

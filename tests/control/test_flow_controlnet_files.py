@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from control_helpers import cpu_engine, euler_request, flow_controlnet
 from diffusers import (
     FluxControlNetModel,
-    FluxTransformer2DModel,
     SD3ControlNetModel,
-    SD3Transformer2DModel,
 )
 from flow_checkpoint import flux_to_original
 from PIL import Image
@@ -25,7 +24,6 @@ from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
 from engine.api import ControlUnit, Failed, Finished, GenerationRequest
 from engine.control import flow_files
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # two families' models and ControlNets are built and loaded
 
@@ -56,19 +54,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
             tiny_sd3_pipeline(root / "build", layers=2).save_pretrained(folder)
         else:
             folder = save_flow_model(root / family, family)
-        if family == "flux1":
-            tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
-            net = FluxControlNetModel.from_transformer(
-                tr, num_layers=1, num_single_layers=1,
-                attention_head_dim=tr.config.attention_head_dim,
-                num_attention_heads=tr.config.num_attention_heads,
-            )  # fmt: skip
-        else:
-            tr = SD3Transformer2DModel.from_pretrained(folder / "transformer")
-            net = SD3ControlNetModel.from_transformer(
-                tr, num_layers=1, num_extra_conditioning_channels=0,
-                load_weights_from_transformer=False,
-            )  # fmt: skip
+        net = flow_controlnet(folder, family)
         _acting(net)
         net.save_pretrained(root / f"cn-{family}")
         single = root / f"{family}-controlnet-canny.safetensors"
@@ -79,9 +65,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
+    yield from cpu_engine()
 
 
 def _control() -> Image.Image:
@@ -89,11 +73,7 @@ def _control() -> Image.Image:
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=2, width=SIZE, height=SIZE, seed=2, model=str(model),
-        scheduler="Euler",
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=2, size=SIZE, **changes)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux1"])
@@ -163,12 +143,7 @@ def test_an_xlabs_flux_controlnet_file_paints_what_its_diffusers_form_paints(
     engine, flow, tmp_path
 ):
     model = flow["flux1"][0]
-    tr = FluxTransformer2DModel.from_pretrained(model / "transformer")
-    net = FluxControlNetModel.from_transformer(
-        tr, num_layers=1, num_single_layers=0,
-        attention_head_dim=tr.config.attention_head_dim,
-        num_attention_heads=tr.config.num_attention_heads,
-    )  # fmt: skip
+    net = flow_controlnet(model, "flux1", single_layers=0)
     config = {k: v for k, v in net.config.items() if not k.startswith("_")}
     config |= {"conditioning_embedding_channels": 16, "patch_size": 2}  # 16 x 2 x 2 = 64 in
     net = FluxControlNetModel.from_config(config)  # XLabs': a hint block, no single blocks

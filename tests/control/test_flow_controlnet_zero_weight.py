@@ -11,17 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import (
-    FluxControlNetModel,
-    FluxTransformer2DModel,
-    SD3ControlNetModel,
-    SD3Transformer2DModel,
-)
+from control_helpers import cpu_engine, euler_request, flow_controlnet
+from engine_helpers import box_mask, picture
 from PIL import Image
 from tiny_flow_models import save_flow_model, tiny_sd3_pipeline
 
 from engine.api import ControlUnit, Finished, GenerationRequest
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # a FLUX.1 folder and its ControlNet are built and loaded
 
@@ -32,12 +27,7 @@ SIZE = 32
 def flux(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("flux-zero")
     folder = save_flow_model(root / "flux1", "flux1")
-    tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
-    net = FluxControlNetModel.from_transformer(
-        tr, num_layers=1, num_single_layers=1,
-        attention_head_dim=tr.config.attention_head_dim,
-        num_attention_heads=tr.config.num_attention_heads,
-    )  # fmt: skip
+    net = flow_controlnet(folder, "flux1")
     torch.manual_seed(0)
     with torch.no_grad():  # from_transformer zeroes the residual layers: make them act
         for layer in (
@@ -52,35 +42,23 @@ def flux(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
-
-
-def _picture() -> Image.Image:
-    rng = np.random.default_rng(3)
-    return Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
-
-
-def _mask() -> Image.Image:
-    mask = Image.new("L", (SIZE, SIZE), 0)
-    mask.paste(255, (8, 8, 24, 24))
-    return mask
+    yield from cpu_engine()
 
 
 MODES = {
     "text to image": {},
-    "image to image": {"init_image": _picture(), "strength": 0.7},
-    "inpaint": {"init_image": _picture(), "mask": _mask(), "strength": 0.9, "mask_blur": 0},
+    "image to image": {"init_image": picture((SIZE, SIZE)), "strength": 0.7},
+    "inpaint": {
+        "init_image": picture((SIZE, SIZE)),
+        "mask": box_mask((SIZE, SIZE), (8, 8, 24, 24)),
+        "strength": 0.9,
+        "mask_blur": 0,
+    },
 }
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=3, width=SIZE, height=SIZE, seed=4, model=str(model),
-        scheduler="Euler", guidance_scale=3.5,
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=4, steps=3, size=SIZE, guidance=3.5, **changes)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -106,10 +84,7 @@ def sd3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("sd3-zero")
     folder = root / "sd3"  # two layers: SD 3 adds no residual to its last (text-only) block
     tiny_sd3_pipeline(root / "build", layers=2).save_pretrained(folder)
-    tr = SD3Transformer2DModel.from_pretrained(folder / "transformer")
-    net = SD3ControlNetModel.from_transformer(
-        tr, num_layers=1, num_extra_conditioning_channels=0, load_weights_from_transformer=False
-    )
+    net = flow_controlnet(folder, "sd3")
     torch.manual_seed(0)
     with torch.no_grad():
         for layer in (*net.controlnet_blocks, net.pos_embed_input.proj):

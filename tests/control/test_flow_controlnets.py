@@ -7,17 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from diffusers import (
-    FluxControlNetModel,
-    FluxTransformer2DModel,
-    SD3ControlNetModel,
-    SD3Transformer2DModel,
-)
+from control_helpers import cpu_engine, euler_request, flow_controlnet
 from PIL import Image
 from tiny_flow_models import save_flow_model
 
 from engine.api import ControlUnit, ErrorKind, Failed, Finished, GenerationRequest
-from engine.worker import Engine
 
 pytestmark = pytest.mark.slow  # a few seconds each: two families' models are built
 
@@ -29,19 +23,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
     out = {}
     for family in ("sd3", "flux1"):
         folder = save_flow_model(root / family, family)
-        if family == "flux1":
-            tr = FluxTransformer2DModel.from_pretrained(folder / "transformer")
-            net = FluxControlNetModel.from_transformer(
-                tr, num_layers=1, num_single_layers=1,
-                attention_head_dim=tr.config.attention_head_dim,
-                num_attention_heads=tr.config.num_attention_heads,
-            )  # fmt: skip
-        else:
-            tr = SD3Transformer2DModel.from_pretrained(folder / "transformer")
-            net = SD3ControlNetModel.from_transformer(
-                tr, num_layers=1, num_extra_conditioning_channels=0,
-                load_weights_from_transformer=False,
-            )  # fmt: skip
+        net = flow_controlnet(folder, family)
         net.save_pretrained(root / f"cn-{family}")
         out[family] = (folder, root / f"cn-{family}")
     return out
@@ -49,17 +31,11 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = Engine(device="cpu", dtype="float32")
-    yield eng
-    eng.shutdown(10)
+    yield from cpu_engine()
 
 
 def _request(model: Path, **changes) -> GenerationRequest:
-    base = GenerationRequest(
-        prompt="a red circle", steps=2, width=32, height=32, seed=1, model=str(model),
-        scheduler="Euler",
-    )  # fmt: skip
-    return base.with_changes(**changes)
+    return euler_request(model, seed=1, **changes)
 
 
 def test_sd3_zero_weight_controlnet_gives_the_same_pixels(engine, flow):

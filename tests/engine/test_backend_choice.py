@@ -99,6 +99,7 @@ def test_a_compile_failure_at_one_size_keeps_torch_at_that_size_only(
         raise RuntimeError("shape inference failed")
 
     accelerator = choice.Accelerator("auto", cache_dir=tmp_path)
+    monkeypatch.setattr(choice.int8, "available", lambda: False)
     monkeypatch.setattr(accelerator, "_openvino", lambda *_args: object())
     monkeypatch.setattr(accelerator, "_wants_openvino", lambda *_args: True)
     monkeypatch.setattr(accelerator, "_compile_ov", broken_compile)

@@ -5,6 +5,7 @@ they came from."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,16 @@ _LIBRARY_NAMES = {ModelFamily.FLUX1: "flux"}  # the library's name where it is n
 
 
 def _in_diffusers_layout(module: object, path: Path) -> None:
-    """What save_pretrained writes for a transformer, under the file's own name."""
-    state = module.state_dict()  # type: ignore[attr-defined]
-    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, path)
+    """The one file diffusers' save_pretrained writes for a transformer, shared under
+    `path`'s name."""
+    folder = path.parent / "saved"
+    module.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
+    shutil.move(folder / "diffusion_pytorch_model.safetensors", path)
+    shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_transformer_in_diffusers_layout_draws_what_the_same_model_draws(
+def test_a_transformer_in_diffusers_layout_draws_what_its_diffusers_folder_draws(
     tmp_path: Path, name: str
 ) -> None:
     case = CASES[name]
@@ -46,9 +50,16 @@ def test_a_transformer_in_diffusers_layout_draws_what_the_same_model_draws(
         "checkpoint",
         _LIBRARY_NAMES.get(case.family, case.family.value),
     )
-    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    manager = cpu_manager(files.config_root)
+    model = manager.get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (case.family, case.variant)
-    assert_same_pixels(case.picture(model.pipe), case.picture(reference))
+    from_file = case.picture(model.pipe)
+    folder = files.diffusers_folder
+    if folder is None:
+        folder = tmp_path / "diffusers"
+        reference.save_pretrained(folder, safe_serialization=True)
+    from_folder = case.picture(manager.get(str(folder), Recorder(), never).pipe)
+    assert_same_pixels(from_file, from_folder)
 
 
 def test_flux1_fill_in_diffusers_layout_loads_as_fill(tmp_path: Path) -> None:
@@ -105,3 +116,19 @@ def test_original_layout_files_are_left_as_they_are(tmp_path: Path) -> None:
     shapes = read_header(files.transformer).shapes
     assert diffusers_layout.family(shapes) is None
     assert diffusers_layout.telling_shapes(shapes) == shapes
+
+
+@pytest.mark.parametrize("name", ["flux1-dev", "sd3", "flux2-klein"])
+def test_a_gguf_of_a_diffusers_layout_transformer_runs_quantized(tmp_path: Path, name: str) -> None:
+    from tests.tiny_flow_files import write_gguf
+
+    case = CASES[name]
+    files, reference = case.write(tmp_path)
+    _in_diffusers_layout(reference.transformer, files.transformer)
+    gguf_file = write_gguf(files.transformer, files.transformer.with_suffix(".gguf"))
+    files.transformer.unlink()
+    assert file_family(gguf_file) == (case.family, case.variant)
+    model = cpu_manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
+    assert model.notes[0] == "GGUF Q8_0"
+    assert any(type(m).__name__ == "GGUFLinear" for m in model.pipe.transformer.modules())
+    assert np.abs(case.picture(model.pipe) - case.picture(reference)).mean() < 0.02

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from engine_helpers import WAIT, Recorder
+from engine_helpers import WAIT, Recorder, box_mask
+from engine_helpers import picture as random_picture
 from PIL import Image
 from tiny_flow_models import save_flow_model
 
@@ -66,14 +67,11 @@ def recorder(engine: Engine) -> Iterator[Recorder]:
 
 
 def picture() -> Image.Image:
-    rng = np.random.default_rng(0)
-    return Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+    return random_picture((SIZE, SIZE))
 
 
 def mask() -> Image.Image:
-    m = Image.new("L", (SIZE, SIZE), 0)
-    m.paste(255, (16, 16, 48, 40))
-    return m
+    return box_mask((SIZE, SIZE), (16, 16, 48, 40))
 
 
 def ask(folder: Path, mode: Mode = Mode.TXT2IMG, **changes: Any) -> GenerationRequest:

@@ -2,7 +2,7 @@
 Qwen3 and Gemma 2 are found beside a model, read through transformers' GGUF loader,
 dequantized to the job's precision (the status says so) and draw what the .safetensors
 encoder draws; Qwen2.5-VL's, which transformers cannot read, is refused in a sentence
-naming the file to use instead."""
+naming the file to use instead; Wan's UMT5 is not taken for T5-XXL."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from model_helpers import Recorder, never
 from engine import component_files as cf
 from engine import gguf_text_encoders
 from engine.api import EngineError, ErrorKind
-from tests.single_file_cases import CASES, assert_same_pixels, cpu_manager
+from tests.single_file_cases import CASES, assert_same_pixels, cpu_manager, load_error
 from tests.tiny_gguf_encoders import write_gguf_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
@@ -139,3 +139,16 @@ def test_a_gguf_encoder_is_sized_at_the_precision_it_is_dequantized_to(tmp_path:
     # As much as the same encoder's .safetensors file takes at bfloat16.
     as_safetensors = memory_policy.file_bytes_at(files.text_encoders["qwen3"], torch.bfloat16)
     assert gguf_text_encoders.weights_bytes(encoder, 2) == as_safetensors
+
+
+def test_wans_umt5_gguf_is_not_taken_for_flux_t5(tmp_path: Path) -> None:
+    """UMT5-XXL (Wan's encoder) has T5-XXL's layout and width but another vocabulary."""
+    files, reference = CASES["flux1-dev"].write(tmp_path)
+    t5 = files.text_encoders["t5xxl"]
+    umt5 = write_gguf_encoder(
+        reference.text_encoder_2, cf.T5, t5.with_name("umt5-xxl-encoder-Q8_0.gguf"), name="umt5-xxl"
+    )
+    t5.unlink()
+    assert cf.inspect(umt5).kind == ""
+    message = load_error(cpu_manager(files.config_root), files.transformer)
+    assert message.startswith("FLUX.1 needs the T5-XXL text encoder")

@@ -1,6 +1,7 @@
-"""The opt-in "openvino-int8" backend on the tiny models: the first job at a size keeps
-its UNet inputs, the next quantizes with them (once) and runs the int8 UNet, whose
-pictures stay close to the bfloat16/float32 ones; failures and cancels leave nothing
+"""The int8 UNet on the tiny models: the first job at a size keeps its UNet inputs, the
+next quantizes with them (once), checks the int8 graph against the bfloat16 one on
+held-out calls and runs it ("openvino-int8" always, "auto" where the check held), with
+pictures close to the bfloat16/float32 ones; failures and cancels leave nothing
 half-done."""
 
 from __future__ import annotations
@@ -28,7 +29,34 @@ def test_calibration_inputs_round_trip_as_an_even_spread_of_the_run(tmp_path: Pa
     steps = [int(s["sample"][0, 0, 0, 0]) for s in samples]
     assert len(samples) == int8.CALIBRATION_SAMPLES and steps[0] == 0 and steps[-1] == 19
     assert steps == sorted(steps)
+    held_out = [int(s["sample"][0, 0, 0, 0]) for s in int8.load_calibration(recorder.path, True)]
+    assert len(held_out) == int8.VALIDATION_SAMPLES and not set(held_out) & set(steps)
+    assert held_out == sorted(held_out) and held_out[-1] - held_out[0] >= 10  # spread out
     assert not [p for p in recorder.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_the_sensitive_convolutions_stay_bfloat16_by_their_place_in_the_unet():
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    names = [
+        "__module.unet.conv_in/aten::_convolution/Convolution",
+        "__module.unet.down_blocks.0.resnets.0.conv1/aten::_convolution/Convolution",
+        "__module.unet.down_blocks.1.resnets.0.conv1/aten::_convolution/Convolution",
+        "__module.unet.down_blocks.1.resnets.0.conv_shortcut/aten::_convolution/Convolution",
+        "__module.unet.up_blocks.1.resnets.0.conv1/aten::_convolution/Convolution",
+        "__module.unet.up_blocks.2.resnets.0.conv1/aten::_convolution/Convolution",
+        "__module.unet.conv_out/aten::_convolution/Convolution",
+    ]
+    x = ov.opset13.parameter([1, 4, 8, 8], ov.Type.f32, name="sample")
+    node = x
+    for name in names:
+        weight = ov.opset13.constant(np.ones((4, 4, 1, 1), np.float32))
+        node = ov.opset13.convolution(node, weight, [1, 1], [0, 0], [0, 0], [1, 1])
+        node.set_friendly_name(name)
+    kept = int8.kept_bfloat16(ov.Model([node], [x]))
+    # up_blocks.2 is the last up block here (SDXL's layout): it stays, up_blocks.1 does not.
+    assert sorted(kept) == sorted(names[i] for i in (0, 1, 3, 5, 6))
 
 
 def test_a_run_with_too_few_unet_calls_keeps_no_calibration(tmp_path: Path):
@@ -81,18 +109,24 @@ def test_the_second_job_at_a_size_runs_an_int8_unet_calibrated_on_the_first(make
     assert isinstance(first, Finished), first
     assert first.warnings == (int8.CALIBRATING.format(size="64x64"), decoder_int8.CALIBRATING)
     assert events.of(first.job_id, Started)[0].device.endswith(", OpenVINO")
-    folders = list((tmp_path / "openvino").glob("*/int8"))
-    kept = sorted(p.name for p in folders[0].iterdir())
-    assert kept == ["calibration-64x64.npz", "decoder-calibration.npz"]
+    folders = list((tmp_path / "openvino").glob("*/int8-2"))
+    assert [p.name for p in folders[0].iterdir()] == ["calibration-64x64.npz"]
+    decoder_folder = folders[0].parent / "int8"
+    assert [p.name for p in decoder_folder.iterdir()] == ["decoder-calibration.npz"]
 
     second = engine.generate(job, WAIT)
     assert isinstance(second, Finished), second
-    assert not second.warnings
     assert events.of(second.job_id, Started)[0].device.endswith(", OpenVINO int8")
     assert len(events.of(second.job_id, Step)) == 6  # previews as before
     stages = [e.stage for e in events.of(second.job_id, ModelLoading)]
     assert any(stage.startswith("quantizing the UNet to int8 for 64x64") for stage in stages)
+    assert any(stage.startswith("checking the int8 UNet against bfloat16") for stage in stages)
     assert int8.is_ready(folders[0] / "unet-64x64.xml")
+    quality = int8.read_quality(folders[0].parent, "64x64")
+    assert quality is not None and 0.9 < quality <= 1.0
+    # Chosen int8 runs whatever the check said, and says so when it is below the bar.
+    below = int8.BELOW_BAR.format(size="64x64", correlation=quality, bar=int8.QUALITY_BAR)
+    assert second.warnings == ((below,) if quality <= int8.QUALITY_BAR else ())
     # The same picture, within int8's rounding (bfloat16 OpenVINO is the first job's).
     assert psnr(second, first) > 25
     # Quantized once: the third job only compiles (already compiled: nothing).
@@ -116,7 +150,7 @@ def test_a_cancelled_first_job_keeps_no_calibration(make_engine, tmp_path):
     engine.add_listener(cancel_at_two)
     result = engine.generate(request(steps=5, width=64, height=64), WAIT)
     assert isinstance(result, Cancelled)
-    assert not list((tmp_path / "openvino").glob("*/int8/calibration-*"))
+    assert not list((tmp_path / "openvino").glob("*/int8-2/calibration-*"))
 
 
 @pytest.mark.slow
@@ -140,4 +174,34 @@ def test_a_failed_quantization_runs_bfloat16_and_is_not_retried(make_engine, tmp
     again = engine.generate(job, WAIT)
     assert isinstance(again, Finished) and again.warnings == failed.warnings
     assert tries == [1]
-    assert not list((tmp_path / "openvino").glob("*/int8/unet-64x64.xml"))
+    assert not list((tmp_path / "openvino").glob("*/int8-2/unet-64x64.xml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("holds", [True, False], ids=["check-holds", "check-fails"])
+def test_auto_runs_int8_only_where_its_check_held(make_engine, tmp_path, monkeypatch, holds):
+    monkeypatch.setattr(choice, "measure_unet", lambda *_args: (2.0, 1.0))  # OpenVINO faster
+    monkeypatch.setattr(int8, "QUALITY_BAR", -1.0 if holds else 1.0)
+    engine, events = make_engine("auto")
+    job = request(steps=6, width=64, height=64)
+    first = engine.generate(job, WAIT)
+    assert first.warnings == (int8.CALIBRATING.format(size="64x64"),)
+    second = engine.generate(job, WAIT)
+    assert isinstance(second, Finished), second
+    folder = next((tmp_path / "openvino").glob("*/int8-2"))
+    quality = int8.read_quality(folder.parent, "64x64")
+    assert quality is not None
+    device = events.of(second.job_id, Started)[0].device
+    third = engine.generate(job, WAIT)
+    stages = [e.stage for e in events.of(third.job_id, ModelLoading)]
+    assert not any("quantizing" in stage or "checking" in stage for stage in stages)
+    if holds:
+        assert device.endswith(", OpenVINO int8") and not second.warnings
+        assert events.of(third.job_id, Started)[0].device.endswith(", OpenVINO int8")
+    else:
+        kept_out = int8.KEPT_OUT.format(size="64x64", correlation=quality, bar=1.0)
+        assert device.endswith(", OpenVINO") and second.warnings == (kept_out,)
+        assert not int8.unet_xml(folder.parent, "64x64").exists()  # its gigabyte is gone
+        assert events.of(third.job_id, Started)[0].device.endswith(", OpenVINO")
+        assert not third.warnings  # said once
+        assert np.array_equal(np.asarray(third.images[0]), np.asarray(second.images[0]))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_helpers import WAIT, box_mask, picture
+from engine_helpers import WAIT, box_mask, picture, request
 from engine_helpers import Recorder as Events
 from model_helpers import Recorder, never
 from safetensors.torch import load_file, save_file
@@ -22,16 +22,14 @@ from safetensors.torch import load_file, save_file
 from engine import flux2_files
 from engine.api import (
     EngineError,
-    ErrorKind,
     Finished,
-    GenerationRequest,
     ModelFamily,
     Started,
     Step,
 )
 from engine.families.flux2 import FILE_PREFIX, klein_file
-from engine.models import ModelManager
 from engine.resources import model_configs_dir
+from tests.single_file_cases import cpu_manager, load_error
 from tests.tiny_flow_files import write_gguf
 from tests.tiny_klein_files import flux2_to_original, write_klein_files
 
@@ -45,14 +43,10 @@ def _image(pipe: object, **extra: object) -> np.ndarray:
     return pipe(prompt="a red circle", generator=generator, **SETTINGS, **extra).images[0]  # type: ignore[operator]
 
 
-def _manager(config_root: Path, dtype: str = "float32") -> ModelManager:
-    return ModelManager(device="cpu", dtype=dtype, config_root=config_root)
-
-
 def test_a_klein_file_loads_offline_with_its_qwen3_encoder_and_flux2_vae(tmp_path: Path) -> None:
     files, reference = write_klein_files(tmp_path)
     progress = Recorder()
-    model = _manager(files.config_root).get(str(files.transformer), progress, never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), progress, never)
 
     assert (model.family, model.variant, model.label) == (
         ModelFamily.FLUX2,
@@ -72,7 +66,7 @@ def test_a_klein_file_loads_offline_with_its_qwen3_encoder_and_flux2_vae(tmp_pat
 
 def test_klein_base_is_told_from_its_name_and_runs_with_true_cfg(tmp_path: Path) -> None:
     files, reference = write_klein_files(tmp_path, distilled=False)
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
     assert (model.variant, model.label) == ("base", "FLUX.2 klein base")
     assert model.pipe.config.is_distilled is False
@@ -82,7 +76,9 @@ def test_klein_base_is_told_from_its_name_and_runs_with_true_cfg(tmp_path: Path)
 
 def test_a_file_under_comfyuis_prefix_in_fp8_stays_fp8(tmp_path: Path) -> None:
     files, reference = write_klein_files(tmp_path, prefix=FILE_PREFIX, dtype=torch.float8_e4m3fn)
-    model = _manager(files.config_root, "bfloat16").get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root, "bfloat16").get(
+        str(files.transformer), Recorder(), never
+    )
 
     assert model.notes[0] == "fp8 (e4m3fn)"
     block = model.pipe.transformer.transformer_blocks[0]
@@ -113,7 +109,7 @@ def test_scaled_fp8_transformer_and_encoder_files_are_unscaled_and_say_so(
     files, reference = write_klein_files(tmp_path)
     _scaled_fp8(files.transformer)
     _scaled_fp8(files.text_encoders["qwen3"])  # as ComfyUI's qwen_3_8b_fp8mixed
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
     assert model.notes[0] == "fp8 (e4m3fn), scaled: run unpacked"
     assert model.pipe.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float32
@@ -137,12 +133,9 @@ def test_a_missing_vae_is_named_and_the_flux1_vae_is_not_taken_for_it(tmp_path: 
             for k in f.keys()  # noqa: SIM118
         }
     save_file(ae, files.models / "vae" / "ae.safetensors")
-    manager = _manager(files.config_root)
+    manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert message.startswith(
         "FLUX.2 klein 4B needs the FLUX.2 VAE (flux2-vae.safetensors) beside "
         "flux-2-klein-4b.safetensors, and none was found (looked in"
@@ -160,7 +153,7 @@ def test_a_flux1_vae_chosen_by_hand_is_refused_in_a_sentence(tmp_path: Path) -> 
     state = load_file(files.vae)
     save_file({k: v for k, v in state.items() if not k.startswith("bn.")}, files.vae)
     with pytest.raises(EngineError, match=r"is not a FLUX\.2 VAE.*needs flux2-vae\.safetensors"):
-        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+        cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
 
 def test_the_cli_names_a_missing_qwen3_encoder_in_one_line(
@@ -286,7 +279,7 @@ def test_klein_9b_asks_for_qwen3_8b_and_names_the_4b_encoder_that_does_not_fit(
 def test_the_flux2_vae_in_diffusers_layout_loads_too(tmp_path: Path) -> None:
     files, reference = write_klein_files(tmp_path)
     save_file({k: v.contiguous() for k, v in reference.vae.state_dict().items()}, files.vae)
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
 
 
@@ -301,18 +294,10 @@ def test_the_engine_paints_and_inpaints_from_the_files_as_from_a_diffusers_folde
     files, reference = write_klein_files(tmp_path)
     folder = tmp_path / "klein-folder"
     reference.save_pretrained(folder, safe_serialization=True)
-    engine = Engine(_manager(files.config_root))
+    engine = Engine(cpu_manager(files.config_root))
     events = Events()
     engine.add_listener(events)
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=3,
-        guidance_scale=1.0,
-        seed=7,
-        width=64,
-        height=64,
-        scheduler="Euler",
-    )
+    base = request(guidance_scale=1.0, seed=7, width=64, height=64, scheduler="Euler")
     inpaint = {
         "init_image": picture((64, 64)),
         "mask": box_mask((64, 64), (16, 16, 48, 40)),
@@ -445,10 +430,8 @@ def test_a_damaged_klein_file_is_named_in_a_sentence(tmp_path: Path) -> None:
     files, _ = write_klein_files(tmp_path)
     state = load_file(files.transformer)
     save_file({k: v for k, v in state.items() if not k.startswith("img_in.")}, files.transformer)
-    with pytest.raises(EngineError) as caught:
-        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    assert caught.value.message == (
+    message = load_error(cpu_manager(files.config_root), files.transformer)
+    assert message == (
         "flux-2-klein-4b.safetensors is not a complete FLUX.2 klein 4B transformer: it lacks "
         "klein's input projections or attention norms."
     )

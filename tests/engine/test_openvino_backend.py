@@ -269,6 +269,40 @@ def test_the_shallow_graph_on_a_full_steps_features_gives_that_steps_output(tiny
         np.testing.assert_allclose(shallow, full, atol=1e-4, rtol=1e-4)
 
 
+def test_a_guided_batch_runs_as_one_request_per_stream_with_the_same_outputs(tiny_models, ov_cache):
+    """Two streams take half the batch each; every output (the deep features too) is the
+    one-request graph's, and a batch that does not split evenly runs as one request."""
+    model = tiny_models.get(TINY, lambda *_: None, lambda: False)
+    folder = (
+        choice.Accelerator("openvino", cache_dir=ov_cache)
+        ._openvino(model, lambda *_: None, lambda: False)
+        .folder
+    )
+    unet, vae = model.pipe.unet, model.pipe.vae
+    threads = {"INFERENCE_NUM_THREADS": 2}
+    one = openvino_backend.OpenVINOModel(unet, vae, folder, torch.float32, threads, streams=1)
+    two = openvino_backend.OpenVINOModel(unet, vae, folder, torch.float32, threads, streams=2)
+    args, _ = choice.example_unet_inputs(unet, 4, 32, 32, torch.float32)
+    inputs = {
+        "sample": args[0].numpy(),
+        "timestep": np.array([500.0, 500.0, 20.0, 20.0], dtype=np.float32),
+        "encoder_hidden_states": args[2].numpy(),
+    }
+    shapes = {k: v.shape for k, v in inputs.items()}
+    assert two.unet_part.split(shapes) == 2 and one.unet_part.split(shapes) == 1
+    for ours, theirs in zip(two.unet_part.run(inputs), one.unet_part.run(inputs), strict=True):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    odd = {k: v[:3] for k, v in inputs.items()}
+    assert two.unet_part.split({k: v.shape for k, v in odd.items()}) == 1
+    np.testing.assert_allclose(two.unet_part(odd), one.unet_part(odd), atol=1e-4, rtol=1e-4)
+    # One thread has no second stream to give a half to.
+    alone = openvino_backend.OpenVINOModel(
+        unet, vae, folder, torch.float32, {"INFERENCE_NUM_THREADS": 1}, streams=2
+    )
+    assert alone.unet_part.split(shapes) == 1
+
+
 def test_a_deep_cache_job_with_torch_compile_runs_plain_torch(tiny_models, ov_cache):
     model = tiny_models.get(TINY, lambda *_: None, lambda: False)
     accelerator = choice.Accelerator("torch", compile_unet=True, cache_dir=ov_cache)

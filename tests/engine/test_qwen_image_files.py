@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_helpers import WAIT, box_mask, picture
+from engine_helpers import WAIT, box_mask, picture, request
 from model_helpers import Recorder, never
 from safetensors.torch import load_file, save_file
 
@@ -23,16 +23,19 @@ from engine.api import (
     EngineError,
     ErrorKind,
     Finished,
-    GenerationRequest,
     ModelFamily,
 )
 from engine.worker import Engine
+from tests.single_file_cases import load_error
 from tests.tiny_qwen_files import DIFFUSION_PREFIX, write_qwen_files
 from tests.tiny_qwen_files import folder_image as _from_folder
 from tests.tiny_qwen_files import manager_for as _manager
 from tests.tiny_qwen_files import picture_of as _image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
+
+# A small job at Qwen-Image's own guidance (true CFG 4), its model set per test.
+SMALL = request(steps=2, guidance_scale=4.0, seed=3, scheduler="Euler")
 
 
 def test_the_three_comfyui_files_load_offline_and_draw_what_the_diffusers_folder_draws(
@@ -104,15 +107,7 @@ def test_every_mode_from_the_single_files_equals_the_diffusers_folder_through_th
         "img2img": {"init_image": picture(), "strength": 0.7},
         "inpaint": {"init_image": picture(), "mask": box_mask(), "strength": 0.9, "mask_blur": 0},
     }
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=2,
-        guidance_scale=4.0,
-        seed=3,
-        width=32,
-        height=32,
-        scheduler="Euler",
-    )
+    base = SMALL
     engine = Engine(_manager(files))
     results: dict[tuple[str, str], np.ndarray] = {}
     try:
@@ -139,10 +134,7 @@ def test_a_missing_text_encoder_is_named_and_loads_once_chosen(tmp_path: Path) -
     shutil.move(files.text_encoders["qwen2.5-vl"], elsewhere)
     manager = _manager(files)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert message.startswith(
         "Qwen-Image needs the Qwen2.5-VL text encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors) "
         f"beside {files.transformer.name}, {cf.MISSING_FILE_MARK} "  # the window's cue
@@ -174,9 +166,7 @@ def test_a_missing_vae_is_named_and_a_flux_vae_beside_it_is_not_taken(tmp_path: 
     _flux_style_vae(files.models / "vae" / "ae.safetensors")
     manager = _manager(files)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert message.startswith(
         f"Qwen-Image needs its VAE (qwen_image_vae.safetensors) beside {files.transformer.name}"
     )
@@ -230,11 +220,9 @@ def test_other_qwen_transformers_are_refused_in_one_sentence(
     if extra:
         state = load_file(files.transformer) | {k: torch.ones(s) for k, s in extra.items()}
         save_file(state, files.transformer)
-    with pytest.raises(EngineError) as caught:
-        _manager(files).get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    assert says in caught.value.message and "use Qwen-Image" in caught.value.message
-    assert caught.value.message.count(". ") == 0  # one sentence
+    message = load_error(_manager(files), files.transformer)
+    assert says in message and "use Qwen-Image" in message
+    assert message.count(". ") == 0  # one sentence
 
 
 def test_a_qwen_image_too_big_for_memory_is_refused_before_loading(
@@ -253,16 +241,7 @@ def test_a_qwen_image_too_big_for_memory_is_refused_before_loading(
 def test_a_vae_override_takes_a_qwen_vae_and_refuses_an_sd_style_one(tmp_path: Path) -> None:
     files, _ = write_qwen_files(tmp_path)
     flux_vae = _flux_style_vae(tmp_path / "ae.safetensors")
-    base = GenerationRequest(
-        prompt="a red circle",
-        steps=2,
-        guidance_scale=4.0,
-        seed=3,
-        width=32,
-        height=32,
-        scheduler="Euler",
-        model=str(files.transformer),
-    )
+    base = SMALL.with_changes(model=str(files.transformer))
     engine = Engine(_manager(files))
     try:
         own = engine.wait(engine.submit(base), WAIT)
@@ -309,24 +288,16 @@ def test_a_video_vae_keeps_its_layout_where_channels_last_is_chosen() -> None:
 def test_the_shipped_qwen_image_configs_have_the_published_sizes() -> None:
     """Built on the meta device from engine/model_configs/qwen_image: a 20.4B transformer,
     Qwen2.5-VL-7B's 8.29B, Wan 2.1's 127M VAE; the full-size files' names are recognised."""
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from engine import qwen_files
-    from engine.resources import model_configs_dir
-    from tests.tiny_qwen_files import text_encoder_to_original, wan_vae_to_original
+    from tests.tiny_qwen_files import (
+        shipped_qwen_image,
+        text_encoder_to_original,
+        wan_vae_to_original,
+    )
 
-    folder = model_configs_dir() / "qwen_image"
-    with init_empty_weights():
-        transformer = QwenImageTransformer2DModel.from_config(
-            QwenImageTransformer2DModel.load_config(folder / "transformer")
-        )
-        vae = AutoencoderKLQwenImage.from_config(AutoencoderKLQwenImage.load_config(folder / "vae"))
-        encoder = Qwen2_5_VLForConditionalGeneration(
-            Qwen2_5_VLConfig.from_pretrained(folder / "text_encoder")
-        )
+    transformer, vae, encoder = shipped_qwen_image()
 
     def size(module: torch.nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -469,10 +440,9 @@ def test_a_file_named_by_hand_that_is_no_encoder_or_vae_is_refused_in_a_sentence
     files, _ = write_qwen_files(tmp_path)
     gguf_encoder = tmp_path / "Qwen2.5-VL-7B-Instruct-Q8_0.gguf"
     gguf_encoder.write_bytes(b"GGUF\x03\x00\x00\x00")
-    with pytest.raises(EngineError) as caught:
-        _manager(files).get(str(files.transformer), Recorder(), never, files=[str(gguf_encoder)])
-    assert caught.value.kind == ErrorKind.BAD_INPUT
-    assert caught.value.message == (
+    given = {"files": [str(gguf_encoder)]}
+    message = load_error(_manager(files), files.transformer, ErrorKind.BAD_INPUT, **given)
+    assert message == (
         "Qwen2.5-VL-7B-Instruct-Q8_0.gguf is not a text encoder or VAE that DiffusionDesk can "
         "read; give the .safetensors file of one (or a T5, Qwen3 or Gemma 2 GGUF encoder)."
     )

@@ -19,10 +19,9 @@ from model_helpers import Recorder, never
 from engine import component_files as cf
 from engine import sana_files
 from engine.api import EngineError, ErrorKind, ModelFamily
-from engine.models import ModelManager
 from engine.resources import model_configs_dir
+from tests.single_file_cases import assert_same_pixels, cpu_manager, load_error
 from tests.tiny_sana_files import (
-    assert_same_pixels,
     dc_ae_to_original,
     sana_image,
     sana_to_original,
@@ -30,10 +29,6 @@ from tests.tiny_sana_files import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
-
-
-def _manager(config_root: Path, dtype: str = "float32", **kwargs: object) -> ModelManager:
-    return ModelManager(device="cpu", dtype=dtype, config_root=config_root, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -45,7 +40,7 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
     tmp_path: Path, sprint: bool, prefix: str
 ) -> None:
     files, _ = write_sana_files(tmp_path, sprint=sprint, prefix=prefix)
-    manager = _manager(files.config_root)
+    manager = cpu_manager(files.config_root)
     progress = Recorder()
     model = manager.get(str(files.transformer), progress, never)
 
@@ -60,7 +55,7 @@ def test_a_sana_file_gives_the_same_pixels_as_the_same_model_from_a_diffusers_fo
         "loading vae",
     } <= set(stages)
     from_file = sana_image(model.pipe)
-    from_folder = sana_image(manager.get(str(files.folder), Recorder(), never).pipe)
+    from_folder = sana_image(manager.get(str(files.diffusers_folder), Recorder(), never).pipe)
     assert_same_pixels(from_file, from_folder)
 
 
@@ -70,7 +65,7 @@ def test_a_transformer_and_dc_ae_in_diffusers_layout_load_too(tmp_path: Path) ->
     files, reference = write_sana_files(tmp_path, sprint=True)
     for module, path in ((reference.transformer, files.transformer), (reference.vae, files.vae)):  # type: ignore[attr-defined]
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (ModelFamily.SANA, "sprint")
     assert_same_pixels(sana_image(model.pipe), sana_image(reference))
 
@@ -80,11 +75,11 @@ def test_a_pth_file_is_refused_without_consent_and_read_as_weights_with_it(
 ) -> None:
     files, reference = write_sana_files(tmp_path, suffix=".pth")
     with pytest.raises(EngineError) as refused:
-        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+        cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert refused.value.kind == ErrorKind.MODEL
     assert "pickle" in refused.value.message and "--allow-pickle" in refused.value.message
 
-    model = _manager(files.config_root, allow_pickle=True).get(
+    model = cpu_manager(files.config_root, allow_pickle=True).get(
         str(files.transformer), Recorder(), never
     )
     assert model.family == ModelFamily.SANA
@@ -96,12 +91,9 @@ def test_a_missing_gemma_encoder_is_named_and_can_be_chosen_by_hand(tmp_path: Pa
     elsewhere = tmp_path / "downloads" / files.text_encoders["gemma"].name
     elsewhere.parent.mkdir()
     shutil.move(files.text_encoders["gemma"], elsewhere)
-    manager = _manager(files.config_root)
+    manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    message = caught.value.message
-    assert caught.value.kind == ErrorKind.MODEL
+    message = load_error(manager, files.transformer)
     assert message.startswith("SANA needs the Gemma 2 2B text encoder (gemma_2_2b_it.safetensors")
     assert cf.MISSING_FILE_MARK in message  # the window's Choose file… keys on it
     assert str(files.models / "text_encoders") in message and "--text-encoder" in message
@@ -141,7 +133,7 @@ def test_a_missing_dc_ae_is_named_and_the_cli_vae_option_supplies_it(
 
 def test_an_fp8_sana_file_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
     files, reference = write_sana_files(tmp_path, sprint=True, dtype=torch.float8_e4m3fn)
-    model = _manager(files.config_root, dtype="bfloat16").get(
+    model = cpu_manager(files.config_root, dtype="bfloat16").get(
         str(files.transformer), Recorder(), never
     )
     assert model.notes[0] == "fp8 (e4m3fn)"
@@ -218,11 +210,9 @@ def test_a_sana_size_without_a_config_is_refused_in_one_sentence(tmp_path: Path)
         if k.startswith("blocks.1.")
     }
     save_file(state | extra, files.transformer)  # three blocks; the config says two
-    with pytest.raises(EngineError) as caught:
-        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
+    message = load_error(cpu_manager(files.config_root), files.transformer)
     assert "is a SANA transformer with 3 blocks of width 8, a size DiffusionDesk has no" in (
-        caught.value.message
+        message
     )
 
 

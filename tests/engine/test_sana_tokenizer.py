@@ -13,7 +13,8 @@ from model_helpers import Recorder, never
 from engine import component_files as cf
 from engine.models import ModelManager
 from engine.resources import model_configs_dir
-from tests.tiny_sana_files import assert_same_pixels, sana_image, write_sana_files
+from tests.single_file_cases import assert_same_pixels
+from tests.tiny_sana_files import sana_image, write_sana_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

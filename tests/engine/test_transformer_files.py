@@ -16,9 +16,8 @@ from model_helpers import Recorder, never
 from engine import memory_policy
 from engine.api import EngineError, ErrorKind, ModelFamily
 from engine.file_family import file_family
-from engine.models import ModelManager
 from tests.flow_checkpoint import DIFFUSION_PREFIX
-from tests.single_file_cases import CASES
+from tests.single_file_cases import CASES, cpu_manager, load_error
 from tests.tiny_flow_files import write_flow_files, write_gguf
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_network")
@@ -31,10 +30,6 @@ def _image(pipe: object, **extra: object) -> np.ndarray:
     return pipe("a red circle", generator=generator, **SETTINGS, **extra).images[0]  # type: ignore[operator]
 
 
-def _manager(config_root: Path, dtype: str = "float32") -> ModelManager:
-    return ModelManager(device="cpu", dtype=dtype, config_root=config_root)
-
-
 @pytest.mark.parametrize(
     ("family", "prefix"), [("flux1", ""), ("sd3", DIFFUSION_PREFIX)], ids=["flux1", "sd3"]
 )
@@ -43,7 +38,7 @@ def test_a_transformer_file_loads_offline_with_its_separate_encoders_and_vae(
 ) -> None:
     files, reference = write_flow_files(tmp_path, family, prefix=prefix)
     progress = Recorder()
-    model = _manager(files.config_root).get(str(files.transformer), progress, never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), progress, never)
 
     assert model.family == ModelFamily(family)
     assert type(model.pipe) is type(reference)
@@ -58,12 +53,12 @@ def test_a_transformer_file_loads_offline_with_its_separate_encoders_and_vae(
 
 def test_flux_variants_are_told_from_the_transformers_keys(tmp_path: Path) -> None:
     files, _ = write_flow_files(tmp_path / "s", "flux1", variant="flux1-schnell")
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (ModelFamily.FLUX1, "schnell")
     assert model.label == "FLUX.1 schnell"
 
     files, _ = write_flow_files(tmp_path / "f", "flux1", variant="flux1-fill")
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.variant, type(model.pipe).__name__) == ("fill", "FluxFillPipeline")
     assert model.is_inpaint_unet  # Fill only inpaints
 
@@ -73,12 +68,9 @@ def test_a_missing_text_encoder_is_named_with_where_it_was_looked_for(tmp_path: 
     elsewhere = tmp_path / "downloads" / "t5xxl_fp16.safetensors"
     elsewhere.parent.mkdir()
     shutil.move(files.text_encoders["t5xxl"], elsewhere)
-    manager = _manager(files.config_root)
+    manager = cpu_manager(files.config_root)
 
-    with pytest.raises(EngineError) as caught:
-        manager.get(str(files.transformer), Recorder(), never)
-    assert caught.value.kind == ErrorKind.MODEL
-    message = caught.value.message
+    message = load_error(manager, files.transformer)
     assert "FLUX.1 needs the T5-XXL text encoder (t5xxl_fp16.safetensors)" in message
     assert files.transformer.name in message and str(files.models / "text_encoders") in message
 
@@ -92,7 +84,7 @@ def test_encoders_and_vae_in_diffusiondesks_models_folder_are_found(tmp_path: Pa
     own = tmp_path / "DiffusionDesk" / "models"
     shutil.move(files.models / "text_encoders", own / "text_encoders")
     shutil.move(files.models / "vae", own / "vae")
-    model = _manager(files.config_root).get(
+    model = cpu_manager(files.config_root).get(
         str(files.transformer), Recorder(), never, roots=[str(own)]
     )
     assert model.pipe.text_encoder_3 is not None  # T5 found in the other tree
@@ -113,12 +105,14 @@ def test_an_encoder_of_the_wrong_width_is_not_taken_for_the_right_one(tmp_path: 
     with pytest.raises(
         EngineError, match=r"CLIP-L text encoder.*do not fit this model: clip_l_tiny"
     ):
-        _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+        cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
 
 
 def test_an_fp8_transformer_stays_fp8_and_runs_in_the_compute_precision(tmp_path: Path) -> None:
     files, reference = write_flow_files(tmp_path, "sd3", dtype=torch.float8_e4m3fn)
-    model = _manager(files.config_root, "bfloat16").get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root, "bfloat16").get(
+        str(files.transformer), Recorder(), never
+    )
 
     assert model.notes[0] == "fp8 (e4m3fn)"
     transformer = model.pipe.transformer
@@ -139,7 +133,7 @@ def test_a_model_too_big_for_memory_is_refused_before_loading(
     monkeypatch.setattr(memory_policy, "system_free", lambda: 1000)
     progress = Recorder()
     with pytest.raises(EngineError) as caught:
-        _manager(files.config_root).get(str(files.transformer), progress, never)
+        cpu_manager(files.config_root).get(str(files.transformer), progress, never)
     assert caught.value.kind == ErrorKind.OUT_OF_MEMORY
     assert "FLUX.1 dev (tiny-flux1-dev.safetensors) needs about" in caught.value.message
     assert not any(s.startswith("loading") for s, _ in progress.events)
@@ -212,7 +206,7 @@ def test_an_all_in_one_sd3_file_brings_its_own_encoders_and_vae(tmp_path: Path) 
     save_file(combined, single)
     shutil.rmtree(files.models)  # nothing beside it
 
-    model = _manager(files.config_root).get(str(single), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(single), Recorder(), never)
     np.testing.assert_allclose(_image(model.pipe), _image(reference), atol=1e-5)
 
 
@@ -225,7 +219,7 @@ def test_cancel_stops_between_the_files(tmp_path: Path) -> None:
     def after_clip() -> bool:
         return any(stage == "loading text_encoder" for stage, _ in progress.events)
 
-    manager = _manager(files.config_root)
+    manager = cpu_manager(files.config_root)
     with pytest.raises(JobCancelled):
         manager.get(str(files.transformer), progress, after_clip)
     stages = [s for s, _ in progress.events]
@@ -237,7 +231,7 @@ def test_a_zimage_file_loads_with_its_qwen3_encoder_and_the_flux_vae(tmp_path: P
     from tests.tiny_flow_files import write_zimage_files
 
     files, reference = write_zimage_files(tmp_path)
-    model = _manager(files.config_root).get(str(files.transformer), Recorder(), never)
+    model = cpu_manager(files.config_root).get(str(files.transformer), Recorder(), never)
     assert (model.family, model.variant) == (ModelFamily.ZIMAGE, "turbo")
     kwargs = {"guidance_scale": 0.0}
     np.testing.assert_allclose(_image(model.pipe, **kwargs), _image(reference, **kwargs), atol=1e-5)
@@ -266,7 +260,7 @@ def test_a_gguf_transformer_runs_quantized_and_says_so(tmp_path: Path, name: str
     case = CASES[name]
     files, reference, gguf_file = _gguf_files(tmp_path, name)
     assert file_family(gguf_file) == (case.family, case.variant)  # before loading
-    model = _manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
+    model = cpu_manager(files.config_root, "bfloat16").get(str(gguf_file), Recorder(), never)
 
     assert model.notes[0] == "GGUF Q8_0"
     linears = [m for m in model.pipe.transformer.modules() if type(m).__name__ == "GGUFLinear"]
@@ -282,11 +276,11 @@ def test_a_gguf_transformer_runs_quantized_and_says_so(tmp_path: Path, name: str
 def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
     tmp_path: Path, name: str, gguf: bool
 ) -> None:
-    from engine_helpers import WAIT
+    from engine_helpers import WAIT, request
     from engine_helpers import Recorder as Events
 
     from engine import families
-    from engine.api import Finished, GenerationRequest, Started, Step
+    from engine.api import Finished, Started, Step
     from engine.worker import Engine
 
     case = CASES[name]
@@ -297,22 +291,22 @@ def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
         model_file = files.transformer
     defaults = families.profile(case.family).variant(case.variant)
     steps = min(defaults.steps, 3)
-    engine = Engine(_manager(files.config_root))
+    engine = Engine(cpu_manager(files.config_root))
     events = Events()
     engine.add_listener(events)
     try:
-        request = GenerationRequest(
-            prompt="a red circle",
-            negative_prompt="blurry",
-            steps=steps,
-            guidance_scale=defaults.guidance_scale,
-            seed=7,
-            width=64,
-            height=64,
-            scheduler=defaults.scheduler.value,
-            model=str(model_file),
+        job = engine.submit(
+            request(
+                model=str(model_file),
+                negative_prompt="blurry",
+                steps=steps,
+                guidance_scale=defaults.guidance_scale,
+                seed=7,
+                width=64,
+                height=64,
+                scheduler=defaults.scheduler.value,
+            )
         )
-        job = engine.submit(request)
         ended = engine.wait(job, WAIT)
     finally:
         engine.shutdown(10)
@@ -322,3 +316,16 @@ def test_a_single_file_runs_through_the_engine_with_a_preview_every_step(
     assert (started.family, started.variant) == (case.family.value, case.variant)
     assert [s.step for s in events.of(job, Step)] == list(range(1, steps + 1))
     assert ended.images[0].size == (64, 64) and np.asarray(ended.images[0]).std() > 0
+
+
+def test_an_encoder_of_another_vocabulary_is_refused_in_a_sentence(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    files, _ = CASES["flux1-dev"].write(tmp_path)
+    t5 = files.text_encoders["t5xxl"]
+    state = load_file(t5)
+    rows, width = state["shared.weight"].shape
+    state["shared.weight"] = torch.zeros(rows * 2, width)  # twice the vocabulary
+    save_file(state, t5)
+    message = load_error(cpu_manager(files.config_root), files.transformer)
+    assert message.startswith(f"{t5.name} does not fit this model's text encoder 2: size mismatch")
