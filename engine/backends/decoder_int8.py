@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from engine.api import JobCancelled
+from engine.backends import int8
 
 # Calibration runs the float32 graph: tiles of at most this many latent pixels a side
 # (256 px of picture) keep it to seconds; a convolution's activation range does not
@@ -143,14 +142,7 @@ def quantize_decoder(ov_folder: Path) -> Path:
     model.reshape({name: list(samples[0]["z"].shape)})
     quantized = quantize_model(model, samples)
     quantized.reshape({name: [-1, samples[0]["z"].shape[1], -1, -1]})  # every size again
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=target.stem + ".part-", dir=target.parent))
-    try:
-        ov.save_model(quantized, str(work / target.name), compress_to_fp16=False)
-        os.replace(work / target.with_suffix(".bin").name, target.with_suffix(".bin"))
-        os.replace(work / target.name, target)  # the .xml last: it marks the pair ready
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    int8.save_atomically(quantized, target)
     return target
 
 

@@ -242,13 +242,20 @@ def quantize_unet(ov_folder: Path, size: str) -> Path:
     target = unet_xml(ov_folder, size)
     samples = load_calibration(calibration_file(ov_folder, size))
     model = ov.Core().read_model(str(ov_folder / "unet.xml"))
-    quantized = quantize_model(model, samples)
+    save_atomically(quantize_model(model, samples), target)
+    return target
+
+
+def save_atomically(model: Any, target: Path) -> None:
+    """Write an OpenVINO model as <target>.xml/.bin, in a temporary folder moved into
+    place: never half-written."""
+    import openvino as ov  # type: ignore[import-untyped]
+
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=target.stem + ".part-", dir=target.parent))
     try:
-        ov.save_model(quantized, str(work / target.name), compress_to_fp16=False)
+        ov.save_model(model, str(work / target.name), compress_to_fp16=False)
         os.replace(work / target.with_suffix(".bin").name, target.with_suffix(".bin"))
         os.replace(work / target.name, target)  # the .xml last: it marks the pair ready
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return target
