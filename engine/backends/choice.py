@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine import deep_cache, guidance_cutoff
+from engine import deep_cache, guidance_cutoff, memory
 from engine.api import EngineError, ErrorKind, GenerationRequest, JobCancelled
 from engine.backends import (
     BACKEND_NAMES,
@@ -260,15 +260,26 @@ class Accelerator:
                 f"quantizing the UNet to int8 for {size} (once per model and size; minutes)",
                 0.96,
             )
+            # The bfloat16 graph's compiled buffers go while another process quantizes
+            # (the check below compiles it again, from OpenVINO's cache).
+            ov_model.unet_part.release()
+            memory.free_memory()
             try:
-                int8.quantize_unet(folder, size)
+                int8.quantize_unet_apart(folder, size, should_cancel)
+            except int8.NotEnoughMemory as exc:  # nothing written: a later job tries again
+                return bfloat16(str(exc))
             except (MemoryError, JobCancelled):
                 raise
             except Exception as exc:  # an nncf failure: note it, run bfloat16
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                why = (
+                    first
+                    if isinstance(exc, int8.QuantizeFailed)
+                    else f"{type(exc).__name__}: {first}"
+                )
                 with contextlib.suppress(OSError):
-                    failed.write_text(f"{type(exc).__name__}: {first}")
-                return bfloat16(int8.FAILED.format(why=f"{type(exc).__name__}: {first}"))
+                    failed.write_text(why)
+                return bfloat16(int8.FAILED.format(why=why))
             if should_cancel():
                 raise JobCancelled()
         if int8.is_ready(xml):

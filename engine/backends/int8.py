@@ -25,21 +25,29 @@ when it quantizes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.api import JobCancelled
+
 CALIBRATION_SAMPLES = 12  # UNet calls kept for calibration, spread over the run
 VALIDATION_SAMPLES = 3  # held-out calls the int8 graph is checked on
 MIN_SAMPLES = 2
+RECIPE = 3  # what quantize_model does; part of the int8 files' names
 QUALITY_BAR = 0.999  # correlation of int8 UNet outputs with bfloat16's that "auto" needs
 # Convolutions int8 loses the picture at (see the module's docstring), by node name in
 # the graph openvino's converter writes (the torch module's path); {last} is the index of
@@ -56,6 +64,16 @@ CALIBRATING = (
     "checks it against bfloat16 and runs it (auto: only where it keeps the picture)."
 )
 FAILED = "int8 quantization failed here ({why}); the bfloat16 OpenVINO graph ran."
+# Peak memory of the quantizing process per byte of the UNet's weights file: nncf holds
+# the graph several times over while it collects statistics (SD 1.5 at 512 px, a 1.72 GB
+# unet.bin: 12.0 GB peak RSS), with a margin.
+MEMORY_PER_WEIGHT_BYTE = 7.5
+NOT_ENOUGH_MEMORY = (
+    "int8 at {size} waits for memory: quantizing this UNet once takes about {need:.0f} GB "
+    "and {free:.1f} GB is free now, so the bfloat16 OpenVINO graph ran; a later job at this "
+    "size tries again (close other programs, or choose --backend openvino to stop trying)."
+)
+KILLED = "the quantizing process was stopped by signal {signal} (out of memory?)"
 KEPT_OUT = (
     "int8 was checked and left out at {size}: its UNet outputs correlated {correlation:.5f} "
     "with the bfloat16 graph's (the bar is {bar}), so the bfloat16 OpenVINO graph runs at "
@@ -80,8 +98,22 @@ def size_name(width: int, height: int) -> str:
     return f"{width}x{height}"
 
 
+def _stem(size: str) -> str:
+    return f"unet-{size}-r{RECIPE}"  # files of an earlier recipe are not read
+
+
 def unet_xml(ov_folder: Path, size: str) -> Path:
-    return _folder(ov_folder) / f"unet-{size}.xml"
+    return _folder(ov_folder) / f"{_stem(size)}.xml"
+
+
+def remove_earlier_recipes(ov_folder: Path, size: str) -> None:
+    """Delete the int8 files an earlier recipe left at this size (a gigabyte each)."""
+    current, earlier = _stem(size), re.compile(rf"unet-{re.escape(size)}(-r\d+)?")
+    for path in _folder(ov_folder).glob(f"unet-{size}*"):
+        stem = path.name.split(".")[0]
+        if earlier.fullmatch(stem) and stem != current:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def calibration_file(ov_folder: Path, size: str) -> Path:
@@ -89,11 +121,11 @@ def calibration_file(ov_folder: Path, size: str) -> Path:
 
 
 def failure_note(ov_folder: Path, size: str) -> Path:
-    return _folder(ov_folder) / f"unet-{size}.failed"
+    return _folder(ov_folder) / f"{_stem(size)}.failed"
 
 
 def quality_file(ov_folder: Path, size: str) -> Path:
-    return _folder(ov_folder) / f"unet-{size}.json"
+    return _folder(ov_folder) / f"{_stem(size)}.json"
 
 
 def read_quality(ov_folder: Path, size: str) -> float | None:
@@ -240,10 +272,90 @@ def quantize_unet(ov_folder: Path, size: str) -> Path:
     import openvino as ov  # type: ignore[import-untyped]
 
     target = unet_xml(ov_folder, size)
+    remove_earlier_recipes(ov_folder, size)
     samples = load_calibration(calibration_file(ov_folder, size))
     model = ov.Core().read_model(str(ov_folder / "unet.xml"))
     save_atomically(quantize_model(model, samples), target)
     return target
+
+
+def memory_needed(ov_folder: Path) -> int:
+    """Bytes the quantizing process is expected to need at its peak."""
+    weights = ov_folder / "unet.bin"
+    return int(MEMORY_PER_WEIGHT_BYTE * weights.stat().st_size) if weights.is_file() else 0
+
+
+def free_memory() -> int:
+    """Bytes the system can give a new process now (psutil's "available")."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+class NotEnoughMemory(RuntimeError):
+    """Too little free memory to quantize now; nothing was written, a later job retries."""
+
+
+class QuantizeFailed(RuntimeError):
+    """The quantizing process failed; the message is its own account of why."""
+
+
+_children: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _stop_children() -> None:  # an application closed mid-quantization leaves none behind
+    for child in list(_children):
+        with contextlib.suppress(OSError):
+            child.kill()
+
+
+def _command(ov_folder: Path, size: str) -> list[str]:
+    return [sys.executable, "-m", "engine.backends.int8", str(ov_folder), size]
+
+
+def quantize_unet_apart(
+    ov_folder: Path, size: str, should_cancel: Callable[[], bool], poll: float = 0.25
+) -> Path:
+    """quantize_unet in a process of its own: nncf's peak memory (see
+    MEMORY_PER_WEIGHT_BYTE) is given back to the system when it ends, running out of
+    memory kills that process rather than the application, and a cancelled job stops it
+    at once. Raises NotEnoughMemory before starting where too little is free, JobCancelled
+    when cancelled, QuantizeFailed with the child's last words when it fails."""
+    need, free = memory_needed(ov_folder), free_memory()
+    if need > free:
+        raise NotEnoughMemory(NOT_ENOUGH_MEMORY.format(size=size, need=need / 1e9, free=free / 1e9))
+    if getattr(sys, "frozen", False):  # a bundled executable cannot run -m: stay in-process
+        return quantize_unet(ov_folder, size)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            _command(ov_folder, size),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        _children.add(child)
+        try:
+            while child.poll() is None:
+                if should_cancel():
+                    child.kill()
+                    child.wait()
+                    raise JobCancelled()
+                time.sleep(poll)
+        finally:
+            _children.discard(child)
+        if child.returncode == 0 and is_ready(unet_xml(ov_folder, size)):
+            return unet_xml(ov_folder, size)
+        if child.returncode < 0:
+            raise QuantizeFailed(KILLED.format(signal=-child.returncode))
+        log.seek(0)
+        lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines()]
+        last = next((ln for ln in reversed(lines) if ln), f"exit status {child.returncode}")
+        raise QuantizeFailed(last[:300])
 
 
 def save_atomically(model: Any, target: Path) -> None:
@@ -259,3 +371,22 @@ def save_atomically(model: Any, target: Path) -> None:
         os.replace(work / target.name, target)  # the .xml last: it marks the pair ready
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _main(argv: list[str]) -> int:
+    """python -m engine.backends.int8 <ov folder> <WxH>: quantize_unet, for
+    quantize_unet_apart. A failure's last line on stderr says why."""
+    if len(argv) != 2:
+        print("usage: python -m engine.backends.int8 <openvino folder> <WxH>", file=sys.stderr)
+        return 2
+    try:
+        quantize_unet(Path(argv[0]), argv[1])
+    except Exception as exc:  # the parent reads the last line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

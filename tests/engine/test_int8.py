@@ -7,6 +7,7 @@ half-done."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def test_the_second_job_at_a_size_runs_an_int8_unet_calibrated_on_the_first(make
     stages = [e.stage for e in events.of(second.job_id, ModelLoading)]
     assert any(stage.startswith("quantizing the UNet to int8 for 64x64") for stage in stages)
     assert any(stage.startswith("checking the int8 UNet against bfloat16") for stage in stages)
-    assert int8.is_ready(folders[0] / "unet-64x64.xml")
+    assert int8.is_ready(folders[0] / f"unet-64x64-r{int8.RECIPE}.xml")
     quality = int8.read_quality(folders[0].parent, "64x64")
     assert quality is not None and 0.9 < quality <= 1.0
     # Chosen int8 runs whatever the check said, and says so when it is below the bar.
@@ -155,26 +156,91 @@ def test_a_cancelled_first_job_keeps_no_calibration(make_engine, tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_quantization_runs_bfloat16_and_is_not_retried(make_engine, tmp_path, monkeypatch):
-    tries: list[int] = []
-
-    def broken(_model, _samples):
-        tries.append(1)
-        raise RuntimeError("unsupported pattern for quantization")
-
-    monkeypatch.setattr(int8, "quantize_model", broken)
     engine, events = make_engine("openvino-int8")
     job = request(model=TINY, steps=3, width=64, height=64)
     engine.generate(job, WAIT)  # calibrates
+    calibration = next((tmp_path / "openvino").glob("*/int8-2/calibration-64x64.npz"))
+    calibration.write_bytes(b"not an npz file")  # the quantizing process fails reading it
+    starts: list[int] = []
+    real_popen = int8.subprocess.Popen
+    monkeypatch.setattr(
+        int8.subprocess, "Popen", lambda *a, **k: starts.append(1) or real_popen(*a, **k)
+    )
     failed = engine.generate(job, WAIT)
     assert isinstance(failed, Finished), failed
-    assert failed.warnings == (
-        int8.FAILED.format(why="RuntimeError: unsupported pattern for quantization"),
-    )
+    (warning,) = failed.warnings
+    assert warning.startswith("int8 quantization failed here (ValueError: ")
     assert events.of(failed.job_id, Started)[0].device.endswith(", OpenVINO")
     again = engine.generate(job, WAIT)
     assert isinstance(again, Finished) and again.warnings == failed.warnings
-    assert tries == [1]
-    assert not list((tmp_path / "openvino").glob("*/int8-2/unet-64x64.xml"))
+    assert starts == [1]
+    assert not list((tmp_path / "openvino").glob("*/int8-2/unet-64x64*.xml"))
+
+
+@pytest.mark.slow
+def test_too_little_free_memory_defers_int8_without_writing_anything(
+    make_engine, tmp_path, monkeypatch
+):
+    engine, events = make_engine("openvino-int8")
+    job = request(model=TINY, steps=3, width=64, height=64)
+    engine.generate(job, WAIT)  # calibrates
+    monkeypatch.setattr(int8, "free_memory", lambda: 10**6)
+    deferred = engine.generate(job, WAIT)
+    assert isinstance(deferred, Finished), deferred
+    (warning,) = deferred.warnings
+    assert warning.startswith("int8 at 64x64 waits for memory") and "0.0 GB is free" in warning
+    assert events.of(deferred.job_id, Started)[0].device.endswith(", OpenVINO")
+    folder = next((tmp_path / "openvino").glob("*/int8-2"))
+    assert [p.name for p in folder.iterdir()] == ["calibration-64x64.npz"]  # no failure note
+    monkeypatch.setattr(int8, "free_memory", lambda: 10**13)
+    later = engine.generate(job, WAIT)
+    assert events.of(later.job_id, Started)[0].device.endswith(", OpenVINO int8")
+
+
+@pytest.mark.slow
+def test_cancelling_while_it_quantizes_stops_the_quantizing_process(make_engine, tmp_path):
+    engine, events = make_engine("openvino-int8")
+    job = request(model=TINY, steps=3, width=64, height=64)
+    engine.generate(job, WAIT)  # calibrates
+
+    def cancel_when_quantizing(event):
+        if isinstance(event, ModelLoading) and "quantizing" in event.stage:
+            engine.cancel(event.job_id)
+
+    engine.add_listener(cancel_when_quantizing)
+    result = engine.generate(job, WAIT)
+    assert isinstance(result, Cancelled), result
+    assert not int8._children
+    folder = next((tmp_path / "openvino").glob("*/int8-2"))
+    assert [p.name for p in folder.iterdir()] == ["calibration-64x64.npz"]
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal 9 (out of memory?)"),
+        (
+            "import sys; print('noise'); "
+            "print('ValueError: no MatMul', file=sys.stderr); sys.exit(1)",
+            "ValueError: no MatMul",
+        ),
+    ],
+    ids=["killed", "failed"],
+)
+def test_the_quantizing_process_says_why_it_stopped(tmp_path, monkeypatch, script, said):
+    monkeypatch.setattr(int8, "_command", lambda *_: [sys.executable, "-c", script])
+    with pytest.raises(int8.QuantizeFailed) as failure:
+        int8.quantize_unet_apart(tmp_path, "64x64", lambda: False, poll=0.01)
+    assert said in str(failure.value)
+    assert not int8._children
+
+
+def test_quantizing_needs_memory_in_proportion_to_the_unet(tmp_path, monkeypatch):
+    (tmp_path / "unet.bin").write_bytes(bytes(1000))
+    assert int8.memory_needed(tmp_path) == int(int8.MEMORY_PER_WEIGHT_BYTE * 1000)
+    monkeypatch.setattr(int8, "free_memory", lambda: 100)
+    with pytest.raises(int8.NotEnoughMemory, match="waits for memory"):
+        int8.quantize_unet_apart(tmp_path, "64x64", lambda: False)
 
 
 @pytest.mark.slow
@@ -205,3 +271,14 @@ def test_auto_runs_int8_only_where_its_check_held(make_engine, tmp_path, monkeyp
         assert events.of(third.job_id, Started)[0].device.endswith(", OpenVINO")
         assert not third.warnings  # said once
         assert np.array_equal(np.asarray(third.images[0]), np.asarray(second.images[0]))
+
+
+def test_a_new_recipe_removes_the_int8_files_an_earlier_one_left(tmp_path: Path):
+    folder = tmp_path / "int8-2"
+    folder.mkdir()
+    old = ["unet-64x64.xml", "unet-64x64.bin", "unet-64x64.json", "unet-64x64-r2.failed"]
+    kept = [f"unet-64x64-r{int8.RECIPE}.json", "unet-64x640.xml", "calibration-64x64.npz"]
+    for name in old + kept:
+        (folder / name).write_text("x")
+    int8.remove_earlier_recipes(tmp_path, "64x64")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(kept)
