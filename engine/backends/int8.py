@@ -2,15 +2,17 @@
 UNet inputs from the engine's own first run at a size, kept only where its outputs stay
 close to the bfloat16 graph's.
 
-What is quantized: the convolutions, activations included, with ranges measured on the
-calibration inputs; the convolutions are where the CPU's int8 dot products (VNNI) beat
-bfloat16. What stays bfloat16, because int8 lost the picture there (measured per group
-of layers on SD 1.5's architecture at 512 px, UNet outputs against float32's: every
-convolution int8 0.988; these kept bfloat16 0.9994, the bfloat16 graph 0.9997; their
-activation ranges were what int8 could not hold): conv_in (the latent itself) and
-conv_out, the first down block and the last up block (the full-resolution level), the
-residual shortcuts (their inputs carry the skip connections' wide range), attention,
-and the matrix products' activations (their weights are int8, decompressed on the fly).
+What is quantized: the convolutions and the feed-forward's first matrix product
+(INT8_MATMULS), activations included, with ranges measured on the calibration inputs;
+that is where the CPU's int8 dot products (VNNI) beat bfloat16. What stays bfloat16,
+because int8 lost the picture there (measured per group of layers on SD 1.5's
+architecture at 512 px, UNet outputs against float32's: every convolution int8 0.988;
+these kept bfloat16 0.9994, the bfloat16 graph 0.9997; their activation ranges were
+what int8 could not hold): conv_in (the latent itself) and conv_out, the first down
+block and the last up block (the full-resolution level: int8 there cost 0.0006-0.0009
+of correlation for 5-6% of speed), the residual shortcuts (their inputs carry the skip
+connections' wide range), attention, and the other matrix products' activations (their
+weights are int8, decompressed on the fly).
 
 How a size gets its int8 UNet: the first job at that size runs the bfloat16 graph and
 keeps its UNet inputs (<ov folder>/int8-2/calibration-WxH.npz), an even spread for
@@ -58,6 +60,12 @@ KEEP_BFLOAT16 = (
     r"__module\.unet\.up_blocks\.{last}\.",
     r"conv_shortcut/",
 )
+# Matrix products that run int8 with their activations: the feed-forward's first
+# projection (GEGLU, 4/9 of a transformer block's matrix work). The other products keep
+# int8 weights only: their activations in int8 gained nothing measurable (attention's
+# value/output projections, the feed-forward's second one) or cost UNet correlation with
+# float32 below 0.999 (all of them: 0.9989, SD 1.5 at 512 px on bench/cpu_speed.py's input).
+INT8_MATMULS = r"\.ff\.net\.0\.proj/"
 CALIBRATING = (
     "int8: this first job at {size} ran in bfloat16 and kept its UNet inputs; the next "
     "job at this size quantizes the UNet to int8 with them (once; it takes minutes), "
@@ -212,25 +220,46 @@ def kept_bfloat16(model: Any) -> list[str]:
     ]
 
 
+def int8_matmuls(model: Any) -> list[str]:
+    """The matrix products that run int8 with their activations (INT8_MATMULS)."""
+    pattern = re.compile(INT8_MATMULS)
+    return [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "MatMul" and pattern.search(op.get_friendly_name())
+    ]
+
+
 def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
     """nncf's quantization of an OpenVINO UNet (see the module's docstring)."""
     import nncf  # type: ignore[import-untyped]
 
-    # The matrix products' weights int8 first (weight-only: their activations stay
-    # bfloat16); without it quantizing SD 1.5 at 512 px took over 12 GB and was killed.
+    with_activations = int8_matmuls(model)
+    matmuls = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]
+    # The other matrix products' weights int8 first (weight-only: their activations stay
+    # bfloat16); quantizing them all with activations took 16.5 GB at 512 px and lost
+    # more than it gained (see INT8_MATMULS).
     compressed = nncf.compress_weights(
         model,
         mode=nncf.CompressWeightsMode.INT8_ASYM,
-        ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False),
+        ignored_scope=nncf.IgnoredScope(
+            types=["Convolution"], names=with_activations, validate=False
+        ),
     )
+    smooth_quant = nncf.quantization.advanced_parameters.AdvancedSmoothQuantParameters
     return nncf.quantize(
         compressed,
         nncf.Dataset(samples),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(
+            smooth_quant_alphas=smooth_quant(
+                matmul=-1
+            )  # off: as measured; it gained nothing before
+        ),
         ignored_scope=nncf.IgnoredScope(
-            names=kept_bfloat16(model),
-            types=["MatMul", "ScaledDotProductAttention"],
+            names=kept_bfloat16(model) + [n for n in matmuls if n not in with_activations],
+            types=["ScaledDotProductAttention"],
             validate=False,
         ),
     )

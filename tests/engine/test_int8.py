@@ -60,6 +60,27 @@ def test_the_sensitive_convolutions_stay_bfloat16_by_their_place_in_the_unet():
     assert sorted(kept) == sorted(names[i] for i in (0, 1, 3, 5, 6))
 
 
+def test_only_the_feed_forward_projection_runs_int8_with_its_activations():
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    block = "__module.unet.down_blocks.1.attentions.0.transformer_blocks.0"
+    names = [
+        f"{block}.attn1.to_q/aten::linear/MatMul",
+        f"{block}.attn2.to_v/aten::linear/MatMul",
+        f"{block}.ff.net.0.proj/aten::linear/MatMul",
+        f"{block}.ff.net.2/aten::linear/MatMul",
+    ]
+    x = ov.opset13.parameter([1, 4], ov.Type.f32, name="sample")
+    node = x
+    for name in names:
+        node = ov.opset13.matmul(
+            node, ov.opset13.constant(np.ones((4, 4), np.float32)), False, True
+        )
+        node.set_friendly_name(name)
+    assert int8.int8_matmuls(ov.Model([node], [x])) == [names[2]]
+
+
 def test_a_run_with_too_few_unet_calls_keeps_no_calibration(tmp_path: Path):
     recorder = int8.Recorder(tmp_path / "calibration-64x64.npz")
     recorder.add({"sample": np.zeros((2, 4, 8, 8), np.float32)})
