@@ -74,7 +74,7 @@ CALIBRATING = (
 FAILED = "int8 quantization failed here ({why}); the bfloat16 OpenVINO graph ran."
 # Peak memory of the quantizing process per byte of the UNet's weights file: nncf holds
 # the graph several times over while it collects statistics (SD 1.5 at 512 px, a 1.72 GB
-# unet.bin: 12.0 GB peak RSS), with a margin.
+# unet.bin: 12.1 GB peak RSS, see one_picture_each), with a margin.
 MEMORY_PER_WEIGHT_BYTE = 7.5
 NOT_ENOUGH_MEMORY = (
     "int8 at {size} waits for memory: quantizing this UNet once takes about {need:.0f} GB "
@@ -206,6 +206,16 @@ def load_calibration(path: Path, held_out: bool = False) -> list[dict[str, np.nd
     return [samples[i] for i in sorted(samples)]
 
 
+def one_picture_each(samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The calls split into batch-1 calls: nncf quantizing SD 1.5 at 512 px peaked at
+    18.8 GB with guided (batch 2) calls and at 12.1 GB with their halves."""
+    return [
+        {name: value[i : i + 1] for name, value in sample.items()}
+        for sample in samples
+        for i in range(len(next(iter(sample.values()))))
+    ]
+
+
 def kept_bfloat16(model: Any) -> list[str]:
     """The names of the convolutions that stay bfloat16 (KEEP_BFLOAT16) in this graph."""
     names = [op.get_friendly_name() for op in model.get_ops()]
@@ -230,11 +240,20 @@ def int8_matmuls(model: Any) -> list[str]:
     ]
 
 
-def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
-    """nncf's quantization of an OpenVINO UNet (see the module's docstring)."""
+def quantize_model(
+    model: Any,
+    samples: list[dict[str, np.ndarray]],
+    kept: list[str] | None = None,
+    with_activations: list[str] | None = None,
+) -> Any:
+    """nncf's quantization of an OpenVINO UNet (see the module's docstring): the
+    convolutions not in kept (default kept_bfloat16) and the matrix products in
+    with_activations (default int8_matmuls) int8 with their activations, the other
+    matrix products' weights int8. bench/int8_variants.py passes other choices."""
     import nncf  # type: ignore[import-untyped]
 
-    with_activations = int8_matmuls(model)
+    kept = kept_bfloat16(model) if kept is None else kept
+    active = int8_matmuls(model) if with_activations is None else with_activations
     matmuls = [op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MatMul"]
     # The other matrix products' weights int8 first (weight-only: their activations stay
     # bfloat16); quantizing them all with activations took 16.5 GB at 512 px and lost
@@ -242,10 +261,9 @@ def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
     compressed = nncf.compress_weights(
         model,
         mode=nncf.CompressWeightsMode.INT8_ASYM,
-        ignored_scope=nncf.IgnoredScope(
-            types=["Convolution"], names=with_activations, validate=False
-        ),
+        ignored_scope=nncf.IgnoredScope(types=["Convolution"], names=active, validate=False),
     )
+    # SmoothQuant off: the recipe as measured (it gained nothing in earlier trials).
     smooth_quant = nncf.quantization.advanced_parameters.AdvancedSmoothQuantParameters
     return nncf.quantize(
         compressed,
@@ -253,12 +271,10 @@ def quantize_model(model: Any, samples: list[dict[str, np.ndarray]]) -> Any:
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
         advanced_parameters=nncf.AdvancedQuantizationParameters(
-            smooth_quant_alphas=smooth_quant(
-                matmul=-1
-            )  # off: as measured; it gained nothing before
+            smooth_quant_alphas=smooth_quant(matmul=-1)
         ),
         ignored_scope=nncf.IgnoredScope(
-            names=kept_bfloat16(model) + [n for n in matmuls if n not in with_activations],
+            names=kept + [n for n in matmuls if n not in active],
             types=["ScaledDotProductAttention"],
             validate=False,
         ),
@@ -302,7 +318,7 @@ def quantize_unet(ov_folder: Path, size: str) -> Path:
 
     target = unet_xml(ov_folder, size)
     remove_earlier_recipes(ov_folder, size)
-    samples = load_calibration(calibration_file(ov_folder, size))
+    samples = one_picture_each(load_calibration(calibration_file(ov_folder, size)))
     model = ov.Core().read_model(str(ov_folder / "unet.xml"))
     save_atomically(quantize_model(model, samples), target)
     return target

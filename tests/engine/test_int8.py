@@ -303,3 +303,10 @@ def test_a_new_recipe_removes_the_int8_files_an_earlier_one_left(tmp_path: Path)
         (folder / name).write_text("x")
     int8.remove_earlier_recipes(tmp_path, "64x64")
     assert sorted(p.name for p in folder.iterdir()) == sorted(kept)
+
+
+def test_calibration_calls_are_split_into_one_picture_each():
+    call = {"sample": np.arange(4.0).reshape(2, 2), "timestep": np.array([5.0, 5.0])}
+    halves = int8.one_picture_each([call])
+    assert [h["sample"].tolist() for h in halves] == [[[0.0, 1.0]], [[2.0, 3.0]]]
+    assert [h["timestep"].shape for h in halves] == [(1,), (1,)]
