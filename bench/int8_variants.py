@@ -185,17 +185,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         recipe = openvino_backend.CompiledPart(core, recipe_xml, config, streams=2)
     held = int8.load_calibration(int8.calibration_file(folder, size), held_out=True)
     versus_bf16 = int8.correlation([part(s) for s in held], [bf16(s) for s in held])
-    versus_float32 = {}
-    with np.load(folder / "int8-variants-reference.npz") as ref:
-        for case in ("real_prompt", "random_hidden"):
-            inputs = {
-                "sample": ref["sample"],
-                "timestep": np.full(2, 500.0, np.float32),
-                "encoder_hidden_states": ref[f"{case}__hidden"],
-            }
-            versus_float32[case] = round(
-                int8.correlation([part(inputs)], [ref[f"{case}__float32"]]), 6
-            )
+    versus_float32 = _versus_float32(part, folder)
     call = held[0]
     paths = {"variant": part, "bfloat16": bf16, **({"recipe": recipe} if recipe else {})}
     times: dict[str, list[float]] = {name: [] for name in paths}
@@ -264,6 +254,13 @@ def _bf16_reference(folder: Path) -> dict[str, float]:
 
     config = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
     part = openvino_backend.CompiledPart(ov.Core(), folder / "unet.xml", config, streams=2)
+    found = _versus_float32(part, folder)
+    part.release()
+    return found
+
+
+def _versus_float32(part: Any, folder: Path) -> dict[str, float]:
+    """Correlation of a graph's outputs with float32's on prepare()'s inputs."""
     found = {}
     with np.load(folder / "int8-variants-reference.npz") as ref:
         for case in ("real_prompt", "random_hidden"):
@@ -273,7 +270,6 @@ def _bf16_reference(folder: Path) -> dict[str, float]:
                 "encoder_hidden_states": ref[f"{case}__hidden"],
             }
             found[case] = round(int8.correlation([part(inputs)], [ref[f"{case}__float32"]]), 6)
-    part.release()
     return found
 
 
