@@ -379,7 +379,7 @@ def quantize_unet_apart(
         child = subprocess.Popen(
             _command(ov_folder, size),
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=subprocess.DEVNULL,  # nncf's progress; a failure's reason is on stderr
             stderr=log,
             env=env,
         )
