@@ -9,20 +9,22 @@ because int8 lost the picture there (measured per group of layers on SD 1.5's
 architecture at 512 px, UNet outputs against float32's: every convolution int8 0.988;
 these kept bfloat16 0.9994, the bfloat16 graph 0.9997; their activation ranges were
 what int8 could not hold): conv_in (the latent itself) and conv_out, the first down
-block and the last up block (the full-resolution level: int8 there cost 0.0006-0.0009
-of correlation for 5-6% of speed), the residual shortcuts (their inputs carry the skip
+block and the last up block (the full-resolution level: int8 there took the correlation
+with float32 to 0.9986 for 2-6% of speed; bench/int8_variants.py), the residual
+shortcuts (their inputs carry the skip
 connections' wide range), attention, and the other matrix products' activations (their
 weights are int8, decompressed on the fly).
 
 How a size gets its int8 UNet: the first job at that size runs the bfloat16 graph and
 keeps its UNet inputs (<ov folder>/int8-2/calibration-WxH.npz), an even spread for
 calibration and a few held-out calls for the check; the next job at that size quantizes
-once (a loading stage) into <ov folder>/int8-2/unet-WxH.xml, compares the int8 graph's
-outputs with the bfloat16 graph's on the held-out calls and writes the result beside it
-(unet-WxH.json). "auto" runs int8 only where that correlation is above QUALITY_BAR;
+once (a loading stage, in a process of its own: quantize_unet_apart) into
+<ov folder>/int8-2/unet-WxH-rN.xml (N: RECIPE), compares the int8 graph's outputs with
+the bfloat16 graph's on the held-out calls and writes the result beside it
+(unet-WxH-rN.json). "auto" runs int8 only where that correlation is above QUALITY_BAR;
 "openvino-int8" runs it regardless. A quantization that fails leaves a note beside it and
-the bfloat16 graph runs. nncf is part of the openvino extra; this module imports it only
-when it quantizes.
+the bfloat16 graph runs; too little free memory defers it to a later job. nncf is part
+of the openvino extra; this module imports it only when it quantizes.
 """
 
 from __future__ import annotations
