@@ -26,6 +26,7 @@ from server.security import TokenCheck
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent.parent
+LONG = 1000  # steps: a job still running when the test acts on it (ended early by it)
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +96,28 @@ def test_forty_jobs_from_four_clients_all_finish_with_previews_and_one_ending(cl
 def test_cancel_reaches_the_replica_for_running_and_queued_jobs(clients):
     client = clients[0]
     events = events_of(client)
-    running = client.submit(request(steps=400, width=64, height=64))
-    queued = client.submit(request(steps=400, width=64, height=64))
+    # Long jobs: with two replicas the second runs at once too, and a 400-step 64 px job
+    # finished in under 2 s here, sometimes before the cancel reached it.
+    running = client.submit(request(steps=LONG, width=128, height=128))
+    queued = client.submit(request(steps=LONG, width=128, height=128))
     deadline = time.monotonic() + WAIT
     while not any(isinstance(e, Step) and e.job_id == running for e in events):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert client.cancel(queued) and client.cancel(running)
+    for job in (queued, running):
+        ended = [e for e in events if e.job_id == job and not isinstance(e, Step | Started)]
+        assert client.cancel(job), ended
     for job in (running, queued):
         result = client.wait(job, WAIT)
         assert isinstance(result, Cancelled), result
-    assert client.wait(running, 0).step < 400
+    assert client.wait(running, 0).step < LONG
     assert isinstance(client.generate(request(steps=2), WAIT), Finished)
 
 
 def test_a_killed_replica_fails_its_job_clearly_and_the_deployment_recovers(clients):
     client = clients[0]
     events = events_of(client)
-    job = client.submit(request(steps=400, width=64, height=64))
+    job = client.submit(request(steps=LONG, width=128, height=128))
     deadline = time.monotonic() + WAIT
     while not any(isinstance(e, Step) and e.job_id == job for e in events):
         assert time.monotonic() < deadline
@@ -151,7 +156,10 @@ def test_continuing_from_a_step_runs_on_any_replica_with_the_steps_carried_along
     results = [client.wait(job, WAIT) for job in again]
     assert all(isinstance(r, Finished) for r in results), results
     for job, result in zip(again, results, strict=True):
-        assert [e.step for e in events if isinstance(e, Step) and e.job_id == job] == [3, 4]
+        # From step 3 on (the first two were carried); a client that falls behind may
+        # skip a stale preview (server/stream.py), never the last one.
+        steps = [e.step for e in events if isinstance(e, Step) and e.job_id == job]
+        assert steps[-1:] == [4] and set(steps) <= {3, 4}, steps
         assert result.request.resume == ResumeFrom(first.job_id, 2)
         assert result.images[0].tobytes() == results[0].images[0].tobytes()
     cancelled = client.submit(request(steps=4, seed=3, resume=ResumeFrom(again[0], 2)))
